@@ -1,0 +1,138 @@
+//! The `musicrec` program. Errors about the user's input (config, data, flags) exit with
+//! code 2, everything else with 1.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use musicrec_config::{Config, ConfigError};
+use musicrec_data::{DataError, Location};
+use musicrec_pipeline::{Artifacts, PipelineError, RunContext, Stage};
+use musicrec_synth::{GenerateOptions, Scale};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "musicrec", version, about = "Music recommendations: offline pipeline, evaluation and serving")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a deterministic synthetic data set in the Yandex Music layout.
+    Generate {
+        /// Size of the data set: tiny | small | medium | yandex.
+        #[arg(long, default_value = "small")]
+        scale: Scale,
+        /// Seed; the same seed gives the same bytes.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run pipeline stages (all of them by default) and print where the results are.
+    Run {
+        /// Input data directory; default: the embedded synthetic data set (config data.path).
+        #[arg(long)]
+        data: Option<String>,
+        /// Artifacts directory.
+        #[arg(long, default_value = "artifacts")]
+        artifacts: PathBuf,
+        /// YAML configuration file layered over the defaults (see `musicrec config`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Comma-separated stages to run, e.g. preprocess,matrices; default: every stage.
+        #[arg(long)]
+        stages: Option<String>,
+    },
+    /// Print the default configuration, every key documented.
+    Config,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(if is_user_error(&error) { 2 } else { 1 })
+        }
+    }
+}
+
+fn is_user_error(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<ConfigError>().is_some()
+            || cause.downcast_ref::<PipelineError>().is_some_and(PipelineError::is_user_error)
+            || cause.downcast_ref::<DataError>().is_some_and(DataError::is_user_error)
+    })
+}
+
+fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Config => {
+            print!("{}", musicrec_config::DEFAULT_YAML);
+            Ok(())
+        }
+        Command::Generate { scale, seed, out } => {
+            let summary = musicrec_synth::generate(&GenerateOptions { scale, seed }, &out)
+                .with_context(|| format!("generating the {scale} data set into {}", out.display()))?;
+            println!(
+                "wrote {} events of {} users over {} tracks to {}",
+                summary.events,
+                summary.users,
+                summary.tracks,
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Run { data, artifacts, config, stages } => run(data, artifacts, config, stages),
+    }
+}
+
+fn run(data: Option<String>, artifacts: PathBuf, config: Option<PathBuf>, stages: Option<String>) -> anyhow::Result<()> {
+    // Everything the user gave is checked before any work starts.
+    let config = Config::load(config.as_deref())?;
+    let stages = match stages {
+        Some(list) => Stage::parse_list(&list)?,
+        None => Stage::ALL.to_vec(),
+    };
+    let data = match data.or_else(|| config.data.path.clone()) {
+        Some(location) => Some(Location::parse(&location)?),
+        None => None,
+    };
+    let scale: Scale = config
+        .data
+        .default_scale
+        .parse()
+        .map_err(|e: musicrec_synth::SynthError| ConfigError::Invalid { key: "data.default_scale".into(), reason: e.to_string() })?;
+    rayon::ThreadPoolBuilder::new().num_threads(config.threads).build_global().context("starting worker threads")?;
+
+    let data = match data {
+        Some(location) => location,
+        None => musicrec_pipeline::embedded_data(&artifacts, scale, config.seed)?,
+    };
+    let ctx = RunContext::new(config, data, Artifacts::new(&artifacts));
+    let manifests = musicrec_pipeline::run_stages(&ctx, &stages)?;
+    println!("run {} on {}", ctx.run_id, ctx.data);
+    println!("{:<12} {:>9} {:>10}  outputs", "stage", "seconds", "peak MB");
+    for m in &manifests {
+        let outputs: Vec<&str> = m.outputs.iter().map(|o| o.file.as_str()).collect();
+        println!(
+            "{:<12} {:>9.2} {:>10}  {}",
+            m.stage,
+            m.duration_s,
+            m.peak_rss_bytes.map_or("-".into(), |b| (b >> 20).to_string()),
+            outputs.join(", ")
+        );
+    }
+    println!("results: {}", std::path::absolute(&artifacts).unwrap_or(artifacts).display());
+    Ok(())
+}

@@ -1,0 +1,454 @@
+//! Layered configuration: the documented defaults in `default.yaml`, then a YAML file, then
+//! environment variables `MUSICREC__SECTION__KEY`. The embedded `default.yaml` is both the
+//! documentation (`musicrec config` prints it) and the base layer, so the two cannot drift.
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// The documented default configuration, every key commented.
+pub const DEFAULT_YAML: &str = include_str!("default.yaml");
+
+/// Prefix of environment overrides: `MUSICREC__ALS__FACTORS=64` sets `als.factors`.
+pub const ENV_PREFIX: &str = "MUSICREC__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{origin}: not valid YAML: {message}")]
+    Parse { origin: String, message: String },
+    #[error("{origin}: unknown key `{key}` (`musicrec config` lists every key)")]
+    UnknownKey { origin: String, key: String },
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), reason: reason.into() }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub threads: usize,
+    pub seed: u64,
+    pub k: usize,
+    pub data: DataConfig,
+    pub preprocess: PreprocessConfig,
+    pub features: FeaturesConfig,
+    pub als: AlsConfig,
+    pub bpr: BprConfig,
+    pub item2item: Item2ItemConfig,
+    pub top_items: TopItemsConfig,
+    pub ranking: RankingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub path: Option<String>,
+    pub default_scale: String,
+    pub unknown_tracks: UnknownTracks,
+}
+
+/// What to do with events whose track is not in the catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownTracks {
+    Drop,
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreprocessConfig {
+    pub train_end: NaiveDate,
+    pub target_end: NaiveDate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturesConfig {
+    pub recent_days: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlsConfig {
+    pub factors: usize,
+    pub iterations: usize,
+    pub regularization: f32,
+    pub alpha: f32,
+    pub min_users_per_item: usize,
+    pub n_candidates: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BprConfig {
+    pub factors: usize,
+    pub iterations: usize,
+    pub learning_rate: f32,
+    pub regularization: f32,
+    pub min_users_per_item: usize,
+    pub n_candidates: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Distance {
+    Manhattan,
+    Euclidean,
+    Cosine,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Item2ItemConfig {
+    pub n_components: usize,
+    pub n_neighbors: usize,
+    pub metric: Distance,
+    pub min_users_per_item: usize,
+    pub n_candidates: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopItemsConfig {
+    pub top_n: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RankingConfig {
+    pub negatives_per_user: usize,
+    pub iterations: usize,
+    pub learning_rate: f32,
+    pub depth: usize,
+}
+
+/// Checks that `value` lies in `[lo, hi]`, naming the key when it does not.
+fn in_range<T: PartialOrd + std::fmt::Display>(key: &str, value: T, lo: T, hi: T) -> Result<(), ConfigError> {
+    if value >= lo && value <= hi {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("{value} is out of range; allowed {lo} ..= {hi}")))
+    }
+}
+
+fn positive_finite(key: &str, value: f32) -> Result<(), ConfigError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("{value} must be a finite number > 0")))
+    }
+}
+
+fn non_negative_finite(key: &str, value: f32) -> Result<(), ConfigError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("{value} must be a finite number >= 0")))
+    }
+}
+
+impl Config {
+    /// The built-in defaults (`default.yaml`).
+    pub fn defaults() -> Self {
+        Self::from_layers(None, std::iter::empty()).expect("the embedded default.yaml is a valid configuration")
+    }
+
+    /// Defaults, then `file`, then the process environment's `MUSICREC__*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_layers(file, std::env::vars())
+    }
+
+    /// Defaults, then `file`, then the `MUSICREC__*` entries of `env`; checked.
+    pub fn from_layers(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut tree = parse_yaml("default.yaml", DEFAULT_YAML)?;
+        if let Some(path) = file {
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: origin.clone(), source })?;
+            let layer = parse_yaml(&origin, &text)?;
+            match layer {
+                Value::Null => {}
+                Value::Object(_) => merge(&mut tree, layer, &origin, "")?,
+                _ => {
+                    return Err(ConfigError::Parse {
+                        origin,
+                        message: "the top level must be a mapping of keys to values".into(),
+                    });
+                }
+            }
+        }
+        let mut overrides: Vec<(String, String)> =
+            env.into_iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
+        overrides.sort();
+        for (name, raw) in overrides {
+            apply_env(&mut tree, &name, &raw)?;
+        }
+        let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let key = e.path().to_string();
+            invalid(&key, e.into_inner().to_string())
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks every value; the first bad one is returned with its key.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        in_range("threads", self.threads, 0, 1024)?;
+        in_range("k", self.k, 1, 1000)?;
+        if let Some(path) = &self.data.path {
+            if path.trim().is_empty() {
+                return Err(invalid("data.path", "must not be empty (use null for the embedded data set)"));
+            }
+        }
+        if self.preprocess.train_end >= self.preprocess.target_end {
+            return Err(invalid(
+                "preprocess.target_end",
+                format!(
+                    "{} must be after preprocess.train_end {}",
+                    self.preprocess.target_end, self.preprocess.train_end
+                ),
+            ));
+        }
+        let days = &self.features.recent_days;
+        if days.is_empty() {
+            return Err(invalid("features.recent_days", "must list at least one window"));
+        }
+        for (i, &d) in days.iter().enumerate() {
+            in_range(&format!("features.recent_days[{i}]"), d, 1, 3650)?;
+            if days[..i].contains(&d) {
+                return Err(invalid(&format!("features.recent_days[{i}]"), format!("window {d} is listed twice")));
+            }
+        }
+        let als = &self.als;
+        in_range("als.factors", als.factors, 1, 4096)?;
+        in_range("als.iterations", als.iterations, 1, 10_000)?;
+        non_negative_finite("als.regularization", als.regularization)?;
+        positive_finite("als.alpha", als.alpha)?;
+        in_range("als.n_candidates", als.n_candidates, 1, 10_000)?;
+        let bpr = &self.bpr;
+        in_range("bpr.factors", bpr.factors, 1, 4096)?;
+        in_range("bpr.iterations", bpr.iterations, 1, 10_000)?;
+        positive_finite("bpr.learning_rate", bpr.learning_rate)?;
+        non_negative_finite("bpr.regularization", bpr.regularization)?;
+        in_range("bpr.n_candidates", bpr.n_candidates, 1, 10_000)?;
+        let i2i = &self.item2item;
+        in_range("item2item.n_components", i2i.n_components, 1, 4096)?;
+        in_range("item2item.n_neighbors", i2i.n_neighbors, 1, 10_000)?;
+        in_range("item2item.n_candidates", i2i.n_candidates, 1, 10_000)?;
+        in_range("top_items.top_n", self.top_items.top_n, 1, 100_000)?;
+        let r = &self.ranking;
+        in_range("ranking.negatives_per_user", r.negatives_per_user, 1, 1000)?;
+        in_range("ranking.iterations", r.iterations, 1, 100_000)?;
+        positive_finite("ranking.learning_rate", r.learning_rate)?;
+        in_range("ranking.depth", r.depth, 1, 16)?;
+        Ok(())
+    }
+
+    /// A stable fingerprint of the whole configuration (hex, 16 chars).
+    pub fn fingerprint(&self) -> String {
+        fingerprint_of(self)
+    }
+}
+
+/// A stable fingerprint of any serializable value (e.g. one config section), hex, 16 chars.
+pub fn fingerprint_of<T: Serialize>(value: &T) -> String {
+    let json = serde_json::to_vec(value).expect("config values serialize to JSON");
+    let digest = Sha256::digest(&json);
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_yaml(origin: &str, text: &str) -> Result<Value, ConfigError> {
+    serde_saphyr::from_str::<Value>(text)
+        .map_err(|e| ConfigError::Parse { origin: origin.to_string(), message: e.to_string() })
+}
+
+fn join_key(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") }
+}
+
+/// Merges `layer` into `base`. Every key of the layer must exist in the base, which starts as
+/// the full default tree, so a misspelt key is an error naming it rather than silently ignored.
+fn merge(base: &mut Value, layer: Value, origin: &str, prefix: &str) -> Result<(), ConfigError> {
+    match (base, layer) {
+        (Value::Object(base_map), Value::Object(layer_map)) => {
+            for (key, value) in layer_map {
+                let full = join_key(prefix, &key);
+                let slot = base_map
+                    .get_mut(&key)
+                    .ok_or_else(|| ConfigError::UnknownKey { origin: origin.to_string(), key: full.clone() })?;
+                merge(slot, value, origin, &full)?;
+            }
+            Ok(())
+        }
+        (Value::Object(_), other) => Err(invalid(prefix, format!("in {origin}: expected a section of keys, found {other}"))),
+        (slot, value) => {
+            *slot = value;
+            Ok(())
+        }
+    }
+}
+
+fn apply_env(tree: &mut Value, name: &str, raw: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = name[ENV_PREFIX.len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();
+    // A value is read as YAML so that numbers, booleans, null and lists get their types;
+    // anything that is not valid YAML is taken as a plain string.
+    let value = serde_saphyr::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
+    let mut layer = value;
+    for key in path.iter().rev() {
+        let mut map = Map::new();
+        map.insert(key.clone(), layer);
+        layer = Value::Object(map);
+    }
+    merge(tree, layer, &format!("environment variable {name}"), "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn write_yaml(text: &str) -> tempfile_lite::TempYaml {
+        tempfile_lite::TempYaml::new(text)
+    }
+
+    /// A self-deleting YAML file, so this light crate needs no tempfile dependency.
+    mod tempfile_lite {
+        use std::path::PathBuf;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        pub struct TempYaml(pub PathBuf);
+        impl TempYaml {
+            pub fn new(text: &str) -> Self {
+                let n = N.fetch_add(1, Ordering::Relaxed);
+                let path = std::env::temp_dir().join(format!("musicrec-config-test-{}-{n}.yaml", std::process::id()));
+                std::fs::write(&path, text).unwrap();
+                Self(path)
+            }
+        }
+        impl Drop for TempYaml {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_hold_the_original_names_and_values() {
+        let c = Config::defaults();
+        assert_eq!(c.k, 10);
+        assert_eq!(c.preprocess.train_end, NaiveDate::from_ymd_opt(2022, 12, 16).unwrap());
+        assert_eq!(c.preprocess.target_end, NaiveDate::from_ymd_opt(2022, 12, 23).unwrap());
+        assert_eq!((c.als.factors, c.als.iterations, c.als.regularization, c.als.alpha), (200, 15, 0.05, 1.0));
+        assert_eq!((c.bpr.factors, c.bpr.iterations, c.bpr.learning_rate), (200, 50, 0.05));
+        assert_eq!(c.item2item.metric, Distance::Manhattan);
+        assert_eq!(c.item2item.n_components, 100);
+        assert_eq!(c.top_items.top_n, 100);
+        assert_eq!(c.ranking.negatives_per_user, 5);
+        assert_eq!(c.data.unknown_tracks, UnknownTracks::Drop);
+    }
+
+    #[test]
+    fn file_then_env_override_in_order() {
+        let file = write_yaml("als:\n  factors: 64\n  iterations: 3\nseed: 7\n");
+        let c = Config::from_layers(Some(&file.0), env(&[("MUSICREC__ALS__FACTORS", "32"), ("OTHER", "x")])).unwrap();
+        assert_eq!(c.als.factors, 32, "environment wins over the file");
+        assert_eq!(c.als.iterations, 3, "file wins over defaults");
+        assert_eq!(c.seed, 7);
+        assert_eq!(c.bpr.factors, 200, "untouched keys keep their defaults");
+    }
+
+    #[test]
+    fn env_values_are_typed_and_nested() {
+        let c = Config::from_layers(
+            None,
+            env(&[("MUSICREC__FEATURES__RECENT_DAYS", "[3, 14]"), ("MUSICREC__ITEM2ITEM__METRIC", "cosine")]),
+        )
+        .unwrap();
+        assert_eq!(c.features.recent_days, vec![3, 14]);
+        assert_eq!(c.item2item.metric, Distance::Cosine);
+    }
+
+    #[test]
+    fn misspelt_file_key_is_named() {
+        let file = write_yaml("als:\n  factrs: 64\n");
+        let err = Config::from_layers(Some(&file.0), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("unknown key `als.factrs`"), "{err}");
+        assert!(err.contains(&file.0.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn misspelt_env_key_is_named() {
+        let err = Config::from_layers(None, env(&[("MUSICREC__ALS__FACTRS", "3")])).unwrap_err().to_string();
+        assert!(err.contains("MUSICREC__ALS__FACTRS") && err.contains("als.factrs"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let file = write_yaml("bpr:\n  learning_rate: fast\n");
+        let err = Config::from_layers(Some(&file.0), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("bpr.learning_rate"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_key() {
+        for (var, value, key) in [
+            ("MUSICREC__ALS__FACTORS", "0", "als.factors"),
+            ("MUSICREC__K", "0", "k"),
+            ("MUSICREC__BPR__LEARNING_RATE", "-1", "bpr.learning_rate"),
+            ("MUSICREC__ALS__REGULARIZATION", ".nan", "als.regularization"),
+            ("MUSICREC__PREPROCESS__TARGET_END", "2022-12-01", "preprocess.target_end"),
+            ("MUSICREC__PREPROCESS__TRAIN_END", "2022-13-01", "preprocess.train_end"),
+            ("MUSICREC__ITEM2ITEM__METRIC", "hamming", "item2item.metric"),
+            ("MUSICREC__DATA__UNKNOWN_TRACKS", "ignore", "data.unknown_tracks"),
+            ("MUSICREC__FEATURES__RECENT_DAYS", "[7, 7]", "features.recent_days[1]"),
+        ] {
+            let err = Config::from_layers(None, env(&[(var, value)])).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { .. }), "{var}={value}: {err}");
+            assert!(err.to_string().contains(&format!("`{key}`")), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn invalid_yaml_names_the_file() {
+        let file = write_yaml("als: [unclosed\n");
+        let err = Config::from_layers(Some(&file.0), env(&[])).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+        assert!(err.to_string().contains(&file.0.display().to_string()));
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let err = Config::from_layers(Some(Path::new("/nonexistent/musicrec.yaml")), env(&[])).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+    }
+
+    #[test]
+    fn empty_file_means_defaults() {
+        let file = write_yaml("# nothing\n");
+        assert_eq!(Config::from_layers(Some(&file.0), env(&[])).unwrap(), Config::defaults());
+    }
+
+    #[test]
+    fn fingerprint_changes_with_any_value() {
+        let a = Config::defaults();
+        let mut b = a.clone();
+        b.als.alpha = 2.0;
+        assert_eq!(a.fingerprint(), Config::defaults().fingerprint());
+        assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+}

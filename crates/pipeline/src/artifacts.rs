@@ -1,0 +1,214 @@
+//! The artifact store: one directory per stage, published atomically, manifest last.
+//!
+//! A stage writes its outputs into a private staging directory. On success the previous
+//! manifest is removed, the outputs are renamed into `artifacts/<stage>/` and the new manifest
+//! is written last. A reader trusts only outputs that a manifest lists with a matching size,
+//! so a kill at any moment leaves either the previous complete outputs or none.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use musicrec_data::DataError;
+use musicrec_data::atomic::write_atomic;
+use musicrec_data::parquet_io::WrittenFile;
+use serde::{Deserialize, Serialize};
+
+use crate::error::PipelineError;
+use crate::progress;
+use crate::stage::Stage;
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+const MANIFEST_FORMAT: u32 = 1;
+const STAGING_DIR: &str = ".staging";
+
+/// What a stage wrote and how it ran; the last file a stage writes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: u32,
+    pub stage: String,
+    pub run_id: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_s: f64,
+    pub peak_rss_bytes: Option<u64>,
+    pub config_fingerprint: String,
+    /// The configuration sections the stage used, as given.
+    pub params: serde_json::Value,
+    /// Data location and the run ids of the upstream stages whose outputs were read.
+    pub inputs: BTreeMap<String, String>,
+    pub outputs: Vec<OutputFile>,
+    /// Stage-specific counts and findings (rows per window, dropped events, ...).
+    pub summary: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OutputFile {
+    pub file: String,
+    pub rows: Option<u64>,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    root: PathBuf,
+}
+
+impl Artifacts {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn stage_dir(&self, stage: Stage) -> PathBuf {
+        self.root.join(stage.as_str())
+    }
+
+    /// The manifest of a stage's complete outputs, after checking every listed output exists
+    /// with its recorded size.
+    pub fn manifest(&self, stage: Stage) -> Result<Manifest, String> {
+        let dir = self.stage_dir(stage);
+        let path = dir.join(MANIFEST_FILE);
+        let text = fs::read_to_string(&path).map_err(|_| format!("no {MANIFEST_FILE}"))?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| format!("{MANIFEST_FILE} is not a valid manifest: {e}"))?;
+        if manifest.format != MANIFEST_FORMAT {
+            return Err(format!("manifest format {}, this program reads {MANIFEST_FORMAT}", manifest.format));
+        }
+        for output in &manifest.outputs {
+            match fs::metadata(dir.join(&output.file)) {
+                Ok(meta) if meta.len() == output.bytes => {}
+                Ok(meta) => return Err(format!("{} has {} bytes, the manifest says {}", output.file, meta.len(), output.bytes)),
+                Err(_) => return Err(format!("{} is missing", output.file)),
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// Starts writing a stage's outputs into a fresh staging directory.
+    pub fn begin(&self, stage: Stage, run_id: &str) -> Result<StageWriter, PipelineError> {
+        let staging_root = self.root.join(STAGING_DIR);
+        let staging = staging_root.join(format!("{}-{}", stage.as_str(), std::process::id()));
+        if staging.exists() {
+            fs::remove_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
+        }
+        fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
+        progress::reset_peak_rss();
+        Ok(StageWriter {
+            artifacts: self.clone(),
+            stage,
+            run_id: run_id.to_string(),
+            staging,
+            outputs: Vec::new(),
+            inputs: BTreeMap::new(),
+            started_at: chrono::Utc::now(),
+            started: Instant::now(),
+            committed: false,
+        })
+    }
+}
+
+/// Outputs of one stage in the making. Dropped without `commit`, it removes everything it
+/// wrote (and the artifacts directory itself if it was created empty for it).
+pub struct StageWriter {
+    artifacts: Artifacts,
+    stage: Stage,
+    run_id: String,
+    staging: PathBuf,
+    outputs: Vec<OutputFile>,
+    inputs: BTreeMap<String, String>,
+    started_at: chrono::DateTime<chrono::Utc>,
+    started: Instant,
+    committed: bool,
+}
+
+impl StageWriter {
+    /// Where to write output `file` (inside the staging directory).
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.staging.join(file)
+    }
+
+    /// Records a finished parquet output.
+    pub fn add_parquet(&mut self, written: WrittenFile) {
+        let file = written.path.file_name().expect("outputs have file names").to_string_lossy().into_owned();
+        self.outputs.push(OutputFile { file, rows: Some(written.rows), bytes: written.bytes });
+    }
+
+    /// Records a finished non-tabular output (a matrix, a JSON file).
+    pub fn add_file(&mut self, file: &str, bytes: u64) {
+        self.outputs.push(OutputFile { file: file.to_string(), rows: None, bytes });
+    }
+
+    /// Records what the stage read: the data location or an upstream stage's run id.
+    pub fn add_input(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.inputs.insert(name.into(), value.into());
+    }
+
+    /// Publishes the outputs and writes the manifest last.
+    pub fn commit(
+        mut self,
+        config_fingerprint: String,
+        params: serde_json::Value,
+        summary: serde_json::Value,
+    ) -> Result<Manifest, PipelineError> {
+        let dir = self.artifacts.stage_dir(self.stage);
+        fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
+        let manifest_path = dir.join(MANIFEST_FILE);
+        // From here until the new manifest lands, the stage has no trusted outputs.
+        match fs::remove_file(&manifest_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(DataError::io(&manifest_path, e).into()),
+        }
+        for output in &self.outputs {
+            let (from, to) = (self.staging.join(&output.file), dir.join(&output.file));
+            fs::rename(&from, &to).map_err(|e| DataError::io(&to, e))?;
+        }
+        remove_unlisted(&dir, &self.outputs)?;
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            stage: self.stage.as_str().to_string(),
+            run_id: self.run_id.clone(),
+            started_at: self.started_at.to_rfc3339(),
+            finished_at: chrono::Utc::now().to_rfc3339(),
+            duration_s: self.started.elapsed().as_secs_f64(),
+            peak_rss_bytes: progress::peak_rss_bytes(),
+            config_fingerprint,
+            params,
+            inputs: std::mem::take(&mut self.inputs),
+            outputs: std::mem::take(&mut self.outputs),
+            summary,
+        };
+        let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
+        write_atomic(&manifest_path, &json)?;
+        self.committed = true;
+        Ok(manifest)
+    }
+}
+
+/// Removes files of an earlier run that the new manifest does not list.
+fn remove_unlisted(dir: &Path, outputs: &[OutputFile]) -> Result<(), PipelineError> {
+    for entry in fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        let entry = entry.map_err(|e| DataError::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != MANIFEST_FILE && !outputs.iter().any(|o| o.file == name) && entry.path().is_file() {
+            fs::remove_file(entry.path()).map_err(|e| DataError::io(&entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
+impl Drop for StageWriter {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.staging);
+        // Only empty directories go, so earlier outputs are never touched.
+        let _ = fs::remove_dir(self.artifacts.root.join(STAGING_DIR));
+        if !self.committed {
+            let _ = fs::remove_dir(&self.artifacts.root);
+        }
+    }
+}

@@ -1,0 +1,39 @@
+use musicrec_config::ConfigError;
+use musicrec_data::DataError;
+use musicrec_synth::SynthError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    #[error(transparent)]
+    Data(#[from] DataError),
+
+    #[error("generating the embedded data set: {0}")]
+    Synth(#[from] SynthError),
+
+    #[error("unknown stage `{name}`; stages are: {valid}")]
+    UnknownStage { name: String, valid: String },
+
+    #[error(
+        "stage `{stage}` needs the outputs of stage `{upstream}`, which are missing or incomplete \
+         in {dir} ({reason}); run it first, e.g. --stages {upstream},{stage}"
+    )]
+    MissingUpstream { stage: &'static str, upstream: &'static str, dir: String, reason: String },
+
+    #[error("{path}: {reason}")]
+    Artifact { path: String, reason: String },
+}
+
+impl PipelineError {
+    /// True when the error describes the user's input (data, config, flags, missing earlier
+    /// stages) rather than the machine or the program; the CLI exits with code 2 for those.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Self::Config(_) | Self::UnknownStage { .. } | Self::MissingUpstream { .. } => true,
+            Self::Data(e) => e.is_user_error(),
+            Self::Synth(_) | Self::Artifact { .. } => false,
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! The offline pipeline: each stage reads the artifacts of earlier stages and publishes its
+//! own atomically with a manifest (see `artifacts`). `run_stages` executes any subset in
+//! order; `embedded_data` provides the default synthetic data set.
+
+pub mod artifacts;
+pub mod error;
+pub mod events;
+pub mod features;
+pub mod matrices;
+pub mod preprocess;
+pub mod progress;
+pub mod stage;
+
+use std::path::Path;
+
+pub use artifacts::{Artifacts, Manifest};
+pub use error::PipelineError;
+pub use stage::{RunContext, Stage, run_stages};
+
+use musicrec_data::Location;
+use musicrec_synth::{GENERATOR_MANIFEST, GenerateOptions, Scale};
+
+/// The embedded default data set: generated once into `artifacts/data/<scale>-seed<seed>` and
+/// reused while its generator manifest (written last) is present.
+pub fn embedded_data(artifacts: &Path, scale: Scale, seed: u64) -> Result<Location, PipelineError> {
+    let dir = artifacts.join("data").join(format!("{}-seed{seed}", scale.as_str()));
+    if dir.join(GENERATOR_MANIFEST).is_file() {
+        tracing::info!(dir = %dir.display(), "using the cached embedded data set");
+    } else {
+        tracing::info!(dir = %dir.display(), scale = scale.as_str(), seed, "generating the embedded data set");
+        musicrec_synth::generate(&GenerateOptions { scale, seed }, &dir)?;
+    }
+    Ok(Location::local(dir))
+}

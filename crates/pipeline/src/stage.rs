@@ -1,0 +1,119 @@
+//! The stages of the offline pipeline, their order and how a run executes them.
+
+use std::time::Instant;
+
+use musicrec_config::Config;
+use musicrec_data::Location;
+use serde::Serialize;
+
+use crate::artifacts::{Artifacts, Manifest};
+use crate::error::PipelineError;
+use crate::{features, matrices, preprocess};
+
+/// A stage of the offline pipeline, in execution order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    Preprocess,
+    Matrices,
+    Features,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 3] = [Stage::Preprocess, Stage::Matrices, Stage::Features];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Preprocess => "preprocess",
+            Stage::Matrices => "matrices",
+            Stage::Features => "features",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, PipelineError> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name.trim()).ok_or_else(|| PipelineError::UnknownStage {
+            name: name.trim().to_string(),
+            valid: Self::ALL.map(Stage::as_str).join(", "),
+        })
+    }
+
+    /// Parses a comma-separated list into stages in execution order, without repeats.
+    pub fn parse_list(list: &str) -> Result<Vec<Self>, PipelineError> {
+        let mut stages = list
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(Self::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        if stages.is_empty() {
+            return Err(PipelineError::UnknownStage { name: list.to_string(), valid: Self::ALL.map(Stage::as_str).join(", ") });
+        }
+        stages.sort();
+        stages.dedup();
+        Ok(stages)
+    }
+}
+
+/// Everything a stage needs: the checked configuration, where the data and artifacts are.
+pub struct RunContext {
+    pub config: Config,
+    pub data: Location,
+    pub artifacts: Artifacts,
+    /// Identifies one pipeline run; every stage's manifest carries it.
+    pub run_id: String,
+}
+
+impl RunContext {
+    pub fn new(config: Config, data: Location, artifacts: Artifacts) -> Self {
+        let run_id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), std::process::id());
+        Self { config, data, artifacts, run_id }
+    }
+
+    /// The manifest of an upstream stage's outputs, or an error telling the user to run it.
+    pub fn upstream(&self, stage: Stage, upstream: Stage) -> Result<Manifest, PipelineError> {
+        self.artifacts.manifest(upstream).map_err(|reason| PipelineError::MissingUpstream {
+            stage: stage.as_str(),
+            upstream: upstream.as_str(),
+            dir: self.artifacts.stage_dir(upstream).display().to_string(),
+            reason,
+        })
+    }
+
+    /// The config sections a stage used, for its manifest.
+    pub fn params<T: Serialize>(&self, sections: T) -> serde_json::Value {
+        serde_json::to_value(sections).expect("config sections serialize")
+    }
+}
+
+/// Runs `stages` in order; stops at the first failure, whose stage keeps its previous outputs.
+pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, PipelineError> {
+    let mut manifests = Vec::with_capacity(stages.len());
+    for &stage in stages {
+        let started = Instant::now();
+        tracing::info!(stage = stage.as_str(), run_id = %ctx.run_id, "stage started");
+        let manifest = match stage {
+            Stage::Preprocess => preprocess::run(ctx)?,
+            Stage::Matrices => matrices::run(ctx)?,
+            Stage::Features => features::run(ctx)?,
+        };
+        tracing::info!(
+            stage = stage.as_str(),
+            seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+            peak_rss_mb = manifest.peak_rss_bytes.map(|b| b / (1 << 20)),
+            "stage finished"
+        );
+        manifests.push(manifest);
+    }
+    Ok(manifests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_lists_parse_in_execution_order() {
+        assert_eq!(Stage::parse_list("features, preprocess,features").unwrap(), vec![Stage::Preprocess, Stage::Features]);
+        let err = Stage::parse_list("preprocess,als2").unwrap_err().to_string();
+        assert!(err.contains("als2") && err.contains("preprocess, matrices, features"), "{err}");
+        assert!(Stage::parse_list(" , ").is_err());
+    }
+}
