@@ -57,7 +57,7 @@ impl Activity {
 
     /// Days from the first (or last) listen to `as_of`; null for an entity never played.
     fn days_since(days: &[i32], as_of: i32) -> Int32Array {
-        Int32Array::from_iter(days.iter().map(|&d| (d != i32::MAX && d != i32::MIN).then_some(as_of - d)))
+        Int32Array::from_iter(days.iter().map(|&d| (d != i32::MAX && d != i32::MIN).then(|| as_of - d)))
     }
 
     fn columns(&self, as_of: i32, recent_days: &[u32], distinct_name: &str, distinct: Vec<u32>) -> Vec<(String, ArrayRef)> {
