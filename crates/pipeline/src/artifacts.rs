@@ -92,10 +92,8 @@ impl Artifacts {
     /// Starts writing a stage's outputs into a fresh staging directory.
     pub fn begin(&self, stage: Stage, run_id: &str) -> Result<StageWriter, PipelineError> {
         let staging_root = self.root.join(STAGING_DIR);
+        remove_abandoned_staging(&staging_root, stage);
         let staging = staging_root.join(format!("{}-{}", stage.as_str(), std::process::id()));
-        if staging.exists() {
-            fs::remove_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
-        }
         fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
         progress::reset_peak_rss();
         Ok(StageWriter {
@@ -187,6 +185,20 @@ impl StageWriter {
         write_atomic(&manifest_path, &json)?;
         self.committed = true;
         Ok(manifest)
+    }
+}
+
+/// Removes the staging directories of this stage left by processes that no longer run (killed
+/// mid-stage); a live process's staging directory is never touched.
+fn remove_abandoned_staging(staging_root: &Path, stage: Stage) {
+    let Ok(entries) = fs::read_dir(staging_root) else { return };
+    let prefix = format!("{}-", stage.as_str());
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid == std::process::id() || !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 

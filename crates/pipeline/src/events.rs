@@ -5,7 +5,7 @@ use std::path::Path;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Int64Type};
-use musicrec_data::parquet_io::for_each_batch;
+use musicrec_data::parquet_io::{for_each_batch, row_count};
 use musicrec_data::{DataError, IdEncoder};
 
 /// Events with dense user and item indices.
@@ -19,9 +19,16 @@ pub struct EncodedEvents {
 /// Reads a window's events, encoding users and tracks. Events whose user or track is not in
 /// the encoders are skipped and counted (a new user of the target window has no train row).
 pub fn read_encoded(path: &Path, users: &IdEncoder, items: &IdEncoder) -> Result<(EncodedEvents, u64), DataError> {
-    let mut events = EncodedEvents::default();
+    let rows = row_count(path)?;
+    let mut events = EncodedEvents {
+        user: Vec::with_capacity(rows as usize),
+        item: Vec::with_capacity(rows as usize),
+        day: Vec::with_capacity(rows as usize),
+    };
     let mut skipped = 0u64;
+    let bar = crate::progress::bar(rows, "read events");
     for_each_batch(path, &["user_id", "track_id", "started_at"], |batch| {
+        bar.inc(batch.num_rows() as u64);
         let u = batch.column(0).as_primitive::<Int64Type>().values();
         let t = batch.column(1).as_primitive::<Int64Type>().values();
         let d = batch.column(2).as_primitive::<Date32Type>().values();
@@ -37,6 +44,7 @@ pub fn read_encoded(path: &Path, users: &IdEncoder, items: &IdEncoder) -> Result
         }
         Ok(())
     })?;
+    bar.finish_and_clear();
     Ok((events, skipped))
 }
 

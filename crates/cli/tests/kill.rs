@@ -1,0 +1,66 @@
+//! kill -9 at any moment leaves, for every stage, either its previous complete outputs or
+//! none: never a manifest whose outputs are missing or of another size. A rerun then succeeds.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use common::*;
+
+/// Checks every stage directory: a manifest, if present, lists only files that exist with the
+/// recorded size. Returns how many stages are complete.
+fn complete_stages(art: &Path) -> usize {
+    let mut complete = 0;
+    for stage in ["preprocess", "matrices", "features"] {
+        let Ok(text) = std::fs::read_to_string(art.join(stage).join("manifest.json")) else { continue };
+        let manifest: serde_json::Value = serde_json::from_str(&text).expect("a manifest is always whole JSON");
+        for output in manifest["outputs"].as_array().unwrap() {
+            let file = art.join(stage).join(output["file"].as_str().unwrap());
+            let size = std::fs::metadata(&file).unwrap_or_else(|_| panic!("{} listed but missing", file.display())).len();
+            assert_eq!(size, output["bytes"].as_u64().unwrap(), "{} has another size than listed", file.display());
+        }
+        complete += 1;
+    }
+    complete
+}
+
+#[test]
+fn kill_at_any_moment_leaves_complete_outputs_or_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
+    let out = musicrec(&["generate", "--scale", "tiny", "--seed", "3", "--out", data.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let args = ["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap()];
+
+    let started = Instant::now();
+    assert!(musicrec(&args, &[]).status.success());
+    let full = started.elapsed();
+    assert_eq!(complete_stages(&art), 3);
+
+    // Kill at evenly spaced moments of a full run, over the outputs of the previous runs.
+    let mut kills = 0;
+    for step in 0..12u32 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_musicrec"))
+            .args(args)
+            .env("RUST_LOG", "off")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(full * step / 12);
+        if child.try_wait().unwrap().is_none() {
+            kills += 1;
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        complete_stages(&art);
+    }
+    assert!(kills > 0, "no run was interrupted; the test did not test anything");
+
+    let out = musicrec(&args, &[]);
+    assert!(out.status.success(), "a rerun after kills must succeed: {}", stderr(&out));
+    assert_eq!(complete_stages(&art), 3);
+    assert!(!art.join(".staging").exists(), "abandoned staging directories are cleaned up");
+}
