@@ -18,13 +18,17 @@ pub use error::PipelineError;
 pub use stage::{RunContext, Stage, run_stages};
 
 use musicrec_data::Location;
-use musicrec_synth::{GENERATOR_MANIFEST, GenerateOptions, Scale};
+use musicrec_synth::{GENERATOR_VERSION, GenerateOptions, Scale};
 
 /// The embedded default data set: generated once into `artifacts/data/<scale>-seed<seed>` and
-/// reused while its generator manifest (written last) is present.
+/// reused while its generator manifest (written last) says it is complete and was made by this
+/// generator version with this scale and seed.
 pub fn embedded_data(artifacts: &Path, scale: Scale, seed: u64) -> Result<Location, PipelineError> {
     let dir = artifacts.join("data").join(format!("{}-seed{seed}", scale.as_str()));
-    if dir.join(GENERATOR_MANIFEST).is_file() {
+    let cached = musicrec_synth::read_manifest(&dir).ok().flatten().is_some_and(|m| {
+        m.generator_version == GENERATOR_VERSION && m.scale == scale && m.seed == seed
+    });
+    if cached {
         tracing::info!(dir = %dir.display(), "using the cached embedded data set");
     } else {
         tracing::info!(dir = %dir.display(), scale = scale.as_str(), seed, "generating the embedded data set");
