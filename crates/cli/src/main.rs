@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use musicrec_config::{Config, ConfigError};
 use musicrec_data::{DataError, Location};
+use musicrec_pipeline::evaluation::{EvalWindow, Evaluator};
 use musicrec_pipeline::{Artifacts, PipelineError, RunContext, Stage};
 use musicrec_synth::{GenerateOptions, Scale};
 use tracing_subscriber::EnvFilter;
@@ -48,8 +49,45 @@ enum Command {
         #[arg(long)]
         stages: Option<String>,
     },
+    /// Evaluate a recommendations parquet file (user_id, track_id, rank) on a window.
+    Evaluate {
+        /// Recommendations: parquet with columns user_id, track_id, rank (score optional).
+        #[arg(long)]
+        recs: PathBuf,
+        /// Window to judge against.
+        #[arg(long, value_enum)]
+        window: WindowArg,
+        /// Artifacts directory of the run whose windows and encoders to use.
+        #[arg(long, default_value = "artifacts")]
+        artifacts: PathBuf,
+        /// Length of the judged lists; default: the config's `k`.
+        #[arg(long)]
+        k: Option<usize>,
+        /// YAML configuration file layered over the defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Print the default configuration, every key documented.
     Config,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum WindowArg {
+    Target,
+    Test,
+}
+
+impl WindowArg {
+    fn window(self) -> EvalWindow {
+        match self {
+            WindowArg::Target => EvalWindow::Target,
+            WindowArg::Test => EvalWindow::Test,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        self.window().window().as_str()
+    }
 }
 
 fn main() -> ExitCode {
@@ -94,6 +132,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run { data, artifacts, config, stages } => run(data, artifacts, config, stages),
+        Command::Evaluate { recs, window, artifacts, k, config } => evaluate(&recs, window, &artifacts, k, config),
     }
 }
 
@@ -134,5 +173,20 @@ fn run(data: Option<String>, artifacts: PathBuf, config: Option<PathBuf>, stages
         );
     }
     println!("results: {}", std::path::absolute(&artifacts).unwrap_or(artifacts).display());
+    Ok(())
+}
+
+fn evaluate(recs: &std::path::Path, window: WindowArg, artifacts: &std::path::Path, k: Option<usize>, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Config::load(config.as_deref())?;
+    let k = k.unwrap_or(config.k);
+    if k == 0 {
+        return Err(ConfigError::Invalid { key: "--k".into(), reason: "must be at least 1".into() }.into());
+    }
+    let file = Location::local(recs);
+    let lists = musicrec_data::layout::read_recommendations(&file)?;
+    let evaluator = Evaluator::load(&Artifacts::new(artifacts), "evaluate")?;
+    let metrics = evaluator.evaluate_lists(&file.to_string(), &lists, window.window(), k)?;
+    let report = serde_json::json!({ window.name(): metrics.to_json() });
+    println!("{}", serde_json::to_string_pretty(&report).expect("metrics serialize"));
     Ok(())
 }

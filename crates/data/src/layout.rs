@@ -62,13 +62,21 @@ impl Kind {
 /// the table has rows, and returns a reader over exactly those columns, in the given order.
 fn open(dir: &Location, file_name: &str, columns: &[(&str, Kind)]) -> Result<(String, ParquetRecordBatchReader), DataError> {
     let location = dir.join(file_name);
+    if !location.as_path().is_file() {
+        return Err(DataError::MissingFile {
+            file: location.to_string(),
+            expected: format!("a parquet file `{file_name}` in {dir} (SPEC §1 layout)"),
+        });
+    }
+    open_file(&location, columns)
+}
+
+/// Like `open`, for a file the user named directly.
+fn open_file(location: &Location, columns: &[(&str, Kind)]) -> Result<(String, ParquetRecordBatchReader), DataError> {
     let name = location.to_string();
     let path = location.as_path();
     if !path.is_file() {
-        return Err(DataError::MissingFile {
-            file: name,
-            expected: format!("a parquet file `{file_name}` in {dir} (SPEC §1 layout)"),
-        });
+        return Err(DataError::MissingFile { file: name, expected: "a parquet file".into() });
     }
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| DataError::parquet(path, e))?;
@@ -461,4 +469,66 @@ pub fn scan_interactions(
         });
     }
     Ok(report)
+}
+
+/// Ranked recommendation lists read from a user's file, grouped by user, best rank first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RankedLists {
+    pub users: Vec<i64>,
+    /// `tracks[offsets[i]..offsets[i + 1]]` are the tracks of `users[i]`, by ascending rank.
+    pub offsets: Vec<usize>,
+    pub tracks: Vec<i64>,
+}
+
+const RECOMMENDATION_COLUMNS: [(&str, Kind); 3] = [(USER_ID, Kind::Integer), (TRACK_ID, Kind::Integer), ("rank", Kind::Integer)];
+
+/// Reads a recommendations parquet file (`user_id`, `track_id`, `rank`; other columns such as
+/// `score` are ignored). Rows may come in any order; each user's list is ordered by rank. A
+/// (user, track) pair listed twice is an error: it would count one hit twice.
+pub fn read_recommendations(file: &Location) -> Result<RankedLists, DataError> {
+    let (name, reader) = open_file(file, &RECOMMENDATION_COLUMNS)?;
+    let mut problems = Problems::default();
+    let mut rows: Vec<(i64, i64, i64)> = Vec::new();
+    for batch in reader {
+        let batch = decoded(&name, batch)?;
+        let mut columns = Vec::with_capacity(3);
+        for c in 0..3 {
+            problems.null(c, batch.column(c).null_count());
+            match to_i64(batch.column(c)) {
+                Some(a) => columns.push(a),
+                None => problems.bad(c, batch.num_rows(), || "do not fit in a 64-bit signed integer".into()),
+            }
+        }
+        if columns.len() == 3 {
+            let [u, t, r] = [0, 1, 2].map(|c| columns[c].as_primitive::<Int64Type>().values().clone());
+            rows.extend((0..batch.num_rows()).filter(|&i| columns.iter().all(|c| c.is_valid(i))).map(|i| (u[i], r[i], t[i])));
+        }
+    }
+    problems.into_result(&name, &RECOMMENDATION_COLUMNS, &["user ids", "track ids", "ranks"])?;
+    rows.sort_unstable();
+    let mut pairs: Vec<(i64, i64)> = rows.iter().map(|&(u, _, t)| (u, t)).collect();
+    pairs.sort_unstable();
+    let repeated = pairs.windows(2).filter(|w| w[0] == w[1]).count();
+    if repeated > 0 {
+        return Err(DataError::BadValues {
+            file: name,
+            column: TRACK_ID.into(),
+            rows: repeated,
+            problem: "repeat a track already recommended to the same user".into(),
+        });
+    }
+    let mut lists = RankedLists { offsets: vec![0], ..Default::default() };
+    for (u, _, t) in rows {
+        if lists.users.last() != Some(&u) {
+            if !lists.users.is_empty() {
+                lists.offsets.push(lists.tracks.len());
+            }
+            lists.users.push(u);
+        }
+        lists.tracks.push(t);
+    }
+    if !lists.users.is_empty() {
+        lists.offsets.push(lists.tracks.len());
+    }
+    Ok(lists)
 }

@@ -89,6 +89,17 @@ impl Artifacts {
         Ok(manifest)
     }
 
+    /// The manifest of `stage`'s outputs that `needed_by` (a stage or a command) reads, or an
+    /// error telling the user to run that stage first.
+    pub fn require(&self, stage: Stage, needed_by: &'static str) -> Result<Manifest, PipelineError> {
+        self.manifest(stage).map_err(|reason| PipelineError::MissingUpstream {
+            stage: needed_by,
+            upstream: stage.as_str(),
+            dir: self.stage_dir(stage).display().to_string(),
+            reason,
+        })
+    }
+
     /// Starts writing a stage's outputs into a fresh staging directory.
     pub fn begin(&self, stage: Stage, run_id: &str) -> Result<StageWriter, PipelineError> {
         let staging_root = self.root.join(STAGING_DIR);

@@ -10,6 +10,9 @@ pub enum PipelineError {
     #[error(transparent)]
     Data(#[from] DataError),
 
+    #[error("evaluation: {0}")]
+    Eval(#[from] musicrec_eval::EvalError),
+
     #[error("generating the embedded data set: {0}")]
     Synth(#[from] SynthError),
 
@@ -33,7 +36,7 @@ impl PipelineError {
         match self {
             Self::Config(_) | Self::UnknownStage { .. } | Self::MissingUpstream { .. } => true,
             Self::Data(e) => e.is_user_error(),
-            Self::Synth(_) | Self::Artifact { .. } => false,
+            Self::Synth(_) | Self::Eval(_) | Self::Artifact { .. } => false,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod artifacts;
 pub mod error;
+pub mod evaluation;
 pub mod events;
 pub mod features;
 pub mod matrices;

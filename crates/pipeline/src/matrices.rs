@@ -14,7 +14,7 @@ use musicrec_data::schema::EntityType;
 use musicrec_data::{CsrMatrix, IdEncoder};
 use serde_json::json;
 
-use crate::artifacts::Manifest;
+use crate::artifacts::{Artifacts, Manifest};
 use crate::error::PipelineError;
 use crate::events::{read_encoded, read_i64_column};
 use crate::preprocess::{self, Window};
@@ -36,10 +36,10 @@ pub struct Encoders {
 }
 
 impl Encoders {
-    /// Loads the encoders written by the `matrices` stage of `ctx`'s artifacts.
-    pub fn load(ctx: &RunContext, reader: Stage) -> Result<(Self, Manifest), PipelineError> {
-        let manifest = ctx.upstream(reader, Stage::Matrices)?;
-        let dir = ctx.artifacts.stage_dir(Stage::Matrices);
+    /// Loads the encoders written by the `matrices` stage.
+    pub fn load(artifacts: &Artifacts, needed_by: &'static str) -> Result<(Self, Manifest), PipelineError> {
+        let manifest = artifacts.require(Stage::Matrices, needed_by)?;
+        let dir = artifacts.stage_dir(Stage::Matrices);
         let users = IdEncoder::from_sorted_unique(read_i64_column(&dir.join(USERS_FILE), "user_id")?);
         let items = IdEncoder::from_sorted_unique(read_i64_column(&dir.join(ITEMS_FILE), "track_id")?);
         Ok((Self { users, items }, manifest))

@@ -69,12 +69,7 @@ impl RunContext {
 
     /// The manifest of an upstream stage's outputs, or an error telling the user to run it.
     pub fn upstream(&self, stage: Stage, upstream: Stage) -> Result<Manifest, PipelineError> {
-        self.artifacts.manifest(upstream).map_err(|reason| PipelineError::MissingUpstream {
-            stage: stage.as_str(),
-            upstream: upstream.as_str(),
-            dir: self.artifacts.stage_dir(upstream).display().to_string(),
-            reason,
-        })
+        self.artifacts.require(upstream, stage.as_str())
     }
 
     /// The config sections a stage used, for its manifest.

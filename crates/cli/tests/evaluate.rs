@@ -1,0 +1,72 @@
+//! `musicrec evaluate` judges a recommendations file on a window of a finished run, with the
+//! metrics of SPEC §3; values checked by hand on the fixture.
+
+mod common;
+
+use arrow_array::{Float32Array, Int64Array};
+use common::fixture::write_fixture;
+use common::*;
+
+fn recs(path: &std::path::Path, rows: &[(i64, i64, i64)]) {
+    write_parquet(
+        path,
+        vec![
+            ("user_id", arr(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))),
+            ("track_id", arr(Int64Array::from_iter_values(rows.iter().map(|r| r.1)))),
+            ("score", arr(Float32Array::from_iter_values(rows.iter().map(|r| 1.0 / r.2 as f32)))),
+            ("rank", arr(Int64Array::from_iter_values(rows.iter().map(|r| r.2)))),
+        ],
+    );
+}
+
+#[test]
+fn metrics_by_hand_on_the_test_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
+    write_fixture(&data);
+    let out = musicrec(&["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Test window: user 1 played 40, new user 4 played 30. Rows deliberately out of rank order;
+    // user 2 is not in the window and user 999 is unknown: both ignored.
+    let file = tmp.path().join("recs.parquet");
+    recs(&file, &[(1, 50, 2), (1, 40, 1), (4, 30, 2), (4, 10, 1), (2, 10, 1), (999, 10, 1)]);
+    let run = |k: &str| {
+        let out = musicrec(&["evaluate", "--recs", file.to_str().unwrap(), "--window", "test", "--artifacts", art.to_str().unwrap(), "--k", k], &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()["test"].clone()
+    };
+    let m = run("2");
+    let close = |key: &str, want: f64| {
+        let got = m[key].as_f64().unwrap_or_else(|| panic!("{key} missing in {m}"));
+        assert!((got - want).abs() < 1e-9, "{key}: {got} != {want}");
+    };
+    close("precision@2", 0.5);
+    close("recall@2", 1.0);
+    close("ndcg@2", (1.0 + 1.0 / 3f64.log2()) / 2.0);
+    close("coverage_user@2", 1.0);
+    close("coverage_item@2", 1.0);
+    close("novelty@2", 1.0);
+    assert_eq!(m["evaluated_users"], 2);
+    let m1 = run("1");
+    assert_eq!(m1["precision@1"].as_f64().unwrap(), 0.5);
+    assert_eq!(m1["ndcg@1"].as_f64().unwrap(), 0.5);
+
+    // Bad files: an unknown track, a missing column, a repeated pair.
+    recs(&file, &[(1, 40, 1), (1, 77, 2), (4, 78, 1)]);
+    let out = musicrec(&["evaluate", "--recs", file.to_str().unwrap(), "--window", "test", "--artifacts", art.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("2 row(s) name tracks that are not in the catalogue"), "{}", stderr(&out));
+    recs(&file, &[(1, 40, 1), (1, 40, 2)]);
+    let out = musicrec(&["evaluate", "--recs", file.to_str().unwrap(), "--window", "target", "--artifacts", art.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("repeat a track"), "{}", stderr(&out));
+    write_parquet(&file, vec![("user_id", arr(Int64Array::from(vec![1]))), ("track_id", arr(Int64Array::from(vec![40])))]);
+    let out = musicrec(&["evaluate", "--recs", file.to_str().unwrap(), "--window", "test", "--artifacts", art.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("missing column `rank`"), "{}", stderr(&out));
+    recs(&file, &[(1, 40, 1)]);
+    let out = musicrec(&["evaluate", "--recs", file.to_str().unwrap(), "--window", "test", "--artifacts", tmp.path().join("none").to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("`evaluate` needs the outputs of stage `preprocess`"), "{}", stderr(&out));
+}

@@ -1,0 +1,130 @@
+//! Judging recommendations against the target and test windows (SPEC §3), the same way for
+//! every model, the ranker and the `evaluate` command.
+//!
+//! Users are indexed like the matrices stage (old users `0..n_old`); users of a window with no
+//! train events ("new") get indices after them, so a model that serves new users (popularity)
+//! is judged on them too and one that cannot is charged in CoverageUser.
+
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use musicrec_data::layout::RankedLists;
+use musicrec_data::parquet_io::for_each_batch;
+use musicrec_data::{CsrMatrix, IdEncoder};
+use musicrec_eval::{Metrics, Recommendations, Relevance, TrainHistory};
+
+use crate::error::PipelineError;
+use crate::matrices::{self, Encoders};
+use crate::preprocess::Window;
+use crate::artifacts::Artifacts;
+use crate::stage::Stage;
+
+/// The windows recommendations are judged on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalWindow {
+    Target,
+    Test,
+}
+
+impl EvalWindow {
+    pub const ALL: [EvalWindow; 2] = [EvalWindow::Target, EvalWindow::Test];
+
+    pub fn window(self) -> Window {
+        match self {
+            EvalWindow::Target => Window::Target,
+            EvalWindow::Test => Window::Test,
+        }
+    }
+}
+
+pub struct Evaluator {
+    pub encoders: Encoders,
+    new_users: IdEncoder,
+    history: TrainHistory,
+    relevance: [Relevance; 2],
+}
+
+fn read_pairs(path: &Path) -> Result<Vec<(i64, i64)>, PipelineError> {
+    let mut pairs = Vec::new();
+    for_each_batch(path, &["user_id", "track_id"], |batch| {
+        let u = batch.column(0).as_primitive::<Int64Type>().values();
+        let t = batch.column(1).as_primitive::<Int64Type>().values();
+        pairs.extend(u.iter().copied().zip(t.iter().copied()));
+        Ok(())
+    })?;
+    Ok(pairs)
+}
+
+/// Old users keep their matrix index; new users follow them.
+fn evaluation_index(old_users: &IdEncoder, new_users: &IdEncoder, id: i64) -> Option<u32> {
+    old_users.encode(id).or_else(|| new_users.encode(id).map(|j| old_users.len() as u32 + j))
+}
+
+impl Evaluator {
+    /// Loads encoders, the train history and both windows from the artifacts.
+    pub fn load(artifacts: &Artifacts, needed_by: &'static str) -> Result<Self, PipelineError> {
+        artifacts.require(Stage::Preprocess, needed_by)?;
+        let (encoders, _) = Encoders::load(artifacts, needed_by)?;
+        let user_item = CsrMatrix::load(&artifacts.stage_dir(Stage::Matrices).join(matrices::USER_ITEM_FILE))?;
+        let history = TrainHistory::from_csr(
+            user_item.indptr.iter().map(|&o| o as usize).collect(),
+            user_item.indices,
+            user_item.cols,
+        )?;
+        let pre = artifacts.stage_dir(Stage::Preprocess);
+        let windows = EvalWindow::ALL.map(|w| read_pairs(&pre.join(w.window().file())));
+        let [target, test] = windows;
+        let (target, test) = (target?, test?);
+        let new_users = IdEncoder::new(
+            target.iter().chain(&test).map(|p| p.0).filter(|&u| encoders.users.encode(u).is_none()).collect(),
+        );
+        let user_index = |id: i64| evaluation_index(&encoders.users, &new_users, id);
+        let relevance = [target, test].map(|pairs| {
+            Relevance::from_events(
+                pairs.iter().filter_map(|&(u, t)| Some((user_index(u)?, encoders.items.encode(t)?))).collect::<Vec<_>>(),
+            )
+        });
+        let evaluator = Self { encoders, new_users, history, relevance };
+        Ok(evaluator)
+    }
+
+    /// The evaluation index of a user id: old users as in the matrices, then new ones.
+    pub fn user_index(&self, id: i64) -> Option<u32> {
+        evaluation_index(&self.encoders.users, &self.new_users, id)
+    }
+
+    pub fn evaluate(&self, recs: &Recommendations, window: EvalWindow, k: usize) -> Result<Metrics, PipelineError> {
+        Ok(musicrec_eval::evaluate(recs, &self.relevance[window as usize], &self.history, k)?)
+    }
+
+    /// Metrics of a user's recommendation file. Users the artifacts do not know are ignored
+    /// (they are in no window); tracks outside the catalogue are an error naming how many.
+    pub fn evaluate_lists(&self, file: &str, lists: &RankedLists, window: EvalWindow, k: usize) -> Result<Metrics, PipelineError> {
+        let mut users = Vec::with_capacity(lists.users.len());
+        let mut offsets = vec![0];
+        let mut items = Vec::with_capacity(lists.tracks.len());
+        let mut unknown_tracks = 0usize;
+        for (i, &user) in lists.users.iter().enumerate() {
+            let Some(index) = self.user_index(user) else { continue };
+            for &track in &lists.tracks[lists.offsets[i]..lists.offsets[i + 1]] {
+                match self.encoders.items.encode(track) {
+                    Some(item) => items.push(item),
+                    None => unknown_tracks += 1,
+                }
+            }
+            users.push(index);
+            offsets.push(items.len());
+        }
+        if unknown_tracks > 0 {
+            return Err(musicrec_data::DataError::BadValues {
+                file: file.to_string(),
+                column: "track_id".into(),
+                rows: unknown_tracks,
+                problem: "name tracks that are not in the catalogue of these artifacts".into(),
+            }
+            .into());
+        }
+        self.evaluate(&Recommendations::new(users, offsets, items)?, window, k)
+    }
+}
