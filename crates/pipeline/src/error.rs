@@ -10,6 +10,9 @@ pub enum PipelineError {
     #[error(transparent)]
     Data(#[from] DataError),
 
+    #[error(transparent)]
+    Model(#[from] musicrec_models::ModelError),
+
     #[error("evaluation: {0}")]
     Eval(#[from] musicrec_eval::EvalError),
 
@@ -36,6 +39,7 @@ impl PipelineError {
         match self {
             Self::Config(_) | Self::UnknownStage { .. } | Self::MissingUpstream { .. } => true,
             Self::Data(e) => e.is_user_error(),
+            Self::Model(e) => e.is_user_error(),
             Self::Synth(_) | Self::Eval(_) | Self::Artifact { .. } => false,
         }
     }

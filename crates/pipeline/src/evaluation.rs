@@ -40,6 +40,8 @@ impl EvalWindow {
 
 pub struct Evaluator {
     pub encoders: Encoders,
+    /// The train user × item matrix of listen counts (old users × catalogue).
+    pub user_item: CsrMatrix,
     new_users: IdEncoder,
     history: TrainHistory,
     relevance: [Relevance; 2],
@@ -69,7 +71,7 @@ impl Evaluator {
         let user_item = CsrMatrix::load(&artifacts.stage_dir(Stage::Matrices).join(matrices::USER_ITEM_FILE))?;
         let history = TrainHistory::from_csr(
             user_item.indptr.iter().map(|&o| o as usize).collect(),
-            user_item.indices,
+            user_item.indices.clone(),
             user_item.cols,
         )?;
         let pre = artifacts.stage_dir(Stage::Preprocess);
@@ -85,7 +87,7 @@ impl Evaluator {
                 pairs.iter().filter_map(|&(u, t)| Some((user_index(u)?, encoders.items.encode(t)?))).collect::<Vec<_>>(),
             )
         });
-        let evaluator = Self { encoders, new_users, history, relevance };
+        let evaluator = Self { encoders, user_item, new_users, history, relevance };
         Ok(evaluator)
     }
 

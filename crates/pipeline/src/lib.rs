@@ -3,6 +3,7 @@
 //! order; `embedded_data` provides the default synthetic data set.
 
 pub mod artifacts;
+pub mod candidates;
 pub mod error;
 pub mod evaluation;
 pub mod events;

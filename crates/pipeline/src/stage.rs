@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::artifacts::{Artifacts, Manifest};
 use crate::error::PipelineError;
-use crate::{features, matrices, preprocess};
+use crate::{candidates, features, matrices, preprocess};
+use musicrec_models::{Als, AlsParams};
 
 /// A stage of the offline pipeline, in execution order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -16,16 +17,18 @@ pub enum Stage {
     Preprocess,
     Matrices,
     Features,
+    Als,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 3] = [Stage::Preprocess, Stage::Matrices, Stage::Features];
+    pub const ALL: [Stage; 4] = [Stage::Preprocess, Stage::Matrices, Stage::Features, Stage::Als];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Preprocess => "preprocess",
             Stage::Matrices => "matrices",
             Stage::Features => "features",
+            Stage::Als => "als",
         }
     }
 
@@ -88,6 +91,19 @@ pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, P
             Stage::Preprocess => preprocess::run(ctx)?,
             Stage::Matrices => matrices::run(ctx)?,
             Stage::Features => features::run(ctx)?,
+            Stage::Als => {
+                let c = &ctx.config.als;
+                let params = AlsParams {
+                    factors: c.factors,
+                    iterations: c.iterations,
+                    regularization: c.regularization,
+                    alpha: c.alpha,
+                    min_users_per_item: c.min_users_per_item,
+                    seed: ctx.config.seed,
+                    ..AlsParams::default()
+                };
+                candidates::run_model_stage::<Als>(ctx, stage, params, c.n_candidates, ctx.params(c))?
+            }
         };
         tracing::info!(
             stage = stage.as_str(),
@@ -108,7 +124,7 @@ mod tests {
     fn stage_lists_parse_in_execution_order() {
         assert_eq!(Stage::parse_list("features, preprocess,features").unwrap(), vec![Stage::Preprocess, Stage::Features]);
         let err = Stage::parse_list("preprocess,als2").unwrap_err().to_string();
-        assert!(err.contains("als2") && err.contains("preprocess, matrices, features"), "{err}");
+        assert!(err.contains("als2") && err.contains("preprocess, matrices, features, als"), "{err}");
         assert!(Stage::parse_list(" , ").is_err());
     }
 }

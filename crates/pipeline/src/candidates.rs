@@ -1,0 +1,108 @@
+//! The candidate-model stages (SPEC §2.5) share one shape: fit on train, write the top-N
+//! candidates of every old user (the target and test window users among them) and the similar
+//! tracks where the model has them, evaluate on the target and test windows, save the model.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, UInt32Array};
+use musicrec_data::parquet_io;
+use musicrec_eval::Metrics;
+use musicrec_models::{Recommendations, Recommender};
+use serde_json::json;
+
+use crate::artifacts::Manifest;
+use crate::error::PipelineError;
+use crate::evaluation::{EvalWindow, Evaluator};
+use crate::stage::{RunContext, Stage};
+
+pub const CANDIDATES_FILE: &str = "candidates.parquet";
+pub const SIMILAR_FILE: &str = "similar.parquet";
+pub const MODEL_FILE: &str = "model.bin";
+pub const METRICS_FILE: &str = "metrics.json";
+/// Similar tracks kept per track: the online model of the service (SPEC §2.5).
+pub const SIMILAR_PER_TRACK: usize = 10;
+
+/// Ranked lists as a parquet table: `query_name`, `item_name` (external ids), score, rank
+/// (1 = best).
+fn ranked_table(recs: &Recommendations, query_ids: &[i64], item_ids: &[i64], query_name: &str, item_name: &str) -> RecordBatch {
+    let mut queries = Vec::with_capacity(recs.pairs());
+    let mut ranks = Vec::with_capacity(recs.pairs());
+    for q in 0..recs.len() {
+        let (query, items, _) = recs.get(q);
+        queries.extend(std::iter::repeat_n(query_ids[query as usize], items.len()));
+        ranks.extend(1..=items.len() as u32);
+    }
+    RecordBatch::try_from_iter([
+        (query_name, Arc::new(Int64Array::from(queries)) as ArrayRef),
+        (item_name, Arc::new(Int64Array::from_iter_values(recs.items().iter().map(|&i| item_ids[i as usize]))) as ArrayRef),
+        ("score", Arc::new(Float32Array::from(recs.scores().to_vec())) as ArrayRef),
+        ("rank", Arc::new(UInt32Array::from(ranks)) as ArrayRef),
+    ])
+    .expect("equal lengths")
+}
+
+/// Metrics of model recommendations (old-user indices) on a window.
+pub fn evaluate(evaluator: &Evaluator, recs: &Recommendations, window: EvalWindow, k: usize) -> Result<Metrics, PipelineError> {
+    let lists = musicrec_eval::Recommendations::new(recs.queries().to_vec(), recs.offsets().to_vec(), recs.items().to_vec())?;
+    evaluator.evaluate(&lists, window, k)
+}
+
+/// Runs one candidate-model stage for model `M`.
+pub fn run_model_stage<M: Recommender>(
+    ctx: &RunContext,
+    stage: Stage,
+    params: M::Params,
+    n_candidates: usize,
+    section: serde_json::Value,
+) -> Result<Manifest, PipelineError> {
+    let evaluator = Evaluator::load(&ctx.artifacts, stage.as_str())?;
+    let matrices = ctx.upstream(stage, Stage::Matrices)?;
+    let mut out = ctx.artifacts.begin(stage, &ctx.run_id)?;
+    out.add_input("matrices", matrices.run_id);
+
+    let started = Instant::now();
+    let model = M::fit(&params, &evaluator.user_item)?;
+    let fit_s = started.elapsed().as_secs_f64();
+    tracing::info!(model = M::NAME, seconds = format!("{fit_s:.2}"), "fitted");
+
+    let started = Instant::now();
+    let users: Vec<u32> = (0..evaluator.user_item.rows as u32).collect();
+    let recs = model.recommend(&users, &evaluator.user_item, n_candidates)?;
+    let recommend_s = started.elapsed().as_secs_f64();
+    tracing::info!(model = M::NAME, users = users.len(), seconds = format!("{recommend_s:.2}"), "recommended");
+
+    let encoders = &evaluator.encoders;
+    let k = ctx.config.k;
+    let metrics = json!({
+        "target": evaluate(&evaluator, &recs, EvalWindow::Target, k)?.to_json(),
+        "test": evaluate(&evaluator, &recs, EvalWindow::Test, k)?.to_json(),
+    });
+    let candidates = ranked_table(&recs, encoders.users.ids(), encoders.items.ids(), "user_id", "track_id");
+    out.add_parquet(parquet_io::write_batch(out.path(CANDIDATES_FILE), &candidates)?);
+    drop(candidates);
+
+    let items: Vec<u32> = (0..evaluator.user_item.cols as u32).collect();
+    let similar = model.similar_items(&items, SIMILAR_PER_TRACK);
+    if similar.pairs() > 0 {
+        let table = ranked_table(&similar, encoders.items.ids(), encoders.items.ids(), "track_id", "similar_track_id");
+        out.add_parquet(parquet_io::write_batch(out.path(SIMILAR_FILE), &table)?);
+    }
+    let bytes = model.save(&out.path(MODEL_FILE))?;
+    out.add_file(MODEL_FILE, bytes);
+    let metrics_json = serde_json::to_vec_pretty(&metrics).expect("metrics serialize");
+    let bytes = musicrec_data::atomic::write_atomic(out.path(METRICS_FILE), &metrics_json)?;
+    out.add_file(METRICS_FILE, bytes);
+
+    let summary = json!({
+        "fit_seconds": fit_s,
+        "recommend_seconds": recommend_s,
+        "users_per_second": users.len() as f64 / recommend_s.max(1e-9),
+        "users_with_candidates": (0..recs.len()).filter(|&q| !recs.get(q).1.is_empty()).count(),
+        "candidate_pairs": recs.pairs(),
+        "similar_pairs": similar.pairs(),
+        "metrics": metrics,
+    });
+    let params_json = ctx.params(json!({"k": k, "seed": ctx.config.seed, M::NAME: section}));
+    out.commit(musicrec_config::fingerprint_of(&params_json), params_json, summary)
+}
