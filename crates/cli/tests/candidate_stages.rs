@@ -74,3 +74,32 @@ fn als_stage_writes_candidates_similar_tracks_model_and_metrics() {
     assert_eq!(judged["test"]["ndcg@10"], metrics["test"]["ndcg@10"]);
     assert_eq!(judged["test"]["coverage_user@10"], metrics["test"]["coverage_user@10"]);
 }
+
+#[test]
+fn top_items_serves_new_users_and_never_repeats_a_listen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
+    assert!(musicrec(&["generate", "--scale", "tiny", "--seed", "6", "--out", data.to_str().unwrap()], &[]).status.success());
+    let out = musicrec(
+        &["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap(), "--stages", "preprocess,matrices,top_items"],
+        &[("MUSICREC__TOP_ITEMS__TOP_N", "30")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let users = read_batches(&art.join("preprocess/users.parquet")).unwrap();
+    let new_in_windows: HashSet<i64> = users
+        .iter()
+        .flat_map(|b| {
+            let ids = b.column_by_name("user_id").unwrap().as_primitive::<Int64Type>().values().to_vec();
+            let old = b.column_by_name("old").unwrap().as_boolean().clone();
+            ids.into_iter().enumerate().filter(move |&(i, _)| !old.value(i)).map(|(_, id)| id)
+        })
+        .collect();
+    assert!(!new_in_windows.is_empty(), "tiny data has new users");
+    let cands = read_batches(&art.join("top_items/candidates.parquet")).unwrap();
+    let served: HashSet<i64> = column_i64(&cands, "user_id").into_iter().collect();
+    assert!(new_in_windows.is_subset(&served), "every new user of a window gets popular tracks");
+    assert!(!art.join("top_items/similar.parquet").exists(), "popularity has no similar tracks");
+    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(art.join("top_items/metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["test"]["coverage_user@10"].as_f64().unwrap(), 1.0);
+    assert_eq!(metrics["test"]["novelty@10"].as_f64().unwrap(), 1.0);
+}

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use common::*;
 
-const STAGES: [&str; 4] = ["preprocess", "matrices", "features", "als"];
+const STAGES: [&str; 5] = ["preprocess", "matrices", "features", "als", "top_items"];
 /// Small models keep the debug-build test quick; the kill points cover every stage all the same.
 const ENV: [(&str, &str); 2] = [("MUSICREC__ALS__FACTORS", "8"), ("MUSICREC__ALS__ITERATIONS", "3")];
 

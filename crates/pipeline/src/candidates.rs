@@ -48,12 +48,22 @@ pub fn evaluate(evaluator: &Evaluator, recs: &Recommendations, window: EvalWindo
     evaluator.evaluate(&lists, window, k)
 }
 
+/// Who a model writes candidates for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Users with train history: the only ones a collaborative model can score.
+    OldUsers,
+    /// Old users and the new users of the target and test windows (popularity serves anyone).
+    AllUsers,
+}
+
 /// Runs one candidate-model stage for model `M`.
 pub fn run_model_stage<M: Recommender>(
     ctx: &RunContext,
     stage: Stage,
     params: M::Params,
     n_candidates: usize,
+    audience: Audience,
     section: serde_json::Value,
 ) -> Result<Manifest, PipelineError> {
     let evaluator = Evaluator::load(&ctx.artifacts, stage.as_str())?;
@@ -67,7 +77,11 @@ pub fn run_model_stage<M: Recommender>(
     tracing::info!(model = M::NAME, seconds = format!("{fit_s:.2}"), "fitted");
 
     let started = Instant::now();
-    let users: Vec<u32> = (0..evaluator.user_item.rows as u32).collect();
+    let user_ids = evaluator.user_ids();
+    let users: Vec<u32> = match audience {
+        Audience::OldUsers => (0..evaluator.user_item.rows as u32).collect(),
+        Audience::AllUsers => (0..user_ids.len() as u32).collect(),
+    };
     let recs = model.recommend(&users, &evaluator.user_item, n_candidates)?;
     let recommend_s = started.elapsed().as_secs_f64();
     tracing::info!(model = M::NAME, users = users.len(), seconds = format!("{recommend_s:.2}"), "recommended");
@@ -78,7 +92,7 @@ pub fn run_model_stage<M: Recommender>(
         "target": evaluate(&evaluator, &recs, EvalWindow::Target, k)?.to_json(),
         "test": evaluate(&evaluator, &recs, EvalWindow::Test, k)?.to_json(),
     });
-    let candidates = ranked_table(&recs, encoders.users.ids(), encoders.items.ids(), "user_id", "track_id");
+    let candidates = ranked_table(&recs, &user_ids, encoders.items.ids(), "user_id", "track_id");
     out.add_parquet(parquet_io::write_batch(out.path(CANDIDATES_FILE), &candidates)?);
     drop(candidates);
 

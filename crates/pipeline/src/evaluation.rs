@@ -96,6 +96,11 @@ impl Evaluator {
         evaluation_index(&self.encoders.users, &self.new_users, id)
     }
 
+    /// External ids of every user in evaluation-index order: old users, then new ones.
+    pub fn user_ids(&self) -> Vec<i64> {
+        self.encoders.users.ids().iter().chain(self.new_users.ids()).copied().collect()
+    }
+
     pub fn evaluate(&self, recs: &Recommendations, window: EvalWindow, k: usize) -> Result<Metrics, PipelineError> {
         Ok(musicrec_eval::evaluate(recs, &self.relevance[window as usize], &self.history, k)?)
     }

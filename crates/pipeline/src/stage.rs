@@ -4,12 +4,13 @@ use std::time::Instant;
 
 use musicrec_config::Config;
 use musicrec_data::Location;
+use musicrec_models::{Als, AlsParams, TopItems, TopItemsParams};
 use serde::Serialize;
 
 use crate::artifacts::{Artifacts, Manifest};
+use crate::candidates::Audience;
 use crate::error::PipelineError;
 use crate::{candidates, features, matrices, preprocess};
-use musicrec_models::{Als, AlsParams};
 
 /// A stage of the offline pipeline, in execution order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -18,10 +19,11 @@ pub enum Stage {
     Matrices,
     Features,
     Als,
+    TopItems,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 4] = [Stage::Preprocess, Stage::Matrices, Stage::Features, Stage::Als];
+    pub const ALL: [Stage; 5] = [Stage::Preprocess, Stage::Matrices, Stage::Features, Stage::Als, Stage::TopItems];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -29,6 +31,7 @@ impl Stage {
             Stage::Matrices => "matrices",
             Stage::Features => "features",
             Stage::Als => "als",
+            Stage::TopItems => "top_items",
         }
     }
 
@@ -102,7 +105,13 @@ pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, P
                     seed: ctx.config.seed,
                     ..AlsParams::default()
                 };
-                candidates::run_model_stage::<Als>(ctx, stage, params, c.n_candidates, ctx.params(c))?
+                candidates::run_model_stage::<Als>(ctx, stage, params, c.n_candidates, Audience::OldUsers, ctx.params(c))?
+            }
+            Stage::TopItems => {
+                let c = &ctx.config.top_items;
+                let params = TopItemsParams { top_n: c.top_n };
+                // Every popular track the user has not heard is a candidate.
+                candidates::run_model_stage::<TopItems>(ctx, stage, params, c.top_n, Audience::AllUsers, ctx.params(c))?
             }
         };
         tracing::info!(
@@ -124,7 +133,7 @@ mod tests {
     fn stage_lists_parse_in_execution_order() {
         assert_eq!(Stage::parse_list("features, preprocess,features").unwrap(), vec![Stage::Preprocess, Stage::Features]);
         let err = Stage::parse_list("preprocess,als2").unwrap_err().to_string();
-        assert!(err.contains("als2") && err.contains("preprocess, matrices, features, als"), "{err}");
+        assert!(err.contains("als2") && err.contains("preprocess, matrices, features, als, top_items"), "{err}");
         assert!(Stage::parse_list(" , ").is_err());
     }
 }
