@@ -1,0 +1,303 @@
+//! Alternating least squares for implicit feedback (Hu, Koren, Volinsky 2008) with the
+//! conjugate-gradient solver of Takács, Pilászy, Tikk (2011): the model and objective of
+//! `implicit.cpu.als.AlternatingLeastSquares(use_cg=True)`, so that results at equal
+//! parameters are comparable.
+//!
+//! Objective, over all users u and items i of the training set:
+//!
+//! ```text
+//! Σ_u Σ_i c_ui (p_ui − x_u·y_i)² + λ (Σ_u |x_u|² + Σ_i |y_i|²)
+//! p_ui = 1 if u listened to i, else 0
+//! c_ui = alpha · r_ui for observed pairs (r = listen count), 1 otherwise
+//! ```
+//!
+//! This is exactly how `implicit` (0.7) applies its parameters, read from its source:
+//! `fit` multiplies the matrix by `alpha` (so the confidence of an observed pair is
+//! `alpha · r`, not `1 + alpha · r`), its solvers use `c − 1` as the extra weight of observed
+//! pairs over the implicit 1 of every pair, and the regularization is a plain `λI`, not scaled
+//! by the number of interactions. Its reported loss is the objective above divided by
+//! `Σ c_observed + users × items − nnz`; ours is the same number.
+//!
+//! Each half-iteration solves every user (then every item) from the other side with a few CG
+//! steps warm-started from the previous factors, `YᵀY + λI` computed once by a GEMM, rows in
+//! parallel on the current rayon pool. Factors start uniform in [0, 0.01) from a seeded,
+//! thread-count-independent random stream.
+//!
+//! Model file: the `MRMODEL` container (see `format`) of kind `ALS`, whose payload is the
+//! hyperparameters (`u64` factors, `u64` iterations, `f32` regularization, `f32` alpha,
+//! `u64` min_users_per_item, `u64` cg_steps, `u64` seed) followed by the factor model
+//! (see `factors`).
+
+mod cg;
+
+use std::path::Path;
+use std::time::Instant;
+
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rand_xoshiro::rand_core::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+use musicrec_data::CsrMatrix;
+
+use crate::Recommender;
+use crate::dense::gram;
+use crate::error::ModelError;
+use crate::factors::FactorModel;
+use crate::format::{ModelReader, ModelWriter};
+use crate::params::{Hyperparameters, ParamCheck};
+use crate::recommendations::Recommendations;
+use crate::training::training_set;
+
+const NAME: &str = "als";
+/// Above this the factor matrices of a real catalogue no longer fit in memory.
+const MAX_FACTORS: usize = 4096;
+const MAX_CG_STEPS: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlsParams {
+    /// Latent factors per user and item.
+    pub factors: usize,
+    /// Alternating sweeps (users then items).
+    pub iterations: usize,
+    /// λ of the L2 penalty on all factors.
+    pub regularization: f32,
+    /// Confidence of an observed pair per listen (c = alpha · listens).
+    pub alpha: f32,
+    /// Items with fewer distinct users are left out of training and recommendations.
+    pub min_users_per_item: usize,
+    /// CG steps per row and half-iteration (implicit's default: 3).
+    pub cg_steps: usize,
+    /// Seed of the initial factors.
+    pub seed: u64,
+}
+
+impl Default for AlsParams {
+    /// The original system's values (experiments/config/components.yaml) and implicit's
+    /// CG default.
+    fn default() -> Self {
+        Self {
+            factors: 200,
+            iterations: 15,
+            regularization: 0.05,
+            alpha: 1.0,
+            min_users_per_item: 300,
+            cg_steps: 3,
+            seed: 42,
+        }
+    }
+}
+
+impl Hyperparameters for AlsParams {
+    fn check(&self) -> Result<(), ModelError> {
+        let check = ParamCheck { model: NAME };
+        check.count_in("factors", self.factors, 1..=MAX_FACTORS, "must be between 1 and 4096")?;
+        check.count_in("iterations", self.iterations, 1..=usize::MAX, "must be at least 1")?;
+        check.non_negative("regularization", self.regularization)?;
+        check.positive("alpha", self.alpha)?;
+        check.count_in("min_users_per_item", self.min_users_per_item, 1..=usize::MAX, "must be at least 1")?;
+        check.count_in("cg_steps", self.cg_steps, 1..=MAX_CG_STEPS, "must be between 1 and 1000")
+    }
+}
+
+/// What `fit_reporting` tells after each iteration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IterationReport {
+    /// 1-based.
+    pub iteration: usize,
+    /// The normalised training objective (see the module doc), as implicit reports it.
+    pub loss: f64,
+    /// Time of this iteration, loss included.
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Als {
+    params: AlsParams,
+    factors: FactorModel,
+}
+
+impl Als {
+    /// Fits like `Recommender::fit`, computing the training loss after every iteration and
+    /// handing it to `report`. The loss costs one more dot product per nonzero, taken while
+    /// the factor rows it needs are still in cache from the item solve.
+    pub fn fit_reporting(
+        params: &AlsParams,
+        user_items: &CsrMatrix,
+        report: &mut dyn FnMut(&IterationReport),
+    ) -> Result<Self, ModelError> {
+        Self::fit_inner(params, user_items, Some(report))
+    }
+
+    fn fit_inner(
+        params: &AlsParams,
+        user_items: &CsrMatrix,
+        mut report: Option<&mut dyn FnMut(&IterationReport)>,
+    ) -> Result<Self, ModelError> {
+        params.check()?;
+        let mut set = training_set(NAME, user_items, params.min_users_per_item)?;
+        let k = params.factors;
+        if params.alpha != 1.0 {
+            set.matrix.values.par_iter_mut().for_each(|v| *v *= params.alpha);
+            if set.matrix.values.iter().any(|v| !v.is_finite()) {
+                return Err(ModelError::InvalidParameter {
+                    model: NAME,
+                    parameter: "alpha",
+                    value: params.alpha.to_string(),
+                    expected: "times the largest listen count must be a finite f32",
+                });
+            }
+        }
+        let user_side = set.matrix;
+        let item_side = user_side.transpose();
+        let mut user_factors = initial_factors(params.seed, 0, user_side.rows, k);
+        let mut item_factors = initial_factors(params.seed, 1, item_side.rows, k);
+        let loss_denominator = user_side.values.iter().map(|&c| f64::from(c)).sum::<f64>()
+            + (user_side.rows as f64) * (user_side.cols as f64)
+            - user_side.nnz() as f64;
+        let mut item_gram = gram(&item_factors, k);
+        for iteration in 1..=params.iterations {
+            let started = Instant::now();
+            solve_side(&user_side, &mut user_factors, &item_factors, &item_gram, params, false);
+            let user_gram = gram(&user_factors, k);
+            // The item solve is the iteration's last step: the loss is taken there, from the
+            // item side, while each item's user rows are in cache.
+            let observed =
+                solve_side(&item_side, &mut item_factors, &user_factors, &user_gram, params, report.is_some());
+            item_gram = gram(&item_factors, k);
+            if let Some(report) = report.as_deref_mut() {
+                let loss = training_loss(observed, &user_gram, &item_gram, params) / loss_denominator;
+                let seconds = started.elapsed().as_secs_f64();
+                tracing::debug!(iteration, loss, seconds, "als iteration");
+                report(&IterationReport { iteration, loss, seconds });
+            }
+        }
+        let factors =
+            FactorModel::try_new(user_items.rows, user_items.cols, k, set.users, set.items, user_factors, item_factors)
+                .map_err(|problem| ModelError::TrainingFailed {
+                    model: NAME,
+                    reason: format!("{problem}; try a larger regularization"),
+                })?;
+        Ok(Self { params: params.clone(), factors })
+    }
+
+    pub fn factors(&self) -> &FactorModel {
+        &self.factors
+    }
+}
+
+/// Rows of factors drawn from one random stream: the unit of parallel initialisation, so that
+/// the factors do not depend on the number of threads.
+const INIT_ROWS_PER_STREAM: usize = 4096;
+
+/// Uniform in [0, 0.01) like implicit, from a stream per (seed, side, block of rows).
+fn initial_factors(seed: u64, side: u64, rows: usize, k: usize) -> Vec<f32> {
+    let mut factors = vec![0.0f32; rows * k];
+    factors.par_chunks_mut(INIT_ROWS_PER_STREAM * k).enumerate().for_each(|(block, chunk)| {
+        let stream = (side << 40) ^ block as u64;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        for v in chunk {
+            *v = (rng.next_u32() >> 8) as f32 * (0.01 / (1u32 << 24) as f32);
+        }
+    });
+    factors
+}
+
+/// Recomputes every row of `targets` from the `fixed` side (`fixed_gram` = its Gram matrix).
+/// With `observed_loss`, returns the observed pairs' part of the training loss at the new
+/// factors (see `cg::solve_rows`), else 0.
+fn solve_side(
+    confidence: &CsrMatrix,
+    targets: &mut [f32],
+    fixed: &[f32],
+    fixed_gram: &[f32],
+    params: &AlsParams,
+    observed_loss: bool,
+) -> f64 {
+    let k = params.factors;
+    let mut gram_reg = fixed_gram.to_vec();
+    for j in 0..k {
+        gram_reg[j * k + j] += params.regularization;
+    }
+    let side = cg::Side { confidence, fixed, gram_reg: &gram_reg, k, cg_steps: params.cg_steps };
+    targets
+        .par_chunks_mut(cg::ROWS_PER_TASK * k)
+        .enumerate()
+        .map_init(
+            || cg::Scratch::new(k),
+            |scratch, (task, xs)| cg::solve_rows(&side, task * cg::ROWS_PER_TASK, xs, scratch, observed_loss),
+        )
+        .sum()
+}
+
+/// The un-normalised objective, from the observed pairs' part and the two Gram matrices the
+/// iteration has anyway: the sum over every (user, item) pair of (x_u·y_i)² is
+/// `Σ_u x_uᵀ(YᵀY)x_u = ⟨XᵀX, YᵀY⟩`, and the penalty needs only their traces.
+fn training_loss(observed: f64, user_gram: &[f32], item_gram: &[f32], params: &AlsParams) -> f64 {
+    let k = params.factors;
+    let everywhere: f64 = user_gram.iter().zip(item_gram).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+    let trace = |g: &[f32]| (0..k).map(|j| f64::from(g[j * k + j])).sum::<f64>();
+    let penalty = f64::from(params.regularization) * (trace(user_gram) + trace(item_gram));
+    everywhere + observed + penalty
+}
+
+impl Recommender for Als {
+    const NAME: &'static str = NAME;
+    type Params = AlsParams;
+
+    fn fit(params: &AlsParams, user_items: &CsrMatrix) -> Result<Self, ModelError> {
+        Self::fit_inner(params, user_items, None)
+    }
+
+    fn params(&self) -> &AlsParams {
+        &self.params
+    }
+
+    fn recommend(&self, users: &[u32], user_items: &CsrMatrix, n: usize) -> Result<Recommendations, ModelError> {
+        self.factors.recommend(NAME, users, user_items, n)
+    }
+
+    fn similar_items(&self, items: &[u32], n: usize) -> Recommendations {
+        self.factors.similar_items(items, n)
+    }
+
+    fn save(&self, path: &Path) -> Result<u64, ModelError> {
+        let p = &self.params;
+        let mut out = ModelWriter::create(path, "ALS")?;
+        out.u64(p.factors as u64)?;
+        out.u64(p.iterations as u64)?;
+        out.f32(p.regularization)?;
+        out.f32(p.alpha)?;
+        out.u64(p.min_users_per_item as u64)?;
+        out.u64(p.cg_steps as u64)?;
+        out.u64(p.seed)?;
+        self.factors.write(&mut out)?;
+        out.commit()
+    }
+
+    fn load(path: &Path) -> Result<Self, ModelError> {
+        let mut input = ModelReader::open(path, "ALS")?;
+        let params = AlsParams {
+            factors: input.count("factors")?,
+            iterations: input.count("iterations")?,
+            regularization: input.f32("regularization")?,
+            alpha: input.f32("alpha")?,
+            min_users_per_item: input.count("min_users_per_item")?,
+            cg_steps: input.count("cg_steps")?,
+            seed: input.u64("seed")?,
+        };
+        params.check().map_err(|e| input.corrupt(format!("stored hyperparameters are invalid: {e}")))?;
+        let factors = FactorModel::read(&mut input)?;
+        if factors.dim() != params.factors {
+            return Err(input.corrupt(format!(
+                "{} factors per vector, the hyperparameters say {}",
+                factors.dim(),
+                params.factors
+            )));
+        }
+        input.finish()?;
+        Ok(Self { params, factors })
+    }
+}
+
+#[cfg(test)]
+mod tests;

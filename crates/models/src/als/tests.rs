@@ -1,0 +1,254 @@
+use super::*;
+
+/// Two taste groups: the first half of the users listen only to items of the first group,
+/// the others only to the second group's (each to a random ~30% of them, 1 to 4 listens).
+/// The rare items after the groups have one or two listeners, below the filter used here (3).
+struct Fixture {
+    matrix: CsrMatrix,
+}
+
+const USERS: u32 = 200;
+const GROUP_ITEMS: u32 = 60;
+const GROUPED_ITEMS: u32 = 2 * GROUP_ITEMS;
+const RARE_ITEMS: std::ops::Range<u32> = GROUPED_ITEMS..GROUPED_ITEMS + 3;
+
+fn group_of_user(u: u32) -> u32 {
+    u / (USERS / 2)
+}
+
+fn group_of_item(i: u32) -> u32 {
+    i / GROUP_ITEMS
+}
+
+/// A hash of (user, item): which pairs are listened must look random, or the pattern itself
+/// is a low-rank matrix that a factor model learns instead of the groups.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn fixture() -> Fixture {
+    let (mut rows, mut cols, mut vals) = (Vec::new(), Vec::new(), Vec::new());
+    for u in 0..USERS {
+        let first = group_of_user(u) * GROUP_ITEMS;
+        for i in first..first + GROUP_ITEMS {
+            let h = mix(u64::from(u) << 32 | u64::from(i));
+            if h % 10 < 3 {
+                rows.push(u);
+                cols.push(i);
+                vals.push((1 + (h >> 8) % 4) as f32);
+            }
+        }
+    }
+    for (n, i) in RARE_ITEMS.enumerate() {
+        for u in 0..=(n as u32 % 2) {
+            rows.push(u * 31);
+            cols.push(i);
+            vals.push(1.0);
+        }
+    }
+    Fixture { matrix: CsrMatrix::from_coo(USERS as usize, RARE_ITEMS.end as usize, &rows, &cols, &vals) }
+}
+
+fn params() -> AlsParams {
+    AlsParams {
+        factors: 4,
+        iterations: 10,
+        regularization: 0.05,
+        alpha: 1.0,
+        min_users_per_item: 3,
+        cg_steps: 3,
+        seed: 7,
+    }
+}
+
+/// How many items of the user's group the user has not listened to.
+fn own_group_unlistened(f: &Fixture, user: u32) -> usize {
+    let listened = f.matrix.row(user as usize).0;
+    listened
+        .iter()
+        .filter(|&&i| i < GROUPED_ITEMS && group_of_item(i) == group_of_user(user))
+        .count()
+        .abs_diff(GROUP_ITEMS as usize)
+}
+
+fn all_users() -> Vec<u32> {
+    (0..USERS).collect()
+}
+
+#[test]
+fn recommendations_come_from_the_users_own_group() {
+    let f = fixture();
+    let model = Als::fit(&params(), &f.matrix).unwrap();
+    let recs = model.recommend(&all_users(), &f.matrix, 5).unwrap();
+    for (user, items, scores) in recs.iter() {
+        assert_eq!(items.len(), 5, "user {user}");
+        // Other-group items may only fill the list once the user's group is exhausted.
+        let own = own_group_unlistened(&f, user).min(5);
+        assert!(items[..own].iter().all(|&i| group_of_item(i) == group_of_user(user)), "user {user} got {items:?}");
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first: {scores:?}");
+    }
+}
+
+#[test]
+fn never_recommends_a_listened_or_filtered_item() {
+    let f = fixture();
+    let model = Als::fit(&params(), &f.matrix).unwrap();
+    assert_eq!(model.factors().items(), (0..GROUPED_ITEMS).collect::<Vec<u32>>(), "rare items are filtered out");
+    // Ask for more than there is: every eligible item comes back, and nothing else.
+    let recs = model.recommend(&all_users(), &f.matrix, 2 * RARE_ITEMS.end as usize).unwrap();
+    for (user, items, _) in recs.iter() {
+        let listened = f.matrix.row(user as usize).0;
+        assert!(items.iter().all(|i| !listened.contains(i) && !RARE_ITEMS.contains(i)), "user {user}: {items:?}");
+        let eligible = (0..GROUPED_ITEMS).filter(|i| !listened.contains(i)).count();
+        assert_eq!(items.len(), eligible, "user {user}");
+    }
+    // A user outside the training matrix gets an empty list rather than an error.
+    assert_eq!(model.recommend(&[USERS + 5], &f.matrix, 5).unwrap().get(0).1.len(), 0);
+}
+
+#[test]
+fn save_and_load_give_identical_recommendations() {
+    let f = fixture();
+    let model = Als::fit(&params(), &f.matrix).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("als.model");
+    model.save(&path).unwrap();
+    let loaded = Als::load(&path).unwrap();
+    assert_eq!(loaded, model);
+    assert_eq!(
+        loaded.recommend(&all_users(), &f.matrix, 10).unwrap(),
+        model.recommend(&all_users(), &f.matrix, 10).unwrap()
+    );
+    assert_eq!(loaded.similar_items(&[0, 25], 5), model.similar_items(&[0, 25], 5));
+}
+
+#[test]
+fn damaged_or_foreign_files_are_refused() {
+    let f = fixture();
+    let model = Als::fit(&params(), &f.matrix).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("als.model");
+    model.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let refused = |content: &[u8], expected: &str| {
+        std::fs::write(&path, content).unwrap();
+        let err = Als::load(&path).unwrap_err();
+        assert!(matches!(err, ModelError::Corrupt { .. }) && err.to_string().contains(expected), "{err}");
+    };
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 2] ^= 0x10;
+    refused(&flipped, "checksum");
+    refused(&bytes[..bytes.len() - 7], "checksum");
+    refused(b"PAR1 certainly not a model file", "not a musicrec model");
+    let mut other_kind = bytes.clone();
+    other_kind[16..19].copy_from_slice(b"BPR");
+    refused(&other_kind, "expected \"ALS\"");
+    let mut newer = bytes.clone();
+    newer[8] = 2;
+    refused(&newer, "format version 2");
+}
+
+#[test]
+fn check_rejects_bad_hyperparameters_naming_them() {
+    let cases: Vec<(AlsParams, &str)> = vec![
+        (AlsParams { factors: 0, ..AlsParams::default() }, "als.factors = 0"),
+        (AlsParams { iterations: 0, ..AlsParams::default() }, "als.iterations = 0"),
+        (AlsParams { regularization: -0.1, ..AlsParams::default() }, "als.regularization = -0.1"),
+        (AlsParams { regularization: f32::INFINITY, ..AlsParams::default() }, "als.regularization = inf"),
+        (AlsParams { alpha: f32::NAN, ..AlsParams::default() }, "als.alpha = NaN"),
+        (AlsParams { alpha: 0.0, ..AlsParams::default() }, "als.alpha = 0"),
+        (AlsParams { min_users_per_item: 0, ..AlsParams::default() }, "als.min_users_per_item = 0"),
+        (AlsParams { cg_steps: 0, ..AlsParams::default() }, "als.cg_steps = 0"),
+    ];
+    let f = fixture();
+    for (params, expected) in cases {
+        let err = params.check().unwrap_err();
+        assert!(err.to_string().starts_with(expected) && err.is_user_error(), "{err}");
+        assert_eq!(Als::fit(&params, &f.matrix).unwrap_err().to_string(), err.to_string());
+    }
+    assert!(AlsParams::default().check().is_ok());
+    let too_strict = AlsParams { min_users_per_item: 1000, ..params() };
+    assert!(matches!(Als::fit(&too_strict, &f.matrix), Err(ModelError::NothingToTrain { .. })));
+}
+
+#[test]
+fn the_objective_decreases_every_iteration_and_is_the_full_objective() {
+    let f = fixture();
+    let mut losses = Vec::new();
+    let model = Als::fit_reporting(&params(), &f.matrix, &mut |r| losses.push(r.loss)).unwrap();
+    assert_eq!(losses.len(), params().iterations);
+    assert!(losses.windows(2).all(|w| w[1] < w[0]), "{losses:?}");
+    // The reported loss is the objective summed naively over every (user, item) pair.
+    let factors = model.factors();
+    let p = params();
+    let (mut total, mut penalty, mut denominator) = (0.0f64, 0.0f64, 0.0f64);
+    for &u in factors.users() {
+        let x = factors.user_vector(u).unwrap();
+        penalty += x.iter().map(|v| f64::from(v * v)).sum::<f64>();
+        let (cols, vals) = f.matrix.row(u as usize);
+        for &i in factors.items() {
+            let y = factors.item_vector(i).unwrap();
+            let score: f64 = x.iter().zip(y).map(|(a, b)| f64::from(a * b)).sum();
+            let (c, pref) = match cols.iter().position(|&c| c == i) {
+                Some(at) => (f64::from(p.alpha * vals[at]), 1.0),
+                None => (1.0, 0.0),
+            };
+            total += c * (pref - score) * (pref - score);
+            denominator += c;
+        }
+    }
+    for &i in factors.items() {
+        penalty += factors.item_vector(i).unwrap().iter().map(|v| f64::from(v * v)).sum::<f64>();
+    }
+    let naive = (total + f64::from(p.regularization) * penalty) / denominator;
+    let last = *losses.last().unwrap();
+    assert!((last - naive).abs() < 1e-4 * naive, "reported {last}, naive {naive}");
+}
+
+#[test]
+fn factors_do_not_depend_on_the_thread_count() {
+    let f = fixture();
+    let fit_with = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| Als::fit(&params(), &f.matrix).unwrap())
+    };
+    assert_eq!(fit_with(1), fit_with(3));
+}
+
+#[test]
+fn similar_items_exclude_the_item_and_come_from_its_group() {
+    let f = fixture();
+    let model = Als::fit(&params(), &f.matrix).unwrap();
+    let items: Vec<u32> = (0..GROUPED_ITEMS).chain(RARE_ITEMS).collect();
+    let similar = model.similar_items(&items, 5);
+    for (item, neighbours, scores) in similar.iter() {
+        if RARE_ITEMS.contains(&item) {
+            assert!(neighbours.is_empty(), "filtered item {item} has no vector");
+            continue;
+        }
+        assert_eq!(neighbours.len(), 5);
+        assert!(!neighbours.contains(&item), "item {item} is not its own neighbour");
+        assert!(neighbours.iter().all(|&j| group_of_item(j) == group_of_item(item)), "item {item}: {neighbours:?}");
+        assert!(scores.iter().all(|s| (-1.0001..=1.0001).contains(s)), "cosines: {scores:?}");
+    }
+}
+
+#[test]
+fn an_alpha_that_overflows_the_confidences_is_an_error() {
+    let f = fixture();
+    let err = Als::fit(&AlsParams { alpha: f32::MAX, ..params() }, &f.matrix).unwrap_err();
+    assert!(err.to_string().starts_with("als.alpha = ") && err.is_user_error(), "{err}");
+}
+
+#[test]
+fn no_regularization_and_more_factors_than_items_still_trains() {
+    // YᵀY + λI is singular here (λ = 0, rank ≤ 123 < 160 factors). CG still only moves
+    // within the range of each row's matrix, where the curvature is positive.
+    let f = fixture();
+    let p = AlsParams { factors: 160, regularization: 0.0, iterations: 3, ..params() };
+    let model = Als::fit(&p, &f.matrix).unwrap();
+    let recs = model.recommend(&all_users(), &f.matrix, 5).unwrap();
+    assert!(recs.iter().all(|(_, items, scores)| items.len() == 5 && scores.iter().all(|s| s.is_finite())));
+}

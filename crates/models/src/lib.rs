@@ -1,0 +1,63 @@
+//! Candidate models of musicrec and the machinery they share.
+//!
+//! Every model has one shape (the `Recommender` trait): hyperparameters with the original
+//! system's defaults and a `check`, `fit` on the train user × item matrix of listen counts,
+//! `recommend` (never an item the user has, never an item the model filtered out),
+//! `similar_items`, and `save`/`load` in the versioned, checksummed `MRMODEL` format
+//! (`format`). Factor models (ALS here, BPR next) share `FactorModel`, and everything that
+//! ranks items goes through one batched top-K (`topk`).
+//!
+//! Users and items are the dense `u32` indices of the train matrix's rows and columns.
+//! Parallel work runs on the caller's rayon pool: install a pool to bound the threads.
+
+pub mod als;
+mod dense;
+pub mod error;
+pub mod factors;
+mod format;
+pub mod params;
+pub mod popular;
+pub mod recommendations;
+mod simd;
+pub mod topk;
+mod training;
+
+use std::path::Path;
+
+use musicrec_data::CsrMatrix;
+
+pub use als::{Als, AlsParams, IterationReport};
+pub use error::ModelError;
+pub use factors::FactorModel;
+pub use params::Hyperparameters;
+pub use popular::{TopItems, TopItemsParams};
+pub use recommendations::Recommendations;
+
+/// The shape every model has, so that one generic stage (fit, write candidates for the
+/// window users, write similar items, save, evaluate) serves all of them.
+pub trait Recommender: Sized + Send + Sync {
+    /// The model's name: its configuration section, and the prefix of its errors.
+    const NAME: &'static str;
+    type Params: Hyperparameters;
+
+    /// Checks `params`, then trains on `user_items` (users × items, listen counts).
+    fn fit(params: &Self::Params, user_items: &CsrMatrix) -> Result<Self, ModelError>;
+
+    fn params(&self) -> &Self::Params;
+
+    /// The `n` best items for each of `users`, best first with scores. Never an item of the
+    /// user's row in `user_items` (which must have the training matrix's shape) nor one the
+    /// model left out; users the model cannot score (e.g. not in the training matrix) get an
+    /// empty list.
+    fn recommend(&self, users: &[u32], user_items: &CsrMatrix, n: usize) -> Result<Recommendations, ModelError>;
+
+    /// The `n` items most similar to each of `items`, the item itself excluded; an item the
+    /// model has no representation of gets an empty list.
+    fn similar_items(&self, items: &[u32], n: usize) -> Recommendations;
+
+    /// Writes the model atomically; returns the file's size in bytes.
+    fn save(&self, path: &Path) -> Result<u64, ModelError>;
+
+    /// Reads a model written by `save`; a damaged or foreign file is `ModelError::Corrupt`.
+    fn load(path: &Path) -> Result<Self, ModelError>;
+}

@@ -1,0 +1,292 @@
+//! Batched top-K over query × candidate dot products, for all queries at once.
+//!
+//! Queries are taken in blocks; each block is scored against a block of candidates with one
+//! dense product (GEMM) into a buffer that fits in cache, and each query's row of that buffer
+//! is scanned straight away into a small selection of its best `n`. The full queries ×
+//! candidates matrix never exists: memory stays at a few blocks per thread, whatever the
+//! number of users and items. Blocks of queries run in parallel on the current rayon pool.
+//!
+//! Order: higher score first; equal scores by ascending candidate id, so results are
+//! deterministic. Only scores greater than −∞ are returned (finite factors never give NaN or
+//! −∞, so in practice every candidate that is not excluded is eligible).
+
+use rayon::prelude::*;
+
+use crate::dense::mul_transposed;
+use crate::recommendations::Recommendations;
+
+/// Queries scored together: one GEMM's rows, and the unit of parallel work.
+const QUERY_BLOCK: usize = 64;
+/// Candidates scored together: a QUERY_BLOCK × CANDIDATE_BLOCK score buffer is 512 KiB.
+const CANDIDATE_BLOCK: usize = 2048;
+
+/// The rows queries are scored against.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidates<'a> {
+    /// Row-major, `ids.len()` rows of `dim` values.
+    pub vectors: &'a [f32],
+    /// The id reported for each row; strictly ascending, which ties and exclusions rely on.
+    pub ids: &'a [u32],
+    pub dim: usize,
+}
+
+/// For every query `q` of `queries`: the `n` best candidates by `vector(q) · candidate`, best
+/// first, skipping the candidates whose ids are in `excluded(q)` (ascending ids). A query
+/// whose `vector` is `None` gets an empty list. Fewer than `n` items come back only when
+/// fewer than `n` candidates are eligible.
+///
+/// # Panics
+/// If a query vector or the candidate matrix does not have `dim` values per row, or candidate
+/// ids are not strictly ascending: callers build both from one model.
+pub fn top_k<'v>(
+    queries: &[u32],
+    vector: impl Fn(usize) -> Option<&'v [f32]> + Sync,
+    excluded: impl Fn(usize) -> &'v [u32] + Sync,
+    candidates: Candidates<'_>,
+    n: usize,
+) -> Recommendations {
+    let dim = candidates.dim;
+    assert_eq!(candidates.vectors.len(), candidates.ids.len() * dim, "candidate matrix shape");
+    debug_assert!(candidates.ids.windows(2).all(|w| w[0] < w[1]), "candidate ids must be strictly ascending");
+    let blocks: Vec<Recommendations> = queries
+        .par_chunks(QUERY_BLOCK)
+        .enumerate()
+        .map(|(block, chunk)| {
+            let first = block * QUERY_BLOCK;
+            top_k_block(chunk, first, &vector, &excluded, candidates, n)
+        })
+        .collect();
+    let mut out = Recommendations::new();
+    for block in &blocks {
+        out.append(block);
+    }
+    out
+}
+
+fn top_k_block<'v>(
+    chunk: &[u32],
+    first: usize,
+    vector: &(impl Fn(usize) -> Option<&'v [f32]> + Sync),
+    excluded: &(impl Fn(usize) -> &'v [u32] + Sync),
+    candidates: Candidates<'_>,
+    n: usize,
+) -> Recommendations {
+    let dim = candidates.dim;
+    // Queries with a vector, as positions in `chunk`, and their vectors packed for the GEMM.
+    let mut scored = Vec::with_capacity(chunk.len());
+    let mut packed = Vec::with_capacity(chunk.len() * dim);
+    if n > 0 {
+        for position in 0..chunk.len() {
+            if let Some(v) = vector(first + position) {
+                assert_eq!(v.len(), dim, "query vector length");
+                scored.push(position);
+                packed.extend_from_slice(v);
+            }
+        }
+    }
+    let mut selections: Vec<Selection> = scored.iter().map(|_| Selection::new(n)).collect();
+    let mut pending: Vec<&[u32]> = scored.iter().map(|&p| excluded(first + p)).collect();
+    let total = candidates.ids.len();
+    let mut scores = vec![0.0f32; scored.len() * CANDIDATE_BLOCK.min(total)];
+    for start in (0..total).step_by(CANDIDATE_BLOCK) {
+        let end = (start + CANDIDATE_BLOCK).min(total);
+        let width = end - start;
+        let ids = &candidates.ids[start..end];
+        mul_transposed(&packed, &candidates.vectors[start * dim..end * dim], scored.len(), dim, width, &mut scores);
+        for (q, (selection, pending)) in selections.iter_mut().zip(&mut pending).enumerate() {
+            scan_skipping(selection, &scores[q * width..(q + 1) * width], ids, pending);
+        }
+    }
+    let mut out = Recommendations::new();
+    let mut selections = selections.into_iter();
+    let mut next_scored = scored.iter().peekable();
+    let (mut items, mut item_scores) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for (position, &query) in chunk.iter().enumerate() {
+        items.clear();
+        item_scores.clear();
+        if next_scored.next_if(|&&p| p == position).is_some() {
+            for (score, item) in selections.next().expect("one selection per scored query").into_sorted() {
+                items.push(item);
+                item_scores.push(score);
+            }
+        }
+        out.push(query, &items, &item_scores);
+    }
+    out
+}
+
+/// Feeds one query's scores for a block of candidates to its selection, skipping the ids of
+/// `pending` (the query's exclusions not yet passed, ascending) and consuming those that fall
+/// inside this block, so the whole scan is one merge of two sorted lists.
+fn scan_skipping(selection: &mut Selection, scores: &[f32], ids: &[u32], pending: &mut &[u32]) {
+    let last = *ids.last().expect("a candidate block is never empty");
+    let mut from = 0;
+    while let Some((&skip, rest)) = pending.split_first() {
+        if skip > last {
+            break;
+        }
+        let at = from + ids[from..].partition_point(|&id| id < skip);
+        selection.scan(&scores[from..at], &ids[from..at]);
+        from = if at < ids.len() && ids[at] == skip { at + 1 } else { at };
+        *pending = rest;
+    }
+    selection.scan(&scores[from..], &ids[from..]);
+}
+
+/// The best `n` (score, id) pairs seen so far, fed in ascending id order.
+///
+/// Candidates go to an unsorted buffer of up to `2n` (at least `n + 32`) entries; when it fills,
+/// a linear-time selection keeps the best `n` and their worst score becomes the entry bar.
+/// Because ids arrive ascending, a later candidate with a score equal to the bar ranks below
+/// every kept one, so "strictly above the bar" is the exact entry test.
+struct Selection {
+    n: usize,
+    capacity: usize,
+    buffer: Vec<(f32, u32)>,
+    bar: f32,
+}
+
+impl Selection {
+    fn new(n: usize) -> Self {
+        let capacity = n + n.max(32);
+        Self { n, capacity, buffer: Vec::with_capacity(capacity), bar: f32::NEG_INFINITY }
+    }
+
+    #[inline]
+    fn scan(&mut self, scores: &[f32], ids: &[u32]) {
+        for (&score, &id) in scores.iter().zip(ids) {
+            if score > self.bar {
+                self.buffer.push((score, id));
+                if self.buffer.len() == self.capacity {
+                    self.keep_best();
+                }
+            }
+        }
+    }
+
+    fn keep_best(&mut self) {
+        let n = self.n;
+        self.buffer.select_nth_unstable_by(n - 1, ranks_before);
+        self.buffer.truncate(n);
+        self.bar = self.buffer[n - 1].0;
+    }
+
+    fn into_sorted(mut self) -> Vec<(f32, u32)> {
+        self.buffer.sort_unstable_by(ranks_before);
+        self.buffer.truncate(self.n);
+        self.buffer
+    }
+}
+
+/// Higher score first, then lower id. Scores in a selection are never NaN (they passed a `>`
+/// test), so the partial comparison is total here.
+fn ranks_before(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
+    b.0.partial_cmp(&a.0).expect("selected scores are not NaN").then(a.1.cmp(&b.1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every eligible candidate scored one by one and fully sorted.
+    fn naive(query: &[f32], excluded: &[u32], candidates: Candidates<'_>, n: usize) -> Vec<(f32, u32)> {
+        let mut all: Vec<(f32, u32)> = candidates
+            .ids
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| !excluded.contains(id))
+            .map(|(row, &id)| {
+                let v = &candidates.vectors[row * candidates.dim..(row + 1) * candidates.dim];
+                (query.iter().zip(v).map(|(a, b)| a * b).sum::<f32>(), id)
+            })
+            .collect();
+        all.sort_by(ranks_before);
+        all.truncate(n);
+        all
+    }
+
+    /// (dim, candidate ids, candidate vectors, query vectors, exclusions per query, n).
+    type Case = (usize, Vec<u32>, Vec<f32>, Vec<f32>, Vec<Vec<u32>>, usize);
+
+    fn case() -> impl Strategy<Value = Case> {
+        (1usize..6, 0usize..90, 0usize..150, 0usize..40).prop_flat_map(|(dim, n_candidates, n_queries, n)| {
+            (
+                Just(dim),
+                // Ids with gaps, so that exclusions of ids outside the candidates occur.
+                proptest::collection::vec(1u32..4, n_candidates).prop_map(|gaps| {
+                    gaps.iter()
+                        .scan(0u32, |id, gap| {
+                            *id += gap;
+                            Some(*id)
+                        })
+                        .collect::<Vec<_>>()
+                }),
+                // Small integers: exact products in any summation order, and many ties.
+                proptest::collection::vec((-3i8..=3).prop_map(f32::from), n_candidates * dim),
+                proptest::collection::vec((-3i8..=3).prop_map(f32::from), n_queries * dim),
+                proptest::collection::vec(
+                    proptest::collection::btree_set(0u32..400, 0..60).prop_map(|s| s.into_iter().collect()),
+                    n_queries,
+                ),
+                Just(n),
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn equals_a_full_sort((dim, ids, vectors, queries, excluded, n) in case()) {
+            let candidates = Candidates { vectors: &vectors, ids: &ids, dim };
+            let query_ids: Vec<u32> = (0..excluded.len() as u32).map(|q| q * 10).collect();
+            // Every third query has no vector and must get an empty list.
+            let vector = |q: usize| (q % 3 != 2).then(|| &queries[q * dim..(q + 1) * dim]);
+            let got = top_k(&query_ids, vector, |q| excluded[q].as_slice(), candidates, n);
+            prop_assert_eq!(got.len(), query_ids.len());
+            for (q, (query, items, scores)) in got.iter().enumerate() {
+                prop_assert_eq!(query, query_ids[q]);
+                let expected = match vector(q) {
+                    Some(v) => naive(v, &excluded[q], candidates, n),
+                    None => Vec::new(),
+                };
+                let eligible = ids.iter().filter(|id| !excluded[q].contains(id)).count();
+                if vector(q).is_some() {
+                    prop_assert_eq!(items.len(), n.min(eligible));
+                }
+                prop_assert!(items.iter().all(|i| !excluded[q].contains(i)));
+                let got_pairs: Vec<(f32, u32)> = scores.iter().copied().zip(items.iter().copied()).collect();
+                prop_assert_eq!(got_pairs, expected);
+            }
+        }
+    }
+
+    #[test]
+    fn many_blocks_of_queries_and_candidates() {
+        // More candidates than one block and more queries than one block, with a planted best
+        // item per query, so that block boundaries are crossed both ways.
+        let dim = 2;
+        let n_candidates = CANDIDATE_BLOCK * 2 + 17;
+        let ids: Vec<u32> = (0..n_candidates as u32).map(|i| i * 2).collect();
+        let mut vectors = vec![0.0f32; n_candidates * dim];
+        for row in 0..n_candidates {
+            vectors[row * dim] = 1.0;
+            vectors[row * dim + 1] = (row % 1000) as f32 / 1000.0;
+        }
+        let queries: Vec<u32> = (0..(QUERY_BLOCK * 3 + 5) as u32).collect();
+        let query_vector = [0.0f32, 1.0];
+        // Rows 999, 1999, 2999, 3999 score highest; query q excludes the first of them.
+        let excluded = [999u32 * 2];
+        let got = top_k(
+            &queries,
+            |_| Some(&query_vector[..]),
+            |_| &excluded[..],
+            Candidates { vectors: &vectors, ids: &ids, dim },
+            3,
+        );
+        for (_, items, scores) in got.iter() {
+            assert_eq!(items, &[1999 * 2, 2999 * 2, 3999 * 2]);
+            assert!(scores.iter().all(|&s| s == 0.999));
+        }
+    }
+}

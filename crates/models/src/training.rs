@@ -1,0 +1,114 @@
+//! The matrix a factor model trains on: the item filter of the original system (items with
+//! fewer than `min_users_per_item` distinct users are left out), then the users left with no
+//! item dropped, re-indexed densely so the solvers work on contiguous factor rows.
+
+use rayon::prelude::*;
+
+use musicrec_data::CsrMatrix;
+
+use crate::error::ModelError;
+
+#[derive(Debug)]
+pub(crate) struct TrainingSet {
+    /// Row `r` of `matrix` is user `users[r]` of the input; ascending.
+    pub users: Vec<u32>,
+    /// Column `c` of `matrix` is item `items[c]` of the input; ascending.
+    pub items: Vec<u32>,
+    pub matrix: CsrMatrix,
+}
+
+/// Checks the values (listen counts must be finite and > 0: they become confidences) and
+/// applies the item filter.
+pub(crate) fn training_set(
+    model: &'static str,
+    user_items: &CsrMatrix,
+    min_users_per_item: usize,
+) -> Result<TrainingSet, ModelError> {
+    let bad = user_items.values.par_iter().filter(|v| !(v.is_finite() && **v > 0.0)).count();
+    if bad > 0 {
+        let example = *user_items.values.iter().find(|v| !(v.is_finite() && **v > 0.0)).expect("counted above");
+        return Err(ModelError::BadTrainingValues { model, count: bad, example });
+    }
+    // Column indices are unique within a row, so entries per column are distinct users.
+    let mut users_per_item = vec![0usize; user_items.cols];
+    for &item in &user_items.indices {
+        users_per_item[item as usize] += 1;
+    }
+    const DROPPED: u32 = u32::MAX;
+    let mut column_of = vec![DROPPED; user_items.cols];
+    let mut items = Vec::new();
+    for (item, &count) in users_per_item.iter().enumerate() {
+        if count >= min_users_per_item {
+            column_of[item] = items.len() as u32;
+            items.push(item as u32);
+        }
+    }
+    if items.is_empty() {
+        let most = users_per_item.iter().max().copied().unwrap_or(0);
+        return Err(ModelError::NothingToTrain {
+            model,
+            reason: format!(
+                "no item has at least min_users_per_item = {min_users_per_item} distinct users (the most listened item has {most})"
+            ),
+        });
+    }
+    let kept_per_user: Vec<usize> = (0..user_items.rows)
+        .into_par_iter()
+        .map(|u| user_items.row(u).0.iter().filter(|&&i| column_of[i as usize] != DROPPED).count())
+        .collect();
+    let users: Vec<u32> = (0..user_items.rows).filter(|&u| kept_per_user[u] > 0).map(|u| u as u32).collect();
+    let mut indptr = Vec::with_capacity(users.len() + 1);
+    indptr.push(0u64);
+    for &u in &users {
+        indptr.push(indptr.last().expect("starts with 0") + kept_per_user[u as usize] as u64);
+    }
+    let nnz = *indptr.last().expect("starts with 0") as usize;
+    let mut indices = vec![0u32; nnz];
+    let mut values = vec![0f32; nnz];
+    let mut rows: Vec<(u32, &mut [u32], &mut [f32])> = Vec::with_capacity(users.len());
+    let (mut index_rest, mut value_rest) = (indices.as_mut_slice(), values.as_mut_slice());
+    for &u in &users {
+        let length = kept_per_user[u as usize];
+        let (index_row, index_tail) = std::mem::take(&mut index_rest).split_at_mut(length);
+        let (value_row, value_tail) = std::mem::take(&mut value_rest).split_at_mut(length);
+        rows.push((u, index_row, value_row));
+        (index_rest, value_rest) = (index_tail, value_tail);
+    }
+    rows.into_par_iter().for_each(|(u, index_row, value_row)| {
+        let (cols, vals) = user_items.row(u as usize);
+        let kept = cols.iter().zip(vals).filter(|&(&i, _)| column_of[i as usize] != DROPPED);
+        for ((slot_index, slot_value), (&i, &v)) in index_row.iter_mut().zip(value_row.iter_mut()).zip(kept) {
+            *slot_index = column_of[i as usize];
+            *slot_value = v;
+        }
+    });
+    let matrix = CsrMatrix { rows: users.len(), cols: items.len(), indptr, indices, values };
+    Ok(TrainingSet { users, items, matrix })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rare_items_and_then_empty_users_are_dropped() {
+        // Item 0: users 0, 1, 2; item 1: user 1; item 2: users 0, 3. User 3 only has item 2.
+        let m = CsrMatrix::from_coo(4, 3, &[0, 1, 2, 1, 0, 3], &[0, 0, 0, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let set = training_set("test", &m, 2).unwrap();
+        assert_eq!(set.items, vec![0, 2]);
+        assert_eq!(set.users, vec![0, 1, 2, 3]);
+        assert_eq!(set.matrix.row(0), (&[0u32, 1][..], &[1.0f32, 5.0][..]));
+        assert_eq!(set.matrix.row(1), (&[0u32][..], &[2.0f32][..]));
+        let set = training_set("test", &m, 3).unwrap();
+        assert_eq!((set.items, set.users), (vec![0], vec![0, 1, 2]));
+        let err = training_set("test", &m, 4).unwrap_err().to_string();
+        assert!(err.contains("min_users_per_item = 4") && err.contains("has 3"), "{err}");
+    }
+
+    #[test]
+    fn non_positive_or_non_finite_counts_are_refused() {
+        let m = CsrMatrix::from_coo(2, 2, &[0, 1], &[0, 1], &[1.0, f32::NAN]);
+        let err = training_set("als", &m, 1).unwrap_err();
+        assert!(matches!(err, ModelError::BadTrainingValues { count: 1, .. }), "{err}");
+    }
+}
