@@ -201,38 +201,3 @@ fn write_interactions(model: &ListeningModel, users: u64, path: &Path) -> Result
     sink.finish()?;
     Ok(accumulator)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Throughput at growing sizes, to extrapolate to `yandex` without generating it: the last
-    /// run has the full `yandex` catalogue (so cache behaviour is the real one) and a tenth of
-    /// its users. Run with
-    /// `cargo test --release -p musicrec-synth -- --ignored --nocapture measure_generation_speed`.
-    #[test]
-    #[ignore = "measurement, not a check: run it in release mode"]
-    fn measure_generation_speed() {
-        let yandex = Scale::Yandex.params();
-        let runs = [
-            (Scale::Small, Scale::Small.params()),
-            (Scale::Medium, Scale::Medium.params()),
-            (Scale::Yandex, ScaleParams { users: yandex.users / 10, ..yandex }),
-        ];
-        for (scale, params) in runs {
-            let dir = tempfile::tempdir().unwrap();
-            let started = Instant::now();
-            let summary = generate_with(params, &GenerateOptions { scale, seed: 1 }, dir.path()).unwrap();
-            let seconds = started.elapsed().as_secs_f64();
-            let per_second = summary.events as f64 / seconds;
-            eprintln!(
-                "{scale} ({} users, {} tracks): {} events in {seconds:.1} s, {per_second:.0} events/s; \
-                 220M events at this rate: {:.0} s",
-                summary.users,
-                summary.tracks,
-                summary.events,
-                220e6 / per_second
-            );
-        }
-    }
-}
