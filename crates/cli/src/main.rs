@@ -136,7 +136,12 @@ fn execute(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn run(data: Option<String>, artifacts: PathBuf, config: Option<PathBuf>, stages: Option<String>) -> anyhow::Result<()> {
+fn run(
+    data: Option<String>,
+    artifacts: PathBuf,
+    config: Option<PathBuf>,
+    stages: Option<String>,
+) -> anyhow::Result<()> {
     // Everything the user gave is checked before any work starts.
     let config = Config::load(config.as_deref())?;
     let stages = match stages {
@@ -147,11 +152,9 @@ fn run(data: Option<String>, artifacts: PathBuf, config: Option<PathBuf>, stages
         Some(location) => Some(Location::parse(&location)?),
         None => None,
     };
-    let scale: Scale = config
-        .data
-        .default_scale
-        .parse()
-        .map_err(|e: musicrec_synth::SynthError| ConfigError::Invalid { key: "data.default_scale".into(), reason: e.to_string() })?;
+    let scale: Scale = config.data.default_scale.parse().map_err(|e: musicrec_synth::SynthError| {
+        ConfigError::Invalid { key: "data.default_scale".into(), reason: e.to_string() }
+    })?;
     rayon::ThreadPoolBuilder::new().num_threads(config.threads).build_global().context("starting worker threads")?;
 
     let data = match data {
@@ -176,7 +179,13 @@ fn run(data: Option<String>, artifacts: PathBuf, config: Option<PathBuf>, stages
     Ok(())
 }
 
-fn evaluate(recs: &std::path::Path, window: WindowArg, artifacts: &std::path::Path, k: Option<usize>, config: Option<PathBuf>) -> anyhow::Result<()> {
+fn evaluate(
+    recs: &std::path::Path,
+    window: WindowArg,
+    artifacts: &std::path::Path,
+    k: Option<usize>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let config = Config::load(config.as_deref())?;
     let k = k.unwrap_or(config.k);
     if k == 0 {

@@ -43,35 +43,48 @@ fn missing_file() {
 #[test]
 fn missing_column() {
     let (_tmp, data) = fixture();
-    interactions(&data, vec![
-        ("user_id", arr(Int32Array::from(vec![1]))),
-        ("track_id", arr(Int32Array::from(vec![10]))),
-        ("track_seq", arr(Int16Array::from(vec![1]))),
-    ]);
-    assert_refused(&data, &[], &["interactions.parquet", "missing column `started_at`", "user_id, track_id, track_seq"]);
+    interactions(
+        &data,
+        vec![
+            ("user_id", arr(Int32Array::from(vec![1]))),
+            ("track_id", arr(Int32Array::from(vec![10]))),
+            ("track_seq", arr(Int16Array::from(vec![1]))),
+        ],
+    );
+    assert_refused(
+        &data,
+        &[],
+        &["interactions.parquet", "missing column `started_at`", "user_id, track_id, track_seq"],
+    );
 }
 
 #[test]
 fn wrong_type() {
     let (_tmp, data) = fixture();
-    interactions(&data, vec![
-        ("user_id", arr(StringArray::from(vec!["u1"]))),
-        ("track_id", arr(Int32Array::from(vec![10]))),
-        ("track_seq", arr(Int16Array::from(vec![1]))),
-        ("started_at", arr(Date32Array::from(vec![19000]))),
-    ]);
+    interactions(
+        &data,
+        vec![
+            ("user_id", arr(StringArray::from(vec!["u1"]))),
+            ("track_id", arr(Int32Array::from(vec![10]))),
+            ("track_seq", arr(Int16Array::from(vec![1]))),
+            ("started_at", arr(Date32Array::from(vec![19000]))),
+        ],
+    );
     assert_refused(&data, &[], &["interactions.parquet", "column `user_id`", "expected an integer type"]);
 }
 
 #[test]
 fn null_ids_are_counted() {
     let (_tmp, data) = fixture();
-    interactions(&data, vec![
-        ("user_id", arr(Int32Array::from(vec![Some(1), None, Some(2), None, None]))),
-        ("track_id", arr(Int32Array::from(vec![10, 10, 20, 20, 30]))),
-        ("track_seq", arr(Int16Array::from(vec![1, 2, 1, 2, 3]))),
-        ("started_at", arr(Date32Array::from(vec![19000; 5]))),
-    ]);
+    interactions(
+        &data,
+        vec![
+            ("user_id", arr(Int32Array::from(vec![Some(1), None, Some(2), None, None]))),
+            ("track_id", arr(Int32Array::from(vec![10, 10, 20, 20, 30]))),
+            ("track_seq", arr(Int16Array::from(vec![1, 2, 1, 2, 3]))),
+            ("started_at", arr(Date32Array::from(vec![19000; 5]))),
+        ],
+    );
     assert_refused(&data, &[], &["interactions.parquet", "column `user_id`", "3 null value(s)"]);
 }
 
@@ -82,54 +95,89 @@ fn null_list_element_in_tracks() {
     genres.values().append_value(3);
     genres.values().append_null();
     genres.append(true);
-    write_parquet(&data.join("tracks.parquet"), vec![
-        ("track_id", arr(Int64Array::from(vec![10]))),
-        ("albums", arr(genres.finish())),
-        ("artists", arr({ let mut b = arrow_array::builder::ListBuilder::new(arrow_array::builder::Int64Builder::new()); b.append(true); b.finish() })),
-        ("genres", arr({ let mut b = arrow_array::builder::ListBuilder::new(arrow_array::builder::Int64Builder::new()); b.append(true); b.finish() })),
-    ]);
+    write_parquet(
+        &data.join("tracks.parquet"),
+        vec![
+            ("track_id", arr(Int64Array::from(vec![10]))),
+            ("albums", arr(genres.finish())),
+            (
+                "artists",
+                arr({
+                    let mut b = arrow_array::builder::ListBuilder::new(arrow_array::builder::Int64Builder::new());
+                    b.append(true);
+                    b.finish()
+                }),
+            ),
+            (
+                "genres",
+                arr({
+                    let mut b = arrow_array::builder::ListBuilder::new(arrow_array::builder::Int64Builder::new());
+                    b.append(true);
+                    b.finish()
+                }),
+            ),
+        ],
+    );
     assert_refused(&data, &[], &["tracks.parquet", "column `albums`", "1 null value(s)"]);
 }
 
 #[test]
 fn empty_table() {
     let (_tmp, data) = fixture();
-    write_parquet(&data.join("catalog_names.parquet"), vec![
-        ("id", arr(Int64Array::from(Vec::<i64>::new()))),
-        ("type", arr(StringArray::from(Vec::<&str>::new()))),
-        ("name", arr(StringArray::from(Vec::<&str>::new()))),
-    ]);
+    write_parquet(
+        &data.join("catalog_names.parquet"),
+        vec![
+            ("id", arr(Int64Array::from(Vec::<i64>::new()))),
+            ("type", arr(StringArray::from(Vec::<&str>::new()))),
+            ("name", arr(StringArray::from(Vec::<&str>::new()))),
+        ],
+    );
     assert_refused(&data, &[], &["catalog_names.parquet", "empty"]);
 }
 
 #[test]
 fn type_outside_the_four_values() {
     let (_tmp, data) = fixture();
-    write_parquet(&data.join("catalog_names.parquet"), vec![
-        ("id", arr(Int64Array::from(vec![1, 2, 3]))),
-        ("type", arr(StringArray::from(vec!["album", "playlist", "podcast"]))),
-        ("name", arr(StringArray::from(vec!["a", "b", "c"]))),
-    ]);
+    write_parquet(
+        &data.join("catalog_names.parquet"),
+        vec![
+            ("id", arr(Int64Array::from(vec![1, 2, 3]))),
+            ("type", arr(StringArray::from(vec!["album", "playlist", "podcast"]))),
+            ("name", arr(StringArray::from(vec!["a", "b", "c"]))),
+        ],
+    );
     assert_refused(&data, &[], &["catalog_names.parquet", "column `type`", "2 row(s)", "\"playlist\""]);
 }
 
 #[test]
 fn duplicate_track_ids() {
     let (_tmp, data) = fixture();
-    let empty = || { let mut b = arrow_array::builder::ListBuilder::new(arrow_array::builder::Int64Builder::new()); b.append(true); b.append(true); b.finish() };
-    write_parquet(&data.join("tracks.parquet"), vec![
-        ("track_id", arr(Int64Array::from(vec![10, 10]))),
-        ("albums", arr(empty())),
-        ("artists", arr(empty())),
-        ("genres", arr(empty())),
-    ]);
+    let empty = || {
+        let mut b = arrow_array::builder::ListBuilder::new(arrow_array::builder::Int64Builder::new());
+        b.append(true);
+        b.append(true);
+        b.finish()
+    };
+    write_parquet(
+        &data.join("tracks.parquet"),
+        vec![
+            ("track_id", arr(Int64Array::from(vec![10, 10]))),
+            ("albums", arr(empty())),
+            ("artists", arr(empty())),
+            ("genres", arr(empty())),
+        ],
+    );
     assert_refused(&data, &[], &["tracks.parquet", "column `track_id`", "1 row(s)", "e.g. 10"]);
 }
 
 #[test]
 fn unknown_tracks_fail_when_configured() {
     let (_tmp, data) = fixture();
-    assert_refused(&data, &[("MUSICREC__DATA__UNKNOWN_TRACKS", "fail")], &["interactions.parquet", "1 event(s) of 1 track id(s)", "e.g. 99"]);
+    assert_refused(
+        &data,
+        &[("MUSICREC__DATA__UNKNOWN_TRACKS", "fail")],
+        &["interactions.parquet", "1 event(s) of 1 track id(s)", "e.g. 99"],
+    );
 }
 
 #[test]
@@ -138,7 +186,18 @@ fn bad_config_and_flags_are_refused_before_work() {
     assert_refused(&data, &[("MUSICREC__ALS__FACTORS", "-3")], &["als.factors"]);
     assert_refused(&data, &[("MUSICREC__PREPROCESS__TRAIN_END", "2023-01-01")], &["preprocess.target_end"]);
     let art = data.parent().unwrap().join("artifacts");
-    let out = musicrec(&["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap(), "--stages", "preprocess,bogus"], &[]);
+    let out = musicrec(
+        &[
+            "run",
+            "--data",
+            data.to_str().unwrap(),
+            "--artifacts",
+            art.to_str().unwrap(),
+            "--stages",
+            "preprocess,bogus",
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown stage `bogus`"), "{}", stderr(&out));
     let out = musicrec(&["run", "--data", "s3://bucket/x", "--artifacts", art.to_str().unwrap()], &[]);
@@ -154,7 +213,12 @@ fn bad_config_and_flags_are_refused_before_work() {
 fn a_failed_rerun_keeps_the_previous_outputs() {
     let (_tmp, data) = fixture();
     let art = data.parent().unwrap().join("artifacts");
-    let run = |env: &[(&str, &str)]| musicrec(&["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap(), "--stages", "preprocess"], env);
+    let run = |env: &[(&str, &str)]| {
+        musicrec(
+            &["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap(), "--stages", "preprocess"],
+            env,
+        )
+    };
     assert!(run(&[]).status.success());
     let before = std::fs::read(art.join("preprocess/manifest.json")).unwrap();
     let out = run(&[("MUSICREC__DATA__UNKNOWN_TRACKS", "fail")]);
@@ -168,7 +232,19 @@ fn config_prints_every_section_documented() {
     let out = musicrec(&["config"], &[]);
     assert!(out.status.success());
     let text = stdout(&out);
-    for key in ["threads:", "seed:", "k:", "train_end: 2022-12-16", "target_end: 2022-12-23", "als:", "bpr:", "item2item:", "top_items:", "ranking:", "negatives_per_user: 5"] {
+    for key in [
+        "threads:",
+        "seed:",
+        "k:",
+        "train_end: 2022-12-16",
+        "target_end: 2022-12-23",
+        "als:",
+        "bpr:",
+        "item2item:",
+        "top_items:",
+        "ranking:",
+        "negatives_per_user: 5",
+    ] {
         assert!(text.contains(key), "missing {key}");
     }
 }

@@ -19,8 +19,13 @@ fn column_i64(batches: &[arrow_array::RecordBatch], name: &str) -> Vec<i64> {
 fn als_stage_writes_candidates_similar_tracks_model_and_metrics() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    assert!(musicrec(&["generate", "--scale", "tiny", "--seed", "5", "--out", data.to_str().unwrap()], &[]).status.success());
-    let env = [("MUSICREC__ALS__FACTORS", "16"), ("MUSICREC__ALS__ITERATIONS", "5"), ("MUSICREC__ALS__N_CANDIDATES", "20")];
+    assert!(
+        musicrec(&["generate", "--scale", "tiny", "--seed", "5", "--out", data.to_str().unwrap()], &[])
+            .status
+            .success()
+    );
+    let env =
+        [("MUSICREC__ALS__FACTORS", "16"), ("MUSICREC__ALS__ITERATIONS", "5"), ("MUSICREC__ALS__N_CANDIDATES", "20")];
     let out = musicrec(&["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap()], &env);
     assert!(out.status.success(), "{}", stderr(&out));
     let als = art.join("als");
@@ -33,17 +38,32 @@ fn als_stage_writes_candidates_similar_tracks_model_and_metrics() {
     let cands = read_batches(&als.join("candidates.parquet")).unwrap();
     let (users, tracks) = (column_i64(&cands, "user_id"), column_i64(&cands, "track_id"));
     assert!(!users.is_empty());
-    let ranks: Vec<u32> = cands.iter().flat_map(|b| b.column_by_name("rank").unwrap().as_primitive::<UInt32Type>().values().to_vec()).collect();
-    let scores: Vec<f32> = cands.iter().flat_map(|b| b.column_by_name("score").unwrap().as_primitive::<Float32Type>().values().to_vec()).collect();
+    let ranks: Vec<u32> = cands
+        .iter()
+        .flat_map(|b| b.column_by_name("rank").unwrap().as_primitive::<UInt32Type>().values().to_vec())
+        .collect();
+    let scores: Vec<f32> = cands
+        .iter()
+        .flat_map(|b| b.column_by_name("score").unwrap().as_primitive::<Float32Type>().values().to_vec())
+        .collect();
     let mut per_user: HashMap<i64, Vec<(u32, i64, f32)>> = HashMap::new();
     for i in 0..users.len() {
-        assert!(!heard[&users[i]].contains(&tracks[i]), "user {} was recommended track {} they played", users[i], tracks[i]);
+        assert!(
+            !heard[&users[i]].contains(&tracks[i]),
+            "user {} was recommended track {} they played",
+            users[i],
+            tracks[i]
+        );
         per_user.entry(users[i]).or_default().push((ranks[i], tracks[i], scores[i]));
     }
     for (user, mut list) in per_user {
         list.sort_by_key(|e| e.0);
         assert!(list.len() <= 20);
-        assert_eq!(list.iter().map(|e| e.0).collect::<Vec<_>>(), (1..=list.len() as u32).collect::<Vec<_>>(), "user {user}");
+        assert_eq!(
+            list.iter().map(|e| e.0).collect::<Vec<_>>(),
+            (1..=list.len() as u32).collect::<Vec<_>>(),
+            "user {user}"
+        );
         assert!(list.windows(2).all(|w| w[0].2 >= w[1].2), "scores descend with rank for user {user}");
         assert_eq!(list.iter().map(|e| e.1).collect::<HashSet<_>>().len(), list.len(), "no duplicate for user {user}");
     }
@@ -56,7 +76,8 @@ fn als_stage_writes_candidates_similar_tracks_model_and_metrics() {
     from.iter().for_each(|t| *per_track.entry(*t).or_default() += 1);
     assert!(per_track.values().all(|&n| n <= 10));
 
-    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(als.join("metrics.json")).unwrap()).unwrap();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(als.join("metrics.json")).unwrap()).unwrap();
     for window in ["target", "test"] {
         for key in ["precision@10", "recall@10", "ndcg@10", "coverage_user@10", "coverage_item@10", "novelty@10"] {
             let v = metrics[window][key].as_f64().unwrap_or_else(|| panic!("{window}.{key} missing"));
@@ -68,7 +89,18 @@ fn als_stage_writes_candidates_similar_tracks_model_and_metrics() {
     assert!(als.join("model.bin").is_file());
 
     // The evaluate command agrees with the stage's own evaluation of the same candidates.
-    let out = musicrec(&["evaluate", "--recs", als.join("candidates.parquet").to_str().unwrap(), "--window", "test", "--artifacts", art.to_str().unwrap()], &[]);
+    let out = musicrec(
+        &[
+            "evaluate",
+            "--recs",
+            als.join("candidates.parquet").to_str().unwrap(),
+            "--window",
+            "test",
+            "--artifacts",
+            art.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let judged: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(judged["test"]["ndcg@10"], metrics["test"]["ndcg@10"]);
@@ -79,9 +111,21 @@ fn als_stage_writes_candidates_similar_tracks_model_and_metrics() {
 fn top_items_serves_new_users_and_never_repeats_a_listen() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    assert!(musicrec(&["generate", "--scale", "tiny", "--seed", "6", "--out", data.to_str().unwrap()], &[]).status.success());
+    assert!(
+        musicrec(&["generate", "--scale", "tiny", "--seed", "6", "--out", data.to_str().unwrap()], &[])
+            .status
+            .success()
+    );
     let out = musicrec(
-        &["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap(), "--stages", "preprocess,matrices,top_items"],
+        &[
+            "run",
+            "--data",
+            data.to_str().unwrap(),
+            "--artifacts",
+            art.to_str().unwrap(),
+            "--stages",
+            "preprocess,matrices,top_items",
+        ],
         &[("MUSICREC__TOP_ITEMS__TOP_N", "30")],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -99,7 +143,8 @@ fn top_items_serves_new_users_and_never_repeats_a_listen() {
     let served: HashSet<i64> = column_i64(&cands, "user_id").into_iter().collect();
     assert!(new_in_windows.is_subset(&served), "every new user of a window gets popular tracks");
     assert!(!art.join("top_items/similar.parquet").exists(), "popularity has no similar tracks");
-    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(art.join("top_items/metrics.json")).unwrap()).unwrap();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(art.join("top_items/metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["test"]["coverage_user@10"].as_f64().unwrap(), 1.0);
     assert_eq!(metrics["test"]["novelty@10"].as_f64().unwrap(), 1.0);
 }

@@ -5,9 +5,9 @@ mod common;
 
 use std::path::Path;
 
+use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, UInt32Type};
-use arrow_array::RecordBatch;
 use common::fixture::write_fixture;
 use common::*;
 use musicrec_data::CsrMatrix;
@@ -37,7 +37,18 @@ fn stages_match_hand_computed_values() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
     write_fixture(&data);
-    let out = musicrec(&["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap(), "--stages", "preprocess,matrices,features"], &[]);
+    let out = musicrec(
+        &[
+            "run",
+            "--data",
+            data.to_str().unwrap(),
+            "--artifacts",
+            art.to_str().unwrap(),
+            "--stages",
+            "preprocess,matrices,features",
+        ],
+        &[],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("results:"), "{}", stdout(&out));
 
@@ -51,12 +62,16 @@ fn stages_match_hand_computed_values() {
     assert_eq!(i64s(&target, "track_id"), vec![30, 50, 60]);
     let test = one(&pre.join("test.parquet"));
     assert_eq!(i64s(&test, "user_id"), vec![1, 4]);
-    assert_eq!(test.column_by_name("started_at").unwrap().as_primitive::<arrow_array::types::Date32Type>().values().to_vec(), vec![19350, 19349]);
+    assert_eq!(
+        test.column_by_name("started_at").unwrap().as_primitive::<arrow_array::types::Date32Type>().values().to_vec(),
+        vec![19350, 19349]
+    );
     let users = one(&pre.join("users.parquet"));
     assert_eq!(i64s(&users, "user_id"), vec![1, 2, 3, 4, 5]);
     let old: Vec<bool> = users.column_by_name("old").unwrap().as_boolean().iter().map(Option::unwrap).collect();
     assert_eq!(old, vec![true, true, false, false, true]);
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(pre.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pre.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["summary"]["unknown_track_events_dropped"], 1);
     assert_eq!(manifest["summary"]["unknown_track_examples"][0], 99);
     assert_eq!(manifest["summary"]["windows"]["target"]["new_users"], 1);
@@ -106,7 +121,8 @@ fn stages_match_hand_computed_values() {
 
     // Every stage's manifest lists its outputs and the run id; no staging left behind.
     for stage in ["preprocess", "matrices", "features"] {
-        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(art.join(stage).join("manifest.json")).unwrap()).unwrap();
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(art.join(stage).join("manifest.json")).unwrap()).unwrap();
         assert_eq!(m["stage"], stage);
         assert_eq!(m["run_id"], manifest["run_id"]);
         assert!(!m["outputs"].as_array().unwrap().is_empty());
@@ -119,7 +135,17 @@ fn stages_can_be_rerun_alone_and_need_their_upstream() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
     write_fixture(&data);
-    let args = |stages: &str| vec!["run".to_string(), "--data".into(), data.to_str().unwrap().into(), "--artifacts".into(), art.to_str().unwrap().into(), "--stages".into(), stages.into()];
+    let args = |stages: &str| {
+        vec![
+            "run".to_string(),
+            "--data".into(),
+            data.to_str().unwrap().into(),
+            "--artifacts".into(),
+            art.to_str().unwrap().into(),
+            "--stages".into(),
+            stages.into(),
+        ]
+    };
     let run = |stages: &str| musicrec(&args(stages).iter().map(String::as_str).collect::<Vec<_>>(), &[]);
 
     let out = run("matrices");

@@ -22,7 +22,8 @@ fn complete_stages(art: &Path) -> usize {
         let manifest: serde_json::Value = serde_json::from_str(&text).expect("a manifest is always whole JSON");
         for output in manifest["outputs"].as_array().unwrap() {
             let file = art.join(stage).join(output["file"].as_str().unwrap());
-            let size = std::fs::metadata(&file).unwrap_or_else(|_| panic!("{} listed but missing", file.display())).len();
+            let size =
+                std::fs::metadata(&file).unwrap_or_else(|_| panic!("{} listed but missing", file.display())).len();
             assert_eq!(size, output["bytes"].as_u64().unwrap(), "{} has another size than listed", file.display());
         }
         complete += 1;

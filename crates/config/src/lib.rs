@@ -175,8 +175,8 @@ impl Config {
         let mut tree = parse_yaml("default.yaml", DEFAULT_YAML)?;
         if let Some(path) = file {
             let origin = path.display().to_string();
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::Read { path: origin.clone(), source })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: origin.clone(), source })?;
             let layer = parse_yaml(&origin, &text)?;
             match layer {
                 Value::Null => {}
@@ -207,10 +207,8 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         in_range("threads", self.threads, 0, 1024)?;
         in_range("k", self.k, 1, 1000)?;
-        if let Some(path) = &self.data.path {
-            if path.trim().is_empty() {
-                return Err(invalid("data.path", "must not be empty (use null for the embedded data set)"));
-            }
+        if self.data.path.as_ref().is_some_and(|path| path.trim().is_empty()) {
+            return Err(invalid("data.path", "must not be empty (use null for the embedded data set)"));
         }
         if self.preprocess.train_end >= self.preprocess.target_end {
             return Err(invalid(
@@ -292,7 +290,9 @@ fn merge(base: &mut Value, layer: Value, origin: &str, prefix: &str) -> Result<(
             }
             Ok(())
         }
-        (Value::Object(_), other) => Err(invalid(prefix, format!("in {origin}: expected a section of keys, found {other}"))),
+        (Value::Object(_), other) => {
+            Err(invalid(prefix, format!("in {origin}: expected a section of keys, found {other}")))
+        }
         (slot, value) => {
             *slot = value;
             Ok(())

@@ -15,7 +15,10 @@ pub struct IdEncoder {
 #[derive(Debug, Clone)]
 enum Lookup {
     /// `table[id - min]` is the index, or `u32::MAX` for an id not encoded.
-    Dense { min: i64, table: Vec<u32> },
+    Dense {
+        min: i64,
+        table: Vec<u32>,
+    },
     Hashed(HashMap<i64, u32>),
 }
 

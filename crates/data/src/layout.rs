@@ -60,7 +60,11 @@ impl Kind {
 
 /// Opens `dir/file_name`, checks the required columns exist with acceptable types and that
 /// the table has rows, and returns a reader over exactly those columns, in the given order.
-fn open(dir: &Location, file_name: &str, columns: &[(&str, Kind)]) -> Result<(String, ParquetRecordBatchReader), DataError> {
+fn open(
+    dir: &Location,
+    file_name: &str,
+    columns: &[(&str, Kind)],
+) -> Result<(String, ParquetRecordBatchReader), DataError> {
     let location = dir.join(file_name);
     if !location.as_path().is_file() {
         return Err(DataError::MissingFile {
@@ -101,11 +105,8 @@ fn open_file(location: &Location, columns: &[(&str, Kind)]) -> Result<(String, P
         return Err(DataError::EmptyTable { file: name });
     }
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| DataError::parquet(path, e))?;
+    let reader =
+        builder.with_projection(mask).with_batch_size(BATCH_ROWS).build().map_err(|e| DataError::parquet(path, e))?;
     Ok((name, reader))
 }
 
@@ -189,7 +190,8 @@ impl IdLists {
     }
 
     fn permuted(&self, order: &[usize]) -> Self {
-        let mut out = IdLists { offsets: Vec::with_capacity(order.len() + 1), values: Vec::with_capacity(self.values.len()) };
+        let mut out =
+            IdLists { offsets: Vec::with_capacity(order.len() + 1), values: Vec::with_capacity(self.values.len()) };
         out.offsets.push(0);
         for &row in order {
             out.values.extend_from_slice(self.get(row));
@@ -322,8 +324,10 @@ pub fn read_catalog_names(dir: &Location) -> Result<CatalogNames, DataError> {
             problems.bad(0, batch.num_rows(), || "do not fit in a 64-bit signed integer".into());
             continue;
         };
-        let kind = cast_with_options(kind, &DataType::Utf8, &CastOptions::default()).expect("string types cast to utf8");
-        let name = cast_with_options(name, &DataType::Utf8, &CastOptions::default()).expect("string types cast to utf8");
+        let kind =
+            cast_with_options(kind, &DataType::Utf8, &CastOptions::default()).expect("string types cast to utf8");
+        let name =
+            cast_with_options(name, &DataType::Utf8, &CastOptions::default()).expect("string types cast to utf8");
         let (id, kind, name) = (id.as_primitive::<Int64Type>(), kind.as_string::<i32>(), name.as_string::<i32>());
         let mut bad_types = 0;
         for row in 0..batch.num_rows() {
@@ -480,7 +484,8 @@ pub struct RankedLists {
     pub tracks: Vec<i64>,
 }
 
-const RECOMMENDATION_COLUMNS: [(&str, Kind); 3] = [(USER_ID, Kind::Integer), (TRACK_ID, Kind::Integer), ("rank", Kind::Integer)];
+const RECOMMENDATION_COLUMNS: [(&str, Kind); 3] =
+    [(USER_ID, Kind::Integer), (TRACK_ID, Kind::Integer), ("rank", Kind::Integer)];
 
 /// Reads a recommendations parquet file (`user_id`, `track_id`, `rank`; other columns such as
 /// `score` are ignored). Rows may come in any order; each user's list is ordered by rank. A
@@ -501,7 +506,9 @@ pub fn read_recommendations(file: &Location) -> Result<RankedLists, DataError> {
         }
         if columns.len() == 3 {
             let [u, t, r] = [0, 1, 2].map(|c| columns[c].as_primitive::<Int64Type>().values().clone());
-            rows.extend((0..batch.num_rows()).filter(|&i| columns.iter().all(|c| c.is_valid(i))).map(|i| (u[i], r[i], t[i])));
+            rows.extend(
+                (0..batch.num_rows()).filter(|&i| columns.iter().all(|c| c.is_valid(i))).map(|i| (u[i], r[i], t[i])),
+            );
         }
     }
     problems.into_result(&name, &RECOMMENDATION_COLUMNS, &["user ids", "track ids", "ranks"])?;

@@ -96,11 +96,13 @@ pub fn for_each_batch(
         .map(|c| builder.schema().index_of(c).map_err(|_| DataError::corrupt(path, format!("no column `{c}`"))))
         .collect::<Result<Vec<_>, _>>()?;
     let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = builder.with_projection(mask).with_batch_size(1 << 16).build().map_err(|e| DataError::parquet(path, e))?;
+    let reader =
+        builder.with_projection(mask).with_batch_size(1 << 16).build().map_err(|e| DataError::parquet(path, e))?;
     for batch in reader {
         let batch = batch.map_err(|e| DataError::parquet(path, e.into()))?;
         // Projection keeps file order; hand columns over in the order asked for.
-        let batch = batch.project(&columns.iter().map(|c| batch.schema().index_of(c).expect("projected")).collect::<Vec<_>>())
+        let batch = batch
+            .project(&columns.iter().map(|c| batch.schema().index_of(c).expect("projected")).collect::<Vec<_>>())
             .map_err(|e| DataError::parquet(path, e.into()))?;
         each(&batch)?;
     }

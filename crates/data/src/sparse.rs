@@ -166,9 +166,12 @@ impl CsrMatrix {
             at += n;
             s
         };
-        let indptr: Vec<u64> = take(8 * (rows + 1)).chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8"))).collect();
-        let indices: Vec<u32> = take(4 * nnz).chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4"))).collect();
-        let values: Vec<f32> = take(4 * nnz).chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect();
+        let indptr: Vec<u64> =
+            take(8 * (rows + 1)).chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8"))).collect();
+        let indices: Vec<u32> =
+            take(4 * nnz).chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4"))).collect();
+        let values: Vec<f32> =
+            take(4 * nnz).chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect();
         if indptr[0] != 0 || indptr[rows] as usize != nnz || indptr.windows(2).any(|w| w[0] > w[1]) {
             return Err(corrupt("row pointers are not a non-decreasing sequence from 0 to nnz"));
         }
@@ -199,7 +202,11 @@ impl Write for ChecksummedWriter {
     }
 }
 
-fn write_le<T: Copy, const N: usize>(out: &mut impl Write, values: &[T], to_le: fn(T) -> [u8; N]) -> std::io::Result<()> {
+fn write_le<T: Copy, const N: usize>(
+    out: &mut impl Write,
+    values: &[T],
+    to_le: fn(T) -> [u8; N],
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(N * 8192);
     for chunk in values.chunks(8192) {
         buf.clear();

@@ -82,7 +82,9 @@ impl Artifacts {
         for output in &manifest.outputs {
             match fs::metadata(dir.join(&output.file)) {
                 Ok(meta) if meta.len() == output.bytes => {}
-                Ok(meta) => return Err(format!("{} has {} bytes, the manifest says {}", output.file, meta.len(), output.bytes)),
+                Ok(meta) => {
+                    return Err(format!("{} has {} bytes, the manifest says {}", output.file, meta.len(), output.bytes));
+                }
                 Err(_) => return Err(format!("{} is missing", output.file)),
             }
         }

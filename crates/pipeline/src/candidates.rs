@@ -25,7 +25,13 @@ pub const SIMILAR_PER_TRACK: usize = 10;
 
 /// Ranked lists as a parquet table: `query_name`, `item_name` (external ids), score, rank
 /// (1 = best).
-fn ranked_table(recs: &Recommendations, query_ids: &[i64], item_ids: &[i64], query_name: &str, item_name: &str) -> RecordBatch {
+fn ranked_table(
+    recs: &Recommendations,
+    query_ids: &[i64],
+    item_ids: &[i64],
+    query_name: &str,
+    item_name: &str,
+) -> RecordBatch {
     let mut queries = Vec::with_capacity(recs.pairs());
     let mut ranks = Vec::with_capacity(recs.pairs());
     for q in 0..recs.len() {
@@ -35,7 +41,10 @@ fn ranked_table(recs: &Recommendations, query_ids: &[i64], item_ids: &[i64], que
     }
     RecordBatch::try_from_iter([
         (query_name, Arc::new(Int64Array::from(queries)) as ArrayRef),
-        (item_name, Arc::new(Int64Array::from_iter_values(recs.items().iter().map(|&i| item_ids[i as usize]))) as ArrayRef),
+        (
+            item_name,
+            Arc::new(Int64Array::from_iter_values(recs.items().iter().map(|&i| item_ids[i as usize]))) as ArrayRef,
+        ),
         ("score", Arc::new(Float32Array::from(recs.scores().to_vec())) as ArrayRef),
         ("rank", Arc::new(UInt32Array::from(ranks)) as ArrayRef),
     ])
@@ -43,8 +52,14 @@ fn ranked_table(recs: &Recommendations, query_ids: &[i64], item_ids: &[i64], que
 }
 
 /// Metrics of model recommendations (old-user indices) on a window.
-pub fn evaluate(evaluator: &Evaluator, recs: &Recommendations, window: EvalWindow, k: usize) -> Result<Metrics, PipelineError> {
-    let lists = musicrec_eval::Recommendations::new(recs.queries().to_vec(), recs.offsets().to_vec(), recs.items().to_vec())?;
+pub fn evaluate(
+    evaluator: &Evaluator,
+    recs: &Recommendations,
+    window: EvalWindow,
+    k: usize,
+) -> Result<Metrics, PipelineError> {
+    let lists =
+        musicrec_eval::Recommendations::new(recs.queries().to_vec(), recs.offsets().to_vec(), recs.items().to_vec())?;
     evaluator.evaluate(&lists, window, k)
 }
 

@@ -14,10 +14,10 @@ use musicrec_data::parquet_io::for_each_batch;
 use musicrec_data::{CsrMatrix, IdEncoder};
 use musicrec_eval::{Metrics, Recommendations, Relevance, TrainHistory};
 
+use crate::artifacts::Artifacts;
 use crate::error::PipelineError;
 use crate::matrices::{self, Encoders};
 use crate::preprocess::Window;
-use crate::artifacts::Artifacts;
 use crate::stage::Stage;
 
 /// The windows recommendations are judged on.
@@ -84,7 +84,10 @@ impl Evaluator {
         let user_index = |id: i64| evaluation_index(&encoders.users, &new_users, id);
         let relevance = [target, test].map(|pairs| {
             Relevance::from_events(
-                pairs.iter().filter_map(|&(u, t)| Some((user_index(u)?, encoders.items.encode(t)?))).collect::<Vec<_>>(),
+                pairs
+                    .iter()
+                    .filter_map(|&(u, t)| Some((user_index(u)?, encoders.items.encode(t)?)))
+                    .collect::<Vec<_>>(),
             )
         });
         let evaluator = Self { encoders, user_item, new_users, history, relevance };
@@ -107,7 +110,13 @@ impl Evaluator {
 
     /// Metrics of a user's recommendation file. Users the artifacts do not know are ignored
     /// (they are in no window); tracks outside the catalogue are an error naming how many.
-    pub fn evaluate_lists(&self, file: &str, lists: &RankedLists, window: EvalWindow, k: usize) -> Result<Metrics, PipelineError> {
+    pub fn evaluate_lists(
+        &self,
+        file: &str,
+        lists: &RankedLists,
+        window: EvalWindow,
+        k: usize,
+    ) -> Result<Metrics, PipelineError> {
         let mut users = Vec::with_capacity(lists.users.len());
         let mut offsets = vec![0];
         let mut items = Vec::with_capacity(lists.tracks.len());

@@ -60,8 +60,15 @@ impl Activity {
         Int32Array::from_iter(days.iter().map(|&d| (d != i32::MAX && d != i32::MIN).then(|| as_of - d)))
     }
 
-    fn columns(&self, as_of: i32, recent_days: &[u32], distinct_name: &str, distinct: Vec<u32>) -> Vec<(String, ArrayRef)> {
-        let mut cols: Vec<(String, ArrayRef)> = vec![("listens".into(), Arc::new(UInt32Array::from(self.listens.clone())))];
+    fn columns(
+        &self,
+        as_of: i32,
+        recent_days: &[u32],
+        distinct_name: &str,
+        distinct: Vec<u32>,
+    ) -> Vec<(String, ArrayRef)> {
+        let mut cols: Vec<(String, ArrayRef)> =
+            vec![("listens".into(), Arc::new(UInt32Array::from(self.listens.clone())))];
         for (w, &days) in recent_days.iter().enumerate() {
             cols.push((format!("listens_last_{days}d"), Arc::new(UInt32Array::from(self.recent[w].clone()))));
         }
@@ -95,11 +102,17 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let user_table = table(
         "user_id",
         encoders.users.ids(),
-        users.columns(as_of, recent, "distinct_tracks", (0..user_item.rows).map(|u| user_item.row(u).0.len() as u32).collect()),
+        users.columns(
+            as_of,
+            recent,
+            "distinct_tracks",
+            (0..user_item.rows).map(|u| user_item.row(u).0.len() as u32).collect(),
+        ),
     );
     let mut distinct_users = vec![0u32; user_item.cols];
     user_item.indices.iter().for_each(|&i| distinct_users[i as usize] += 1);
-    let item_table = table("track_id", encoders.items.ids(), items.columns(as_of, recent, "distinct_users", distinct_users));
+    let item_table =
+        table("track_id", encoders.items.ids(), items.columns(as_of, recent, "distinct_users", distinct_users));
     out.add_parquet(parquet_io::write_batch(out.path(USER_FEATURES_FILE), &user_table)?);
     out.add_parquet(parquet_io::write_batch(out.path(ITEM_FEATURES_FILE), &item_table)?);
 

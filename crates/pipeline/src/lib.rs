@@ -27,9 +27,10 @@ use musicrec_synth::{GENERATOR_VERSION, GenerateOptions, Scale};
 /// generator version with this scale and seed.
 pub fn embedded_data(artifacts: &Path, scale: Scale, seed: u64) -> Result<Location, PipelineError> {
     let dir = artifacts.join("data").join(format!("{}-seed{seed}", scale.as_str()));
-    let cached = musicrec_synth::read_manifest(&dir).ok().flatten().is_some_and(|m| {
-        m.generator_version == GENERATOR_VERSION && m.scale == scale && m.seed == seed
-    });
+    let cached = musicrec_synth::read_manifest(&dir)
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.generator_version == GENERATOR_VERSION && m.scale == scale && m.seed == seed);
     if cached {
         tracing::info!(dir = %dir.display(), "using the cached embedded data set");
     } else {

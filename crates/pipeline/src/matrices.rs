@@ -112,7 +112,10 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
 
 /// The one-hot item × feature matrix: columns are albums, then artists, then genres, each in
 /// ascending id order.
-fn item_features(pre: &std::path::Path, items: &IdEncoder) -> Result<(CsrMatrix, Vec<EntityType>, Vec<i64>), PipelineError> {
+fn item_features(
+    pre: &std::path::Path,
+    items: &IdEncoder,
+) -> Result<(CsrMatrix, Vec<EntityType>, Vec<i64>), PipelineError> {
     let (mut rows, mut cols) = (Vec::new(), Vec::new());
     let (mut kinds, mut ids) = (Vec::new(), Vec::new());
     for kind in FEATURE_KINDS {

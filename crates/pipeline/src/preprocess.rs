@@ -108,23 +108,30 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let mut day_range = (i32::MAX, i32::MIN);
     let total = parquet_io::row_count(ctx.data.join(musicrec_data::schema::INTERACTIONS_FILE).as_path()).unwrap_or(0);
     let bar = progress::bar(total, "preprocess");
-    let report = layout::scan_interactions(&ctx.data, &tracks, config.data.unknown_tracks == UnknownTracks::Fail, |rows| {
-        bar.inc(rows.len() as u64);
-        let mut parts: [Vec<usize>; 3] = Default::default();
-        for (i, &day) in rows.day.iter().enumerate() {
-            let w = if day < train_end { 0 } else if day < target_end { 1 } else { 2 };
-            parts[w].push(i);
-            users[w].push(rows.user_id[i]);
-            day_range = (day_range.0.min(day), day_range.1.max(day));
-        }
-        for (w, part) in parts.iter().enumerate() {
-            if !part.is_empty() {
-                events[w] += part.len() as u64;
-                sinks[w].write(&events_batch(&schema, &rows, part, &tracks))?;
+    let report =
+        layout::scan_interactions(&ctx.data, &tracks, config.data.unknown_tracks == UnknownTracks::Fail, |rows| {
+            bar.inc(rows.len() as u64);
+            let mut parts: [Vec<usize>; 3] = Default::default();
+            for (i, &day) in rows.day.iter().enumerate() {
+                let w = if day < train_end {
+                    0
+                } else if day < target_end {
+                    1
+                } else {
+                    2
+                };
+                parts[w].push(i);
+                users[w].push(rows.user_id[i]);
+                day_range = (day_range.0.min(day), day_range.1.max(day));
             }
-        }
-        Ok(())
-    })?;
+            for (w, part) in parts.iter().enumerate() {
+                if !part.is_empty() {
+                    events[w] += part.len() as u64;
+                    sinks[w].write(&events_batch(&schema, &rows, part, &tracks))?;
+                }
+            }
+            Ok(())
+        })?;
     bar.finish_and_clear();
     if report.unknown_track_rows > 0 {
         tracing::warn!(
@@ -158,13 +165,23 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
             "test": window_summary(2, &test_users),
         },
     });
-    out.add_parquet(parquet_io::write_batch(out.path(USERS_FILE), &users_batch(&train_users, &target_users, &test_users))?);
+    out.add_parquet(parquet_io::write_batch(
+        out.path(USERS_FILE),
+        &users_batch(&train_users, &target_users, &test_users),
+    )?);
     out.add_parquet(parquet_io::write_batch(
         out.path(TRACKS_FILE),
-        &RecordBatch::try_from_iter([("track_id", Arc::new(Int64Array::from(tracks.encoder.ids().to_vec())) as ArrayRef)])
-            .expect("one column"),
+        &RecordBatch::try_from_iter([(
+            "track_id",
+            Arc::new(Int64Array::from(tracks.encoder.ids().to_vec())) as ArrayRef,
+        )])
+        .expect("one column"),
     )?);
-    for (kind, lists) in [(EntityType::Album, &tracks.albums), (EntityType::Artist, &tracks.artists), (EntityType::Genre, &tracks.genres)] {
+    for (kind, lists) in [
+        (EntityType::Album, &tracks.albums),
+        (EntityType::Artist, &tracks.artists),
+        (EntityType::Genre, &tracks.genres),
+    ] {
         out.add_parquet(parquet_io::write_batch(out.path(&track_entities_file(kind)), &explode(&tracks, lists, kind))?);
     }
     for kind in EntityType::ALL {
@@ -205,7 +222,9 @@ fn users_batch(train: &[i64], target: &[i64], test: &[i64]) -> RecordBatch {
     let mut all: Vec<i64> = train.iter().chain(target).chain(test).copied().collect();
     all.sort_unstable();
     all.dedup();
-    let member = |set: &[i64]| Arc::new(BooleanArray::from_iter(all.iter().map(|u| Some(set.binary_search(u).is_ok())))) as ArrayRef;
+    let member = |set: &[i64]| {
+        Arc::new(BooleanArray::from_iter(all.iter().map(|u| Some(set.binary_search(u).is_ok())))) as ArrayRef
+    };
     RecordBatch::try_from_iter([
         ("user_id", Arc::new(Int64Array::from(all.clone())) as ArrayRef),
         ("old", member(train)),

@@ -44,13 +44,13 @@ impl Stage {
 
     /// Parses a comma-separated list into stages in execution order, without repeats.
     pub fn parse_list(list: &str) -> Result<Vec<Self>, PipelineError> {
-        let mut stages = list
-            .split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(Self::parse)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut stages =
+            list.split(',').filter(|s| !s.trim().is_empty()).map(Self::parse).collect::<Result<Vec<_>, _>>()?;
         if stages.is_empty() {
-            return Err(PipelineError::UnknownStage { name: list.to_string(), valid: Self::ALL.map(Stage::as_str).join(", ") });
+            return Err(PipelineError::UnknownStage {
+                name: list.to_string(),
+                valid: Self::ALL.map(Stage::as_str).join(", "),
+            });
         }
         stages.sort();
         stages.dedup();
@@ -105,7 +105,14 @@ pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, P
                     seed: ctx.config.seed,
                     ..AlsParams::default()
                 };
-                candidates::run_model_stage::<Als>(ctx, stage, params, c.n_candidates, Audience::OldUsers, ctx.params(c))?
+                candidates::run_model_stage::<Als>(
+                    ctx,
+                    stage,
+                    params,
+                    c.n_candidates,
+                    Audience::OldUsers,
+                    ctx.params(c),
+                )?
             }
             Stage::TopItems => {
                 let c = &ctx.config.top_items;
@@ -131,7 +138,10 @@ mod tests {
 
     #[test]
     fn stage_lists_parse_in_execution_order() {
-        assert_eq!(Stage::parse_list("features, preprocess,features").unwrap(), vec![Stage::Preprocess, Stage::Features]);
+        assert_eq!(
+            Stage::parse_list("features, preprocess,features").unwrap(),
+            vec![Stage::Preprocess, Stage::Features]
+        );
         let err = Stage::parse_list("preprocess,als2").unwrap_err().to_string();
         assert!(err.contains("als2") && err.contains("preprocess, matrices, features, als, top_items"), "{err}");
         assert!(Stage::parse_list(" , ").is_err());

@@ -5,7 +5,9 @@
 use std::path::Path;
 
 use arrow_array::builder::{Int16Builder, ListBuilder};
-use arrow_array::{Int8Array, Int32Array, Int64Array, LargeStringArray, TimestampMillisecondArray, UInt16Array, UInt32Array};
+use arrow_array::{
+    Int8Array, Int32Array, Int64Array, LargeStringArray, TimestampMillisecondArray, UInt16Array, UInt32Array,
+};
 
 use super::{arr, write_parquet};
 
@@ -47,7 +49,11 @@ pub fn write_fixture(dir: &Path) {
             ("track_id", arr(Int64Array::from_iter_values(EVENTS.iter().map(|e| e.1)))),
             ("track_seq", arr(Int8Array::from_iter_values(EVENTS.iter().map(|e| e.2)))),
             // 13:00 on the day: flooring to the day must not move an event across the split.
-            ("started_at", arr(TimestampMillisecondArray::from_iter_values(EVENTS.iter().map(|e| e.3 * DAY_MS + 13 * 3_600_000)).with_timezone("UTC"))),
+            (
+                "started_at",
+                arr(TimestampMillisecondArray::from_iter_values(EVENTS.iter().map(|e| e.3 * DAY_MS + 13 * 3_600_000))
+                    .with_timezone("UTC")),
+            ),
         ],
     );
     write_parquet(
@@ -61,11 +67,21 @@ pub fn write_fixture(dir: &Path) {
         ],
     );
     let names: Vec<(u32, &str, &str)> = vec![
-        (1, "album", "First"), (2, "album", "Second"), (3, "album", "Third"),
-        (7, "artist", "Ann"), (8, "artist", "Bob"), (9, "artist", "Cid"),
-        (3, "genre", "rock"), (4, "genre", "pop"), (5, "genre", "jazz"),
-        (10, "track", "t10"), (20, "track", "t20"), (30, "track", "t30"),
-        (40, "track", "t40"), (50, "track", "t50"), (60, "track", "t60"),
+        (1, "album", "First"),
+        (2, "album", "Second"),
+        (3, "album", "Third"),
+        (7, "artist", "Ann"),
+        (8, "artist", "Bob"),
+        (9, "artist", "Cid"),
+        (3, "genre", "rock"),
+        (4, "genre", "pop"),
+        (5, "genre", "jazz"),
+        (10, "track", "t10"),
+        (20, "track", "t20"),
+        (30, "track", "t30"),
+        (40, "track", "t40"),
+        (50, "track", "t50"),
+        (60, "track", "t60"),
     ];
     write_parquet(
         &dir.join("catalog_names.parquet"),
@@ -76,4 +92,3 @@ pub fn write_fixture(dir: &Path) {
         ],
     );
 }
-
