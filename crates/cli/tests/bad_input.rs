@@ -210,6 +210,16 @@ fn bad_config_and_flags_are_refused_before_work() {
 }
 
 #[test]
+fn split_dates_that_leave_a_window_empty() {
+    let (_tmp, data) = fixture();
+    assert_refused(
+        &data,
+        &[("MUSICREC__PREPROCESS__TRAIN_END", "2023-02-01"), ("MUSICREC__PREPROCESS__TARGET_END", "2023-03-01")],
+        &["the target window has no events", "2022-06-01..2022-12-24", "preprocess.train_end"],
+    );
+}
+
+#[test]
 fn a_failed_rerun_keeps_the_previous_outputs() {
     let (_tmp, data) = fixture();
     let art = data.parent().unwrap().join("artifacts");

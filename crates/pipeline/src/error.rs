@@ -28,6 +28,12 @@ pub enum PipelineError {
     )]
     MissingUpstream { stage: &'static str, upstream: &'static str, dir: String, reason: String },
 
+    #[error(
+        "the {window} window has no events: the data spans {first_day}..{last_day}, the split is \
+         train < {train_end} <= target < {target_end} <= test; check preprocess.train_end and preprocess.target_end"
+    )]
+    EmptyWindow { window: &'static str, first_day: String, last_day: String, train_end: String, target_end: String },
+
     #[error("{path}: {reason}")]
     Artifact { path: String, reason: String },
 }
@@ -37,7 +43,7 @@ impl PipelineError {
     /// stages) rather than the machine or the program; the CLI exits with code 2 for those.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Self::Config(_) | Self::UnknownStage { .. } | Self::MissingUpstream { .. } => true,
+            Self::Config(_) | Self::UnknownStage { .. } | Self::MissingUpstream { .. } | Self::EmptyWindow { .. } => true,
             Self::Data(e) => e.is_user_error(),
             Self::Model(e) => e.is_user_error(),
             Self::Synth(_) | Self::Eval(_) | Self::Artifact { .. } => false,

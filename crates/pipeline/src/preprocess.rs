@@ -141,6 +141,16 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
             "dropped events of tracks missing from tracks.parquet (data.unknown_tracks: drop)"
         );
     }
+    // Every later stage needs all three windows: an empty one means the split dates miss the data.
+    if let Some(w) = (0..3).find(|&w| events[w] == 0) {
+        return Err(PipelineError::EmptyWindow {
+            window: Window::ALL[w].as_str(),
+            first_day: epoch_date(day_range.0).to_string(),
+            last_day: epoch_date(day_range.1).to_string(),
+            train_end: config.preprocess.train_end.to_string(),
+            target_end: config.preprocess.target_end.to_string(),
+        });
+    }
     for sink in sinks {
         out.add_parquet(sink.finish()?);
     }
