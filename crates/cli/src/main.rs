@@ -1,6 +1,8 @@
 //! The `musicrec` program. Errors about the user's input (config, data, flags) exit with
 //! code 2, everything else with 1.
 
+mod bench;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -67,8 +69,24 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Benchmarks against the Python reference on the same data, in one run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Print the default configuration, every key documented.
     Config,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Candidate models vs implicit/scikit-learn: fit time ratios and test NDCG side by side.
+    Models {
+        #[command(flatten)]
+        args: bench::BenchModels,
+        /// YAML configuration file layered over the defaults (the bench overrides threads,
+        /// factors, item filters and candidates to match the reference).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -133,6 +151,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
         }
         Command::Run { data, artifacts, config, stages } => run(data, artifacts, config, stages),
         Command::Evaluate { recs, window, artifacts, k, config } => evaluate(&recs, window, &artifacts, k, config),
+        Command::Bench(BenchCommand::Models { args, config }) => bench::run(args, config.as_deref()),
     }
 }
 

@@ -238,6 +238,35 @@ fn a_failed_rerun_keeps_the_previous_outputs() {
 }
 
 #[test]
+fn bench_without_the_reference_says_how_to_set_it_up() {
+    let (_tmp, data) = fixture();
+    let art = data.parent().unwrap().join("artifacts");
+    let out = musicrec(
+        &[
+            "bench",
+            "models",
+            "--data",
+            data.to_str().unwrap(),
+            "--artifacts",
+            art.to_str().unwrap(),
+            "--python",
+            "/nonexistent/python",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/python not found") && stderr(&out).contains("pip install"),
+        "{}",
+        stderr(&out)
+    );
+    let out = musicrec(&["bench", "models", "--data", data.to_str().unwrap(), "--models", "als,features"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("`features` is not a candidate model"), "{}", stderr(&out));
+    assert!(files_under(&art).is_empty());
+}
+
+#[test]
 fn config_prints_every_section_documented() {
     let out = musicrec(&["config"], &[]);
     assert!(out.status.success());
