@@ -27,8 +27,8 @@ pub struct BenchModels {
     /// Latent factors of ALS and BPR on both sides.
     #[arg(long, default_value_t = 64)]
     factors: usize,
-    /// Models to compare, comma-separated: als, top_items.
-    #[arg(long, default_value = "als,top_items")]
+    /// Models to compare, comma-separated: als, bpr, top_items.
+    #[arg(long, default_value = "als,bpr,top_items")]
     models: String,
     /// Python of the reference's virtual environment (see ../shared/bench/README.md).
     #[arg(long, default_value = "~/.cache/peer-venv/bin/python")]
@@ -105,10 +105,10 @@ pub fn run(args: BenchModels, config_file: Option<&Path>) -> anyhow::Result<()> 
     config.bpr.n_candidates = CANDIDATES;
     config.check()?;
     let models = Stage::parse_list(&args.models)?;
-    if let Some(stage) = models.iter().find(|s| !matches!(s, Stage::Als | Stage::TopItems)) {
+    if let Some(stage) = models.iter().find(|s| !matches!(s, Stage::Als | Stage::Bpr | Stage::TopItems)) {
         return Err(ConfigError::Invalid {
             key: "--models".into(),
-            reason: format!("`{}` is not a candidate model the bench compares (als, top_items)", stage.as_str()),
+            reason: format!("`{}` is not a candidate model the bench compares (als, bpr, top_items)", stage.as_str()),
         }
         .into());
     }

@@ -16,7 +16,7 @@ fn column_i64(batches: &[arrow_array::RecordBatch], name: &str) -> Vec<i64> {
 }
 
 #[test]
-fn als_stage_writes_candidates_similar_tracks_model_and_metrics() {
+fn factor_model_stages_write_candidates_similar_tracks_model_and_metrics() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
     assert!(
@@ -24,18 +24,30 @@ fn als_stage_writes_candidates_similar_tracks_model_and_metrics() {
             .status
             .success()
     );
-    let env =
-        [("MUSICREC__ALS__FACTORS", "16"), ("MUSICREC__ALS__ITERATIONS", "5"), ("MUSICREC__ALS__N_CANDIDATES", "20")];
+    let env = [
+        ("MUSICREC__ALS__FACTORS", "16"),
+        ("MUSICREC__ALS__ITERATIONS", "5"),
+        ("MUSICREC__ALS__N_CANDIDATES", "20"),
+        ("MUSICREC__BPR__FACTORS", "16"),
+        ("MUSICREC__BPR__ITERATIONS", "20"),
+        ("MUSICREC__BPR__N_CANDIDATES", "20"),
+    ];
     let out = musicrec(&["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap()], &env);
     assert!(out.status.success(), "{}", stderr(&out));
-    let als = art.join("als");
 
     let train = read_batches(&art.join("preprocess/train.parquet")).unwrap();
     let mut heard: HashMap<i64, HashSet<i64>> = HashMap::new();
     for (u, t) in column_i64(&train, "user_id").into_iter().zip(column_i64(&train, "track_id")) {
         heard.entry(u).or_default().insert(t);
     }
-    let cands = read_batches(&als.join("candidates.parquet")).unwrap();
+    for model in ["als", "bpr"] {
+        check_factor_model_outputs(&art, model, &heard);
+    }
+}
+
+fn check_factor_model_outputs(art: &std::path::Path, model: &str, heard: &HashMap<i64, HashSet<i64>>) {
+    let dir = art.join(model);
+    let cands = read_batches(&dir.join("candidates.parquet")).unwrap();
     let (users, tracks) = (column_i64(&cands, "user_id"), column_i64(&cands, "track_id"));
     assert!(!users.is_empty());
     let ranks: Vec<u32> = cands
@@ -68,7 +80,7 @@ fn als_stage_writes_candidates_similar_tracks_model_and_metrics() {
         assert_eq!(list.iter().map(|e| e.1).collect::<HashSet<_>>().len(), list.len(), "no duplicate for user {user}");
     }
 
-    let similar = read_batches(&als.join("similar.parquet")).unwrap();
+    let similar = read_batches(&dir.join("similar.parquet")).unwrap();
     let (from, to) = (column_i64(&similar, "track_id"), column_i64(&similar, "similar_track_id"));
     assert!(!from.is_empty());
     assert!(from.iter().zip(&to).all(|(a, b)| a != b), "a track is never similar to itself");
@@ -77,23 +89,23 @@ fn als_stage_writes_candidates_similar_tracks_model_and_metrics() {
     assert!(per_track.values().all(|&n| n <= 10));
 
     let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(als.join("metrics.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
     for window in ["target", "test"] {
         for key in ["precision@10", "recall@10", "ndcg@10", "coverage_user@10", "coverage_item@10", "novelty@10"] {
             let v = metrics[window][key].as_f64().unwrap_or_else(|| panic!("{window}.{key} missing"));
             assert!((0.0..=1.0).contains(&v), "{window}.{key} = {v}");
         }
         assert_eq!(metrics[window]["novelty@10"].as_f64().unwrap(), 1.0, "listened tracks are never recommended");
-        assert!(metrics[window]["ndcg@10"].as_f64().unwrap() > 0.0, "ALS finds some of what users play next");
+        assert!(metrics[window]["ndcg@10"].as_f64().unwrap() > 0.0, "{model} finds some of what users play next");
     }
-    assert!(als.join("model.bin").is_file());
+    assert!(dir.join("model.bin").is_file());
 
     // The evaluate command agrees with the stage's own evaluation of the same candidates.
     let out = musicrec(
         &[
             "evaluate",
             "--recs",
-            als.join("candidates.parquet").to_str().unwrap(),
+            dir.join("candidates.parquet").to_str().unwrap(),
             "--window",
             "test",
             "--artifacts",

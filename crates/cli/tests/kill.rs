@@ -9,9 +9,14 @@ use std::time::Instant;
 
 use common::*;
 
-const STAGES: [&str; 5] = ["preprocess", "matrices", "features", "als", "top_items"];
+const STAGES: [&str; 6] = ["preprocess", "matrices", "features", "als", "bpr", "top_items"];
 /// Small models keep the debug-build test quick; the kill points cover every stage all the same.
-const ENV: [(&str, &str); 2] = [("MUSICREC__ALS__FACTORS", "8"), ("MUSICREC__ALS__ITERATIONS", "3")];
+const ENV: [(&str, &str); 4] = [
+    ("MUSICREC__ALS__FACTORS", "8"),
+    ("MUSICREC__ALS__ITERATIONS", "3"),
+    ("MUSICREC__BPR__FACTORS", "8"),
+    ("MUSICREC__BPR__ITERATIONS", "3"),
+];
 
 /// Checks every stage directory: a manifest, if present, lists only files that exist with the
 /// recorded size. Returns how many stages are complete.

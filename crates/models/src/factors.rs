@@ -1,5 +1,6 @@
 //! Latent-factor models: users and items as vectors, a user's score for an item is their dot
-//! product. ALS learns one and BPR another (its item bias rides as one more factor column);
+//! product. ALS learns one and BPR another (its item bias rides as one more factor column,
+//! against a constant 1 in the user vectors);
 //! both recommend, find similar items and persist through this one type.
 //!
 //! Payload in a model file (see `format`), after the model's hyperparameters:
@@ -142,22 +143,37 @@ impl FactorModel {
     /// The `n` most similar items per item by cosine of item vectors, the item itself
     /// excluded. Items without a vector get an empty list.
     pub fn similar_items(&self, items: &[u32], n: usize) -> Recommendations {
-        let normalised = self.normalised_item_factors();
+        self.similar_items_on(items, n, self.dim)
+    }
+
+    /// `similar_items` by the cosine of the first `columns` values of the item vectors only:
+    /// for a model whose last columns are not taste (BPR's item bias).
+    ///
+    /// # Panics
+    /// If `columns` is 0 or more than `dim`.
+    pub(crate) fn similar_items_on(&self, items: &[u32], n: usize, columns: usize) -> Recommendations {
+        assert!((1..=self.dim).contains(&columns), "similarity columns out of range");
+        let normalised = self.normalised_item_factors(columns);
         let row_of = |item: u32| self.items.binary_search(&item).ok();
-        let candidates = Candidates { vectors: &normalised, ids: &self.items, dim: self.dim };
+        let candidates = Candidates { vectors: &normalised, ids: &self.items, dim: columns };
         top_k(
             items,
-            |q| row_of(items[q]).map(|row| &normalised[row * self.dim..(row + 1) * self.dim]),
+            |q| row_of(items[q]).map(|row| &normalised[row * columns..(row + 1) * columns]),
             |q| std::slice::from_ref(&items[q]),
             candidates,
             n,
         )
     }
 
-    /// Item vectors scaled to unit length; a zero vector stays zero (cosine 0 with anything).
-    fn normalised_item_factors(&self) -> Vec<f32> {
-        let mut out = self.item_factors.clone();
-        for row in out.chunks_exact_mut(self.dim) {
+    /// The first `columns` values of each item vector, scaled to unit length; a zero vector
+    /// stays zero (cosine 0 with anything).
+    fn normalised_item_factors(&self, columns: usize) -> Vec<f32> {
+        let mut out: Vec<f32> = if columns == self.dim {
+            self.item_factors.clone()
+        } else {
+            self.item_factors.chunks_exact(self.dim).flat_map(|row| &row[..columns]).copied().collect()
+        };
+        for row in out.chunks_exact_mut(columns) {
             let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
             if norm > 0.0 {
                 row.iter_mut().for_each(|v| *v /= norm);

@@ -11,6 +11,7 @@
 //! Parallel work runs on the caller's rayon pool: install a pool to bound the threads.
 
 pub mod als;
+pub mod bpr;
 mod dense;
 pub mod error;
 pub mod factors;
@@ -19,6 +20,8 @@ pub mod params;
 pub mod popular;
 pub mod recommendations;
 mod simd;
+#[cfg(test)]
+mod test_fixture;
 pub mod topk;
 mod training;
 
@@ -27,6 +30,7 @@ use std::path::Path;
 use musicrec_data::CsrMatrix;
 
 pub use als::{Als, AlsParams, IterationReport};
+pub use bpr::{Bpr, BprParams, EpochReport};
 pub use error::ModelError;
 pub use factors::FactorModel;
 pub use params::Hyperparameters;

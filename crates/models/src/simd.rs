@@ -18,8 +18,8 @@ pub(crate) trait Simd: Copy + Send + Sync {
     fn symmetric_mat_vec(self, m: &[f32], v: &[f32], out: &mut [f32]);
 
     /// Asks for `values` to be brought into cache ahead of use: the solvers gather factor
-    /// rows in an order no hardware prefetcher can guess.
-    fn prefetch(self, values: &[f32]);
+    /// rows in an order no hardware prefetcher can guess (BPR: ids and rows of random samples).
+    fn prefetch<T>(self, values: &[T]);
 }
 
 /// Plain loops, for CPUs without AVX2 and FMA.
@@ -58,7 +58,7 @@ impl Simd for Portable {
     }
 
     #[inline(always)]
-    fn prefetch(self, _values: &[f32]) {}
+    fn prefetch<T>(self, _values: &[T]) {}
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -102,9 +102,9 @@ mod x86 {
         }
 
         #[inline(always)]
-        fn prefetch(self, values: &[f32]) {
-            // 16 floats per 64-byte cache line.
-            for line in values.chunks(16) {
+        fn prefetch<T>(self, values: &[T]) {
+            // One prefetch per 64-byte cache line (16 floats).
+            for line in values.chunks((64 / size_of::<T>().max(1)).max(1)) {
                 // SAFETY: SSE is part of x86-64; a prefetch never faults, and the pointer is
                 // inside `values` anyway.
                 unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };

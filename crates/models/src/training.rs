@@ -1,7 +1,12 @@
 //! The matrix a factor model trains on: the item filter of the original system (items with
 //! fewer than `min_users_per_item` distinct users are left out), then the users left with no
-//! item dropped, re-indexed densely so the solvers work on contiguous factor rows.
+//! item dropped, re-indexed densely so the solvers work on contiguous factor rows; and the
+//! seeded initial factors the solvers start from.
 
+use std::ops::Range;
+
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use rayon::prelude::*;
 
 use musicrec_data::CsrMatrix;
@@ -84,6 +89,26 @@ pub(crate) fn training_set(
     });
     let matrix = CsrMatrix { rows: users.len(), cols: items.len(), indptr, indices, values };
     Ok(TrainingSet { users, items, matrix })
+}
+
+/// Rows of factors drawn from one random stream: the unit of parallel initialisation, so that
+/// the factors do not depend on the number of threads.
+const INIT_ROWS_PER_STREAM: usize = 4096;
+
+/// `rows` × `k` factors uniform in `range` (24 random bits each), from a stream per
+/// (seed, side, block of rows): the same values whatever the number of threads. Models give
+/// each matrix they initialise its own `side` (ALS and BPR: 0 for users, 1 for items).
+pub(crate) fn initial_factors(seed: u64, side: u64, rows: usize, k: usize, range: Range<f32>) -> Vec<f32> {
+    let mut factors = vec![0.0f32; rows * k];
+    let step = (range.end - range.start) / (1u32 << 24) as f32;
+    factors.par_chunks_mut(INIT_ROWS_PER_STREAM * k).enumerate().for_each(|(block, chunk)| {
+        let stream = (side << 40) ^ block as u64;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        for v in chunk {
+            *v = range.start + (rng.next_u32() >> 8) as f32 * step;
+        }
+    });
+    factors
 }
 
 #[cfg(test)]

@@ -83,7 +83,12 @@ impl Artifacts {
             match fs::metadata(dir.join(&output.file)) {
                 Ok(meta) if meta.len() == output.bytes => {}
                 Ok(meta) => {
-                    return Err(format!("{} has {} bytes, the manifest says {}", output.file, meta.len(), output.bytes));
+                    return Err(format!(
+                        "{} has {} bytes, the manifest says {}",
+                        output.file,
+                        meta.len(),
+                        output.bytes
+                    ));
                 }
                 Err(_) => return Err(format!("{} is missing", output.file)),
             }

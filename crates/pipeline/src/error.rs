@@ -43,7 +43,9 @@ impl PipelineError {
     /// stages) rather than the machine or the program; the CLI exits with code 2 for those.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Self::Config(_) | Self::UnknownStage { .. } | Self::MissingUpstream { .. } | Self::EmptyWindow { .. } => true,
+            Self::Config(_) | Self::UnknownStage { .. } | Self::MissingUpstream { .. } | Self::EmptyWindow { .. } => {
+                true
+            }
             Self::Data(e) => e.is_user_error(),
             Self::Model(e) => e.is_user_error(),
             Self::Synth(_) | Self::Eval(_) | Self::Artifact { .. } => false,

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use musicrec_config::Config;
 use musicrec_data::Location;
-use musicrec_models::{Als, AlsParams, TopItems, TopItemsParams};
+use musicrec_models::{Als, AlsParams, Bpr, BprParams, TopItems, TopItemsParams};
 use serde::Serialize;
 
 use crate::artifacts::{Artifacts, Manifest};
@@ -19,11 +19,13 @@ pub enum Stage {
     Matrices,
     Features,
     Als,
+    Bpr,
     TopItems,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] = [Stage::Preprocess, Stage::Matrices, Stage::Features, Stage::Als, Stage::TopItems];
+    pub const ALL: [Stage; 6] =
+        [Stage::Preprocess, Stage::Matrices, Stage::Features, Stage::Als, Stage::Bpr, Stage::TopItems];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -31,6 +33,7 @@ impl Stage {
             Stage::Matrices => "matrices",
             Stage::Features => "features",
             Stage::Als => "als",
+            Stage::Bpr => "bpr",
             Stage::TopItems => "top_items",
         }
     }
@@ -114,6 +117,26 @@ pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, P
                     ctx.params(c),
                 )?
             }
+            Stage::Bpr => {
+                let c = &ctx.config.bpr;
+                let params = BprParams {
+                    factors: c.factors,
+                    iterations: c.iterations,
+                    learning_rate: c.learning_rate,
+                    regularization: c.regularization,
+                    min_users_per_item: c.min_users_per_item,
+                    seed: ctx.config.seed,
+                    ..BprParams::default()
+                };
+                candidates::run_model_stage::<Bpr>(
+                    ctx,
+                    stage,
+                    params,
+                    c.n_candidates,
+                    Audience::OldUsers,
+                    ctx.params(c),
+                )?
+            }
             Stage::TopItems => {
                 let c = &ctx.config.top_items;
                 let params = TopItemsParams { top_n: c.top_n };
@@ -143,7 +166,7 @@ mod tests {
             vec![Stage::Preprocess, Stage::Features]
         );
         let err = Stage::parse_list("preprocess,als2").unwrap_err().to_string();
-        assert!(err.contains("als2") && err.contains("preprocess, matrices, features, als, top_items"), "{err}");
+        assert!(err.contains("als2") && err.contains("preprocess, matrices, features, als, bpr, top_items"), "{err}");
         assert!(Stage::parse_list(" , ").is_err());
     }
 }

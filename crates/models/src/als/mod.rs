@@ -33,8 +33,6 @@ mod cg;
 use std::path::Path;
 use std::time::Instant;
 
-use rand_xoshiro::Xoshiro256PlusPlus;
-use rand_xoshiro::rand_core::{Rng, SeedableRng};
 use rayon::prelude::*;
 
 use musicrec_data::CsrMatrix;
@@ -46,7 +44,7 @@ use crate::factors::FactorModel;
 use crate::format::{ModelReader, ModelWriter};
 use crate::params::{Hyperparameters, ParamCheck};
 use crate::recommendations::Recommendations;
-use crate::training::training_set;
+use crate::training::{initial_factors, training_set};
 
 const NAME: &str = "als";
 /// Above this the factor matrices of a real catalogue no longer fit in memory.
@@ -149,8 +147,9 @@ impl Als {
         }
         let user_side = set.matrix;
         let item_side = user_side.transpose();
-        let mut user_factors = initial_factors(params.seed, 0, user_side.rows, k);
-        let mut item_factors = initial_factors(params.seed, 1, item_side.rows, k);
+        // Uniform in [0, 0.01) like implicit.
+        let mut user_factors = initial_factors(params.seed, 0, user_side.rows, k, 0.0..0.01);
+        let mut item_factors = initial_factors(params.seed, 1, item_side.rows, k, 0.0..0.01);
         let loss_denominator = user_side.values.iter().map(|&c| f64::from(c)).sum::<f64>()
             + (user_side.rows as f64) * (user_side.cols as f64)
             - user_side.nnz() as f64;
@@ -183,23 +182,6 @@ impl Als {
     pub fn factors(&self) -> &FactorModel {
         &self.factors
     }
-}
-
-/// Rows of factors drawn from one random stream: the unit of parallel initialisation, so that
-/// the factors do not depend on the number of threads.
-const INIT_ROWS_PER_STREAM: usize = 4096;
-
-/// Uniform in [0, 0.01) like implicit, from a stream per (seed, side, block of rows).
-fn initial_factors(seed: u64, side: u64, rows: usize, k: usize) -> Vec<f32> {
-    let mut factors = vec![0.0f32; rows * k];
-    factors.par_chunks_mut(INIT_ROWS_PER_STREAM * k).enumerate().for_each(|(block, chunk)| {
-        let stream = (side << 40) ^ block as u64;
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        for v in chunk {
-            *v = (rng.next_u32() >> 8) as f32 * (0.01 / (1u32 << 24) as f32);
-        }
-    });
-    factors
 }
 
 /// Recomputes every row of `targets` from the `fixed` side (`fixed_gram` = its Gram matrix).
