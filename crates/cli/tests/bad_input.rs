@@ -12,7 +12,7 @@ use common::*;
 /// written under the artifacts directory.
 fn assert_refused(data: &Path, env: &[(&str, &str)], needles: &[&str]) {
     let art = data.parent().unwrap().join("artifacts");
-    let out = musicrec(&["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap()], env);
+    let out = run_pipeline(data, &art, None, env);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "stderr: {err}");
     for needle in needles {
@@ -186,18 +186,7 @@ fn bad_config_and_flags_are_refused_before_work() {
     assert_refused(&data, &[("MUSICREC__ALS__FACTORS", "-3")], &["als.factors"]);
     assert_refused(&data, &[("MUSICREC__PREPROCESS__TRAIN_END", "2023-01-01")], &["preprocess.target_end"]);
     let art = data.parent().unwrap().join("artifacts");
-    let out = musicrec(
-        &[
-            "run",
-            "--data",
-            data.to_str().unwrap(),
-            "--artifacts",
-            art.to_str().unwrap(),
-            "--stages",
-            "preprocess,bogus",
-        ],
-        &[],
-    );
+    let out = run_pipeline(&data, &art, Some("preprocess,bogus"), &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown stage `bogus`"), "{}", stderr(&out));
     let out = musicrec(&["run", "--data", "s3://bucket/x", "--artifacts", art.to_str().unwrap()], &[]);
@@ -223,12 +212,7 @@ fn split_dates_that_leave_a_window_empty() {
 fn a_failed_rerun_keeps_the_previous_outputs() {
     let (_tmp, data) = fixture();
     let art = data.parent().unwrap().join("artifacts");
-    let run = |env: &[(&str, &str)]| {
-        musicrec(
-            &["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap(), "--stages", "preprocess"],
-            env,
-        )
-    };
+    let run = |env: &[(&str, &str)]| run_pipeline(&data, &art, Some("preprocess"), env);
     assert!(run(&[]).status.success());
     let before = std::fs::read(art.join("preprocess/manifest.json")).unwrap();
     let out = run(&[("MUSICREC__DATA__UNKNOWN_TRACKS", "fail")]);

@@ -32,7 +32,7 @@ fn factor_model_stages_write_candidates_similar_tracks_model_and_metrics() {
         ("MUSICREC__BPR__ITERATIONS", "20"),
         ("MUSICREC__BPR__N_CANDIDATES", "20"),
     ];
-    let out = musicrec(&["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap()], &env);
+    let out = run_pipeline(&data, &art, None, &env);
     assert!(out.status.success(), "{}", stderr(&out));
 
     let train = read_batches(&art.join("preprocess/train.parquet")).unwrap();
@@ -128,18 +128,7 @@ fn top_items_serves_new_users_and_never_repeats_a_listen() {
             .status
             .success()
     );
-    let out = musicrec(
-        &[
-            "run",
-            "--data",
-            data.to_str().unwrap(),
-            "--artifacts",
-            art.to_str().unwrap(),
-            "--stages",
-            "preprocess,matrices,top_items",
-        ],
-        &[("MUSICREC__TOP_ITEMS__TOP_N", "30")],
-    );
+    let out = run_pipeline(&data, &art, Some("preprocess,matrices,top_items"), &[("MUSICREC__TOP_ITEMS__TOP_N", "30")]);
     assert!(out.status.success(), "{}", stderr(&out));
     let users = read_batches(&art.join("preprocess/users.parquet")).unwrap();
     let new_in_windows: HashSet<i64> = users

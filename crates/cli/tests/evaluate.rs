@@ -24,18 +24,7 @@ fn metrics_by_hand_on_the_test_window() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
     write_fixture(&data);
-    let out = musicrec(
-        &[
-            "run",
-            "--data",
-            data.to_str().unwrap(),
-            "--artifacts",
-            art.to_str().unwrap(),
-            "--stages",
-            "preprocess,matrices,features",
-        ],
-        &[],
-    );
+    let out = run_pipeline(&data, &art, Some("preprocess,matrices,features"), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Test window: user 1 played 40, new user 4 played 30. Rows deliberately out of rank order;

@@ -37,18 +37,7 @@ fn stages_match_hand_computed_values() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
     write_fixture(&data);
-    let out = musicrec(
-        &[
-            "run",
-            "--data",
-            data.to_str().unwrap(),
-            "--artifacts",
-            art.to_str().unwrap(),
-            "--stages",
-            "preprocess,matrices,features",
-        ],
-        &[],
-    );
+    let out = run_pipeline(&data, &art, Some("preprocess,matrices,features"), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("results:"), "{}", stdout(&out));
 
@@ -135,18 +124,7 @@ fn stages_can_be_rerun_alone_and_need_their_upstream() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
     write_fixture(&data);
-    let args = |stages: &str| {
-        vec![
-            "run".to_string(),
-            "--data".into(),
-            data.to_str().unwrap().into(),
-            "--artifacts".into(),
-            art.to_str().unwrap().into(),
-            "--stages".into(),
-            stages.into(),
-        ]
-    };
-    let run = |stages: &str| musicrec(&args(stages).iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let run = |stages: &str| run_pipeline(&data, &art, Some(stages), &[]);
 
     let out = run("matrices");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

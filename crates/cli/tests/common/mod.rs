@@ -20,6 +20,15 @@ pub fn musicrec(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("the musicrec binary runs")
 }
 
+/// `musicrec run` on `data` into `art`, all stages or the listed ones.
+pub fn run_pipeline(data: &Path, art: &Path, stages: Option<&str>, env: &[(&str, &str)]) -> Output {
+    let mut args = vec!["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap()];
+    if let Some(stages) = stages {
+        args.extend(["--stages", stages]);
+    }
+    musicrec(&args, env)
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
