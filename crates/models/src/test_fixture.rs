@@ -1,6 +1,9 @@
-//! The planted two-group fixture the factor models' tests share.
+//! The planted two-group fixture the factor models' tests share, and the checks every
+//! model must pass on it.
 
 use musicrec_data::CsrMatrix;
+
+use crate::Recommender;
 
 /// Two taste groups: the first half of the users listen only to items of the first group,
 /// the others only to the second group's (each to a random ~30% of them, 1 to 4 listens).
@@ -65,4 +68,46 @@ pub(crate) fn own_group_unlistened(f: &Fixture, user: u32) -> usize {
 
 pub(crate) fn all_users() -> Vec<u32> {
     (0..USERS).collect()
+}
+
+/// Recommendations stay in the user's own group until that group is exhausted, best first.
+pub(crate) fn assert_recommends_own_group<M: Recommender>(model: &M, f: &Fixture) {
+    let recs = model.recommend(&all_users(), &f.matrix, 5).unwrap();
+    for (user, items, scores) in recs.iter() {
+        assert_eq!(items.len(), 5, "user {user}");
+        // Other-group items may only fill the list once the user's group is exhausted.
+        let own = own_group_unlistened(f, user).min(5);
+        assert!(items[..own].iter().all(|&i| group_of_item(i) == group_of_user(user)), "user {user} got {items:?}");
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first: {scores:?}");
+    }
+}
+
+/// Never a listened or filtered (rare) item; asked for more than there is, every eligible item
+/// comes back and nothing else; a user outside the training matrix gets an empty list.
+pub(crate) fn assert_recommends_only_eligible_items<M: Recommender>(model: &M, f: &Fixture) {
+    let recs = model.recommend(&all_users(), &f.matrix, 2 * RARE_ITEMS.end as usize).unwrap();
+    for (user, items, _) in recs.iter() {
+        let listened = f.matrix.row(user as usize).0;
+        assert!(items.iter().all(|i| !listened.contains(i) && !RARE_ITEMS.contains(i)), "user {user}: {items:?}");
+        let eligible = (0..GROUPED_ITEMS).filter(|i| !listened.contains(i)).count();
+        assert_eq!(items.len(), eligible, "user {user}");
+    }
+    assert_eq!(model.recommend(&[USERS + 5], &f.matrix, 5).unwrap().get(0).1.len(), 0);
+}
+
+/// Saving then loading gives the same model, recommendations and similar items.
+pub(crate) fn assert_save_load_round_trip<M: Recommender + PartialEq + std::fmt::Debug>(
+    model: &M,
+    f: &Fixture,
+    path: &std::path::Path,
+    similar_queries: &[u32],
+) {
+    model.save(path).unwrap();
+    let loaded = M::load(path).unwrap();
+    assert_eq!(&loaded, model);
+    assert_eq!(
+        loaded.recommend(&all_users(), &f.matrix, 10).unwrap(),
+        model.recommend(&all_users(), &f.matrix, 10).unwrap()
+    );
+    assert_eq!(loaded.similar_items(similar_queries, 5), model.similar_items(similar_queries, 5));
 }

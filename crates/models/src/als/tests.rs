@@ -16,15 +16,7 @@ fn params() -> AlsParams {
 #[test]
 fn recommendations_come_from_the_users_own_group() {
     let f = fixture();
-    let model = Als::fit(&params(), &f.matrix).unwrap();
-    let recs = model.recommend(&all_users(), &f.matrix, 5).unwrap();
-    for (user, items, scores) in recs.iter() {
-        assert_eq!(items.len(), 5, "user {user}");
-        // Other-group items may only fill the list once the user's group is exhausted.
-        let own = own_group_unlistened(&f, user).min(5);
-        assert!(items[..own].iter().all(|&i| group_of_item(i) == group_of_user(user)), "user {user} got {items:?}");
-        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first: {scores:?}");
-    }
+    assert_recommends_own_group(&Als::fit(&params(), &f.matrix).unwrap(), &f);
 }
 
 #[test]
@@ -32,16 +24,7 @@ fn never_recommends_a_listened_or_filtered_item() {
     let f = fixture();
     let model = Als::fit(&params(), &f.matrix).unwrap();
     assert_eq!(model.factors().items(), (0..GROUPED_ITEMS).collect::<Vec<u32>>(), "rare items are filtered out");
-    // Ask for more than there is: every eligible item comes back, and nothing else.
-    let recs = model.recommend(&all_users(), &f.matrix, 2 * RARE_ITEMS.end as usize).unwrap();
-    for (user, items, _) in recs.iter() {
-        let listened = f.matrix.row(user as usize).0;
-        assert!(items.iter().all(|i| !listened.contains(i) && !RARE_ITEMS.contains(i)), "user {user}: {items:?}");
-        let eligible = (0..GROUPED_ITEMS).filter(|i| !listened.contains(i)).count();
-        assert_eq!(items.len(), eligible, "user {user}");
-    }
-    // A user outside the training matrix gets an empty list rather than an error.
-    assert_eq!(model.recommend(&[USERS + 5], &f.matrix, 5).unwrap().get(0).1.len(), 0);
+    assert_recommends_only_eligible_items(&model, &f);
 }
 
 #[test]
@@ -49,15 +32,7 @@ fn save_and_load_give_identical_recommendations() {
     let f = fixture();
     let model = Als::fit(&params(), &f.matrix).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("als.model");
-    model.save(&path).unwrap();
-    let loaded = Als::load(&path).unwrap();
-    assert_eq!(loaded, model);
-    assert_eq!(
-        loaded.recommend(&all_users(), &f.matrix, 10).unwrap(),
-        model.recommend(&all_users(), &f.matrix, 10).unwrap()
-    );
-    assert_eq!(loaded.similar_items(&[0, 25], 5), model.similar_items(&[0, 25], 5));
+    assert_save_load_round_trip(&model, &f, &dir.path().join("als.model"), &[0, 25]);
 }
 
 #[test]

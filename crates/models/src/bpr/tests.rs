@@ -22,14 +22,7 @@ fn fit_with_threads(threads: usize, params: &BprParams, matrix: &CsrMatrix) -> B
 fn recommendations_come_from_the_users_own_group() {
     let f = fixture();
     // Two threads: the Hogwild path, whose races must not spoil the model.
-    let model = fit_with_threads(2, &params(), &f.matrix);
-    let recs = model.recommend(&all_users(), &f.matrix, 5).unwrap();
-    for (user, items, scores) in recs.iter() {
-        assert_eq!(items.len(), 5, "user {user}");
-        let own = own_group_unlistened(&f, user).min(5);
-        assert!(items[..own].iter().all(|&i| group_of_item(i) == group_of_user(user)), "user {user} got {items:?}");
-        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first: {scores:?}");
-    }
+    assert_recommends_own_group(&fit_with_threads(2, &params(), &f.matrix), &f);
 }
 
 #[test]
@@ -37,14 +30,7 @@ fn never_recommends_a_listened_or_filtered_item() {
     let f = fixture();
     let model = Bpr::fit(&params(), &f.matrix).unwrap();
     assert_eq!(model.factors().items(), (0..GROUPED_ITEMS).collect::<Vec<u32>>(), "rare items are filtered out");
-    let recs = model.recommend(&all_users(), &f.matrix, 2 * RARE_ITEMS.end as usize).unwrap();
-    for (user, items, _) in recs.iter() {
-        let listened = f.matrix.row(user as usize).0;
-        assert!(items.iter().all(|i| !listened.contains(i) && !RARE_ITEMS.contains(i)), "user {user}: {items:?}");
-        let eligible = (0..GROUPED_ITEMS).filter(|i| !listened.contains(i)).count();
-        assert_eq!(items.len(), eligible, "user {user}");
-    }
-    assert_eq!(model.recommend(&[USERS + 5], &f.matrix, 5).unwrap().get(0).1.len(), 0);
+    assert_recommends_only_eligible_items(&model, &f);
 }
 
 #[test]
@@ -52,15 +38,7 @@ fn save_and_load_give_identical_recommendations() {
     let f = fixture();
     let model = Bpr::fit(&params(), &f.matrix).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bpr.model");
-    model.save(&path).unwrap();
-    let loaded = Bpr::load(&path).unwrap();
-    assert_eq!(loaded, model);
-    assert_eq!(
-        loaded.recommend(&all_users(), &f.matrix, 10).unwrap(),
-        model.recommend(&all_users(), &f.matrix, 10).unwrap()
-    );
-    assert_eq!(loaded.similar_items(&[0, 70], 5), model.similar_items(&[0, 70], 5));
+    assert_save_load_round_trip(&model, &f, &dir.path().join("bpr.model"), &[0, 70]);
     // Another model's file is refused.
     let als = crate::Als::fit(
         &crate::AlsParams { factors: 2, iterations: 1, min_users_per_item: 3, ..Default::default() },
