@@ -56,22 +56,12 @@ fn main() -> Result<(), String> {
         return Ok(());
     }
 
-    let started = Instant::now();
-    let recs = pool.install(|| model.recommend(&data.test_users, matrix, args.k)).map_err(|e| e.to_string())?;
-    let recommend_s = started.elapsed().as_secs_f64();
-    let (ndcg, with_recs) = common::ndcg(&data, &recs, args.k);
-
-    let all_items: Vec<u32> = model.factors().items().to_vec();
-    let started = Instant::now();
-    let similar = pool.install(|| model.similar_items(&all_items, 10));
-    let similar_s = started.elapsed().as_secs_f64();
+    let serving = common::serving_json(&pool, &model, model.factors().items(), &data, args.k)?;
 
     println!(
         "{{\"data\": {:?}, \"threads\": {}, \"factors\": {}, \"iterations\": {}, \"train_users\": {}, \"train_items\": {}, \
          \"train_nnz\": {}, \"model_users\": {}, \"model_items\": {}, \"prepare_s\": {:.3}, \"als_fit_s\": {fit_s:.3}, \"als_fit_cpu_s\": {fit_cpu_s}, \
-         \"loss_reported\": {}, \"final_loss\": {}, \"recommend_test_s\": {recommend_s:.3}, \"test_users_per_s\": {:.0}, \
-         \"similar_items_s\": {similar_s:.3}, \"similar_pairs\": {}, \"test_users_evaluated\": {}, \"test_users_with_recs\": {with_recs}, \
-         \"test_ndcg@{}\": {:.4}}}",
+         \"loss_reported\": {}, \"final_loss\": {}, {serving}}}",
         args.data,
         args.threads,
         params.factors,
@@ -84,11 +74,6 @@ fn main() -> Result<(), String> {
         data.prepare_s,
         loss,
         losses.last().map_or("null".to_string(), |l| format!("{l:.6}")),
-        data.test_users.len() as f64 / recommend_s,
-        similar.pairs(),
-        data.relevant.len(),
-        args.k,
-        ndcg,
     );
     Ok(())
 }

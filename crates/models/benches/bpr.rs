@@ -15,7 +15,7 @@ mod common;
 
 use std::time::Instant;
 
-use musicrec_models::{Bpr, BprParams, Recommender};
+use musicrec_models::{Bpr, BprParams};
 
 fn main() -> Result<(), String> {
     let mut params = BprParams { factors: 64, min_users_per_item: 5, ..BprParams::default() };
@@ -47,23 +47,14 @@ fn main() -> Result<(), String> {
         return Ok(());
     }
 
-    let started = Instant::now();
-    let recs = pool.install(|| model.recommend(&data.test_users, matrix, args.k)).map_err(|e| e.to_string())?;
-    let recommend_s = started.elapsed().as_secs_f64();
-    let (ndcg, with_recs) = common::ndcg(&data, &recs, args.k);
-
-    let all_items: Vec<u32> = model.factors().items().to_vec();
-    let started = Instant::now();
-    let similar = pool.install(|| model.similar_items(&all_items, 10));
-    let similar_s = started.elapsed().as_secs_f64();
+    let serving = common::serving_json(&pool, &model, model.factors().items(), &data, args.k)?;
 
     let last = last.expect("at least one epoch");
     println!(
         "{{\"data\": {:?}, \"threads\": {}, \"factors\": {}, \"iterations\": {}, \"learning_rate\": {}, \"regularization\": {}, \
          \"train_users\": {}, \"train_items\": {}, \"train_nnz\": {}, \"model_users\": {}, \"model_items\": {}, \"prepare_s\": {:.3}, \
          \"bpr_fit_s\": {fit_s:.3}, \"bpr_fit_cpu_s\": {fit_cpu_s}, \"final_correct\": {:.4}, \"final_skipped\": {:.4}, \
-         \"recommend_test_s\": {recommend_s:.3}, \"test_users_per_s\": {:.0}, \"similar_items_s\": {similar_s:.3}, \"similar_pairs\": {}, \
-         \"test_users_evaluated\": {}, \"test_users_with_recs\": {with_recs}, \"test_ndcg@{}\": {:.4}}}",
+         {serving}}}",
         args.data,
         args.threads,
         params.factors,
@@ -78,11 +69,6 @@ fn main() -> Result<(), String> {
         data.prepare_s,
         last.correct,
         last.skipped,
-        data.test_users.len() as f64 / recommend_s,
-        similar.pairs(),
-        data.relevant.len(),
-        args.k,
-        ndcg,
     );
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use musicrec_data::layout::{read_tracks, scan_interactions};
 use musicrec_data::{CsrMatrix, IdEncoder, Location};
-use musicrec_models::Recommendations;
+use musicrec_models::{Recommendations, Recommender};
 
 /// The flags every model bench takes; a bench parses its own model's flags through `parse`.
 pub struct Common {
@@ -156,4 +156,30 @@ pub fn ndcg(data: &Data, recs: &Recommendations, k: usize) -> (f64, usize) {
         with_recs += 1;
     }
     (ndcg_sum / with_recs.max(1) as f64, with_recs)
+}
+
+/// Times top-k for the test users and similar items for every modelled item, and scores the
+/// test NDCG: the part of a factor-model bench that does not depend on the model. Returns
+/// the JSON fields to splice into the bench's one-line report.
+pub fn serving_json<M: Recommender>(
+    pool: &rayon::ThreadPool,
+    model: &M,
+    items: &[u32],
+    data: &Data,
+    k: usize,
+) -> Result<String, String> {
+    let started = Instant::now();
+    let recs = pool.install(|| model.recommend(&data.test_users, &data.matrix, k)).map_err(|e| e.to_string())?;
+    let recommend_s = started.elapsed().as_secs_f64();
+    let (ndcg, with_recs) = ndcg(data, &recs, k);
+    let started = Instant::now();
+    let similar = pool.install(|| model.similar_items(items, 10));
+    let similar_s = started.elapsed().as_secs_f64();
+    Ok(format!(
+        "\"recommend_test_s\": {recommend_s:.3}, \"test_users_per_s\": {:.0}, \"similar_items_s\": {similar_s:.3}, \
+         \"similar_pairs\": {}, \"test_users_evaluated\": {}, \"test_users_with_recs\": {with_recs}, \"test_ndcg@{k}\": {ndcg:.4}",
+        data.test_users.len() as f64 / recommend_s,
+        similar.pairs(),
+        data.relevant.len(),
+    ))
 }
