@@ -19,11 +19,7 @@ fn column_i64(batches: &[arrow_array::RecordBatch], name: &str) -> Vec<i64> {
 fn factor_model_stages_write_candidates_similar_tracks_model_and_metrics() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    assert!(
-        musicrec(&["generate", "--scale", "tiny", "--seed", "5", "--out", data.to_str().unwrap()], &[])
-            .status
-            .success()
-    );
+    generate_tiny(&data, 5);
     let env = [
         ("MUSICREC__ALS__FACTORS", "16"),
         ("MUSICREC__ALS__ITERATIONS", "5"),
@@ -101,18 +97,7 @@ fn check_factor_model_outputs(art: &std::path::Path, model: &str, heard: &HashMa
     assert!(dir.join("model.bin").is_file());
 
     // The evaluate command agrees with the stage's own evaluation of the same candidates.
-    let out = musicrec(
-        &[
-            "evaluate",
-            "--recs",
-            dir.join("candidates.parquet").to_str().unwrap(),
-            "--window",
-            "test",
-            "--artifacts",
-            art.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = evaluate(&dir.join("candidates.parquet"), "test", art, None);
     assert!(out.status.success(), "{}", stderr(&out));
     let judged: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(judged["test"]["ndcg@10"], metrics["test"]["ndcg@10"]);
@@ -123,11 +108,7 @@ fn check_factor_model_outputs(art: &std::path::Path, model: &str, heard: &HashMa
 fn top_items_serves_new_users_and_never_repeats_a_listen() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    assert!(
-        musicrec(&["generate", "--scale", "tiny", "--seed", "6", "--out", data.to_str().unwrap()], &[])
-            .status
-            .success()
-    );
+    generate_tiny(&data, 6);
     let out = run_pipeline(&data, &art, Some("preprocess,matrices,top_items"), &[("MUSICREC__TOP_ITEMS__TOP_N", "30")]);
     assert!(out.status.success(), "{}", stderr(&out));
     let users = read_batches(&art.join("preprocess/users.parquet")).unwrap();

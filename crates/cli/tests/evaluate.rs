@@ -32,20 +32,7 @@ fn metrics_by_hand_on_the_test_window() {
     let file = tmp.path().join("recs.parquet");
     recs(&file, &[(1, 50, 2), (1, 40, 1), (4, 30, 2), (4, 10, 1), (2, 10, 1), (999, 10, 1)]);
     let run = |k: &str| {
-        let out = musicrec(
-            &[
-                "evaluate",
-                "--recs",
-                file.to_str().unwrap(),
-                "--window",
-                "test",
-                "--artifacts",
-                art.to_str().unwrap(),
-                "--k",
-                k,
-            ],
-            &[],
-        );
+        let out = evaluate(&file, "test", &art, Some(k));
         assert!(out.status.success(), "{}", stderr(&out));
         serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()["test"].clone()
     };
@@ -67,42 +54,22 @@ fn metrics_by_hand_on_the_test_window() {
 
     // Bad files: an unknown track, a missing column, a repeated pair.
     recs(&file, &[(1, 40, 1), (1, 77, 2), (4, 78, 1)]);
-    let out = musicrec(
-        &["evaluate", "--recs", file.to_str().unwrap(), "--window", "test", "--artifacts", art.to_str().unwrap()],
-        &[],
-    );
+    let out = evaluate(&file, "test", &art, None);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("2 row(s) name tracks that are not in the catalogue"), "{}", stderr(&out));
     recs(&file, &[(1, 40, 1), (1, 40, 2)]);
-    let out = musicrec(
-        &["evaluate", "--recs", file.to_str().unwrap(), "--window", "target", "--artifacts", art.to_str().unwrap()],
-        &[],
-    );
+    let out = evaluate(&file, "target", &art, None);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("repeat a track"), "{}", stderr(&out));
     write_parquet(
         &file,
         vec![("user_id", arr(Int64Array::from(vec![1]))), ("track_id", arr(Int64Array::from(vec![40])))],
     );
-    let out = musicrec(
-        &["evaluate", "--recs", file.to_str().unwrap(), "--window", "test", "--artifacts", art.to_str().unwrap()],
-        &[],
-    );
+    let out = evaluate(&file, "test", &art, None);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("missing column `rank`"), "{}", stderr(&out));
     recs(&file, &[(1, 40, 1)]);
-    let out = musicrec(
-        &[
-            "evaluate",
-            "--recs",
-            file.to_str().unwrap(),
-            "--window",
-            "test",
-            "--artifacts",
-            tmp.path().join("none").to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = evaluate(&file, "test", &tmp.path().join("none"), None);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("`evaluate` needs the outputs of stage `preprocess`"), "{}", stderr(&out));
 }

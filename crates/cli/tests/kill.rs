@@ -40,8 +40,7 @@ fn complete_stages(art: &Path) -> usize {
 fn kill_at_any_moment_leaves_complete_outputs_or_none() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    let out = musicrec(&["generate", "--scale", "tiny", "--seed", "3", "--out", data.to_str().unwrap()], &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    generate_tiny(&data, 3);
     let args = ["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap()];
 
     let started = Instant::now();

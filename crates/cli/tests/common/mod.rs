@@ -29,6 +29,23 @@ pub fn run_pipeline(data: &Path, art: &Path, stages: Option<&str>, env: &[(&str,
     musicrec(&args, env)
 }
 
+/// `musicrec generate --scale tiny` into `out`; panics if it fails.
+pub fn generate_tiny(out: &Path, seed: u64) {
+    let result =
+        musicrec(&["generate", "--scale", "tiny", "--seed", &seed.to_string(), "--out", out.to_str().unwrap()], &[]);
+    assert!(result.status.success(), "{}", stderr(&result));
+}
+
+/// `musicrec evaluate` of `recs` on `window` of the run in `art`, with `k` if given.
+pub fn evaluate(recs: &Path, window: &str, art: &Path, k: Option<&str>) -> Output {
+    let mut args =
+        vec!["evaluate", "--recs", recs.to_str().unwrap(), "--window", window, "--artifacts", art.to_str().unwrap()];
+    if let Some(k) = k {
+        args.extend(["--k", k]);
+    }
+    musicrec(&args, &[])
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
