@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, UInt32Array};
 use musicrec_data::parquet_io;
-use musicrec_eval::Metrics;
 use musicrec_models::{Recommendations, Recommender};
 use serde_json::json;
 
@@ -51,16 +50,20 @@ fn ranked_table(
     .expect("equal lengths")
 }
 
-/// Metrics of model recommendations (old-user indices) on a window.
-pub fn evaluate(
+/// Metrics of model recommendations (evaluation user indices) on both windows, in the
+/// `{"target": {...}, "test": {...}}` shape of `metrics.json`.
+pub fn evaluate_windows(
     evaluator: &Evaluator,
     recs: &Recommendations,
-    window: EvalWindow,
     k: usize,
-) -> Result<Metrics, PipelineError> {
+) -> Result<serde_json::Value, PipelineError> {
+    // One conversion for both windows: the lists can hold millions of users.
     let lists =
         musicrec_eval::Recommendations::new(recs.queries().to_vec(), recs.offsets().to_vec(), recs.items().to_vec())?;
-    evaluator.evaluate(&lists, window, k)
+    Ok(json!({
+        "target": evaluator.evaluate(&lists, EvalWindow::Target, k)?.to_json(),
+        "test": evaluator.evaluate(&lists, EvalWindow::Test, k)?.to_json(),
+    }))
 }
 
 /// Who a model writes candidates for.
@@ -103,10 +106,7 @@ pub fn run_model_stage<M: Recommender>(
 
     let encoders = &evaluator.encoders;
     let k = ctx.config.k;
-    let metrics = json!({
-        "target": evaluate(&evaluator, &recs, EvalWindow::Target, k)?.to_json(),
-        "test": evaluate(&evaluator, &recs, EvalWindow::Test, k)?.to_json(),
-    });
+    let metrics = evaluate_windows(&evaluator, &recs, k)?;
     let candidates = ranked_table(&recs, &user_ids, encoders.items.ids(), "user_id", "track_id");
     out.add_parquet(parquet_io::write_batch(out.path(CANDIDATES_FILE), &candidates)?);
     drop(candidates);
