@@ -194,7 +194,19 @@ fn run(
             outputs.join(", ")
         );
     }
-    println!("results: {}", std::path::absolute(&artifacts).unwrap_or(artifacts).display());
+    println!("results: {}", std::path::absolute(&artifacts).unwrap_or(artifacts.clone()).display());
+    if stages.contains(&Stage::Report) {
+        let report = musicrec_pipeline::report::load(&ctx.artifacts)?;
+        println!();
+        print!("{}", musicrec_pipeline::report::headline(&report));
+        let path = ctx.artifacts.stage_dir(Stage::Report).join(musicrec_pipeline::report::REPORT_FILE);
+        println!("report: {}", std::path::absolute(&path).unwrap_or(path).display());
+        println!("service inputs:");
+        for input in &report.service_inputs {
+            let files = if input.files.is_empty() { input.status.clone() } else { input.files.join(", ") };
+            println!("  {}: {files}", input.what);
+        }
+    }
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use common::*;
 
-const STAGES: [&str; 6] = ["preprocess", "matrices", "features", "als", "bpr", "top_items"];
+const STAGES: [&str; 8] = ["preprocess", "eda", "matrices", "features", "als", "bpr", "top_items", "report"];
 /// Small models keep the debug-build test quick; the kill points cover every stage all the same.
 const ENV: [(&str, &str); 4] = [
     ("MUSICREC__ALS__FACTORS", "8"),

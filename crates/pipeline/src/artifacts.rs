@@ -65,13 +65,24 @@ impl Artifacts {
     }
 
     pub fn stage_dir(&self, stage: Stage) -> PathBuf {
-        self.root.join(stage.as_str())
+        self.dir_of(stage.as_str())
+    }
+
+    /// The directory of the stage called `name`; readers that list stages this build may not
+    /// have (the report reads every model it finds) address stages by name.
+    pub fn dir_of(&self, name: &str) -> PathBuf {
+        self.root.join(name)
     }
 
     /// The manifest of a stage's complete outputs, after checking every listed output exists
     /// with its recorded size.
     pub fn manifest(&self, stage: Stage) -> Result<Manifest, String> {
-        let dir = self.stage_dir(stage);
+        self.manifest_of(stage.as_str())
+    }
+
+    /// `manifest` of the stage called `name`.
+    pub fn manifest_of(&self, name: &str) -> Result<Manifest, String> {
+        let dir = self.dir_of(name);
         let path = dir.join(MANIFEST_FILE);
         let text = fs::read_to_string(&path).map_err(|_| format!("no {MANIFEST_FILE}"))?;
         let manifest: Manifest =
@@ -109,14 +120,19 @@ impl Artifacts {
 
     /// Starts writing a stage's outputs into a fresh staging directory.
     pub fn begin(&self, stage: Stage, run_id: &str) -> Result<StageWriter, PipelineError> {
+        self.begin_named(stage.as_str(), run_id)
+    }
+
+    /// `begin` for the stage called `name`.
+    pub fn begin_named(&self, name: &str, run_id: &str) -> Result<StageWriter, PipelineError> {
         let staging_root = self.root.join(STAGING_DIR);
-        remove_abandoned_staging(&staging_root, stage);
-        let staging = staging_root.join(format!("{}-{}", stage.as_str(), std::process::id()));
+        remove_abandoned_staging(&staging_root, name);
+        let staging = staging_root.join(format!("{name}-{}", std::process::id()));
         fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
         progress::reset_peak_rss();
         Ok(StageWriter {
             artifacts: self.clone(),
-            stage,
+            stage: name.to_string(),
             run_id: run_id.to_string(),
             staging,
             outputs: Vec::new(),
@@ -132,7 +148,7 @@ impl Artifacts {
 /// wrote (and the artifacts directory itself if it was created empty for it).
 pub struct StageWriter {
     artifacts: Artifacts,
-    stage: Stage,
+    stage: String,
     run_id: String,
     staging: PathBuf,
     outputs: Vec<OutputFile>,
@@ -171,7 +187,7 @@ impl StageWriter {
         params: serde_json::Value,
         summary: serde_json::Value,
     ) -> Result<Manifest, PipelineError> {
-        let dir = self.artifacts.stage_dir(self.stage);
+        let dir = self.artifacts.dir_of(&self.stage);
         fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
         let manifest_path = dir.join(MANIFEST_FILE);
         // From here until the new manifest lands, the stage has no trusted outputs.
@@ -187,7 +203,7 @@ impl StageWriter {
         remove_unlisted(&dir, &self.outputs)?;
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
-            stage: self.stage.as_str().to_string(),
+            stage: self.stage.clone(),
             run_id: self.run_id.clone(),
             started_at: self.started_at.to_rfc3339(),
             finished_at: chrono::Utc::now().to_rfc3339(),
@@ -208,9 +224,9 @@ impl StageWriter {
 
 /// Removes the staging directories of this stage left by processes that no longer run (killed
 /// mid-stage); a live process's staging directory is never touched.
-fn remove_abandoned_staging(staging_root: &Path, stage: Stage) {
+fn remove_abandoned_staging(staging_root: &Path, stage: &str) {
     let Ok(entries) = fs::read_dir(staging_root) else { return };
-    let prefix = format!("{}-", stage.as_str());
+    let prefix = format!("{stage}-");
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else { continue };

@@ -16,6 +16,9 @@ pub enum PipelineError {
     #[error("evaluation: {0}")]
     Eval(#[from] musicrec_eval::EvalError),
 
+    #[error("plotting: {0}")]
+    Plot(#[from] musicrec_plot::PlotError),
+
     #[error("generating the embedded data set: {0}")]
     Synth(#[from] SynthError),
 
@@ -34,6 +37,12 @@ pub enum PipelineError {
     )]
     EmptyWindow { window: &'static str, first_day: String, last_day: String, train_end: String, target_end: String },
 
+    #[error(
+        "stage `report` found no model outputs in {dir} (looked for {expected}); run a model stage first, \
+         e.g. --stages top_items,report"
+    )]
+    NothingToReport { dir: String, expected: String },
+
     #[error("{path}: {reason}")]
     Artifact { path: String, reason: String },
 }
@@ -43,12 +52,14 @@ impl PipelineError {
     /// stages) rather than the machine or the program; the CLI exits with code 2 for those.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Self::Config(_) | Self::UnknownStage { .. } | Self::MissingUpstream { .. } | Self::EmptyWindow { .. } => {
-                true
-            }
+            Self::Config(_)
+            | Self::UnknownStage { .. }
+            | Self::MissingUpstream { .. }
+            | Self::EmptyWindow { .. }
+            | Self::NothingToReport { .. } => true,
             Self::Data(e) => e.is_user_error(),
             Self::Model(e) => e.is_user_error(),
-            Self::Synth(_) | Self::Eval(_) | Self::Artifact { .. } => false,
+            Self::Synth(_) | Self::Eval(_) | Self::Plot(_) | Self::Artifact { .. } => false,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod artifacts;
 pub mod candidates;
+pub mod eda;
 pub mod error;
 pub mod evaluation;
 pub mod events;
@@ -11,6 +12,7 @@ pub mod features;
 pub mod matrices;
 pub mod preprocess;
 pub mod progress;
+pub mod report;
 pub mod stage;
 
 use std::path::Path;

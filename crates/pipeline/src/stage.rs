@@ -10,31 +10,51 @@ use serde::Serialize;
 use crate::artifacts::{Artifacts, Manifest};
 use crate::candidates::Audience;
 use crate::error::PipelineError;
-use crate::{candidates, features, matrices, preprocess};
+use crate::{candidates, eda, features, matrices, preprocess, report};
 
 /// A stage of the offline pipeline, in execution order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Stage {
     Preprocess,
+    Eda,
     Matrices,
     Features,
     Als,
     Bpr,
     TopItems,
+    Report,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 6] =
-        [Stage::Preprocess, Stage::Matrices, Stage::Features, Stage::Als, Stage::Bpr, Stage::TopItems];
+    pub const ALL: [Stage; 8] = [
+        Stage::Preprocess,
+        Stage::Eda,
+        Stage::Matrices,
+        Stage::Features,
+        Stage::Als,
+        Stage::Bpr,
+        Stage::TopItems,
+        Stage::Report,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Preprocess => "preprocess",
+            Stage::Eda => "eda",
             Stage::Matrices => "matrices",
             Stage::Features => "features",
             Stage::Als => "als",
             Stage::Bpr => "bpr",
             Stage::TopItems => "top_items",
+            Stage::Report => "report",
+        }
+    }
+
+    /// Whether the stage recommends and judges itself in `metrics.json`: a row of the report.
+    pub fn is_model(self) -> bool {
+        match self {
+            Stage::Als | Stage::Bpr | Stage::TopItems => true,
+            Stage::Preprocess | Stage::Eda | Stage::Matrices | Stage::Features | Stage::Report => false,
         }
     }
 
@@ -95,6 +115,7 @@ pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, P
         tracing::info!(stage = stage.as_str(), run_id = %ctx.run_id, "stage started");
         let manifest = match stage {
             Stage::Preprocess => preprocess::run(ctx)?,
+            Stage::Eda => eda::run(ctx)?,
             Stage::Matrices => matrices::run(ctx)?,
             Stage::Features => features::run(ctx)?,
             Stage::Als => {
@@ -143,6 +164,7 @@ pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, P
                 // Every popular track the user has not heard is a candidate.
                 candidates::run_model_stage::<TopItems>(ctx, stage, params, c.top_n, Audience::AllUsers, ctx.params(c))?
             }
+            Stage::Report => report::run(ctx)?,
         };
         tracing::info!(
             stage = stage.as_str(),
@@ -166,7 +188,10 @@ mod tests {
             vec![Stage::Preprocess, Stage::Features]
         );
         let err = Stage::parse_list("preprocess,als2").unwrap_err().to_string();
-        assert!(err.contains("als2") && err.contains("preprocess, matrices, features, als, bpr, top_items"), "{err}");
+        assert!(
+            err.contains("als2") && err.contains("preprocess, eda, matrices, features, als, bpr, top_items, report"),
+            "{err}"
+        );
         assert!(Stage::parse_list(" , ").is_err());
     }
 }

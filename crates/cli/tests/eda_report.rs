@@ -1,0 +1,227 @@
+//! The `eda` and `report` stages: EDA statistics match hand-computed values on the hand-made
+//! data set, the report covers every model (a ranker that was not run is a "not run" row, one
+//! built by hand is read with its candidate recall and feature importances), every PNG is a
+//! PNG, and missing upstream stages give clear errors.
+
+mod common;
+
+use std::path::Path;
+
+use arrow_array::{Float32Array, Int64Array, UInt32Array};
+use common::fixture::write_fixture;
+use common::*;
+use musicrec_pipeline::Artifacts;
+use serde_json::{Value, json};
+
+fn json_file(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Every PNG a manifest lists starts with the PNG signature and an IHDR of a non-empty image.
+fn assert_pngs(dir: &Path, at_least: usize) {
+    let manifest = json_file(&dir.join("manifest.json"));
+    let pngs: Vec<&str> = manifest["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["file"].as_str().unwrap())
+        .filter(|f| f.ends_with(".png"))
+        .collect();
+    assert!(pngs.len() >= at_least, "{pngs:?}");
+    for file in pngs {
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{file}");
+        assert_eq!(&bytes[12..16], b"IHDR", "{file}");
+        let (width, height) = (
+            u32::from_be_bytes(bytes[16..20].try_into().unwrap()),
+            u32::from_be_bytes(bytes[20..24].try_into().unwrap()),
+        );
+        assert!(width > 100 && height > 100, "{file}: {width}x{height}");
+    }
+}
+
+fn close(a: &Value, b: f64) -> bool {
+    (a.as_f64().unwrap() - b).abs() < 1e-9
+}
+
+#[test]
+fn eda_statistics_match_the_hand_made_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
+    write_fixture(&data);
+    let out = run_pipeline(&data, &art, Some("preprocess,eda"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stats = json_file(&art.join("eda/stats.json"));
+
+    let w = &stats["windows"];
+    assert_eq!(
+        w["train"],
+        json!({"first_day": "2022-06-01", "last_day": "2022-12-15", "events": 6, "users": 3, "tracks": 2,
+               "old_users": 3, "new_users": 0})
+    );
+    assert_eq!(
+        w["target"],
+        json!({"first_day": "2022-12-16", "last_day": "2022-12-22", "events": 3, "users": 3, "tracks": 3,
+               "old_users": 2, "new_users": 1})
+    );
+    assert_eq!(
+        w["test"],
+        json!({"first_day": "2022-12-23", "last_day": "2022-12-24", "events": 2, "users": 2, "tracks": 2,
+               "old_users": 1, "new_users": 1})
+    );
+    assert_eq!(stats["users"], json!({"total": 5, "old": 3, "new": 2}));
+    assert_eq!((stats["train_end"].as_str(), stats["target_end"].as_str()), (Some("2022-12-16"), Some("2022-12-23")));
+
+    // Events per user 5, 3, 1, 1, 1; per track 3, 3, 2, 1, 1, 1 (the unknown track is dropped).
+    let u = &stats["events_per_user"];
+    assert_eq!([&u["count"], &u["min"], &u["p50"], &u["p75"], &u["p90"], &u["max"]], [5, 1, 1, 3, 5, 5]);
+    assert!(close(&u["mean"], 2.2));
+    let t = &stats["events_per_track"];
+    assert_eq!([&t["count"], &t["p50"], &t["p75"], &t["max"]], [6, 1, 3, 3]);
+
+    let p = &stats["popularity"];
+    assert_eq!([&p["catalogue_tracks"], &p["played_tracks"], &p["tracks_for_half_of_events"]], [6, 6, 2]);
+    assert!(close(&p["top_10pct_event_share"], 3.0 / 11.0));
+    // Ascending 1,1,1,2,3,3: 2·47/(6·11) − 7/6.
+    assert!(close(&p["gini"], 94.0 / 66.0 - 7.0 / 6.0));
+
+    // Track 20 is rock and pop: its 3 events count half to each; track 60 has no genre.
+    let genres: Vec<(Value, f64)> = stats["genres"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["name"].clone(), g["events"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(
+        genres,
+        vec![(json!("rock"), 4.5), (json!("pop"), 4.5), (json!("(no genre)"), 1.0), (json!("jazz"), 1.0)]
+    );
+    assert_eq!(stats["top_tracks"][0], json!({"track_id": 10, "name": "t10", "events": 3}));
+
+    let days = stats["activity_by_day"].as_array().unwrap();
+    assert_eq!(days.len(), 207, "every day from 2022-06-01 to 2022-12-24");
+    assert_eq!(days.iter().map(|d| d["events"].as_u64().unwrap()).sum::<u64>(), 11);
+    let first_target_day = days.iter().find(|d| d["date"] == "2022-12-16").unwrap();
+    assert_eq!(first_target_day, &json!({"date": "2022-12-16", "window": "target", "events": 1}));
+
+    let report = std::fs::read_to_string(art.join("eda/report.md")).unwrap();
+    assert!(report.contains("| rock | 40.9% |") && report.contains("![Genre shares](genres.png)"), "{report}");
+    assert_pngs(&art.join("eda"), 6);
+}
+
+#[test]
+fn eda_and_report_need_their_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
+    write_fixture(&data);
+    let out = run_pipeline(&data, &art, Some("eda"), &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("stage `eda` needs the outputs of stage `preprocess`"), "{}", stderr(&out));
+
+    assert!(run_pipeline(&data, &art, Some("preprocess"), &[]).status.success());
+    let out = run_pipeline(&data, &art, Some("report"), &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("found no model outputs") && stderr(&out).contains("als, bpr, top_items"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!art.join("report").exists());
+}
+
+/// Ranking outputs as the ranking stage writes them, built by hand through the Artifacts API.
+fn write_ranking(art: &Path, metrics: &Value) {
+    let mut out = Artifacts::new(art).begin_named("ranking", "hand-made").unwrap();
+    let metrics = serde_json::to_vec(metrics).unwrap();
+    std::fs::write(out.path("metrics.json"), &metrics).unwrap();
+    out.add_file("metrics.json", metrics.len() as u64);
+    // Deliberately unsorted: the report orders importances itself.
+    let importances = serde_json::to_vec(&json!([
+        {"feature": "als_score", "importance": 3.0},
+        {"feature": "track_popularity", "importance": 7.5},
+        {"feature": "bpr_rank", "importance": 1.0},
+    ]))
+    .unwrap();
+    std::fs::write(out.path("feature_importances.json"), &importances).unwrap();
+    out.add_file("feature_importances.json", importances.len() as u64);
+    let recs = out.path("recommendations.parquet");
+    write_parquet(
+        &recs,
+        vec![
+            ("user_id", arr(Int64Array::from(vec![1, 1]))),
+            ("track_id", arr(Int64Array::from(vec![5, 6]))),
+            ("score", arr(Float32Array::from(vec![0.9, 0.8]))),
+            ("rank", arr(UInt32Array::from(vec![1, 2]))),
+        ],
+    );
+    out.add_file("recommendations.parquet", std::fs::metadata(&recs).unwrap().len());
+    let summary = json!({"candidate_recall": {"target": 0.61, "test": 0.57}, "train_seconds": 1.5});
+    out.commit("fingerprint".into(), json!({}), summary).unwrap();
+}
+
+#[test]
+fn report_covers_every_model_and_says_what_was_not_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
+    generate_tiny(&data, 8);
+    let env = [
+        ("MUSICREC__ALS__FACTORS", "8"),
+        ("MUSICREC__ALS__ITERATIONS", "3"),
+        ("MUSICREC__BPR__FACTORS", "8"),
+        ("MUSICREC__BPR__ITERATIONS", "3"),
+    ];
+    let out = run_pipeline(&data, &art, None, &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    let report_dir = art.join("report");
+    assert!(
+        printed.contains(&format!("report: {}", std::path::absolute(report_dir.join("report.md")).unwrap().display()))
+    );
+    let ranker_line = printed.lines().find(|l| l.starts_with("ranking (ranker)")).unwrap_or_default();
+    assert!(ranker_line.contains("not run"), "{printed}");
+    assert!(printed.contains("similar tracks: ") && printed.contains("als/similar.parquet"), "{printed}");
+
+    let metrics = json_file(&report_dir.join("metrics.json"));
+    let models = metrics["models"].as_array().unwrap();
+    let names: Vec<&str> = models.iter().map(|m| m["model"].as_str().unwrap()).collect();
+    assert_eq!(names, ["als", "bpr", "top_items", "ranking"]);
+    for m in &models[..3] {
+        assert_eq!(m["status"], "ok");
+        for key in ["precision@10", "recall@10", "ndcg@10", "coverage_user@10", "novelty@10", "catalog_coverage@10"] {
+            assert!(m["test"][key].is_number(), "{} test {key}", m["model"]);
+        }
+        assert_eq!(m["test"], json_file(&art.join(m["model"].as_str().unwrap()).join("metrics.json"))["test"]);
+    }
+    assert!(models[3]["status"].as_str().unwrap().starts_with("not run"));
+    let stages: Vec<&str> =
+        metrics["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["preprocess", "eda", "matrices", "features", "als", "bpr", "top_items", "ranking"]);
+    assert!(metrics["stages"][0]["duration_s"].as_f64().unwrap() > 0.0);
+    let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
+    for row in ["| als |", "| bpr |", "| top_items |", "| ranking (ranker) | not run"] {
+        assert!(md.contains(row), "{row} in {md}");
+    }
+    assert_pngs(&report_dir, 4);
+
+    // A ranker run appears beside the models, with recall, importances and the service's recs.
+    let mut ranker_metrics = json_file(&art.join("als/metrics.json"));
+    ranker_metrics["test"]["ndcg@10"] = json!(0.5);
+    write_ranking(&art, &ranker_metrics);
+    let out = run_pipeline(&data, &art, Some("report"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(printed.contains("Ranker NDCG@10 on test: "), "{printed}");
+    assert!(printed.contains("ranking/recommendations.parquet"), "{printed}");
+    let metrics = json_file(&report_dir.join("metrics.json"));
+    let ranking = &metrics["models"][3];
+    assert_eq!((ranking["status"].as_str(), ranking["ranker"].as_bool()), (Some("ok"), Some(true)));
+    assert_eq!(ranking["test"]["ndcg@10"], 0.5);
+    assert_eq!(metrics["candidate_recall"], json!({"target": 0.61, "test": 0.57}));
+    let features: Vec<&str> =
+        metrics["feature_importances"].as_array().unwrap().iter().map(|f| f["feature"].as_str().unwrap()).collect();
+    assert_eq!(features, ["track_popularity", "als_score", "bpr_rank"]);
+    let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
+    assert!(md.contains("| ranking (ranker) | 0.") && md.contains("| test | 0.5700 |"), "{md}");
+    assert!(md.contains("| track_popularity | 7.5000 |"), "{md}");
+    assert_pngs(&report_dir, 5);
+}

@@ -1,0 +1,478 @@
+//! Stage `report`: every model and the ranker side by side on the test window (all SPEC §3
+//! metrics), candidate recall, feature importances, the time and peak memory of every stage and
+//! where the service's inputs are, as `report.md`, `metrics.json` and PNG plots.
+//!
+//! It reads whatever the artifacts hold: a model or stage that was not run (or whose outputs
+//! are incomplete) is a "not run" row with the reason, not an error.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::artifacts::{Artifacts, Manifest};
+use crate::candidates::{CANDIDATES_FILE, METRICS_FILE, MODEL_FILE, SIMILAR_FILE};
+use crate::eda::{write_png, write_text};
+use crate::error::PipelineError;
+use crate::stage::{RunContext, Stage};
+
+pub const REPORT_FILE: &str = "report.md";
+/// The ranking stage and its outputs (issue 4): named here, so the report reads a ranker run
+/// whether or not this build has that stage.
+pub const RANKING: &str = "ranking";
+pub const FEATURE_IMPORTANCES_FILE: &str = "feature_importances.json";
+pub const RECOMMENDATIONS_FILE: &str = "recommendations.parquet";
+/// Metrics of the SPEC §3 table, in column order (each `name@k` in metrics.json).
+pub const METRICS: [&str; 8] = [
+    "precision",
+    "recall",
+    "ndcg",
+    "coverage_user",
+    "coverage_item",
+    "novelty",
+    "catalog_coverage",
+    "popularity_novelty",
+];
+/// The headline columns `musicrec run` prints.
+const HEADLINE: [&str; 4] = ["precision", "recall", "ndcg", "coverage_user"];
+const TOP_FEATURES: usize = 25;
+
+/// `report/metrics.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReportMetrics {
+    pub run_id: String,
+    pub k: usize,
+    /// Every candidate model, then the ranker; not-run ones have `status` "not run".
+    pub models: Vec<ModelRow>,
+    /// Share of a window's positives (old users) that any base model proposed, from the ranker.
+    pub candidate_recall: Option<serde_json::Value>,
+    pub feature_importances: Option<Vec<FeatureImportance>>,
+    pub stages: Vec<StageRow>,
+    /// Sum of the stage durations listed.
+    pub total_seconds: f64,
+    pub service_inputs: Vec<ServiceInput>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelRow {
+    pub model: String,
+    pub ranker: bool,
+    pub status: String,
+    pub run_id: Option<String>,
+    pub target: Option<serde_json::Value>,
+    pub test: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FeatureImportance {
+    pub feature: String,
+    pub importance: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StageRow {
+    pub stage: String,
+    pub status: String,
+    pub run_id: Option<String>,
+    pub duration_s: Option<f64>,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// A file the service loads, or why it is not there.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServiceInput {
+    pub what: String,
+    pub status: String,
+    pub files: Vec<String>,
+}
+
+const OK: &str = "ok";
+
+fn not_run(reason: &str) -> String {
+    format!("not run ({reason})")
+}
+
+/// Every stage the report looks at, in pipeline order, by name; the ranker goes after the
+/// candidate models even in a build that does not have its stage.
+fn stage_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Stage::ALL.iter().filter(|&&s| s != Stage::Report).map(|s| s.as_str()).collect();
+    if !names.contains(&RANKING) {
+        names.push(RANKING);
+    }
+    names
+}
+
+fn model_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Stage::ALL.iter().filter(|s| s.is_model()).map(|s| s.as_str()).collect();
+    if !names.contains(&RANKING) {
+        names.push(RANKING);
+    }
+    names
+}
+
+/// A JSON output a manifest lists, parsed.
+fn read_listed<T: serde::de::DeserializeOwned>(
+    artifacts: &Artifacts,
+    stage: &str,
+    manifest: &Manifest,
+    file: &str,
+) -> Result<Option<T>, PipelineError> {
+    if !manifest.outputs.iter().any(|o| o.file == file) {
+        return Ok(None);
+    }
+    let path = artifacts.dir_of(stage).join(file);
+    let text = std::fs::read_to_string(&path).map_err(|e| musicrec_data::DataError::io(&path, e))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| PipelineError::Artifact { path: path.display().to_string(), reason: format!("not valid: {e}") })
+}
+
+/// Gathers the report's content from the artifacts.
+pub fn collect(artifacts: &Artifacts, run_id: &str, k: usize) -> Result<ReportMetrics, PipelineError> {
+    let manifests: Vec<(&str, Result<Manifest, String>)> =
+        stage_names().into_iter().map(|name| (name, artifacts.manifest_of(name))).collect();
+    let manifest_of = |name: &str| manifests.iter().find(|m| m.0 == name).map(|m| &m.1).expect("listed stage");
+
+    let mut models = Vec::new();
+    for name in model_names() {
+        let row = match manifest_of(name) {
+            Err(reason) => ModelRow {
+                model: name.to_string(),
+                ranker: name == RANKING,
+                status: not_run(reason),
+                run_id: None,
+                target: None,
+                test: None,
+            },
+            Ok(manifest) => {
+                let metrics: Option<serde_json::Value> = read_listed(artifacts, name, manifest, METRICS_FILE)?;
+                ModelRow {
+                    model: name.to_string(),
+                    ranker: name == RANKING,
+                    status: if metrics.is_some() { OK.into() } else { not_run("no metrics.json in its outputs") },
+                    run_id: Some(manifest.run_id.clone()),
+                    target: metrics.as_ref().map(|m| m["target"].clone()),
+                    test: metrics.as_ref().map(|m| m["test"].clone()),
+                }
+            }
+        };
+        models.push(row);
+    }
+    if models.iter().all(|m| m.status != OK) {
+        return Err(PipelineError::NothingToReport {
+            dir: artifacts.root().display().to_string(),
+            expected: model_names().join(", "),
+        });
+    }
+
+    let (candidate_recall, feature_importances) = match manifest_of(RANKING) {
+        Ok(manifest) => {
+            let mut importances: Option<Vec<FeatureImportance>> =
+                read_listed(artifacts, RANKING, manifest, FEATURE_IMPORTANCES_FILE)?;
+            if let Some(list) = importances.as_mut() {
+                list.sort_by(|a, b| b.importance.total_cmp(&a.importance));
+            }
+            (manifest.summary.get("candidate_recall").cloned(), importances)
+        }
+        Err(_) => (None, None),
+    };
+
+    let stages: Vec<StageRow> = manifests
+        .iter()
+        .map(|(name, m)| match m {
+            Ok(m) => StageRow {
+                stage: name.to_string(),
+                status: OK.into(),
+                run_id: Some(m.run_id.clone()),
+                duration_s: Some(m.duration_s),
+                peak_rss_bytes: m.peak_rss_bytes,
+            },
+            Err(reason) => StageRow {
+                stage: name.to_string(),
+                status: not_run(reason),
+                run_id: None,
+                duration_s: None,
+                peak_rss_bytes: None,
+            },
+        })
+        .collect();
+    let total_seconds = stages.iter().filter_map(|s| s.duration_s).sum();
+
+    let listed = |stage: &str, file: &str| match manifest_of(stage) {
+        Ok(m) if m.outputs.iter().any(|o| o.file == file) => {
+            Some(std::path::absolute(artifacts.dir_of(stage).join(file)).unwrap_or_default().display().to_string())
+        }
+        _ => None,
+    };
+    let input = |what: &str, files: Vec<String>, missing: String| ServiceInput {
+        what: what.to_string(),
+        status: if files.is_empty() { not_run(&missing) } else { OK.into() },
+        files,
+    };
+    let similar: Vec<String> = model_names().iter().filter_map(|m| listed(m, SIMILAR_FILE)).collect();
+    let top = Stage::TopItems.as_str();
+    let service_inputs = vec![
+        input(
+            "offline recommendations (old users)",
+            listed(RANKING, RECOMMENDATIONS_FILE).into_iter().collect(),
+            format!("stage {RANKING}"),
+        ),
+        input("similar tracks", similar, "no model wrote similar.parquet".into()),
+        input(
+            "popular tracks",
+            [MODEL_FILE, CANDIDATES_FILE].iter().filter_map(|f| listed(top, f)).collect(),
+            format!("stage {top}"),
+        ),
+    ];
+
+    Ok(ReportMetrics {
+        run_id: run_id.to_string(),
+        k,
+        models,
+        candidate_recall,
+        feature_importances,
+        stages,
+        total_seconds,
+        service_inputs,
+    })
+}
+
+impl ModelRow {
+    fn label(&self) -> String {
+        if self.ranker { format!("{} (ranker)", self.model) } else { self.model.clone() }
+    }
+
+    /// `metric@k` on a window, if the model reported it.
+    pub fn value(&self, window: &str, metric: &str, k: usize) -> Option<f64> {
+        let metrics = if window == "test" { &self.test } else { &self.target };
+        metrics.as_ref()?.get(format!("{metric}@{k}"))?.as_f64()
+    }
+}
+
+/// A markdown table of `metrics` on `window`: one row per model, "not run" rows say why.
+fn metrics_table(report: &ReportMetrics, window: &str, metrics: &[&str]) -> String {
+    let k = report.k;
+    let mut md = String::from("| model |");
+    for m in metrics {
+        let _ = write!(md, " {m}@{k} |");
+    }
+    md.push_str("\n|---|");
+    md.push_str(&"---:|".repeat(metrics.len()));
+    md.push('\n');
+    for row in &report.models {
+        let _ = write!(md, "| {} |", row.label());
+        if row.status == OK {
+            for m in metrics {
+                let _ = write!(md, " {} |", row.value(window, m, k).map_or("-".into(), |v| format!("{v:.4}")));
+            }
+        } else {
+            let _ = write!(md, " {} |", row.status);
+            md.push_str(&" |".repeat(metrics.len() - 1));
+        }
+        md.push('\n');
+    }
+    md
+}
+
+/// The NDCG of the ranker relative to the best base model and to popularity, when all ran.
+fn ranker_ratios(report: &ReportMetrics) -> Option<String> {
+    let k = report.k;
+    let ndcg = |row: &ModelRow| row.value("test", "ndcg", k);
+    let ranker = report.models.iter().find(|m| m.ranker).and_then(ndcg)?;
+    let (best_name, best) = report
+        .models
+        .iter()
+        .filter(|m| !m.ranker)
+        .filter_map(|m| Some((m.model.as_str(), ndcg(m)?)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let mut line = format!("Ranker NDCG@{k} on test: {:.2}× the best base model ({best_name})", ranker / best);
+    if let Some(pop) = report.models.iter().find(|m| m.model == Stage::TopItems.as_str()).and_then(ndcg) {
+        let _ = write!(line, ", {:.2}× popularity (top_items)", ranker / pop);
+    }
+    line.push('.');
+    Some(line)
+}
+
+fn mb(bytes: Option<u64>) -> String {
+    bytes.map_or("-".into(), |b| format!("{:.0}", b as f64 / (1u64 << 20) as f64))
+}
+
+fn markdown(report: &ReportMetrics, plots: &[(&str, &str)]) -> String {
+    let mut md = String::from("# Evaluation report\n\n");
+    let _ = writeln!(
+        md,
+        "Run `{}`, K = {}. The test window is the honest one: the ranker learns from the target window.\n",
+        report.run_id, report.k
+    );
+    md.push_str("## Test window\n\n");
+    md.push_str(&metrics_table(report, "test", &METRICS));
+    if let Some(line) = ranker_ratios(report) {
+        let _ = writeln!(md, "\n{line}");
+    }
+    md.push_str("\n## Target window\n\n");
+    md.push_str(&metrics_table(report, "target", &METRICS));
+    md.push_str("\n## Candidate recall\n\n");
+    match &report.candidate_recall {
+        Some(recall) => {
+            md.push_str(
+                "Share of a window's (user, track) positives, over old users, that any base model proposed:\n\n",
+            );
+            md.push_str("| window | candidate recall |\n|---|---:|\n");
+            for w in ["target", "test"] {
+                let _ = writeln!(md, "| {w} | {} |", recall[w].as_f64().map_or("-".into(), |v| format!("{v:.4}")));
+            }
+        }
+        None => md.push_str("Not available: the ranking stage was not run or did not report it.\n"),
+    }
+    md.push_str("\n## Feature importances\n\n");
+    match &report.feature_importances {
+        Some(list) => {
+            md.push_str("| feature | importance |\n|---|---:|\n");
+            for f in list.iter().take(TOP_FEATURES) {
+                let _ = writeln!(md, "| {} | {:.4} |", f.feature, f.importance);
+            }
+        }
+        None => md.push_str("Not available: the ranking stage was not run.\n"),
+    }
+    md.push_str("\n## Stages\n\n| stage | run id | seconds | peak MB |\n|---|---|---:|---:|\n");
+    for s in &report.stages {
+        match s.duration_s {
+            Some(d) => {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {d:.2} | {} |",
+                    s.stage,
+                    s.run_id.as_deref().unwrap_or("-"),
+                    mb(s.peak_rss_bytes)
+                );
+            }
+            None => {
+                let _ = writeln!(md, "| {} | {} | | |", s.stage, s.status);
+            }
+        }
+    }
+    let _ = writeln!(md, "| total | | {:.2} | |", report.total_seconds);
+    md.push_str("\n## Service inputs\n\n");
+    for input in &report.service_inputs {
+        if input.status == OK {
+            let _ = writeln!(
+                md,
+                "- {}: {}",
+                input.what,
+                input.files.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+            );
+        } else {
+            let _ = writeln!(md, "- {}: {}", input.what, input.status);
+        }
+    }
+    md.push('\n');
+    for (file, caption) in plots {
+        let _ = writeln!(md, "## {caption}\n\n![{caption}]({file})\n");
+    }
+    md
+}
+
+fn plot(
+    out: &mut crate::artifacts::StageWriter,
+    report: &ReportMetrics,
+) -> Result<Vec<(&'static str, &'static str)>, PipelineError> {
+    let k = report.k;
+    let mut plots = Vec::new();
+    let ran: Vec<&ModelRow> = report.models.iter().filter(|m| m.status == OK).collect();
+    let categories: Vec<String> = HEADLINE.iter().chain(&["coverage_item"]).map(|m| format!("{m}@{k}")).collect();
+    let series: Vec<(String, Vec<f64>)> = ran
+        .iter()
+        .map(|m| {
+            (
+                m.label(),
+                HEADLINE
+                    .iter()
+                    .chain(&["coverage_item"])
+                    .map(|metric| m.value("test", metric, k).unwrap_or(0.0))
+                    .collect(),
+            )
+        })
+        .collect();
+    write_png(out, "metrics_test.png", musicrec_plot::grouped_bars("Test window", "value", &categories, &series)?)?;
+    plots.push(("metrics_test.png", "Models on the test window"));
+    let ndcg: Vec<(String, f64)> = ran.iter().map(|m| (m.label(), m.value("test", "ndcg", k).unwrap_or(0.0))).collect();
+    write_png(out, "ndcg_test.png", musicrec_plot::bars(&format!("NDCG@{k} on the test window"), "NDCG", &ndcg)?)?;
+    plots.push(("ndcg_test.png", "NDCG on the test window"));
+    if let Some(list) = &report.feature_importances {
+        let bars: Vec<(String, f64)> =
+            list.iter().take(TOP_FEATURES).map(|f| (f.feature.clone(), f.importance)).collect();
+        write_png(
+            out,
+            "feature_importances.png",
+            musicrec_plot::bars("Ranker feature importances", "importance", &bars)?,
+        )?;
+        plots.push(("feature_importances.png", "Feature importances"));
+    }
+    let ran_stages: Vec<&StageRow> = report.stages.iter().filter(|s| s.duration_s.is_some()).collect();
+    let seconds: Vec<(String, f64)> =
+        ran_stages.iter().map(|s| (s.stage.clone(), s.duration_s.unwrap_or(0.0))).collect();
+    write_png(out, "stage_seconds.png", musicrec_plot::bars("Time per stage", "seconds", &seconds)?)?;
+    plots.push(("stage_seconds.png", "Time per stage"));
+    let memory: Vec<(String, f64)> = ran_stages
+        .iter()
+        .map(|s| (s.stage.clone(), s.peak_rss_bytes.unwrap_or(0) as f64 / (1u64 << 20) as f64))
+        .collect();
+    write_png(out, "stage_memory.png", musicrec_plot::bars("Peak memory per stage", "MB", &memory)?)?;
+    plots.push(("stage_memory.png", "Peak memory per stage"));
+    Ok(plots)
+}
+
+pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
+    let k = ctx.config.k;
+    let report = collect(&ctx.artifacts, &ctx.run_id, k)?;
+    let mut out = ctx.artifacts.begin(Stage::Report, &ctx.run_id)?;
+    for m in report.models.iter().filter(|m| m.status == OK) {
+        out.add_input(m.model.clone(), m.run_id.clone().unwrap_or_default());
+    }
+    let plots = plot(&mut out, &report)?;
+    write_text(&mut out, METRICS_FILE, &serde_json::to_vec_pretty(&report).expect("report serializes"))?;
+    write_text(&mut out, REPORT_FILE, markdown(&report, &plots).as_bytes())?;
+    let summary = json!({
+        "models": report.models.iter().filter(|m| m.status == OK).map(|m| m.model.clone()).collect::<Vec<_>>(),
+        "not_run": report.models.iter().filter(|m| m.status != OK).map(|m| m.model.clone()).collect::<Vec<_>>(),
+        "plots": plots.len(),
+    });
+    let params = ctx.params(json!({"k": k}));
+    out.commit(musicrec_config::fingerprint_of(&params), params, summary)
+}
+
+/// The report of a finished `report` stage.
+pub fn load(artifacts: &Artifacts) -> Result<ReportMetrics, PipelineError> {
+    let manifest = artifacts.require(Stage::Report, "the headline")?;
+    read_listed(artifacts, Stage::Report.as_str(), &manifest, METRICS_FILE)?.ok_or_else(|| PipelineError::Artifact {
+        path: artifacts.stage_dir(Stage::Report).display().to_string(),
+        reason: format!("the manifest does not list {METRICS_FILE}"),
+    })
+}
+
+/// The headline table `musicrec run` prints: test-window precision, recall, NDCG and user
+/// coverage per model and the ranker.
+pub fn headline(report: &ReportMetrics) -> String {
+    let k = report.k;
+    let mut text = format!("{:<20}", "model (test window)");
+    for m in HEADLINE {
+        let _ = write!(text, " {:>18}", format!("{m}@{k}"));
+    }
+    text.push('\n');
+    for row in &report.models {
+        let _ = write!(text, "{:<20}", row.label());
+        if row.status == OK {
+            for m in HEADLINE {
+                let _ = write!(text, " {:>18}", row.value("test", m, k).map_or("-".into(), |v| format!("{v:.4}")));
+            }
+        } else {
+            let _ = write!(text, " {}", row.status);
+        }
+        text.push('\n');
+    }
+    if let Some(line) = ranker_ratios(report) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text
+}
