@@ -106,7 +106,7 @@ fn eda_statistics_match_the_hand_made_data() {
 
     let report = std::fs::read_to_string(art.join("eda/report.md")).unwrap();
     assert!(report.contains("| rock | 40.9% |") && report.contains("![Genre shares](genres.png)"), "{report}");
-    assert_pngs(&art.join("eda"), 6);
+    assert_pngs(&art.join("eda"), 7);
 }
 
 #[test]

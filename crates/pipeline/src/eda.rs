@@ -27,6 +27,8 @@ pub const REPORT_FILE: &str = "report.md";
 /// Genres and tracks listed by name in the report and plots.
 const TOP_GENRES: usize = 15;
 const TOP_TRACKS: usize = 10;
+/// Train days shown before the split in the close-up activity plot.
+const RECENT_DAYS: f64 = 28.0;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EdaStats {
@@ -466,29 +468,32 @@ fn plot(
         "Genre shares",
         musicrec_plot::bars("Listening share by genre", "% of events", &genre_bars)?,
     )?;
-    let day_lines: Vec<Line> = Window::ALL
-        .iter()
-        .map(|w| Line {
-            name: w.as_str().into(),
-            points: stats
-                .activity_by_day
-                .iter()
-                .filter(|d| d.window == w.as_str())
-                .filter_map(|d| Some((epoch_day(d.date.parse().ok()?) as f64, d.events as f64)))
-                .collect(),
-        })
-        .collect();
     let markers: Vec<(f64, String)> = [(&stats.train_end, "train_end"), (&stats.target_end, "target_end")]
         .iter()
         .filter_map(|(date, name)| Some((epoch_day(date.parse().ok()?) as f64, name.to_string())))
         .collect();
     let date_label = |x: f64| epoch_date(x.round() as i32).format("%m-%d").to_string();
-    add(
-        out,
-        "activity.png",
-        "Activity by day and the split windows",
-        musicrec_plot::lines(&LineChart {
-            title: "Events per day",
+    // The whole history, then the weeks around the split, where the windows are visible.
+    let recent_from = markers.first().map_or(f64::MIN, |m| m.0 - RECENT_DAYS);
+    for (file, caption, title, from) in [
+        ("activity.png", "Activity by day", "Events per day", f64::MIN),
+        ("activity_split.png", "The split windows", "Events per day around the split", recent_from),
+    ] {
+        let day_lines: Vec<Line> = Window::ALL
+            .iter()
+            .map(|w| Line {
+                name: w.as_str().into(),
+                points: stats
+                    .activity_by_day
+                    .iter()
+                    .filter(|d| d.window == w.as_str())
+                    .filter_map(|d| Some((epoch_day(d.date.parse().ok()?) as f64, d.events as f64)))
+                    .filter(|p| p.0 >= from)
+                    .collect(),
+            })
+            .collect();
+        let chart = LineChart {
+            title,
             x_label: "day",
             y_label: "events",
             x_scale: Scale::Linear,
@@ -496,8 +501,9 @@ fn plot(
             lines: &day_lines,
             markers: &markers,
             x_format: Some(&date_label),
-        })?,
-    )?;
+        };
+        add(out, file, caption, musicrec_plot::lines(&chart)?)?;
+    }
     let w = &stats.windows;
     let cats = Window::ALL.map(|w| w.as_str().to_string());
     let series = [

@@ -302,11 +302,17 @@ pub fn lines(spec: &LineChart) -> Result<Vec<u8>, PlotError> {
         for (i, (x, label)) in spec.markers.iter().enumerate() {
             let Some(x) = spec.x_scale.map(*x) else { continue };
             chart.draw_series(std::iter::once(PathElement::new([(x, y0), (x, y1)], BLACK.mix(0.6).stroke_width(1))))?;
-            // Staggered, so labels of close markers do not overprint.
+            // Staggered, so labels of close markers do not overprint; on the inner side of the
+            // line, so labels near an edge stay inside the chart.
+            let (text, side) = if x > (x0 + x1) / 2.0 {
+                (format!("{label} "), HPos::Right)
+            } else {
+                (format!(" {label}"), HPos::Left)
+            };
             chart.draw_series(std::iter::once(Text::new(
-                format!(" {label}"),
+                text,
                 (x, y1 - (y1 - y0) * 0.05 * i as f64),
-                font(13).pos(Pos::new(HPos::Left, VPos::Top)),
+                font(13).pos(Pos::new(side, VPos::Top)),
             )))?;
         }
         if spec.lines.len() > 1 {
