@@ -198,7 +198,7 @@ fn report_covers_every_model_and_says_what_was_not_run() {
     assert_eq!(stages, ["preprocess", "eda", "matrices", "features", "als", "bpr", "top_items", "ranking"]);
     assert!(metrics["stages"][0]["duration_s"].as_f64().unwrap() > 0.0);
     let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
-    for row in ["| als |", "| bpr |", "| top_items |", "| ranking (ranker) | not run"] {
+    for row in ["| als |", "| bpr |", "| top_items |", "| ranking (ranker) | not run", "Slowest stage: "] {
         assert!(md.contains(row), "{row} in {md}");
     }
     assert_pngs(&report_dir, 4);

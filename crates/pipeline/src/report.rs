@@ -352,6 +352,11 @@ fn markdown(report: &ReportMetrics, plots: &[(&str, &str)]) -> String {
         }
     }
     let _ = writeln!(md, "| total | | {:.2} | |", report.total_seconds);
+    let slowest =
+        report.stages.iter().filter_map(|s| Some((s.stage.as_str(), s.duration_s?))).max_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((stage, seconds)) = slowest.filter(|_| report.total_seconds > 0.0) {
+        let _ = writeln!(md, "\nSlowest stage: {stage}, {:.0}% of the total.", 100.0 * seconds / report.total_seconds);
+    }
     md.push_str("\n## Service inputs\n\n");
     for input in &report.service_inputs {
         if input.status == OK {
