@@ -175,6 +175,13 @@ impl StageWriter {
         self.outputs.push(OutputFile { file: file.to_string(), rows: None, bytes });
     }
 
+    /// Writes a whole non-tabular output (JSON, markdown, PNG) atomically and records it.
+    pub fn write_file(&mut self, file: &str, bytes: &[u8]) -> Result<(), PipelineError> {
+        let written = write_atomic(self.path(file), bytes)?;
+        self.add_file(file, written);
+        Ok(())
+    }
+
     /// Records what the stage read: the data location or an upstream stage's run id.
     pub fn add_input(&mut self, name: impl Into<String>, value: impl Into<String>) {
         self.inputs.insert(name.into(), value.into());

@@ -402,19 +402,6 @@ fn log2_bins(counts: impl Iterator<Item = u64>) -> Vec<(String, f64)> {
         .collect()
 }
 
-/// A PNG output of the stage: written atomically into staging and listed in the manifest.
-pub(crate) fn write_png(out: &mut StageWriter, file: &str, png: Vec<u8>) -> Result<(), PipelineError> {
-    let bytes = musicrec_data::atomic::write_atomic(out.path(file), &png)?;
-    out.add_file(file, bytes);
-    Ok(())
-}
-
-pub(crate) fn write_text(out: &mut StageWriter, file: &str, text: &[u8]) -> Result<(), PipelineError> {
-    let bytes = musicrec_data::atomic::write_atomic(out.path(file), text)?;
-    out.add_file(file, bytes);
-    Ok(())
-}
-
 /// Draws the plots; returns (file, caption) of each.
 fn plot(
     out: &mut StageWriter,
@@ -425,7 +412,7 @@ fn plot(
     let mut plots = Vec::new();
     let mut add = |out: &mut StageWriter, file: &'static str, caption: &'static str, png: Vec<u8>| {
         plots.push((file, caption));
-        write_png(out, file, png)
+        out.write_file(file, &png)
     };
     add(
         out,
@@ -588,9 +575,9 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
 
     let (stats, user_events, track_events) = compute(&pre, &train_end, &target_end)?;
     let stats_json = serde_json::to_vec_pretty(&stats).expect("stats serialize");
-    write_text(&mut out, STATS_FILE, &stats_json)?;
+    out.write_file(STATS_FILE, &stats_json)?;
     let plots = plot(&mut out, &stats, &user_events, &track_events)?;
-    write_text(&mut out, REPORT_FILE, markdown(&stats, &plots).as_bytes())?;
+    out.write_file(REPORT_FILE, markdown(&stats, &plots).as_bytes())?;
 
     let summary = json!({
         "events": stats.windows.train.events + stats.windows.target.events + stats.windows.test.events,

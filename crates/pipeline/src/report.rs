@@ -10,9 +10,8 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::artifacts::{Artifacts, Manifest};
+use crate::artifacts::{Artifacts, Manifest, StageWriter};
 use crate::candidates::{CANDIDATES_FILE, METRICS_FILE, MODEL_FILE, SIMILAR_FILE};
-use crate::eda::{write_png, write_text};
 use crate::error::PipelineError;
 use crate::stage::{RunContext, Stage};
 
@@ -377,53 +376,44 @@ fn markdown(report: &ReportMetrics, plots: &[(&str, &str)]) -> String {
     md
 }
 
-fn plot(
-    out: &mut crate::artifacts::StageWriter,
-    report: &ReportMetrics,
-) -> Result<Vec<(&'static str, &'static str)>, PipelineError> {
+/// Metrics in the test-window chart.
+const PLOTTED: [&str; 5] = ["precision", "recall", "ndcg", "coverage_user", "coverage_item"];
+
+/// Draws the plots; returns (file, caption) of each.
+fn plot(out: &mut StageWriter, report: &ReportMetrics) -> Result<Vec<(&'static str, &'static str)>, PipelineError> {
     let k = report.k;
     let mut plots = Vec::new();
+    let mut add = |out: &mut StageWriter, file: &'static str, caption: &'static str, png: Vec<u8>| {
+        plots.push((file, caption));
+        out.write_file(file, &png)
+    };
     let ran: Vec<&ModelRow> = report.models.iter().filter(|m| m.status == OK).collect();
-    let categories: Vec<String> = HEADLINE.iter().chain(&["coverage_item"]).map(|m| format!("{m}@{k}")).collect();
+    let categories: Vec<String> = PLOTTED.iter().map(|m| format!("{m}@{k}")).collect();
     let series: Vec<(String, Vec<f64>)> = ran
         .iter()
-        .map(|m| {
-            (
-                m.label(),
-                HEADLINE
-                    .iter()
-                    .chain(&["coverage_item"])
-                    .map(|metric| m.value("test", metric, k).unwrap_or(0.0))
-                    .collect(),
-            )
-        })
+        .map(|m| (m.label(), PLOTTED.iter().map(|metric| m.value("test", metric, k).unwrap_or(0.0)).collect()))
         .collect();
-    write_png(out, "metrics_test.png", musicrec_plot::grouped_bars("Test window", "value", &categories, &series)?)?;
-    plots.push(("metrics_test.png", "Models on the test window"));
+    let chart = musicrec_plot::grouped_bars("Test window", "value", &categories, &series)?;
+    add(out, "metrics_test.png", "Models on the test window", chart)?;
     let ndcg: Vec<(String, f64)> = ran.iter().map(|m| (m.label(), m.value("test", "ndcg", k).unwrap_or(0.0))).collect();
-    write_png(out, "ndcg_test.png", musicrec_plot::bars(&format!("NDCG@{k} on the test window"), "NDCG", &ndcg)?)?;
-    plots.push(("ndcg_test.png", "NDCG on the test window"));
+    let chart = musicrec_plot::bars(&format!("NDCG@{k} on the test window"), "NDCG", &ndcg)?;
+    add(out, "ndcg_test.png", "NDCG on the test window", chart)?;
     if let Some(list) = &report.feature_importances {
         let bars: Vec<(String, f64)> =
             list.iter().take(TOP_FEATURES).map(|f| (f.feature.clone(), f.importance)).collect();
-        write_png(
-            out,
-            "feature_importances.png",
-            musicrec_plot::bars("Ranker feature importances", "importance", &bars)?,
-        )?;
-        plots.push(("feature_importances.png", "Feature importances"));
+        let chart = musicrec_plot::bars("Ranker feature importances", "importance", &bars)?;
+        add(out, "feature_importances.png", "Feature importances", chart)?;
     }
     let ran_stages: Vec<&StageRow> = report.stages.iter().filter(|s| s.duration_s.is_some()).collect();
     let seconds: Vec<(String, f64)> =
         ran_stages.iter().map(|s| (s.stage.clone(), s.duration_s.unwrap_or(0.0))).collect();
-    write_png(out, "stage_seconds.png", musicrec_plot::bars("Time per stage", "seconds", &seconds)?)?;
-    plots.push(("stage_seconds.png", "Time per stage"));
+    add(out, "stage_seconds.png", "Time per stage", musicrec_plot::bars("Time per stage", "seconds", &seconds)?)?;
     let memory: Vec<(String, f64)> = ran_stages
         .iter()
         .map(|s| (s.stage.clone(), s.peak_rss_bytes.unwrap_or(0) as f64 / (1u64 << 20) as f64))
         .collect();
-    write_png(out, "stage_memory.png", musicrec_plot::bars("Peak memory per stage", "MB", &memory)?)?;
-    plots.push(("stage_memory.png", "Peak memory per stage"));
+    let chart = musicrec_plot::bars("Peak memory per stage", "MB", &memory)?;
+    add(out, "stage_memory.png", "Peak memory per stage", chart)?;
     Ok(plots)
 }
 
@@ -435,8 +425,8 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         out.add_input(m.model.clone(), m.run_id.clone().unwrap_or_default());
     }
     let plots = plot(&mut out, &report)?;
-    write_text(&mut out, METRICS_FILE, &serde_json::to_vec_pretty(&report).expect("report serializes"))?;
-    write_text(&mut out, REPORT_FILE, markdown(&report, &plots).as_bytes())?;
+    out.write_file(METRICS_FILE, &serde_json::to_vec_pretty(&report).expect("report serializes"))?;
+    out.write_file(REPORT_FILE, markdown(&report, &plots).as_bytes())?;
     let summary = json!({
         "models": report.models.iter().filter(|m| m.status == OK).map(|m| m.model.clone()).collect::<Vec<_>>(),
         "not_run": report.models.iter().filter(|m| m.status != OK).map(|m| m.model.clone()).collect::<Vec<_>>(),
