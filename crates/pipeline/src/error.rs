@@ -13,6 +13,9 @@ pub enum PipelineError {
     #[error(transparent)]
     Model(#[from] musicrec_models::ModelError),
 
+    #[error(transparent)]
+    Ranking(#[from] musicrec_ranking::RankingError),
+
     #[error("evaluation: {0}")]
     Eval(#[from] musicrec_eval::EvalError),
 
@@ -48,6 +51,7 @@ impl PipelineError {
             }
             Self::Data(e) => e.is_user_error(),
             Self::Model(e) => e.is_user_error(),
+            Self::Ranking(e) => e.is_user_error(),
             Self::Synth(_) | Self::Eval(_) | Self::Artifact { .. } => false,
         }
     }

@@ -11,6 +11,7 @@ pub mod features;
 pub mod matrices;
 pub mod preprocess;
 pub mod progress;
+pub mod ranking;
 pub mod stage;
 
 use std::path::Path;

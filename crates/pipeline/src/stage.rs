@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::artifacts::{Artifacts, Manifest};
 use crate::candidates::Audience;
 use crate::error::PipelineError;
-use crate::{candidates, features, matrices, preprocess};
+use crate::{candidates, features, matrices, preprocess, ranking};
 
 /// A stage of the offline pipeline, in execution order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -21,11 +21,23 @@ pub enum Stage {
     Als,
     Bpr,
     TopItems,
+    Ranking,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 6] =
-        [Stage::Preprocess, Stage::Matrices, Stage::Features, Stage::Als, Stage::Bpr, Stage::TopItems];
+    pub const ALL: [Stage; 7] = [
+        Stage::Preprocess,
+        Stage::Matrices,
+        Stage::Features,
+        Stage::Als,
+        Stage::Bpr,
+        Stage::TopItems,
+        Stage::Ranking,
+    ];
+
+    /// The candidate models whose candidates the ranker merges (popularity, `TopItems`, joins
+    /// them separately: it proposes the same tracks to everyone).
+    pub const CANDIDATE_MODELS: [Stage; 2] = [Stage::Als, Stage::Bpr];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,6 +47,7 @@ impl Stage {
             Stage::Als => "als",
             Stage::Bpr => "bpr",
             Stage::TopItems => "top_items",
+            Stage::Ranking => "ranking",
         }
     }
 
@@ -143,6 +156,7 @@ pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, P
                 // Every popular track the user has not heard is a candidate.
                 candidates::run_model_stage::<TopItems>(ctx, stage, params, c.top_n, Audience::AllUsers, ctx.params(c))?
             }
+            Stage::Ranking => ranking::run(ctx)?,
         };
         tracing::info!(
             stage = stage.as_str(),
@@ -166,7 +180,7 @@ mod tests {
             vec![Stage::Preprocess, Stage::Features]
         );
         let err = Stage::parse_list("preprocess,als2").unwrap_err().to_string();
-        assert!(err.contains("als2") && err.contains("preprocess, matrices, features, als, bpr, top_items"), "{err}");
+        assert!(err.contains("als2") && err.contains("preprocess, matrices, features, als, bpr, top_items, ranking"), "{err}");
         assert!(Stage::parse_list(" , ").is_err());
     }
 }
