@@ -115,7 +115,9 @@ pub fn run(args: BenchModels, config_file: Option<&Path>) -> anyhow::Result<()> 
     config.bpr.n_candidates = CANDIDATES;
     config.check()?;
     let models = Stage::parse_list(&args.models)?;
-    if let Some(stage) = models.iter().find(|s| !matches!(s, Stage::Als | Stage::Bpr | Stage::TopItems | Stage::Ranking)) {
+    if let Some(stage) =
+        models.iter().find(|s| !matches!(s, Stage::Als | Stage::Bpr | Stage::TopItems | Stage::Ranking))
+    {
         return Err(ConfigError::Invalid {
             key: "--models".into(),
             reason: format!("`{}` is not a model the bench compares (als, bpr, top_items, ranking)", stage.as_str()),

@@ -48,7 +48,12 @@ fn artifact_error(path: &Path, reason: impl Into<String>) -> PipelineError {
 }
 
 /// A candidate model's old-user candidates with rank <= `max_rank`, in dense indices.
-fn read_candidates(path: &Path, name: &str, evaluator: &Evaluator, max_rank: u32) -> Result<SourceCandidates, PipelineError> {
+fn read_candidates(
+    path: &Path,
+    name: &str,
+    evaluator: &Evaluator,
+    max_rank: u32,
+) -> Result<SourceCandidates, PipelineError> {
     let mut src = SourceCandidates { name: name.to_string(), ..Default::default() };
     let mut unknown_tracks = 0usize;
     for_each_batch(path, &["user_id", "track_id", "score", "rank"], |batch| {
@@ -97,22 +102,27 @@ fn read_entity_columns(path: &Path, id_column: &str, encoder: &IdEncoder) -> Res
             }
             let nullable = |i: usize, v: f64| if col.is_null(i) { f64::NAN } else { v };
             match field.data_type() {
-                DataType::UInt32 => {
-                    values.extend(col.as_primitive::<UInt32Type>().values().iter().enumerate().map(|(i, &v)| nullable(i, v.into())))
+                DataType::UInt32 => values.extend(
+                    col.as_primitive::<UInt32Type>().values().iter().enumerate().map(|(i, &v)| nullable(i, v.into())),
+                ),
+                DataType::UInt64 => values.extend(
+                    col.as_primitive::<UInt64Type>().values().iter().enumerate().map(|(i, &v)| nullable(i, v as f64)),
+                ),
+                DataType::Int32 => values.extend(
+                    col.as_primitive::<Int32Type>().values().iter().enumerate().map(|(i, &v)| nullable(i, v.into())),
+                ),
+                DataType::Int64 => values.extend(
+                    col.as_primitive::<Int64Type>().values().iter().enumerate().map(|(i, &v)| nullable(i, v as f64)),
+                ),
+                DataType::Float32 => values.extend(
+                    col.as_primitive::<Float32Type>().values().iter().enumerate().map(|(i, &v)| nullable(i, v.into())),
+                ),
+                DataType::Float64 => values.extend(
+                    col.as_primitive::<Float64Type>().values().iter().enumerate().map(|(i, &v)| nullable(i, v)),
+                ),
+                other => {
+                    return Err(artifact_error(path, format!("column {} has type {other}, not a number", field.name())));
                 }
-                DataType::UInt64 => values
-                    .extend(col.as_primitive::<UInt64Type>().values().iter().enumerate().map(|(i, &v)| nullable(i, v as f64))),
-                DataType::Int32 => {
-                    values.extend(col.as_primitive::<Int32Type>().values().iter().enumerate().map(|(i, &v)| nullable(i, v.into())))
-                }
-                DataType::Int64 => values
-                    .extend(col.as_primitive::<Int64Type>().values().iter().enumerate().map(|(i, &v)| nullable(i, v as f64))),
-                DataType::Float32 => values
-                    .extend(col.as_primitive::<Float32Type>().values().iter().enumerate().map(|(i, &v)| nullable(i, v.into()))),
-                DataType::Float64 => {
-                    values.extend(col.as_primitive::<Float64Type>().values().iter().enumerate().map(|(i, &v)| nullable(i, v)))
-                }
-                other => return Err(artifact_error(path, format!("column {} has type {other}, not a number", field.name()))),
             }
         }
         if field.name() != id_column {
@@ -172,7 +182,13 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let set = CandidateSet::merge(&sources);
     drop(sources);
     let recall = EvalWindow::ALL.map(|w| candidate_recall(&set, &evaluator, w, n_old));
-    tracing::info!(pairs = set.len(), users = set.users().len(), target_recall = recall[0], test_recall = recall[1], "candidates merged");
+    tracing::info!(
+        pairs = set.len(),
+        users = set.users().len(),
+        target_recall = recall[0],
+        test_recall = recall[1],
+        "candidates merged"
+    );
 
     let encoders = &evaluator.encoders;
     let features_dir = ctx.artifacts.stage_dir(Stage::Features);
@@ -232,7 +248,8 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let metrics = evaluate_windows(&evaluator, &recs, ctx.config.k)?;
     let test = evaluator.relevance(EvalWindow::Test);
     let old_test_users = (0..n_old as u32).filter(|&u| !test.relevant(u).is_empty()).count();
-    let served_old_test_users = recs.iter().filter(|(u, items, _)| !items.is_empty() && !test.relevant(*u).is_empty()).count();
+    let served_old_test_users =
+        recs.iter().filter(|(u, items, _)| !items.is_empty() && !test.relevant(*u).is_empty()).count();
 
     let table = ranked_table(&recs, &evaluator.user_ids(), encoders.items.ids(), "user_id", "track_id");
     out.add_parquet(parquet_io::write_batch(out.path(RECOMMENDATIONS_FILE), &table)?);

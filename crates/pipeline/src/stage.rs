@@ -25,15 +25,8 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 7] = [
-        Stage::Preprocess,
-        Stage::Matrices,
-        Stage::Features,
-        Stage::Als,
-        Stage::Bpr,
-        Stage::TopItems,
-        Stage::Ranking,
-    ];
+    pub const ALL: [Stage; 7] =
+        [Stage::Preprocess, Stage::Matrices, Stage::Features, Stage::Als, Stage::Bpr, Stage::TopItems, Stage::Ranking];
 
     /// The candidate models whose candidates the ranker merges (popularity, `TopItems`, joins
     /// them separately: it proposes the same tracks to everyone).
@@ -180,7 +173,10 @@ mod tests {
             vec![Stage::Preprocess, Stage::Features]
         );
         let err = Stage::parse_list("preprocess,als2").unwrap_err().to_string();
-        assert!(err.contains("als2") && err.contains("preprocess, matrices, features, als, bpr, top_items, ranking"), "{err}");
+        assert!(
+            err.contains("als2") && err.contains("preprocess, matrices, features, als, bpr, top_items, ranking"),
+            "{err}"
+        );
         assert!(Stage::parse_list(" , ").is_err());
     }
 }

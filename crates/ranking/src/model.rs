@@ -25,7 +25,8 @@ pub struct RankerParams {
 
 impl RankerParams {
     pub fn check(&self) -> Result<(), RankingError> {
-        let bad = |parameter, value: String, expected| Err(RankingError::InvalidParameter { parameter, value, expected });
+        let bad =
+            |parameter, value: String, expected| Err(RankingError::InvalidParameter { parameter, value, expected });
         if !(1..=100_000).contains(&self.iterations) {
             return bad("iterations", self.iterations.to_string(), "must be in 1..=100000");
         }
@@ -121,7 +122,8 @@ impl Ranker {
         let corrupt = |reason: String| RankingError::Corrupt { path: path.to_path_buf(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| corrupt(e.to_string()))?;
         let booster = GradientBooster::from_json(&text).map_err(|e| corrupt(e.to_string()))?;
-        let names = booster.get_metadata(&FEATURES_KEY.to_string()).ok_or_else(|| corrupt("no feature names".into()))?;
+        let names =
+            booster.get_metadata(&FEATURES_KEY.to_string()).ok_or_else(|| corrupt("no feature names".into()))?;
         let features = serde_json::from_str(&names).map_err(|e| corrupt(format!("feature names: {e}")))?;
         Ok(Self { booster, features })
     }
