@@ -120,7 +120,10 @@ pub fn run(args: BenchModels, config_file: Option<&Path>) -> anyhow::Result<()> 
     {
         return Err(ConfigError::Invalid {
             key: "--models".into(),
-            reason: format!("`{}` is not a model the bench compares (als, bpr, top_items, ranking)", stage.as_str()),
+            reason: format!(
+                "`{}` is not a candidate model or ranker the bench compares (als, bpr, top_items, ranking)",
+                stage.as_str()
+            ),
         }
         .into());
     }

@@ -121,7 +121,10 @@ fn read_entity_columns(path: &Path, id_column: &str, encoder: &IdEncoder) -> Res
                     col.as_primitive::<Float64Type>().values().iter().enumerate().map(|(i, &v)| nullable(i, v)),
                 ),
                 other => {
-                    return Err(artifact_error(path, format!("column {} has type {other}, not a number", field.name())));
+                    return Err(artifact_error(
+                        path,
+                        format!("column {} has type {other}, not a number", field.name()),
+                    ));
                 }
             }
         }
