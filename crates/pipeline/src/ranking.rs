@@ -24,6 +24,7 @@ use musicrec_ranking::{
     CandidateSet, EntityColumns, FeatureBuilder, FeatureInputs, ItemEmbedding, ItemGroups, Ranker, RankerParams,
     SourceCandidates,
 };
+use rayon::prelude::*;
 use serde_json::json;
 
 use crate::artifacts::Manifest;
@@ -40,8 +41,9 @@ use crate::stage::{RunContext, Stage};
 pub const RECOMMENDATIONS_FILE: &str = "recommendations.parquet";
 pub const FEATURE_IMPORTANCES_FILE: &str = "feature_importances.json";
 pub const RANKER_FILE: &str = "model.json";
-/// Candidate pairs scored per batch: bounds the feature matrix's memory on large data.
-const PREDICT_BATCH_PAIRS: usize = 250_000;
+/// Candidate pairs scored per batch: small enough that a batch's features stay in cache while
+/// every tree walks them.
+const PREDICT_BATCH_PAIRS: usize = 4096;
 
 fn artifact_error(path: &Path, reason: impl Into<String>) -> PipelineError {
     PipelineError::Artifact { path: path.display().to_string(), reason: reason.into() }
@@ -289,10 +291,9 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     out.commit(musicrec_config::fingerprint_of(&params_json), params_json, summary)
 }
 
-/// Scores every candidate pair, a batch of whole users at a time.
+/// Scores every candidate pair, batches of whole users in parallel.
 fn predict_all(set: &CandidateSet, builder: &FeatureBuilder, ranker: &Ranker) -> Result<Vec<f64>, PipelineError> {
-    let mut scores = Vec::with_capacity(set.len());
-    let bar = progress::bar(set.len() as u64, "rank pairs");
+    let mut batches = Vec::new();
     let groups = set.users().len();
     let mut g = 0;
     while g < groups {
@@ -303,10 +304,18 @@ fn predict_all(set: &CandidateSet, builder: &FeatureBuilder, ranker: &Ranker) ->
             end = set.group(g).end;
             g += 1;
         }
-        let rows: Vec<usize> = (start..end).collect();
-        scores.extend(ranker.predict(&builder.build(&rows))?);
-        bar.inc(rows.len() as u64);
+        batches.push(start..end);
     }
+    let bar = progress::bar(set.len() as u64, "rank pairs");
+    let scores = batches
+        .into_par_iter()
+        .map(|range| {
+            let rows: Vec<usize> = range.collect();
+            let scores = ranker.predict(&builder.build(&rows));
+            bar.inc(rows.len() as u64);
+            scores
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     bar.finish_and_clear();
-    Ok(scores)
+    Ok(scores.concat())
 }
