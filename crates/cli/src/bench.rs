@@ -27,7 +27,8 @@ pub struct BenchModels {
     /// Latent factors of ALS and BPR on both sides.
     #[arg(long, default_value_t = 64)]
     factors: usize,
-    /// Models to compare, comma-separated: als, bpr, top_items.
+    /// Models to compare, comma-separated: als, bpr, top_items, ranking (the ranker also runs
+    /// features and every model it merges; the reference's `ranker` is compared with it).
     #[arg(long, default_value = "als,bpr,top_items")]
     models: String,
     /// Python of the reference's virtual environment (see ../shared/bench/README.md).
@@ -71,6 +72,14 @@ impl Row {
     }
 }
 
+/// The reference's name for one of our stages, and the summary key of our training time.
+fn peer_name(stage: &str) -> (&str, &'static str) {
+    match stage {
+        "ranking" => ("ranker", "train_seconds"),
+        other => (other, "fit_seconds"),
+    }
+}
+
 /// Pairs our stage manifests with the reference's results (`peer.json`).
 pub fn compare(ours: &[Manifest], peer: &Value, k: usize) -> anyhow::Result<Vec<Row>> {
     let ndcg = format!("ndcg@{k}");
@@ -78,14 +87,15 @@ pub fn compare(ours: &[Manifest], peer: &Value, k: usize) -> anyhow::Result<Vec<
     ours.iter()
         .map(|m| {
             let summary = &m.summary;
+            let (peer_model, fit_key) = peer_name(&m.stage);
             let number = |v: &Value, what: &str| v.as_f64().with_context(|| format!("{what} missing"));
             Ok(Row {
                 model: m.stage.clone(),
-                ours_fit_s: number(&summary["fit_seconds"], "our fit_seconds")?,
-                peer_fit_s: number(&peer["timings_s"][format!("{}_fit", m.stage)], "the reference's fit time")?,
+                ours_fit_s: number(&summary[fit_key], "our fit time")?,
+                peer_fit_s: number(&peer["timings_s"][format!("{peer_model}_fit")], "the reference's fit time")?,
                 ours_ndcg: number(&summary["metrics"]["test"][&ndcg], "our test NDCG")?,
                 peer_ndcg: number(
-                    &peer["metrics"][format!("test/{}", m.stage)][&peer_ndcg],
+                    &peer["metrics"][format!("test/{peer_model}")][&peer_ndcg],
                     "the reference's test NDCG",
                 )?,
                 ours_users_per_s: number(&summary["users_per_second"], "our users_per_second")?,
@@ -105,10 +115,15 @@ pub fn run(args: BenchModels, config_file: Option<&Path>) -> anyhow::Result<()> 
     config.bpr.n_candidates = CANDIDATES;
     config.check()?;
     let models = Stage::parse_list(&args.models)?;
-    if let Some(stage) = models.iter().find(|s| !matches!(s, Stage::Als | Stage::Bpr | Stage::TopItems)) {
+    if let Some(stage) =
+        models.iter().find(|s| !matches!(s, Stage::Als | Stage::Bpr | Stage::TopItems | Stage::Ranking))
+    {
         return Err(ConfigError::Invalid {
             key: "--models".into(),
-            reason: format!("`{}` is not a candidate model the bench compares (als, bpr, top_items)", stage.as_str()),
+            reason: format!(
+                "`{}` is not a candidate model or ranker the bench compares (als, bpr, top_items, ranking)",
+                stage.as_str()
+            ),
         }
         .into());
     }
@@ -135,7 +150,14 @@ pub fn run(args: BenchModels, config_file: Option<&Path>) -> anyhow::Result<()> 
     rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global().context("starting worker threads")?;
 
     let mut stages = vec![Stage::Preprocess, Stage::Matrices];
+    if models.contains(&Stage::Ranking) {
+        stages.push(Stage::Features);
+        stages.extend(Stage::CANDIDATE_MODELS);
+        stages.push(Stage::TopItems);
+    }
     stages.extend(&models);
+    stages.sort();
+    stages.dedup();
     let k = config.k;
     let (train_end, target_end) = (config.preprocess.train_end, config.preprocess.target_end);
     let ctx = RunContext::new(config, data.clone(), Artifacts::new(&args.artifacts));
@@ -143,7 +165,12 @@ pub fn run(args: BenchModels, config_file: Option<&Path>) -> anyhow::Result<()> 
     let ours: Vec<Manifest> = manifests.into_iter().filter(|m| models.iter().any(|s| s.as_str() == m.stage)).collect();
 
     let peer_out = args.artifacts.join("peer.json");
-    let only: Vec<&str> = models.iter().map(|s| s.as_str()).collect();
+    // The reference runs every model the ranker merges, as we do.
+    let only: Vec<&str> = stages
+        .iter()
+        .filter(|s| !matches!(s, Stage::Preprocess | Stage::Matrices | Stage::Features))
+        .map(|s| peer_name(s.as_str()).0)
+        .collect();
     let status = Command::new(&python)
         .arg(&args.peer_script)
         .args(["--data", &data.to_string(), "--threads", &args.threads.to_string()])
@@ -221,6 +248,12 @@ mod tests {
         assert!((rows[0].fit_ratio() - 0.25).abs() < 1e-12);
         assert!((rows[0].ndcg_relative() + 0.01).abs() < 1e-9);
         assert!((rows[1].fit_ratio() - 0.2).abs() < 1e-12);
+        let mut ranking = manifest("ranking", 0.0, 0.2);
+        ranking.summary["train_seconds"] = json!(3.0);
+        let peer = json!({"timings_s": {"ranker_fit": 6.0}, "metrics": {"test/ranker": {"NDCG@10": 0.1}}});
+        let rows = compare(&[ranking], &peer, 10).unwrap();
+        assert!((rows[0].fit_ratio() - 0.5).abs() < 1e-12, "the ranker's train time against CatBoost's fit");
+        assert!((rows[0].ndcg_relative() - 1.0).abs() < 1e-9);
         let missing = compare(&[manifest("als", 2.0, 0.1)], &json!({"timings_s": {}}), 10).unwrap_err();
         assert!(missing.to_string().contains("the reference's fit time"), "{missing}");
     }

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use common::*;
+use musicrec_pipeline::Stage;
 
-const STAGES: [&str; 8] = ["preprocess", "eda", "matrices", "features", "als", "bpr", "top_items", "report"];
 /// Small models keep the debug-build test quick; the kill points cover every stage all the same.
 const ENV: [(&str, &str); 4] = [
     ("MUSICREC__ALS__FACTORS", "8"),
@@ -22,7 +22,7 @@ const ENV: [(&str, &str); 4] = [
 /// recorded size. Returns how many stages are complete.
 fn complete_stages(art: &Path) -> usize {
     let mut complete = 0;
-    for stage in STAGES {
+    for stage in Stage::ALL.map(Stage::as_str) {
         let Ok(text) = std::fs::read_to_string(art.join(stage).join("manifest.json")) else { continue };
         let manifest: serde_json::Value = serde_json::from_str(&text).expect("a manifest is always whole JSON");
         for output in manifest["outputs"].as_array().unwrap() {
@@ -47,7 +47,7 @@ fn kill_at_any_moment_leaves_complete_outputs_or_none() {
     let out = musicrec(&args, &ENV);
     assert!(out.status.success(), "{}", stderr(&out));
     let full = started.elapsed();
-    assert_eq!(complete_stages(&art), STAGES.len());
+    assert_eq!(complete_stages(&art), Stage::ALL.len());
 
     // Kill at evenly spaced moments of a full run, over the outputs of the previous runs.
     let mut kills = 0;
@@ -72,6 +72,6 @@ fn kill_at_any_moment_leaves_complete_outputs_or_none() {
 
     let out = musicrec(&args, &ENV);
     assert!(out.status.success(), "a rerun after kills must succeed: {}", stderr(&out));
-    assert_eq!(complete_stages(&art), STAGES.len());
+    assert_eq!(complete_stages(&art), Stage::ALL.len());
     assert!(!art.join(".staging").exists(), "abandoned staging directories are cleaned up");
 }

@@ -125,7 +125,10 @@ pub struct TopItemsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RankingConfig {
+    pub popular_candidates: usize,
     pub negatives_per_user: usize,
+    pub recent_tracks: usize,
+    pub top_n: usize,
     pub iterations: usize,
     pub learning_rate: f32,
     pub depth: usize,
@@ -247,7 +250,10 @@ impl Config {
         in_range("item2item.n_candidates", i2i.n_candidates, 1, 10_000)?;
         in_range("top_items.top_n", self.top_items.top_n, 1, 100_000)?;
         let r = &self.ranking;
+        in_range("ranking.popular_candidates", r.popular_candidates, 0, 100_000)?;
         in_range("ranking.negatives_per_user", r.negatives_per_user, 1, 1000)?;
+        in_range("ranking.recent_tracks", r.recent_tracks, 1, 1000)?;
+        in_range("ranking.top_n", r.top_n, 1, 10_000)?;
         in_range("ranking.iterations", r.iterations, 1, 100_000)?;
         positive_finite("ranking.learning_rate", r.learning_rate)?;
         in_range("ranking.depth", r.depth, 1, 16)?;
@@ -416,6 +422,7 @@ mod tests {
             ("MUSICREC__ITEM2ITEM__METRIC", "hamming", "item2item.metric"),
             ("MUSICREC__DATA__UNKNOWN_TRACKS", "ignore", "data.unknown_tracks"),
             ("MUSICREC__FEATURES__RECENT_DAYS", "[7, 7]", "features.recent_days[1]"),
+            ("MUSICREC__RANKING__TOP_N", "0", "ranking.top_n"),
         ] {
             let err = Config::from_layers(None, env(&[(var, value)])).unwrap_err();
             assert!(matches!(err, ConfigError::Invalid { .. }), "{var}={value}: {err}");

@@ -84,6 +84,11 @@ impl Relevance {
     fn items_of(&self, user: usize) -> &[u32] {
         &self.items[self.offsets[user]..self.offsets[user + 1]]
     }
+
+    /// The relevant items of `user`, ascending; empty for a user outside the window.
+    pub fn relevant(&self, user: u32) -> &[u32] {
+        if (user as usize) < self.n_users() { self.items_of(user as usize) } else { &[] }
+    }
 }
 
 /// What novelty needs from training: each user's train items and how many distinct train users

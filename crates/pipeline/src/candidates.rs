@@ -24,7 +24,7 @@ pub const SIMILAR_PER_TRACK: usize = 10;
 
 /// Ranked lists as a parquet table: `query_name`, `item_name` (external ids), score, rank
 /// (1 = best).
-fn ranked_table(
+pub(crate) fn ranked_table(
     recs: &Recommendations,
     query_ids: &[i64],
     item_ids: &[i64],

@@ -13,6 +13,9 @@ pub enum PipelineError {
     #[error(transparent)]
     Model(#[from] musicrec_models::ModelError),
 
+    #[error(transparent)]
+    Ranking(#[from] musicrec_ranking::RankingError),
+
     #[error("evaluation: {0}")]
     Eval(#[from] musicrec_eval::EvalError),
 
@@ -59,6 +62,7 @@ impl PipelineError {
             | Self::NothingToReport { .. } => true,
             Self::Data(e) => e.is_user_error(),
             Self::Model(e) => e.is_user_error(),
+            Self::Ranking(e) => e.is_user_error(),
             Self::Synth(_) | Self::Eval(_) | Self::Plot(_) | Self::Artifact { .. } => false,
         }
     }

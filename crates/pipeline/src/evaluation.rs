@@ -104,6 +104,11 @@ impl Evaluator {
         self.encoders.users.ids().iter().chain(self.new_users.ids()).copied().collect()
     }
 
+    /// The relevance (distinct listened tracks per evaluation user) of `window`.
+    pub fn relevance(&self, window: EvalWindow) -> &Relevance {
+        &self.relevance[window as usize]
+    }
+
     pub fn evaluate(&self, recs: &Recommendations, window: EvalWindow, k: usize) -> Result<Metrics, PipelineError> {
         Ok(musicrec_eval::evaluate(recs, &self.relevance[window as usize], &self.history, k)?)
     }

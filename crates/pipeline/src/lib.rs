@@ -12,6 +12,7 @@ pub mod features;
 pub mod matrices;
 pub mod preprocess;
 pub mod progress;
+pub mod ranking;
 pub mod report;
 pub mod stage;
 

@@ -13,14 +13,11 @@ use serde_json::json;
 use crate::artifacts::{Artifacts, Manifest, StageWriter};
 use crate::candidates::{CANDIDATES_FILE, METRICS_FILE, MODEL_FILE, SIMILAR_FILE};
 use crate::error::PipelineError;
+use crate::ranking::{FEATURE_IMPORTANCES_FILE, RECOMMENDATIONS_FILE};
 use crate::stage::{RunContext, Stage};
 
 pub const REPORT_FILE: &str = "report.md";
-/// The ranking stage and its outputs (issue 4): named here, so the report reads a ranker run
-/// whether or not this build has that stage.
-pub const RANKING: &str = "ranking";
-pub const FEATURE_IMPORTANCES_FILE: &str = "feature_importances.json";
-pub const RECOMMENDATIONS_FILE: &str = "recommendations.parquet";
+const RANKING: &str = Stage::Ranking.as_str();
 /// Metrics of the SPEC §3 table, in column order (each `name@k` in metrics.json).
 pub const METRICS: [&str; 8] = [
     "precision",
@@ -91,22 +88,13 @@ fn not_run(reason: &str) -> String {
     format!("not run ({reason})")
 }
 
-/// Every stage the report looks at, in pipeline order, by name; the ranker goes after the
-/// candidate models even in a build that does not have its stage.
+/// Every stage the report looks at, in pipeline order.
 fn stage_names() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = Stage::ALL.iter().filter(|&&s| s != Stage::Report).map(|s| s.as_str()).collect();
-    if !names.contains(&RANKING) {
-        names.push(RANKING);
-    }
-    names
+    Stage::ALL.iter().filter(|&&s| s != Stage::Report).map(|s| s.as_str()).collect()
 }
 
 fn model_names() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = Stage::ALL.iter().filter(|s| s.is_model()).map(|s| s.as_str()).collect();
-    if !names.contains(&RANKING) {
-        names.push(RANKING);
-    }
-    names
+    Stage::ALL.iter().filter(|s| s.is_model()).map(|s| s.as_str()).collect()
 }
 
 /// A JSON output a manifest lists, parsed.

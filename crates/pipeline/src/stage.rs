@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::artifacts::{Artifacts, Manifest};
 use crate::candidates::Audience;
 use crate::error::PipelineError;
-use crate::{candidates, eda, features, matrices, preprocess, report};
+use crate::{candidates, eda, features, matrices, preprocess, ranking, report};
 
 /// A stage of the offline pipeline, in execution order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -22,11 +22,12 @@ pub enum Stage {
     Als,
     Bpr,
     TopItems,
+    Ranking,
     Report,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 8] = [
+    pub const ALL: [Stage; 9] = [
         Stage::Preprocess,
         Stage::Eda,
         Stage::Matrices,
@@ -34,10 +35,15 @@ impl Stage {
         Stage::Als,
         Stage::Bpr,
         Stage::TopItems,
+        Stage::Ranking,
         Stage::Report,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    /// The candidate models whose candidates the ranker merges (popularity, `TopItems`, joins
+    /// them separately: it proposes the same tracks to everyone).
+    pub const CANDIDATE_MODELS: [Stage; 2] = [Stage::Als, Stage::Bpr];
+
+    pub const fn as_str(self) -> &'static str {
         match self {
             Stage::Preprocess => "preprocess",
             Stage::Eda => "eda",
@@ -46,6 +52,7 @@ impl Stage {
             Stage::Als => "als",
             Stage::Bpr => "bpr",
             Stage::TopItems => "top_items",
+            Stage::Ranking => "ranking",
             Stage::Report => "report",
         }
     }
@@ -53,7 +60,7 @@ impl Stage {
     /// Whether the stage recommends and judges itself in `metrics.json`: a row of the report.
     pub fn is_model(self) -> bool {
         match self {
-            Stage::Als | Stage::Bpr | Stage::TopItems => true,
+            Stage::Als | Stage::Bpr | Stage::TopItems | Stage::Ranking => true,
             Stage::Preprocess | Stage::Eda | Stage::Matrices | Stage::Features | Stage::Report => false,
         }
     }
@@ -164,6 +171,7 @@ pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, P
                 // Every popular track the user has not heard is a candidate.
                 candidates::run_model_stage::<TopItems>(ctx, stage, params, c.top_n, Audience::AllUsers, ctx.params(c))?
             }
+            Stage::Ranking => ranking::run(ctx)?,
             Stage::Report => report::run(ctx)?,
         };
         tracing::info!(
@@ -189,7 +197,8 @@ mod tests {
         );
         let err = Stage::parse_list("preprocess,als2").unwrap_err().to_string();
         assert!(
-            err.contains("als2") && err.contains("preprocess, eda, matrices, features, als, bpr, top_items, report"),
+            err.contains("als2")
+                && err.contains("preprocess, eda, matrices, features, als, bpr, top_items, ranking, report"),
             "{err}"
         );
         assert!(Stage::parse_list(" , ").is_err());

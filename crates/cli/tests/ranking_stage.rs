@@ -1,0 +1,92 @@
+//! The ranking stage on generated `tiny` data, after every stage it reads: the offline
+//! recommendations never repeat a listen or a track, the ranker's files have the shapes the
+//! report and the service read, and the manifest carries candidate recall and training time.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt32Type};
+use common::*;
+use musicrec_data::parquet_io::read_batches;
+
+fn column_i64(batches: &[arrow_array::RecordBatch], name: &str) -> Vec<i64> {
+    batches.iter().flat_map(|b| b.column_by_name(name).unwrap().as_primitive::<Int64Type>().values().to_vec()).collect()
+}
+
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn ranking_writes_final_recommendations_importances_and_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
+    generate_tiny(&data, 7);
+    let env = [
+        ("MUSICREC__ALS__FACTORS", "16"),
+        ("MUSICREC__ALS__ITERATIONS", "5"),
+        ("MUSICREC__BPR__FACTORS", "16"),
+        ("MUSICREC__BPR__ITERATIONS", "20"),
+        ("MUSICREC__RANKING__ITERATIONS", "30"),
+        ("MUSICREC__RANKING__TOP_N", "15"),
+    ];
+    let out = run_pipeline(&data, &art, None, &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = art.join("ranking");
+
+    let train = read_batches(&art.join("preprocess/train.parquet")).unwrap();
+    let mut heard: HashMap<i64, HashSet<i64>> = HashMap::new();
+    for (u, t) in column_i64(&train, "user_id").into_iter().zip(column_i64(&train, "track_id")) {
+        heard.entry(u).or_default().insert(t);
+    }
+    let recs = read_batches(&dir.join("recommendations.parquet")).unwrap();
+    let (users, tracks) = (column_i64(&recs, "user_id"), column_i64(&recs, "track_id"));
+    let ranks: Vec<u32> = recs
+        .iter()
+        .flat_map(|b| b.column_by_name("rank").unwrap().as_primitive::<UInt32Type>().values().to_vec())
+        .collect();
+    let mut per_user: HashMap<i64, Vec<(u32, i64)>> = HashMap::new();
+    for i in 0..users.len() {
+        let history = heard.get(&users[i]).unwrap_or_else(|| panic!("user {} is not an old user", users[i]));
+        assert!(!history.contains(&tracks[i]), "user {} got track {} they played", users[i], tracks[i]);
+        per_user.entry(users[i]).or_default().push((ranks[i], tracks[i]));
+    }
+    assert!(per_user.len() as f64 >= 0.95 * heard.len() as f64, "almost every old user gets recommendations");
+    for (user, mut list) in per_user {
+        list.sort_unstable();
+        assert!(list.len() <= 15, "user {user}: at most ranking.top_n");
+        assert_eq!(list.iter().map(|e| e.0).collect::<Vec<_>>(), (1..=list.len() as u32).collect::<Vec<_>>());
+        assert_eq!(list.iter().map(|e| e.1).collect::<HashSet<_>>().len(), list.len(), "no duplicate for {user}");
+    }
+
+    let metrics = read_json(&dir.join("metrics.json"));
+    for window in ["target", "test"] {
+        let ndcg = metrics[window]["ndcg@10"].as_f64().unwrap();
+        assert!(ndcg > 0.0 && ndcg <= 1.0, "{window} NDCG {ndcg}");
+        assert_eq!(metrics[window]["novelty@10"].as_f64().unwrap(), 1.0);
+    }
+    let importances = read_json(&dir.join("feature_importances.json"));
+    let values: Vec<f64> = importances.as_array().unwrap().iter().map(|f| f["importance"].as_f64().unwrap()).collect();
+    assert!(values.windows(2).all(|w| w[0] >= w[1]), "sorted descending");
+    let names: Vec<&str> = importances.as_array().unwrap().iter().map(|f| f["feature"].as_str().unwrap()).collect();
+    for feature in ["als_score", "bpr_rank", "top_items_score", "user_listens", "item_distinct_users", "artist_share"] {
+        assert!(names.contains(&feature), "{feature} in {names:?}");
+    }
+    assert!(dir.join("model.json").is_file());
+
+    let manifest = read_json(&dir.join("manifest.json"));
+    let summary = &manifest["summary"];
+    for window in ["target", "test"] {
+        let recall = summary["candidate_recall"][window].as_f64().unwrap();
+        assert!(recall > 0.0 && recall <= 1.0, "{window} candidate recall {recall}");
+    }
+    assert!(summary["train_seconds"].as_f64().unwrap() >= 0.0);
+
+    // The evaluate command agrees with the stage's own judgement of its recommendations.
+    let out = evaluate(&dir.join("recommendations.parquet"), "test", &art, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let judged: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(judged["test"]["ndcg@10"], metrics["test"]["ndcg@10"]);
+}
