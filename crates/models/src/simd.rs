@@ -1,4 +1,5 @@
-//! The short vector loops of the solvers (dot, axpy) with the instruction set chosen at run
+//! The short vector loops of the solvers (dot, axpy) and of Item2Item's search (manhattan
+//! distance) with the instruction set chosen at run
 //! time. The workspace builds for baseline x86-64 (SSE2), where these loops run at a
 //! quarter of what AVX2 + FMA machines can do, and the compiler's auto-vectoriser turns the
 //! dot product's reduction into 2-lane code; so the AVX2 path is written with intrinsics.
@@ -9,6 +10,9 @@
 
 pub(crate) trait Simd: Copy + Send + Sync {
     fn dot(self, a: &[f32], b: &[f32]) -> f32;
+
+    /// Σ |a_i − b_i|.
+    fn manhattan(self, a: &[f32], b: &[f32]) -> f32;
 
     /// `y += alpha · x`.
     fn axpy(self, alpha: f32, x: &[f32], y: &mut [f32]);
@@ -39,6 +43,20 @@ impl Simd for Portable {
             }
         }
         let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
+        acc.iter().sum::<f32>() + tail
+    }
+
+    #[inline(always)]
+    fn manhattan(self, a: &[f32], b: &[f32]) -> f32 {
+        let (a_chunks, a_rest) = a.as_chunks::<8>();
+        let (b_chunks, b_rest) = b.as_chunks::<8>();
+        let mut acc = [0.0f32; 8];
+        for (x, y) in a_chunks.iter().zip(b_chunks) {
+            for l in 0..8 {
+                acc[l] += (x[l] - y[l]).abs();
+            }
+        }
+        let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| (x - y).abs()).sum();
         acc.iter().sum::<f32>() + tail
     }
 
@@ -90,6 +108,12 @@ mod x86 {
         }
 
         #[inline(always)]
+        fn manhattan(self, a: &[f32], b: &[f32]) -> f32 {
+            // SAFETY: as above.
+            unsafe { manhattan(a, b) }
+        }
+
+        #[inline(always)]
         fn axpy(self, alpha: f32, x: &[f32], y: &mut [f32]) {
             // SAFETY: as above.
             unsafe { axpy(alpha, x, y) }
@@ -135,14 +159,49 @@ mod x86 {
             }
             i += 8;
         }
-        let acc = _mm256_add_ps(acc0, acc1);
-        let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
-        let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
-        let mut sum = _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)));
+        let mut sum = horizontal_sum(_mm256_add_ps(acc0, acc1));
         for j in i..n {
             sum += a[j] * b[j];
         }
         sum
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn manhattan(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        // |x| is x with the sign bit cleared.
+        let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        // SAFETY (all loads): i + 16 <= n, resp. i + 8 <= n, and both slices hold n values.
+        while i + 16 <= n {
+            unsafe {
+                let d0 = _mm256_sub_ps(_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)));
+                let d1 = _mm256_sub_ps(_mm256_loadu_ps(a.as_ptr().add(i + 8)), _mm256_loadu_ps(b.as_ptr().add(i + 8)));
+                acc0 = _mm256_add_ps(acc0, _mm256_and_ps(d0, magnitude));
+                acc1 = _mm256_add_ps(acc1, _mm256_and_ps(d1, magnitude));
+            }
+            i += 16;
+        }
+        if i + 8 <= n {
+            unsafe {
+                let d0 = _mm256_sub_ps(_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)));
+                acc0 = _mm256_add_ps(acc0, _mm256_and_ps(d0, magnitude));
+            }
+            i += 8;
+        }
+        let mut sum = horizontal_sum(_mm256_add_ps(acc0, acc1));
+        for j in i..n {
+            sum += (a[j] - b[j]).abs();
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn horizontal_sum(acc: __m256) -> f32 {
+        let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
+        let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+        _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)))
     }
 
     /// Output columns in panels of 64: eight accumulator registers that stay in registers over
@@ -217,6 +276,8 @@ mod tests {
             let b: Vec<f32> = (0..n).map(|i| ((i * 3) % 13) as f32 - 6.0).collect();
             let exact: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             assert_eq!(simd.dot(&a, &b), exact, "dot, n = {n}");
+            let distance: f32 = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum();
+            assert_eq!(simd.manhattan(&a, &b), distance, "manhattan, n = {n}");
             let mut expected = b.clone();
             expected.iter_mut().zip(&a).for_each(|(y, x)| *y += 0.5 * x);
             let mut y = b.clone();

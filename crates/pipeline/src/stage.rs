@@ -2,9 +2,9 @@
 
 use std::time::Instant;
 
-use musicrec_config::Config;
+use musicrec_config::{Config, Distance};
 use musicrec_data::Location;
-use musicrec_models::{Als, AlsParams, Bpr, BprParams, TopItems, TopItemsParams};
+use musicrec_models::{Als, AlsParams, Bpr, BprParams, Item2Item, Item2ItemParams, Metric, TopItems, TopItemsParams};
 use serde::Serialize;
 
 use crate::artifacts::{Artifacts, Manifest};
@@ -20,12 +20,20 @@ pub enum Stage {
     Features,
     Als,
     Bpr,
+    Item2Item,
     TopItems,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 6] =
-        [Stage::Preprocess, Stage::Matrices, Stage::Features, Stage::Als, Stage::Bpr, Stage::TopItems];
+    pub const ALL: [Stage; 7] = [
+        Stage::Preprocess,
+        Stage::Matrices,
+        Stage::Features,
+        Stage::Als,
+        Stage::Bpr,
+        Stage::Item2Item,
+        Stage::TopItems,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -34,6 +42,7 @@ impl Stage {
             Stage::Features => "features",
             Stage::Als => "als",
             Stage::Bpr => "bpr",
+            Stage::Item2Item => "item2item",
             Stage::TopItems => "top_items",
         }
     }
@@ -137,6 +146,28 @@ pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, P
                     ctx.params(c),
                 )?
             }
+            Stage::Item2Item => {
+                let c = &ctx.config.item2item;
+                let params = Item2ItemParams {
+                    n_components: c.n_components,
+                    n_neighbors: c.n_neighbors,
+                    metric: match c.metric {
+                        Distance::Manhattan => Metric::Manhattan,
+                        Distance::Euclidean => Metric::Euclidean,
+                        Distance::Cosine => Metric::Cosine,
+                    },
+                    min_users_per_item: c.min_users_per_item,
+                    seed: ctx.config.seed,
+                };
+                candidates::run_model_stage::<Item2Item>(
+                    ctx,
+                    stage,
+                    params,
+                    c.n_candidates,
+                    Audience::OldUsers,
+                    ctx.params(c),
+                )?
+            }
             Stage::TopItems => {
                 let c = &ctx.config.top_items;
                 let params = TopItemsParams { top_n: c.top_n };
@@ -166,7 +197,10 @@ mod tests {
             vec![Stage::Preprocess, Stage::Features]
         );
         let err = Stage::parse_list("preprocess,als2").unwrap_err().to_string();
-        assert!(err.contains("als2") && err.contains("preprocess, matrices, features, als, bpr, top_items"), "{err}");
+        assert!(
+            err.contains("als2") && err.contains("preprocess, matrices, features, als, bpr, item2item, top_items"),
+            "{err}"
+        );
         assert!(Stage::parse_list(" , ").is_err());
     }
 }
