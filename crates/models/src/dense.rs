@@ -58,7 +58,11 @@ macro_rules! real {
 real!(f32, matrixmultiply::sgemm);
 real!(f64, matrixmultiply::dgemm);
 
-/// `out` (m × n, row-major) = `a` (m × k, row-major) · `b`, where `b` is k × n row-major.
+/// Rows of `mul`'s output per parallel task.
+const MUL_ROWS_PER_TASK: usize = 512;
+
+/// `out` (m × n, row-major) = `a` (m × k, row-major) · `b`, where `b` is k × n row-major;
+/// blocks of rows in parallel (each output row is computed the same way whatever the split).
 pub(crate) fn mul<T: Real>(a: &[T], b: &[T], m: usize, k: usize, n: usize, out: &mut [T]) {
     assert!(a.len() >= m * k && b.len() >= k * n && out.len() >= m * n, "matrix slices shorter than their shapes");
     if m == 0 || n == 0 {
@@ -68,11 +72,15 @@ pub(crate) fn mul<T: Real>(a: &[T], b: &[T], m: usize, k: usize, n: usize, out: 
         out[..m * n].fill(T::ZERO);
         return;
     }
-    // SAFETY: the assert above keeps every index the strides reach inside the three slices;
-    // `out` is borrowed mutably, so it aliases neither input.
-    unsafe {
-        T::gemm(m, k, n, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, out.as_mut_ptr(), n as isize, 1);
-    }
+    out[..m * n].par_chunks_mut(MUL_ROWS_PER_TASK * n).enumerate().for_each(|(task, out)| {
+        let rows = out.len() / n;
+        let a = &a[task * MUL_ROWS_PER_TASK * k..];
+        // SAFETY: this task's `rows` rows of `a` and of `out` are inside the slices (checked
+        // above for all m rows); `out` is borrowed mutably, so it aliases neither input.
+        unsafe {
+            T::gemm(rows, k, n, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, out.as_mut_ptr(), n as isize, 1);
+        }
+    });
 }
 
 /// `out` (m × n, row-major) = `a` (m × k, row-major) · `b`ᵀ, where `b` is n × k row-major: the
@@ -98,10 +106,16 @@ const GRAM_ROWS_PER_TASK: usize = 8192;
 
 /// `yᵀy` (k × k, row-major) of a row-major matrix with `k` columns, on all cores.
 pub(crate) fn gram<T: Real>(y: &[T], k: usize) -> Vec<T> {
+    gram_in_tasks_of(y, k, GRAM_ROWS_PER_TASK)
+}
+
+/// `gram` with `rows_per_task` rows per partial product: fewer for a matrix with few rows and
+/// many columns, where the product is large but the default would leave one task.
+pub(crate) fn gram_in_tasks_of<T: Real>(y: &[T], k: usize, rows_per_task: usize) -> Vec<T> {
     if k == 0 {
         return Vec::new();
     }
-    y.par_chunks(GRAM_ROWS_PER_TASK * k)
+    y.par_chunks(rows_per_task * k)
         .map(|rows| {
             let n = rows.len() / k;
             let mut out = vec![T::ZERO; k * k];

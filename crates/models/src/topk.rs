@@ -76,8 +76,12 @@ fn neg_manhattan_avx2(
     neg_manhattan(simd, queries, candidates, m, dim, n, out)
 }
 
-/// Candidates outside, queries inside: the query block is reused for every candidate row, so
-/// it is the part that must stay in the nearest cache.
+/// Candidates scanned by all queries of a block before the next ones: 64 candidates of 100
+/// values stay in L1 next to a query.
+const MANHATTAN_CANDIDATES: usize = 64;
+
+/// Candidates in small groups, every query of the block against a group while it is in cache;
+/// eight candidates per kernel call, so each query value is loaded once for eight of them.
 #[inline(always)]
 fn neg_manhattan<S: Simd>(
     simd: S,
@@ -89,9 +93,19 @@ fn neg_manhattan<S: Simd>(
     out: &mut [f32],
 ) {
     assert!(queries.len() >= m * dim && candidates.len() >= n * dim && out.len() >= m * n, "score block shapes");
-    for (c, candidate) in candidates.chunks_exact(dim).take(n).enumerate() {
+    for start in (0..n).step_by(MANHATTAN_CANDIDATES) {
+        let end = (start + MANHATTAN_CANDIDATES).min(n);
         for (q, query) in queries.chunks_exact(dim).take(m).enumerate() {
-            out[q * n + c] = -simd.manhattan(query, candidate);
+            let row = &mut out[q * n..(q + 1) * n];
+            let mut c = start;
+            while c + 8 <= end {
+                simd.manhattan8(query, &candidates[c * dim..(c + 8) * dim], &mut row[c..c + 8]);
+                c += 8;
+            }
+            for c in c..end {
+                row[c] = simd.manhattan(query, &candidates[c * dim..(c + 1) * dim]);
+            }
+            row[start..end].iter_mut().for_each(|s| *s = -*s);
         }
     }
 }

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use musicrec_data::CsrMatrix;
 
-use crate::dense::{gram, mul};
+use crate::dense::{gram_in_tasks_of, mul};
 use crate::training::initial_factors;
 
 /// Extra random directions beyond k: the error bound falls off quickly with them (Halko §10).
@@ -29,6 +29,8 @@ const POWER_ITERATIONS: usize = 7;
 /// Below this share (of the largest eigenvalue, or of a column's own squared norm) is rank
 /// deficiency, not signal.
 const RANK_TOLERANCE: f64 = 1e-12;
+/// Rows per partial Gram product: a few hundred thousand values per task.
+const GRAM_ROWS_PER_TASK: usize = 1024;
 /// Cyclic Jacobi converges quadratically; this bound is never reached in practice.
 const MAX_SWEEPS: usize = 100;
 
@@ -49,14 +51,17 @@ pub(crate) fn truncated_svd(a: &CsrMatrix, k: usize, seed: u64) -> TruncatedSvd 
     let at = a.transpose();
     let l = (k + OVERSAMPLES).min(a.rows).min(a.cols);
     let omega: Vec<f64> = initial_factors(seed, 2, a.cols, l, -1.0..1.0).into_iter().map(f64::from).collect();
-    let (mut q, mut width) = orthonormal_basis(sparse_mul(a, &omega, l), l);
-    for _ in 0..POWER_ITERATIONS {
-        let (z, z_width) = orthonormal_basis(sparse_mul(&at, &q, width), width);
-        (q, width) = orthonormal_basis(sparse_mul(a, &z, z_width), z_width);
+    // Between power iterations the bases only keep the columns apart, so one Gram–Schmidt
+    // pass is enough there; the final basis gets two.
+    let (mut q, mut width) = orthonormal_basis(sparse_mul(a, &omega, l), l, 1);
+    for iteration in 0..POWER_ITERATIONS {
+        let (z, z_width) = orthonormal_basis(sparse_mul(&at, &q, width), width, 1);
+        let passes = if iteration + 1 == POWER_ITERATIONS { 2 } else { 1 };
+        (q, width) = orthonormal_basis(sparse_mul(a, &z, z_width), z_width, passes);
     }
     // Bᵀ = Aᵀ·Q (n × width), so B·Bᵀ is its Gram matrix.
     let bt = sparse_mul(&at, &q, width);
-    let (eigenvalues, eigenvectors) = symmetric_eigen(gram(&bt, width), width);
+    let (eigenvalues, eigenvectors) = symmetric_eigen(gram_in_tasks_of(&bt, width, GRAM_ROWS_PER_TASK), width);
     let rank = significant(&eigenvalues);
     let dim = k.min(rank);
     let singular_values: Vec<f64> = eigenvalues[..dim].iter().map(|&v| v.sqrt()).collect();
@@ -99,11 +104,11 @@ fn significant(eigenvalues: &[f64]) -> usize {
 }
 
 /// An orthonormal basis of the column space of the rows × `width` matrix `y`, and its width
-/// (below `width` when `y` is rank deficient).
-fn orthonormal_basis(mut y: Vec<f64>, mut width: usize) -> (Vec<f64>, usize) {
+/// (below `width` when `y` is rank deficient), after `passes` Gram–Schmidt passes.
+fn orthonormal_basis(mut y: Vec<f64>, mut width: usize, passes: usize) -> (Vec<f64>, usize) {
     let rows = if width == 0 { 0 } else { y.len() / width };
-    for _ in 0..2 {
-        let (transform, kept) = gram_schmidt_transform(&gram(&y, width), width);
+    for _ in 0..passes {
+        let (transform, kept) = gram_schmidt_transform(&gram_in_tasks_of(&y, width, GRAM_ROWS_PER_TASK), width);
         let mut basis = vec![0.0f64; rows * kept];
         mul(&y, &transform, rows, width, kept, &mut basis);
         (y, width) = (basis, kept);
