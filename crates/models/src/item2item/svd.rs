@@ -106,7 +106,7 @@ fn significant(eigenvalues: &[f64]) -> usize {
 /// An orthonormal basis of the column space of the rows × `width` matrix `y`, and its width
 /// (below `width` when `y` is rank deficient), after `passes` Gram–Schmidt passes.
 fn orthonormal_basis(mut y: Vec<f64>, mut width: usize, passes: usize) -> (Vec<f64>, usize) {
-    let rows = if width == 0 { 0 } else { y.len() / width };
+    let rows = y.len().checked_div(width).unwrap_or(0);
     for _ in 0..passes {
         let (transform, kept) = gram_schmidt_transform(&gram_in_tasks_of(&y, width, GRAM_ROWS_PER_TASK), width);
         let mut basis = vec![0.0f64; rows * kept];
