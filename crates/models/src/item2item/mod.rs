@@ -216,20 +216,21 @@ impl Item2Item {
     /// numpy's `var`) of the sparse `a` and of the dense rows × dim `scores`.
     fn variances(a: &CsrMatrix, scores: &[f64], dim: usize) -> (f64, f64) {
         let rows = a.rows as f64;
-        let mut sum = vec![0.0f64; a.cols];
-        let mut squares = vec![0.0f64; a.cols];
+        let (mut column_sum, mut column_squares) = (vec![0.0f64; a.cols], vec![0.0f64; a.cols]);
         for (&c, &v) in a.indices.iter().zip(&a.values) {
-            sum[c as usize] += f64::from(v);
-            squares[c as usize] += f64::from(v).powi(2);
+            column_sum[c as usize] += f64::from(v);
+            column_squares[c as usize] += f64::from(v).powi(2);
         }
-        let total: f64 = sum.iter().zip(&squares).map(|(s, q)| q / rows - (s / rows).powi(2)).sum();
-        let kept: f64 = (0..dim)
-            .map(|j| {
-                let column = scores.iter().skip(j).step_by(dim);
-                let (s, q) = column.fold((0.0, 0.0), |(s, q), &x| (s + x, q + x * x));
-                q / rows - (s / rows).powi(2)
-            })
-            .sum();
+        let total: f64 = column_sum.iter().zip(&column_squares).map(|(s, q)| q / rows - (s / rows).powi(2)).sum();
+        // One pass over the rows, every column's sums at once.
+        let (mut sum, mut squares) = (vec![0.0f64; dim], vec![0.0f64; dim]);
+        for row in scores.chunks_exact(dim) {
+            for ((s, q), &x) in sum.iter_mut().zip(&mut squares).zip(row) {
+                *s += x;
+                *q += x * x;
+            }
+        }
+        let kept: f64 = sum.iter().zip(&squares).map(|(s, q)| q / rows - (s / rows).powi(2)).sum();
         (total, kept)
     }
 
