@@ -1,5 +1,5 @@
-//! The candidate-model stages on generated `tiny` data: every artifact the ranker and the
-//! service need is present and well-formed, no candidate is a track the user already played,
+//! The candidate-model stages (ALS, BPR, Item2Item, top items) on generated `tiny` data: every
+//! artifact the ranker and the service need is present and well-formed, no candidate is a track the user already played,
 //! and the metrics file has the shape the report reads.
 
 mod common;
@@ -31,17 +31,50 @@ fn factor_model_stages_write_candidates_similar_tracks_model_and_metrics() {
     let out = run_pipeline(&data, &art, None, &env);
     assert!(out.status.success(), "{}", stderr(&out));
 
+    let heard = train_history(&art);
+    for model in ["als", "bpr"] {
+        check_candidates_and_metrics(&art, model, &heard);
+        check_similar_tracks(&art, model);
+    }
+}
+
+/// Every (user, track) the train window holds.
+fn train_history(art: &std::path::Path) -> HashMap<i64, HashSet<i64>> {
     let train = read_batches(&art.join("preprocess/train.parquet")).unwrap();
     let mut heard: HashMap<i64, HashSet<i64>> = HashMap::new();
     for (u, t) in column_i64(&train, "user_id").into_iter().zip(column_i64(&train, "track_id")) {
         heard.entry(u).or_default().insert(t);
     }
-    for model in ["als", "bpr"] {
-        check_factor_model_outputs(&art, model, &heard);
+    heard
+}
+
+#[test]
+fn item2item_stage_writes_candidates_model_metrics_and_its_svd_facts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
+    generate_tiny(&data, 7);
+    for metric in ["manhattan", "cosine"] {
+        let env = [
+            ("MUSICREC__ITEM2ITEM__N_COMPONENTS", "16"),
+            ("MUSICREC__ITEM2ITEM__MIN_USERS_PER_ITEM", "3"),
+            ("MUSICREC__ITEM2ITEM__N_CANDIDATES", "20"),
+            ("MUSICREC__ITEM2ITEM__METRIC", metric),
+        ];
+        let out = run_pipeline(&data, &art, Some("preprocess,matrices,item2item"), &env);
+        assert!(out.status.success(), "{}", stderr(&out));
+        check_candidates_and_metrics(&art, "item2item", &train_history(&art));
+        assert!(!art.join("item2item/similar.parquet").exists(), "similar tracks come from ALS and BPR only");
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(art.join("item2item/manifest.json")).unwrap()).unwrap();
+        let facts = &manifest["summary"]["model"];
+        assert_eq!(facts["components"].as_f64(), Some(16.0), "{facts}");
+        let explained = facts["explained_variance"].as_f64().unwrap();
+        assert!(explained > 0.0 && explained <= 1.0, "{explained}");
+        assert_eq!(manifest["params"]["item2item"]["metric"], metric);
     }
 }
 
-fn check_factor_model_outputs(art: &std::path::Path, model: &str, heard: &HashMap<i64, HashSet<i64>>) {
+fn check_candidates_and_metrics(art: &std::path::Path, model: &str, heard: &HashMap<i64, HashSet<i64>>) {
     let dir = art.join(model);
     let cands = read_batches(&dir.join("candidates.parquet")).unwrap();
     let (users, tracks) = (column_i64(&cands, "user_id"), column_i64(&cands, "track_id"));
@@ -76,14 +109,6 @@ fn check_factor_model_outputs(art: &std::path::Path, model: &str, heard: &HashMa
         assert_eq!(list.iter().map(|e| e.1).collect::<HashSet<_>>().len(), list.len(), "no duplicate for user {user}");
     }
 
-    let similar = read_batches(&dir.join("similar.parquet")).unwrap();
-    let (from, to) = (column_i64(&similar, "track_id"), column_i64(&similar, "similar_track_id"));
-    assert!(!from.is_empty());
-    assert!(from.iter().zip(&to).all(|(a, b)| a != b), "a track is never similar to itself");
-    let mut per_track: HashMap<i64, usize> = HashMap::new();
-    from.iter().for_each(|t| *per_track.entry(*t).or_default() += 1);
-    assert!(per_track.values().all(|&n| n <= 10));
-
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
     for window in ["target", "test"] {
@@ -102,6 +127,16 @@ fn check_factor_model_outputs(art: &std::path::Path, model: &str, heard: &HashMa
     let judged: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(judged["test"]["ndcg@10"], metrics["test"]["ndcg@10"]);
     assert_eq!(judged["test"]["coverage_user@10"], metrics["test"]["coverage_user@10"]);
+}
+
+fn check_similar_tracks(art: &std::path::Path, model: &str) {
+    let similar = read_batches(&art.join(model).join("similar.parquet")).unwrap();
+    let (from, to) = (column_i64(&similar, "track_id"), column_i64(&similar, "similar_track_id"));
+    assert!(!from.is_empty());
+    assert!(from.iter().zip(&to).all(|(a, b)| a != b), "a track is never similar to itself");
+    let mut per_track: HashMap<i64, usize> = HashMap::new();
+    from.iter().for_each(|t| *per_track.entry(*t).or_default() += 1);
+    assert!(per_track.values().all(|&n| n <= 10));
 }
 
 #[test]

@@ -120,7 +120,8 @@ fn eda_and_report_need_their_inputs() {
     let out = run_pipeline(&data, &art, Some("report"), &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("found no model outputs") && stderr(&out).contains("als, bpr, top_items"),
+        stderr(&out).contains("found no model outputs")
+            && stderr(&out).contains("als, bpr, item2item, top_items, ranking"),
         "{}",
         stderr(&out)
     );
@@ -153,18 +154,23 @@ fn report_covers_every_model_and_says_what_was_not_run() {
     let metrics = json_file(&report_dir.join("metrics.json"));
     let models = metrics["models"].as_array().unwrap();
     let names: Vec<&str> = models.iter().map(|m| m["model"].as_str().unwrap()).collect();
-    assert_eq!(names, ["als", "bpr", "top_items", "ranking"]);
-    for m in &models[..3] {
+    assert_eq!(names, ["als", "bpr", "item2item", "top_items", "ranking"]);
+    for m in [&models[0], &models[1], &models[3]] {
         assert_eq!(m["status"], "ok");
         for key in ["precision@10", "recall@10", "ndcg@10", "coverage_user@10", "novelty@10", "catalog_coverage@10"] {
             assert!(m["test"][key].is_number(), "{} test {key}", m["model"]);
         }
         assert_eq!(m["test"], json_file(&art.join(m["model"].as_str().unwrap()).join("metrics.json"))["test"]);
     }
-    assert!(models[3]["status"].as_str().unwrap().starts_with("not run"));
+    for m in [&models[2], &models[4]] {
+        assert!(m["status"].as_str().unwrap().starts_with("not run"), "{}", m["model"]);
+    }
     let stages: Vec<&str> =
         metrics["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
-    assert_eq!(stages, ["preprocess", "eda", "matrices", "features", "als", "bpr", "top_items", "ranking"]);
+    assert_eq!(
+        stages,
+        ["preprocess", "eda", "matrices", "features", "als", "bpr", "item2item", "top_items", "ranking"]
+    );
     assert!(metrics["stages"][0]["duration_s"].as_f64().unwrap() > 0.0);
     let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
     for row in ["| als |", "| bpr |", "| top_items |", "| ranking (ranker) | not run", "Slowest stage: "] {
@@ -173,13 +179,13 @@ fn report_covers_every_model_and_says_what_was_not_run() {
     assert_pngs(&report_dir, 4);
 
     // A ranker run appears beside the models, with recall, importances and the service's recs.
-    let out = run_pipeline(&data, &art, Some("ranking,report"), &[("MUSICREC__RANKING__ITERATIONS", "20")]);
+    let out = run_pipeline(&data, &art, Some("item2item,ranking,report"), &[("MUSICREC__RANKING__ITERATIONS", "20")]);
     assert!(out.status.success(), "{}", stderr(&out));
     let printed = stdout(&out);
     assert!(printed.contains("Ranker NDCG@10 on test: "), "{printed}");
     assert!(printed.contains("ranking/recommendations.parquet"), "{printed}");
     let metrics = json_file(&report_dir.join("metrics.json"));
-    let ranking = &metrics["models"][3];
+    let ranking = &metrics["models"][4];
     assert_eq!((ranking["status"].as_str(), ranking["ranker"].as_bool()), (Some("ok"), Some(true)));
     assert_eq!(ranking["test"], json_file(&art.join("ranking/metrics.json"))["test"]);
     let ranking_manifest = json_file(&art.join("ranking/manifest.json"));

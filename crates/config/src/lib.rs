@@ -245,8 +245,9 @@ impl Config {
         non_negative_finite("bpr.regularization", bpr.regularization)?;
         in_range("bpr.n_candidates", bpr.n_candidates, 1, 10_000)?;
         let i2i = &self.item2item;
-        in_range("item2item.n_components", i2i.n_components, 1, 4096)?;
+        in_range("item2item.n_components", i2i.n_components, 1, 1000)?;
         in_range("item2item.n_neighbors", i2i.n_neighbors, 1, 10_000)?;
+        in_range("item2item.min_users_per_item", i2i.min_users_per_item, 1, usize::MAX)?;
         in_range("item2item.n_candidates", i2i.n_candidates, 1, 10_000)?;
         in_range("top_items.top_n", self.top_items.top_n, 1, 100_000)?;
         let r = &self.ranking;

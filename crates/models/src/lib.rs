@@ -1,11 +1,12 @@
 //! Candidate models of musicrec and the machinery they share.
 //!
 //! Every model has one shape (the `Recommender` trait): hyperparameters with the original
-//! system's defaults and a `check`, `fit` on the train user × item matrix of listen counts,
-//! `recommend` (never an item the user has, never an item the model filtered out),
+//! system's defaults and a `check`, `fit` on the training data (the train user × item matrix
+//! of listen counts, and the item × feature matrix for content models), `recommend` (never an item the user has, never an item the model filtered out),
 //! `similar_items`, and `save`/`load` in the versioned, checksummed `MRMODEL` format
-//! (`format`). Factor models (ALS here, BPR next) share `FactorModel`, and everything that
-//! ranks items goes through one batched top-K (`topk`).
+//! (`format`). Factor models (ALS, BPR) share `FactorModel`, Item2Item (`item2item`) works on
+//! item-feature vectors, and everything that ranks items goes through one batched top-K
+//! (`topk`).
 //!
 //! Users and items are the dense `u32` indices of the train matrix's rows and columns.
 //! Parallel work runs on the caller's rayon pool: install a pool to bound the threads.
@@ -16,6 +17,7 @@ mod dense;
 pub mod error;
 pub mod factors;
 mod format;
+pub mod item2item;
 pub mod params;
 pub mod popular;
 pub mod recommendations;
@@ -33,9 +35,29 @@ pub use als::{Als, AlsParams, IterationReport};
 pub use bpr::{Bpr, BprParams, EpochReport};
 pub use error::ModelError;
 pub use factors::FactorModel;
+pub use item2item::{Item2Item, Item2ItemParams, Metric};
 pub use params::Hyperparameters;
 pub use popular::{TopItems, TopItemsParams};
 pub use recommendations::Recommendations;
+
+/// What a model trains on. Models that learn from listens alone read `user_items`; content
+/// models also need `item_features`, whose rows are the items of `user_items`' columns.
+///
+/// A `&CsrMatrix` converts into listens-only training data, so `Model::fit(&params, &matrix)`
+/// keeps working for the models that need nothing more.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainingData<'a> {
+    /// Users × items, listen counts.
+    pub user_items: &'a CsrMatrix,
+    /// Items × features (album, artist, genre one-hot), when the caller has it.
+    pub item_features: Option<&'a CsrMatrix>,
+}
+
+impl<'a> From<&'a CsrMatrix> for TrainingData<'a> {
+    fn from(user_items: &'a CsrMatrix) -> Self {
+        Self { user_items, item_features: None }
+    }
+}
 
 /// The shape every model has, so that one generic stage (fit, write candidates for the
 /// window users, write similar items, save, evaluate) serves all of them.
@@ -43,9 +65,11 @@ pub trait Recommender: Sized + Send + Sync {
     /// The model's name: its configuration section, and the prefix of its errors.
     const NAME: &'static str;
     type Params: Hyperparameters;
+    /// Whether `fit` needs `TrainingData::item_features`: callers load that matrix only then.
+    const USES_ITEM_FEATURES: bool = false;
 
-    /// Checks `params`, then trains on `user_items` (users × items, listen counts).
-    fn fit(params: &Self::Params, user_items: &CsrMatrix) -> Result<Self, ModelError>;
+    /// Checks `params`, then trains on `data`.
+    fn fit<'a>(params: &Self::Params, data: impl Into<TrainingData<'a>>) -> Result<Self, ModelError>;
 
     fn params(&self) -> &Self::Params;
 
@@ -58,6 +82,12 @@ pub trait Recommender: Sized + Send + Sync {
     /// The `n` items most similar to each of `items`, the item itself excluded; an item the
     /// model has no representation of gets an empty list.
     fn similar_items(&self, items: &[u32], n: usize) -> Recommendations;
+
+    /// Facts about the fitted model for a stage's manifest (e.g. Item2Item's SVD components
+    /// and explained variance); none by default.
+    fn summary(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
 
     /// Writes the model atomically; returns the file's size in bytes.
     fn save(&self, path: &Path) -> Result<u64, ModelError>;

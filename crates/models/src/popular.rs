@@ -10,11 +10,11 @@ use std::path::Path;
 
 use musicrec_data::CsrMatrix;
 
-use crate::Recommender;
 use crate::error::ModelError;
 use crate::format::{ModelReader, ModelWriter};
 use crate::params::{Hyperparameters, ParamCheck};
 use crate::recommendations::Recommendations;
+use crate::{Recommender, TrainingData};
 
 const NAME: &str = "top_items";
 
@@ -56,8 +56,9 @@ impl Recommender for TopItems {
     const NAME: &'static str = NAME;
     type Params = TopItemsParams;
 
-    fn fit(params: &TopItemsParams, user_items: &CsrMatrix) -> Result<Self, ModelError> {
+    fn fit<'a>(params: &TopItemsParams, data: impl Into<TrainingData<'a>>) -> Result<Self, ModelError> {
         params.check()?;
+        let user_items = data.into().user_items;
         if user_items.rows == 0 || user_items.nnz() == 0 {
             return Err(ModelError::NothingToTrain {
                 model: NAME,

@@ -1,4 +1,5 @@
-//! The short vector loops of the solvers (dot, axpy) with the instruction set chosen at run
+//! The short vector loops of the solvers (dot, axpy) and of Item2Item's search (manhattan
+//! distance) with the instruction set chosen at run
 //! time. The workspace builds for baseline x86-64 (SSE2), where these loops run at a
 //! quarter of what AVX2 + FMA machines can do, and the compiler's auto-vectoriser turns the
 //! dot product's reduction into 2-lane code; so the AVX2 path is written with intrinsics.
@@ -9,6 +10,14 @@
 
 pub(crate) trait Simd: Copy + Send + Sync {
     fn dot(self, a: &[f32], b: &[f32]) -> f32;
+
+    /// Σ |a_i − b_i|.
+    fn manhattan(self, a: &[f32], b: &[f32]) -> f32;
+
+    /// `out[j]` = the manhattan distance between `a` and row j of `rows` (8 rows of `a.len()`
+    /// values): the query's values are loaded once for 8 candidates, and the 8 sums are
+    /// reduced together.
+    fn manhattan8(self, a: &[f32], rows: &[f32], out: &mut [f32]);
 
     /// `y += alpha · x`.
     fn axpy(self, alpha: f32, x: &[f32], y: &mut [f32]);
@@ -40,6 +49,28 @@ impl Simd for Portable {
         }
         let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
         acc.iter().sum::<f32>() + tail
+    }
+
+    #[inline(always)]
+    fn manhattan(self, a: &[f32], b: &[f32]) -> f32 {
+        let (a_chunks, a_rest) = a.as_chunks::<8>();
+        let (b_chunks, b_rest) = b.as_chunks::<8>();
+        let mut acc = [0.0f32; 8];
+        for (x, y) in a_chunks.iter().zip(b_chunks) {
+            for l in 0..8 {
+                acc[l] += (x[l] - y[l]).abs();
+            }
+        }
+        let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| (x - y).abs()).sum();
+        acc.iter().sum::<f32>() + tail
+    }
+
+    #[inline(always)]
+    fn manhattan8(self, a: &[f32], rows: &[f32], out: &mut [f32]) {
+        let n = a.len();
+        for (j, o) in out[..8].iter_mut().enumerate() {
+            *o = self.manhattan(a, &rows[j * n..(j + 1) * n]);
+        }
     }
 
     #[inline(always)]
@@ -90,6 +121,18 @@ mod x86 {
         }
 
         #[inline(always)]
+        fn manhattan(self, a: &[f32], b: &[f32]) -> f32 {
+            // SAFETY: as above.
+            unsafe { manhattan(a, b) }
+        }
+
+        #[inline(always)]
+        fn manhattan8(self, a: &[f32], rows: &[f32], out: &mut [f32]) {
+            // SAFETY: as above.
+            unsafe { manhattan8(a, rows, out) }
+        }
+
+        #[inline(always)]
         fn axpy(self, alpha: f32, x: &[f32], y: &mut [f32]) {
             // SAFETY: as above.
             unsafe { axpy(alpha, x, y) }
@@ -135,14 +178,84 @@ mod x86 {
             }
             i += 8;
         }
-        let acc = _mm256_add_ps(acc0, acc1);
-        let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
-        let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
-        let mut sum = _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)));
+        let mut sum = horizontal_sum(_mm256_add_ps(acc0, acc1));
         for j in i..n {
             sum += a[j] * b[j];
         }
         sum
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn manhattan(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        // |x| is x with the sign bit cleared.
+        let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        // SAFETY (all loads): i + 16 <= n, resp. i + 8 <= n, and both slices hold n values.
+        while i + 16 <= n {
+            unsafe {
+                let d0 = _mm256_sub_ps(_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)));
+                let d1 = _mm256_sub_ps(_mm256_loadu_ps(a.as_ptr().add(i + 8)), _mm256_loadu_ps(b.as_ptr().add(i + 8)));
+                acc0 = _mm256_add_ps(acc0, _mm256_and_ps(d0, magnitude));
+                acc1 = _mm256_add_ps(acc1, _mm256_and_ps(d1, magnitude));
+            }
+            i += 16;
+        }
+        if i + 8 <= n {
+            unsafe {
+                let d0 = _mm256_sub_ps(_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)));
+                acc0 = _mm256_add_ps(acc0, _mm256_and_ps(d0, magnitude));
+            }
+            i += 8;
+        }
+        let mut sum = horizontal_sum(_mm256_add_ps(acc0, acc1));
+        for j in i..n {
+            sum += (a[j] - b[j]).abs();
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn manhattan8(a: &[f32], rows: &[f32], out: &mut [f32]) {
+        let n = a.len();
+        assert!(rows.len() >= 8 * n && out.len() >= 8, "manhattan8 shapes");
+        let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
+        let mut acc = [_mm256_setzero_ps(); 8];
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n; row j spans j·n .. (j + 1)·n inside `rows`.
+            let x = unsafe { _mm256_loadu_ps(a.as_ptr().add(i)) };
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let y = unsafe { _mm256_loadu_ps(rows.as_ptr().add(j * n + i)) };
+                *acc = _mm256_add_ps(*acc, _mm256_and_ps(_mm256_sub_ps(x, y), magnitude));
+            }
+            i += 8;
+        }
+        // Sums of the 8 accumulators at once: pairwise horizontal adds, then the two halves.
+        let h01 = _mm256_hadd_ps(acc[0], acc[1]);
+        let h23 = _mm256_hadd_ps(acc[2], acc[3]);
+        let h45 = _mm256_hadd_ps(acc[4], acc[5]);
+        let h67 = _mm256_hadd_ps(acc[6], acc[7]);
+        let h0123 = _mm256_hadd_ps(h01, h23);
+        let h4567 = _mm256_hadd_ps(h45, h67);
+        // h0123 holds [s0 s1 s2 s3 | s0' s1' s2' s3'] as low and high lane partial sums.
+        let low = _mm256_permute2f128_ps::<0x20>(h0123, h4567);
+        let high = _mm256_permute2f128_ps::<0x31>(h0123, h4567);
+        // SAFETY: out holds at least 8 values.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), _mm256_add_ps(low, high)) };
+        for (j, o) in out[..8].iter_mut().enumerate() {
+            for k in i..n {
+                *o += (a[k] - rows[j * n + k]).abs();
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn horizontal_sum(acc: __m256) -> f32 {
+        let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
+        let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+        _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)))
     }
 
     /// Output columns in panels of 64: eight accumulator registers that stay in registers over
@@ -217,6 +330,14 @@ mod tests {
             let b: Vec<f32> = (0..n).map(|i| ((i * 3) % 13) as f32 - 6.0).collect();
             let exact: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             assert_eq!(simd.dot(&a, &b), exact, "dot, n = {n}");
+            let distance: f32 = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum();
+            assert_eq!(simd.manhattan(&a, &b), distance, "manhattan, n = {n}");
+            let rows: Vec<f32> = (0..8 * n).map(|i| ((i * 5) % 9) as f32 - 4.0).collect();
+            let expected: Vec<f32> =
+                (0..8).map(|j| a.iter().zip(&rows[j * n..(j + 1) * n]).map(|(x, y)| (x - y).abs()).sum()).collect();
+            let mut out = vec![f32::NAN; 8];
+            simd.manhattan8(&a, &rows, &mut out);
+            assert_eq!(out, expected, "manhattan8, n = {n}");
             let mut expected = b.clone();
             expected.iter_mut().zip(&a).for_each(|(y, x)| *y += 0.5 * x);
             let mut y = b.clone();

@@ -3,13 +3,24 @@
 
 use musicrec_data::CsrMatrix;
 
-use crate::Recommender;
+use crate::{Recommender, TrainingData};
 
 /// Two taste groups: the first half of the users listen only to items of the first group,
 /// the others only to the second group's (each to a random ~30% of them, 1 to 4 listens).
 /// The rare items after the groups have one or two listeners, below the filter used here (3).
+/// Item features follow the groups: each group has its own genre, artists and albums.
 pub(crate) struct Fixture {
     pub matrix: CsrMatrix,
+    /// Items × features, one-hot: albums of 4 consecutive items, then 5 artists per group,
+    /// then one genre per group.
+    pub features: CsrMatrix,
+}
+
+impl Fixture {
+    /// Listens and item features.
+    pub fn data(&self) -> TrainingData<'_> {
+        TrainingData { user_items: &self.matrix, item_features: Some(&self.features) }
+    }
 }
 
 pub(crate) const USERS: u32 = 200;
@@ -53,7 +64,28 @@ pub(crate) fn fixture() -> Fixture {
             vals.push(1.0);
         }
     }
-    Fixture { matrix: CsrMatrix::from_coo(USERS as usize, RARE_ITEMS.end as usize, &rows, &cols, &vals) }
+    Fixture {
+        matrix: CsrMatrix::from_coo(USERS as usize, RARE_ITEMS.end as usize, &rows, &cols, &vals),
+        features: item_features(),
+    }
+}
+
+fn item_features() -> CsrMatrix {
+    const ALBUM_ITEMS: u32 = 4;
+    const ARTISTS_PER_GROUP: u32 = 5;
+    let albums = RARE_ITEMS.end.div_ceil(ALBUM_ITEMS);
+    let (mut rows, mut cols) = (Vec::new(), Vec::new());
+    for i in 0..RARE_ITEMS.end {
+        let group = group_of_item(i).min(1);
+        let artist = albums + group * ARTISTS_PER_GROUP + mix(u64::from(i)) as u32 % ARTISTS_PER_GROUP;
+        let genre = albums + 2 * ARTISTS_PER_GROUP + group;
+        for feature in [i / ALBUM_ITEMS, artist, genre] {
+            rows.push(i);
+            cols.push(feature);
+        }
+    }
+    let ones = vec![1.0; rows.len()];
+    CsrMatrix::from_coo(RARE_ITEMS.end as usize, (albums + 2 * ARTISTS_PER_GROUP + 2) as usize, &rows, &cols, &ones)
 }
 
 /// How many items of the user's group the user has not listened to.

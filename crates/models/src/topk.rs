@@ -1,7 +1,9 @@
-//! Batched top-K over query × candidate dot products, for all queries at once.
+//! Batched top-K over query × candidate scores, for all queries at once: dot products, or
+//! negated manhattan distances (Item2Item's metric that no product expresses).
 //!
-//! Queries are taken in blocks; each block is scored against a block of candidates with one
-//! dense product (GEMM) into a buffer that fits in cache, and each query's row of that buffer
+//! Queries are taken in blocks; each block is scored against a block of candidates (dot: one
+//! dense product, GEMM; manhattan: a SIMD scan of every pair, the query block staying in L1)
+//! into a buffer that fits in cache, and each query's row of that buffer
 //! is scanned straight away into a small selection of its best `n`. The full queries ×
 //! candidates matrix never exists: memory stays at a few blocks per thread, whatever the
 //! number of users and items. Blocks of queries run in parallel on the current rayon pool.
@@ -14,6 +16,9 @@ use rayon::prelude::*;
 
 use crate::dense::mul_transposed;
 use crate::recommendations::Recommendations;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::Avx2Fma;
+use crate::simd::{Portable, Simd};
 
 /// Queries scored together: one GEMM's rows, and the unit of parallel work.
 const QUERY_BLOCK: usize = 64;
@@ -28,6 +33,81 @@ pub struct Candidates<'a> {
     /// The id reported for each row; strictly ascending, which ties and exclusions rely on.
     pub ids: &'a [u32],
     pub dim: usize,
+}
+
+/// How a query vector scores a candidate vector; higher ranks first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// `q · c`.
+    Dot,
+    /// `−Σ|q_i − c_i|`: the nearest candidate by manhattan distance scores highest.
+    NegManhattan,
+}
+
+impl Kernel {
+    /// `out` (m × n, row-major) = the scores of the m `queries` against the n `candidates`
+    /// (both row-major with `dim` values per row).
+    fn score(self, queries: &[f32], candidates: &[f32], m: usize, dim: usize, n: usize, out: &mut [f32]) {
+        match self {
+            Kernel::Dot => mul_transposed(queries, candidates, m, dim, n, out),
+            Kernel::NegManhattan => {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(simd) = Avx2Fma::detect() {
+                    // SAFETY: the token proves AVX2 and FMA are present.
+                    return unsafe { neg_manhattan_avx2(simd, queries, candidates, m, dim, n, out) };
+                }
+                neg_manhattan(Portable, queries, candidates, m, dim, n, out)
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn neg_manhattan_avx2(
+    simd: Avx2Fma,
+    queries: &[f32],
+    candidates: &[f32],
+    m: usize,
+    dim: usize,
+    n: usize,
+    out: &mut [f32],
+) {
+    neg_manhattan(simd, queries, candidates, m, dim, n, out)
+}
+
+/// Candidates scanned by all queries of a block before the next ones: 64 candidates of 100
+/// values stay in L1 next to a query.
+const MANHATTAN_CANDIDATES: usize = 64;
+
+/// Candidates in small groups, every query of the block against a group while it is in cache;
+/// eight candidates per kernel call, so each query value is loaded once for eight of them.
+#[inline(always)]
+fn neg_manhattan<S: Simd>(
+    simd: S,
+    queries: &[f32],
+    candidates: &[f32],
+    m: usize,
+    dim: usize,
+    n: usize,
+    out: &mut [f32],
+) {
+    assert!(queries.len() >= m * dim && candidates.len() >= n * dim && out.len() >= m * n, "score block shapes");
+    for start in (0..n).step_by(MANHATTAN_CANDIDATES) {
+        let end = (start + MANHATTAN_CANDIDATES).min(n);
+        for (q, query) in queries.chunks_exact(dim).take(m).enumerate() {
+            let row = &mut out[q * n..(q + 1) * n];
+            let mut c = start;
+            while c + 8 <= end {
+                simd.manhattan8(query, &candidates[c * dim..(c + 8) * dim], &mut row[c..c + 8]);
+                c += 8;
+            }
+            for c in c..end {
+                row[c] = simd.manhattan(query, &candidates[c * dim..(c + 1) * dim]);
+            }
+            row[start..end].iter_mut().for_each(|s| *s = -*s);
+        }
+    }
 }
 
 /// For every query `q` of `queries`: the `n` best candidates by `vector(q) · candidate`, best
@@ -45,6 +125,18 @@ pub fn top_k<'v>(
     candidates: Candidates<'_>,
     n: usize,
 ) -> Recommendations {
+    top_k_by(Kernel::Dot, queries, vector, excluded, candidates, n)
+}
+
+/// `top_k` with the scores of `kernel`.
+pub fn top_k_by<'v>(
+    kernel: Kernel,
+    queries: &[u32],
+    vector: impl Fn(usize) -> Option<&'v [f32]> + Sync,
+    excluded: impl Fn(usize) -> &'v [u32] + Sync,
+    candidates: Candidates<'_>,
+    n: usize,
+) -> Recommendations {
     let dim = candidates.dim;
     assert_eq!(candidates.vectors.len(), candidates.ids.len() * dim, "candidate matrix shape");
     debug_assert!(candidates.ids.windows(2).all(|w| w[0] < w[1]), "candidate ids must be strictly ascending");
@@ -53,7 +145,7 @@ pub fn top_k<'v>(
         .enumerate()
         .map(|(block, chunk)| {
             let first = block * QUERY_BLOCK;
-            top_k_block(chunk, first, &vector, &excluded, candidates, n)
+            top_k_block(kernel, chunk, first, &vector, &excluded, candidates, n)
         })
         .collect();
     let mut out = Recommendations::new();
@@ -64,6 +156,7 @@ pub fn top_k<'v>(
 }
 
 fn top_k_block<'v>(
+    kernel: Kernel,
     chunk: &[u32],
     first: usize,
     vector: &(impl Fn(usize) -> Option<&'v [f32]> + Sync),
@@ -92,7 +185,7 @@ fn top_k_block<'v>(
         let end = (start + CANDIDATE_BLOCK).min(total);
         let width = end - start;
         let ids = &candidates.ids[start..end];
-        mul_transposed(&packed, &candidates.vectors[start * dim..end * dim], scored.len(), dim, width, &mut scores);
+        kernel.score(&packed, &candidates.vectors[start * dim..end * dim], scored.len(), dim, width, &mut scores);
         for (q, (selection, pending)) in selections.iter_mut().zip(&mut pending).enumerate() {
             scan_skipping(selection, &scores[q * width..(q + 1) * width], ids, pending);
         }
@@ -190,7 +283,7 @@ mod tests {
     use proptest::prelude::*;
 
     /// Every eligible candidate scored one by one and fully sorted.
-    fn naive(query: &[f32], excluded: &[u32], candidates: Candidates<'_>, n: usize) -> Vec<(f32, u32)> {
+    fn naive(kernel: Kernel, query: &[f32], excluded: &[u32], candidates: Candidates<'_>, n: usize) -> Vec<(f32, u32)> {
         let mut all: Vec<(f32, u32)> = candidates
             .ids
             .iter()
@@ -198,7 +291,11 @@ mod tests {
             .filter(|(_, id)| !excluded.contains(id))
             .map(|(row, &id)| {
                 let v = &candidates.vectors[row * candidates.dim..(row + 1) * candidates.dim];
-                (query.iter().zip(v).map(|(a, b)| a * b).sum::<f32>(), id)
+                let score = match kernel {
+                    Kernel::Dot => query.iter().zip(v).map(|(a, b)| a * b).sum::<f32>(),
+                    Kernel::NegManhattan => -query.iter().zip(v).map(|(a, b)| (a - b).abs()).sum::<f32>(),
+                };
+                (score, id)
             })
             .collect();
         all.sort_by(ranks_before);
@@ -237,17 +334,18 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
-        fn equals_a_full_sort((dim, ids, vectors, queries, excluded, n) in case()) {
+        fn equals_a_full_sort((dim, ids, vectors, queries, excluded, n) in case(), manhattan in any::<bool>()) {
+            let kernel = if manhattan { Kernel::NegManhattan } else { Kernel::Dot };
             let candidates = Candidates { vectors: &vectors, ids: &ids, dim };
             let query_ids: Vec<u32> = (0..excluded.len() as u32).map(|q| q * 10).collect();
             // Every third query has no vector and must get an empty list.
             let vector = |q: usize| (q % 3 != 2).then(|| &queries[q * dim..(q + 1) * dim]);
-            let got = top_k(&query_ids, vector, |q| excluded[q].as_slice(), candidates, n);
+            let got = top_k_by(kernel, &query_ids, vector, |q| excluded[q].as_slice(), candidates, n);
             prop_assert_eq!(got.len(), query_ids.len());
             for (q, (query, items, scores)) in got.iter().enumerate() {
                 prop_assert_eq!(query, query_ids[q]);
                 let expected = match vector(q) {
-                    Some(v) => naive(v, &excluded[q], candidates, n),
+                    Some(v) => naive(kernel, v, &excluded[q], candidates, n),
                     None => Vec::new(),
                 };
                 let eligible = ids.iter().filter(|id| !excluded[q].contains(id)).count();

@@ -13,6 +13,37 @@ use musicrec_data::CsrMatrix;
 
 use crate::error::ModelError;
 
+/// Checks the values (listen counts must be finite and > 0) and returns the items, ascending,
+/// with at least `min_users_per_item` distinct users: the item filter of the original system.
+pub(crate) fn eligible_items(
+    model: &'static str,
+    user_items: &CsrMatrix,
+    min_users_per_item: usize,
+) -> Result<Vec<u32>, ModelError> {
+    let bad = user_items.values.par_iter().filter(|v| !(v.is_finite() && **v > 0.0)).count();
+    if bad > 0 {
+        let example = *user_items.values.iter().find(|v| !(v.is_finite() && **v > 0.0)).expect("counted above");
+        return Err(ModelError::BadTrainingValues { model, count: bad, example });
+    }
+    // Column indices are unique within a row, so entries per column are distinct users.
+    let mut users_per_item = vec![0usize; user_items.cols];
+    for &item in &user_items.indices {
+        users_per_item[item as usize] += 1;
+    }
+    let items: Vec<u32> =
+        (0..user_items.cols as u32).filter(|&i| users_per_item[i as usize] >= min_users_per_item).collect();
+    if items.is_empty() {
+        let most = users_per_item.iter().max().copied().unwrap_or(0);
+        return Err(ModelError::NothingToTrain {
+            model,
+            reason: format!(
+                "no item has at least min_users_per_item = {min_users_per_item} distinct users (the most listened item has {most})"
+            ),
+        });
+    }
+    Ok(items)
+}
+
 #[derive(Debug)]
 pub(crate) struct TrainingSet {
     /// Row `r` of `matrix` is user `users[r]` of the input; ascending.
@@ -29,33 +60,11 @@ pub(crate) fn training_set(
     user_items: &CsrMatrix,
     min_users_per_item: usize,
 ) -> Result<TrainingSet, ModelError> {
-    let bad = user_items.values.par_iter().filter(|v| !(v.is_finite() && **v > 0.0)).count();
-    if bad > 0 {
-        let example = *user_items.values.iter().find(|v| !(v.is_finite() && **v > 0.0)).expect("counted above");
-        return Err(ModelError::BadTrainingValues { model, count: bad, example });
-    }
-    // Column indices are unique within a row, so entries per column are distinct users.
-    let mut users_per_item = vec![0usize; user_items.cols];
-    for &item in &user_items.indices {
-        users_per_item[item as usize] += 1;
-    }
+    let items = eligible_items(model, user_items, min_users_per_item)?;
     const DROPPED: u32 = u32::MAX;
     let mut column_of = vec![DROPPED; user_items.cols];
-    let mut items = Vec::new();
-    for (item, &count) in users_per_item.iter().enumerate() {
-        if count >= min_users_per_item {
-            column_of[item] = items.len() as u32;
-            items.push(item as u32);
-        }
-    }
-    if items.is_empty() {
-        let most = users_per_item.iter().max().copied().unwrap_or(0);
-        return Err(ModelError::NothingToTrain {
-            model,
-            reason: format!(
-                "no item has at least min_users_per_item = {min_users_per_item} distinct users (the most listened item has {most})"
-            ),
-        });
+    for (column, &item) in items.iter().enumerate() {
+        column_of[item as usize] = column as u32;
     }
     let kept_per_user: Vec<usize> = (0..user_items.rows)
         .into_par_iter()

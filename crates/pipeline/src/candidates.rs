@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, UInt32Array};
-use musicrec_data::parquet_io;
-use musicrec_models::{Recommendations, Recommender};
+use musicrec_data::{CsrMatrix, parquet_io};
+use musicrec_models::{Recommendations, Recommender, TrainingData};
 use serde_json::json;
 
 use crate::artifacts::Manifest;
 use crate::error::PipelineError;
 use crate::evaluation::{EvalWindow, Evaluator};
+use crate::matrices::ITEM_FEATURE_FILE;
 use crate::stage::{RunContext, Stage};
 
 pub const CANDIDATES_FILE: &str = "candidates.parquet";
@@ -89,8 +90,15 @@ pub fn run_model_stage<M: Recommender>(
     let mut out = ctx.artifacts.begin(stage, &ctx.run_id)?;
     out.add_input("matrices", matrices.run_id);
 
+    // Only content models read the item × feature matrix.
+    let item_features = if M::USES_ITEM_FEATURES {
+        Some(CsrMatrix::load(&ctx.artifacts.stage_dir(Stage::Matrices).join(ITEM_FEATURE_FILE))?)
+    } else {
+        None
+    };
     let started = Instant::now();
-    let model = M::fit(&params, &evaluator.user_item)?;
+    let data = TrainingData { user_items: &evaluator.user_item, item_features: item_features.as_ref() };
+    let model = M::fit(&params, data)?;
     let fit_s = started.elapsed().as_secs_f64();
     tracing::info!(model = M::NAME, seconds = format!("{fit_s:.2}"), "fitted");
 
@@ -130,6 +138,7 @@ pub fn run_model_stage<M: Recommender>(
         "users_with_candidates": (0..recs.len()).filter(|&q| !recs.get(q).1.is_empty()).count(),
         "candidate_pairs": recs.pairs(),
         "similar_pairs": similar.pairs(),
+        "model": model.summary().into_iter().map(|(fact, value)| (fact.to_string(), json!(value))).collect::<serde_json::Map<_, _>>(),
         "metrics": metrics,
     });
     let params_json = ctx.params(json!({"k": k, "seed": ctx.config.seed, M::NAME: section}));

@@ -2,9 +2,9 @@
 
 use std::time::Instant;
 
-use musicrec_config::Config;
+use musicrec_config::{Config, Distance};
 use musicrec_data::Location;
-use musicrec_models::{Als, AlsParams, Bpr, BprParams, TopItems, TopItemsParams};
+use musicrec_models::{Als, AlsParams, Bpr, BprParams, Item2Item, Item2ItemParams, Metric, TopItems, TopItemsParams};
 use serde::Serialize;
 
 use crate::artifacts::{Artifacts, Manifest};
@@ -21,19 +21,21 @@ pub enum Stage {
     Features,
     Als,
     Bpr,
+    Item2Item,
     TopItems,
     Ranking,
     Report,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 9] = [
+    pub const ALL: [Stage; 10] = [
         Stage::Preprocess,
         Stage::Eda,
         Stage::Matrices,
         Stage::Features,
         Stage::Als,
         Stage::Bpr,
+        Stage::Item2Item,
         Stage::TopItems,
         Stage::Ranking,
         Stage::Report,
@@ -41,7 +43,7 @@ impl Stage {
 
     /// The candidate models whose candidates the ranker merges (popularity, `TopItems`, joins
     /// them separately: it proposes the same tracks to everyone).
-    pub const CANDIDATE_MODELS: [Stage; 2] = [Stage::Als, Stage::Bpr];
+    pub const CANDIDATE_MODELS: [Stage; 3] = [Stage::Als, Stage::Bpr, Stage::Item2Item];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -51,6 +53,7 @@ impl Stage {
             Stage::Features => "features",
             Stage::Als => "als",
             Stage::Bpr => "bpr",
+            Stage::Item2Item => "item2item",
             Stage::TopItems => "top_items",
             Stage::Ranking => "ranking",
             Stage::Report => "report",
@@ -60,7 +63,7 @@ impl Stage {
     /// Whether the stage recommends and judges itself in `metrics.json`: a row of the report.
     pub fn is_model(self) -> bool {
         match self {
-            Stage::Als | Stage::Bpr | Stage::TopItems | Stage::Ranking => true,
+            Stage::Als | Stage::Bpr | Stage::Item2Item | Stage::TopItems | Stage::Ranking => true,
             Stage::Preprocess | Stage::Eda | Stage::Matrices | Stage::Features | Stage::Report => false,
         }
     }
@@ -165,6 +168,28 @@ pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, P
                     ctx.params(c),
                 )?
             }
+            Stage::Item2Item => {
+                let c = &ctx.config.item2item;
+                let params = Item2ItemParams {
+                    n_components: c.n_components,
+                    n_neighbors: c.n_neighbors,
+                    metric: match c.metric {
+                        Distance::Manhattan => Metric::Manhattan,
+                        Distance::Euclidean => Metric::Euclidean,
+                        Distance::Cosine => Metric::Cosine,
+                    },
+                    min_users_per_item: c.min_users_per_item,
+                    seed: ctx.config.seed,
+                };
+                candidates::run_model_stage::<Item2Item>(
+                    ctx,
+                    stage,
+                    params,
+                    c.n_candidates,
+                    Audience::OldUsers,
+                    ctx.params(c),
+                )?
+            }
             Stage::TopItems => {
                 let c = &ctx.config.top_items;
                 let params = TopItemsParams { top_n: c.top_n };
@@ -198,7 +223,7 @@ mod tests {
         let err = Stage::parse_list("preprocess,als2").unwrap_err().to_string();
         assert!(
             err.contains("als2")
-                && err.contains("preprocess, eda, matrices, features, als, bpr, top_items, ranking, report"),
+                && err.contains("preprocess, eda, matrices, features, als, bpr, item2item, top_items, ranking, report"),
             "{err}"
         );
         assert!(Stage::parse_list(" , ").is_err());

@@ -37,7 +37,6 @@ use rayon::prelude::*;
 
 use musicrec_data::CsrMatrix;
 
-use crate::Recommender;
 use crate::dense::gram;
 use crate::error::ModelError;
 use crate::factors::FactorModel;
@@ -45,6 +44,7 @@ use crate::format::{ModelReader, ModelWriter};
 use crate::params::{Hyperparameters, ParamCheck};
 use crate::recommendations::Recommendations;
 use crate::training::{initial_factors, training_set};
+use crate::{Recommender, TrainingData};
 
 const NAME: &str = "als";
 /// Above this the factor matrices of a real catalogue no longer fit in memory.
@@ -226,8 +226,8 @@ impl Recommender for Als {
     const NAME: &'static str = NAME;
     type Params = AlsParams;
 
-    fn fit(params: &AlsParams, user_items: &CsrMatrix) -> Result<Self, ModelError> {
-        Self::fit_inner(params, user_items, None)
+    fn fit<'a>(params: &AlsParams, data: impl Into<TrainingData<'a>>) -> Result<Self, ModelError> {
+        Self::fit_inner(params, data.into().user_items, None)
     }
 
     fn params(&self) -> &AlsParams {

@@ -52,7 +52,6 @@ use rayon::prelude::*;
 
 use musicrec_data::CsrMatrix;
 
-use crate::Recommender;
 use crate::error::ModelError;
 use crate::factors::FactorModel;
 use crate::format::{ModelReader, ModelWriter};
@@ -62,6 +61,7 @@ use crate::recommendations::Recommendations;
 use crate::simd::Avx2Fma;
 use crate::simd::{Portable, Simd};
 use crate::training::{initial_factors, training_set};
+use crate::{Recommender, TrainingData};
 
 const NAME: &str = "bpr";
 /// Vectors hold factors + 1 values; ALS's bound on the vector length (memory of a real
@@ -420,8 +420,8 @@ impl Recommender for Bpr {
     const NAME: &'static str = NAME;
     type Params = BprParams;
 
-    fn fit(params: &BprParams, user_items: &CsrMatrix) -> Result<Self, ModelError> {
-        Self::fit_inner(params, user_items, None)
+    fn fit<'a>(params: &BprParams, data: impl Into<TrainingData<'a>>) -> Result<Self, ModelError> {
+        Self::fit_inner(params, data.into().user_items, None)
     }
 
     fn params(&self) -> &BprParams {
