@@ -12,6 +12,7 @@ use musicrec_config::{Config, ConfigError};
 use musicrec_data::{DataError, Location};
 use musicrec_pipeline::evaluation::{EvalWindow, Evaluator};
 use musicrec_pipeline::{Artifacts, PipelineError, RunContext, Stage};
+use musicrec_service::ServiceError;
 use musicrec_synth::{GenerateOptions, Scale};
 use tracing_subscriber::EnvFilter;
 
@@ -66,6 +67,19 @@ enum Command {
         #[arg(long)]
         k: Option<usize>,
         /// YAML configuration file layered over the defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Serve recommendations over HTTP from a pipeline run's artifacts (SIGHUP or
+    /// POST /admin/reload loads them again).
+    Serve {
+        /// Artifacts directory of the run to serve.
+        #[arg(long, default_value = "artifacts")]
+        artifacts: PathBuf,
+        /// Address to listen on (host:port); default: the config's service.addr.
+        #[arg(long)]
+        addr: Option<String>,
+        /// YAML configuration file layered over the defaults (section `service`).
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -128,6 +142,7 @@ fn is_user_error(error: &anyhow::Error) -> bool {
         cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<PipelineError>().is_some_and(PipelineError::is_user_error)
             || cause.downcast_ref::<DataError>().is_some_and(DataError::is_user_error)
+            || cause.downcast_ref::<ServiceError>().is_some_and(ServiceError::is_user_error)
     })
 }
 
@@ -152,6 +167,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Run { data, artifacts, config, stages } => run(data, artifacts, config, stages),
         Command::Evaluate { recs, window, artifacts, k, config } => evaluate(&recs, window, &artifacts, k, config),
         Command::Bench(BenchCommand::Models { args, config }) => bench::run(args, config.as_deref()),
+        Command::Serve { artifacts, addr, config } => serve(artifacts, addr, config),
     }
 }
 
@@ -216,5 +232,20 @@ fn evaluate(
     let metrics = evaluator.evaluate_lists(&file.to_string(), &lists, window.window(), k)?;
     let report = serde_json::json!({ window.name(): metrics.to_json() });
     println!("{}", serde_json::to_string_pretty(&report).expect("metrics serialize"));
+    Ok(())
+}
+
+fn serve(artifacts: PathBuf, addr: Option<String>, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Config::load(config.as_deref())?;
+    let (flag, addr) = match addr {
+        Some(addr) => ("--addr", addr),
+        None => ("service.addr", config.service.addr.clone()),
+    };
+    let addr = addr.parse().map_err(|e| ConfigError::Invalid {
+        key: flag.into(),
+        reason: format!("`{addr}` is not a host:port address: {e}"),
+    })?;
+    let settings = musicrec_service::Settings { config: config.service, artifacts };
+    musicrec_service::serve(settings, addr)?;
     Ok(())
 }

@@ -71,7 +71,13 @@ impl Artifacts {
     /// The manifest of a stage's complete outputs, after checking every listed output exists
     /// with its recorded size.
     pub fn manifest(&self, stage: Stage) -> Result<Manifest, String> {
-        let dir = self.stage_dir(stage);
+        self.manifest_of(stage.as_str())
+    }
+
+    /// `manifest` for a stage directory given by name, for readers of stages this build may
+    /// not run itself.
+    pub fn manifest_of(&self, stage: &str) -> Result<Manifest, String> {
+        let dir = self.root.join(stage);
         let path = dir.join(MANIFEST_FILE);
         let text = fs::read_to_string(&path).map_err(|_| format!("no {MANIFEST_FILE}"))?;
         let manifest: Manifest =
