@@ -10,6 +10,7 @@ pub mod fold_in;
 pub mod http;
 pub mod limits;
 pub mod lists;
+pub mod loadtest;
 pub mod metrics;
 pub mod model;
 mod openapi;

@@ -198,4 +198,25 @@ mod tests {
         assert!(text.contains("musicrec_recommendations_total{source=\"fold_in\"} 1"), "{text}");
         assert_eq!(m.requests("/recommendations", 200), 2);
     }
+
+    /// The Grafana dashboard in the repository queries only series this registry exposes.
+    #[test]
+    fn the_dashboard_uses_only_exposed_metrics() {
+        let dashboard = include_str!("../../../dashboards/musicrec.json");
+        let exposed = Metrics::default().render();
+        let mut names: Vec<&str> = dashboard
+            .match_indices("musicrec_")
+            .map(|(at, _)| {
+                let rest = &dashboard[at..];
+                &rest[..rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len())]
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert!(names.len() >= 6, "{names:?}");
+        for name in names {
+            let series = name.strip_suffix("_bucket").unwrap_or(name);
+            assert!(exposed.contains(&format!("# TYPE {series} ")), "{name} is not exposed");
+        }
+    }
 }

@@ -71,36 +71,66 @@ fn ranked(lists: &[(i64, Vec<i64>)], key: &str, item: &str) -> RecordBatch {
 
 /// Writes the whole hand-made artifact set under `root`, every stage with run id `run`.
 pub fn write_artifacts(root: &Path, run: &str) {
-    let artifacts = Artifacts::new(root);
-    let fingerprint = "test".to_string();
-    let commit = |stage: Stage, files: &dyn Fn(&mut musicrec_pipeline::artifacts::StageWriter)| {
-        let mut out = artifacts.begin(stage, run).unwrap();
-        files(&mut out);
-        out.commit(fingerprint.clone(), Value::Null, Value::Null).unwrap();
+    let set = ArtifactSet {
+        users: USERS.to_vec(),
+        tracks: TRACKS.collect(),
+        user_item: user_item(),
+        als_similar: als_similar(),
+        bpr_similar: bpr_similar(),
+        offline: offline(),
+        als_factors: 2,
+        top_n: 3,
     };
-    commit(Stage::Matrices, &|out| {
-        out.add_parquet(write_batch(out.path("users.parquet"), &ids("user_id", USERS.to_vec())).unwrap());
-        out.add_parquet(write_batch(out.path("items.parquet"), &ids("track_id", TRACKS.collect())).unwrap());
-        let bytes = user_item().save(&out.path("user_item.csr")).unwrap();
-        out.add_file("user_item.csr", bytes);
-    });
-    commit(Stage::Als, &|out| {
-        let table = ranked(&als_similar(), "track_id", "similar_track_id");
-        out.add_parquet(write_batch(out.path("similar.parquet"), &table).unwrap());
-        let params = AlsParams { factors: 2, iterations: 3, min_users_per_item: 1, ..AlsParams::default() };
-        let bytes = Als::fit(&params, &user_item()).unwrap().save(&out.path("model.bin")).unwrap();
-        out.add_file("model.bin", bytes);
-    });
-    commit(Stage::Bpr, &|out| {
-        let table = ranked(&bpr_similar(), "track_id", "similar_track_id");
-        out.add_parquet(write_batch(out.path("similar.parquet"), &table).unwrap());
-    });
-    commit(Stage::TopItems, &|out| {
-        let model = TopItems::fit(&TopItemsParams { top_n: 3 }, &user_item()).unwrap();
-        let bytes = model.save(&out.path("model.bin")).unwrap();
-        out.add_file("model.bin", bytes);
-    });
-    write_ranking(root, run, &offline());
+    set.write(root, run);
+}
+
+/// Everything an artifact set holds, in external ids.
+pub struct ArtifactSet {
+    pub users: Vec<i64>,
+    pub tracks: Vec<i64>,
+    /// Train listens, users × tracks (dense indices).
+    pub user_item: CsrMatrix,
+    pub als_similar: Vec<(i64, Vec<i64>)>,
+    pub bpr_similar: Vec<(i64, Vec<i64>)>,
+    pub offline: Vec<(i64, Vec<i64>)>,
+    pub als_factors: usize,
+    pub top_n: usize,
+}
+
+impl ArtifactSet {
+    pub fn write(&self, root: &Path, run: &str) {
+        let artifacts = Artifacts::new(root);
+        let fingerprint = "test".to_string();
+        let commit = |stage: Stage, files: &dyn Fn(&mut musicrec_pipeline::artifacts::StageWriter)| {
+            let mut out = artifacts.begin(stage, run).unwrap();
+            files(&mut out);
+            out.commit(fingerprint.clone(), Value::Null, Value::Null).unwrap();
+        };
+        commit(Stage::Matrices, &|out| {
+            out.add_parquet(write_batch(out.path("users.parquet"), &ids("user_id", self.users.clone())).unwrap());
+            out.add_parquet(write_batch(out.path("items.parquet"), &ids("track_id", self.tracks.clone())).unwrap());
+            let bytes = self.user_item.save(&out.path("user_item.csr")).unwrap();
+            out.add_file("user_item.csr", bytes);
+        });
+        commit(Stage::Als, &|out| {
+            let table = ranked(&self.als_similar, "track_id", "similar_track_id");
+            out.add_parquet(write_batch(out.path("similar.parquet"), &table).unwrap());
+            let params =
+                AlsParams { factors: self.als_factors, iterations: 3, min_users_per_item: 1, ..AlsParams::default() };
+            let bytes = Als::fit(&params, &self.user_item).unwrap().save(&out.path("model.bin")).unwrap();
+            out.add_file("model.bin", bytes);
+        });
+        commit(Stage::Bpr, &|out| {
+            let table = ranked(&self.bpr_similar, "track_id", "similar_track_id");
+            out.add_parquet(write_batch(out.path("similar.parquet"), &table).unwrap());
+        });
+        commit(Stage::TopItems, &|out| {
+            let model = TopItems::fit(&TopItemsParams { top_n: self.top_n }, &self.user_item).unwrap();
+            let bytes = model.save(&out.path("model.bin")).unwrap();
+            out.add_file("model.bin", bytes);
+        });
+        write_ranking(root, run, &self.offline);
+    }
 }
 
 /// The ranking stage's output, written as that stage publishes it: files, then the manifest.
