@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use musicrec_config::ServiceConfig;
 use serde::{Deserialize, Serialize};
@@ -145,7 +146,12 @@ impl Server {
             }
         });
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        // Small JSON answers on keep-alive connections: without NODELAY a response can wait on
+        // Nagle's algorithm for the client's delayed ACK.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         housekeeping.abort();
         served.map_err(ServiceError::Serve)
     }
