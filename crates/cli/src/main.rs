@@ -12,6 +12,7 @@ use musicrec_config::{Config, ConfigError};
 use musicrec_data::{DataError, Location};
 use musicrec_pipeline::evaluation::{EvalWindow, Evaluator};
 use musicrec_pipeline::{Artifacts, PipelineError, RunContext, Stage};
+use musicrec_service::ServiceError;
 use musicrec_synth::{GenerateOptions, Scale};
 use tracing_subscriber::EnvFilter;
 
@@ -68,6 +69,39 @@ enum Command {
         /// YAML configuration file layered over the defaults.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Serve recommendations over HTTP from a pipeline run's artifacts (SIGHUP or
+    /// POST /admin/reload loads them again).
+    Serve {
+        /// Artifacts directory of the run to serve.
+        #[arg(long, default_value = "artifacts")]
+        artifacts: PathBuf,
+        /// Address to listen on (host:port); default: the config's service.addr.
+        #[arg(long)]
+        addr: Option<String>,
+        /// YAML configuration file layered over the defaults (section `service`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Load-test a running service with the five request groups (old, old+events, new,
+    /// new+events, invalid); prints throughput, latency percentiles and status counts, and
+    /// fails if any answer was not as expected.
+    Loadtest {
+        /// The service, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        url: String,
+        /// Requests per second to send (open loop).
+        #[arg(long, default_value_t = 1000)]
+        rps: u32,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Keep-alive connections.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Artifacts of the served run: old users and tracks are drawn from its encoders.
+        #[arg(long, default_value = "artifacts")]
+        artifacts: PathBuf,
     },
     /// Benchmarks against the Python reference on the same data, in one run.
     #[command(subcommand)]
@@ -128,6 +162,7 @@ fn is_user_error(error: &anyhow::Error) -> bool {
         cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<PipelineError>().is_some_and(PipelineError::is_user_error)
             || cause.downcast_ref::<DataError>().is_some_and(DataError::is_user_error)
+            || cause.downcast_ref::<ServiceError>().is_some_and(ServiceError::is_user_error)
     })
 }
 
@@ -152,6 +187,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Run { data, artifacts, config, stages } => run(data, artifacts, config, stages),
         Command::Evaluate { recs, window, artifacts, k, config } => evaluate(&recs, window, &artifacts, k, config),
         Command::Bench(BenchCommand::Models { args, config }) => bench::run(args, config.as_deref()),
+        Command::Serve { artifacts, addr, config } => serve(artifacts, addr, config),
+        Command::Loadtest { url, rps, duration, connections, artifacts } => {
+            loadtest(&url, rps, duration, connections, &artifacts)
+        }
     }
 }
 
@@ -228,5 +267,46 @@ fn evaluate(
     let metrics = evaluator.evaluate_lists(&file.to_string(), &lists, window.window(), k)?;
     let report = serde_json::json!({ window.name(): metrics.to_json() });
     println!("{}", serde_json::to_string_pretty(&report).expect("metrics serialize"));
+    Ok(())
+}
+
+fn serve(artifacts: PathBuf, addr: Option<String>, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Config::load(config.as_deref())?;
+    let (flag, addr) = match addr {
+        Some(addr) => ("--addr", addr),
+        None => ("service.addr", config.service.addr.clone()),
+    };
+    let addr = addr.parse().map_err(|e| ConfigError::Invalid {
+        key: flag.into(),
+        reason: format!("`{addr}` is not a host:port address: {e}"),
+    })?;
+    let settings = musicrec_service::Settings { config: config.service, artifacts };
+    musicrec_service::serve(settings, addr)?;
+    Ok(())
+}
+
+fn loadtest(url: &str, rps: u32, duration: f64, connections: usize, artifacts: &std::path::Path) -> anyhow::Result<()> {
+    let flag = |key: &str, reason: String| ConfigError::Invalid { key: key.into(), reason };
+    let addr = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/');
+    if addr.is_empty() || addr.contains('/') {
+        return Err(flag("--url", format!("`{url}` is not http://host:port")).into());
+    }
+    if rps == 0 || connections == 0 || !(duration > 0.0 && duration.is_finite()) {
+        return Err(flag("--rps/--duration/--connections", "must all be positive".into()).into());
+    }
+    let matrices = Artifacts::new(artifacts).require(Stage::Matrices, "loadtest")?;
+    let dir = artifacts.join(&matrices.stage);
+    let read = |file: &str, column: &str| musicrec_pipeline::events::read_i64_column(&dir.join(file), column);
+    let options = musicrec_service::loadtest::Options {
+        addr: addr.to_string(),
+        rps,
+        duration: std::time::Duration::from_secs_f64(duration),
+        connections,
+        old_users: read(musicrec_pipeline::matrices::USERS_FILE, "user_id")?,
+        tracks: read(musicrec_pipeline::matrices::ITEMS_FILE, "track_id")?,
+    };
+    let report = musicrec_service::loadtest::run_blocking(options)?;
+    println!("{report}");
+    anyhow::ensure!(report.problems() == 0, "{} answers were not as expected", report.problems());
     Ok(())
 }

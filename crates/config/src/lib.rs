@@ -45,6 +45,7 @@ pub struct Config {
     pub item2item: Item2ItemConfig,
     pub top_items: TopItemsConfig,
     pub ranking: RankingConfig,
+    pub service: ServiceConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,6 +134,25 @@ pub struct RankingConfig {
     pub learning_rate: f32,
     pub depth: usize,
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub addr: String,
+    pub max_k: usize,
+    pub events_per_user: usize,
+    pub similar_sources: Vec<String>,
+    pub fold_in: bool,
+    pub max_body_bytes: usize,
+    pub redis_url: Option<String>,
+    pub redis_key_prefix: String,
+    pub redis_timeout_ms: u64,
+    pub rate_limit_global_per_second: u32,
+    pub rate_limit_per_client_per_second: u32,
+}
+
+/// Stages that write a similar.parquet the service can read.
+pub const SIMILAR_SOURCES: [&str; 2] = ["als", "bpr"];
 
 /// Checks that `value` lies in `[lo, hi]`, naming the key when it does not.
 fn in_range<T: PartialOrd + std::fmt::Display>(key: &str, value: T, lo: T, hi: T) -> Result<(), ConfigError> {
@@ -258,12 +278,40 @@ impl Config {
         in_range("ranking.iterations", r.iterations, 1, 100_000)?;
         positive_finite("ranking.learning_rate", r.learning_rate)?;
         in_range("ranking.depth", r.depth, 1, 16)?;
+        self.service.check()?;
         Ok(())
     }
 
     /// A stable fingerprint of the whole configuration (hex, 16 chars).
     pub fn fingerprint(&self) -> String {
         fingerprint_of(self)
+    }
+}
+
+impl ServiceConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.addr
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| invalid("service.addr", format!("`{}` is not a host:port address: {e}", self.addr)))?;
+        in_range("service.max_k", self.max_k, 1, 1000)?;
+        in_range("service.events_per_user", self.events_per_user, 1, 1000)?;
+        for (i, source) in self.similar_sources.iter().enumerate() {
+            let key = format!("service.similar_sources[{i}]");
+            if !SIMILAR_SOURCES.contains(&source.as_str()) {
+                return Err(invalid(&key, format!("`{source}` is not one of {}", SIMILAR_SOURCES.join(", "))));
+            }
+            if self.similar_sources[..i].contains(source) {
+                return Err(invalid(&key, format!("`{source}` is listed twice")));
+            }
+        }
+        in_range("service.max_body_bytes", self.max_body_bytes, 64, 1 << 20)?;
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(invalid("service.redis_url", format!("`{url}` must start with redis:// (or null for memory)")));
+        }
+        in_range("service.redis_timeout_ms", self.redis_timeout_ms, 1, 60_000)?;
+        Ok(())
     }
 }
 
@@ -367,6 +415,8 @@ mod tests {
         assert_eq!(c.top_items.top_n, 100);
         assert_eq!(c.ranking.negatives_per_user, 5);
         assert_eq!(c.data.unknown_tracks, UnknownTracks::Drop);
+        assert_eq!((c.service.max_k, c.service.events_per_user, c.service.redis_url.as_deref()), (10, 10, None));
+        assert_eq!(c.service.similar_sources, ["als", "bpr"]);
     }
 
     #[test]
@@ -424,6 +474,11 @@ mod tests {
             ("MUSICREC__DATA__UNKNOWN_TRACKS", "ignore", "data.unknown_tracks"),
             ("MUSICREC__FEATURES__RECENT_DAYS", "[7, 7]", "features.recent_days[1]"),
             ("MUSICREC__RANKING__TOP_N", "0", "ranking.top_n"),
+            ("MUSICREC__SERVICE__ADDR", "localhost", "service.addr"),
+            ("MUSICREC__SERVICE__MAX_K", "0", "service.max_k"),
+            ("MUSICREC__SERVICE__SIMILAR_SOURCES", "[als, als]", "service.similar_sources[1]"),
+            ("MUSICREC__SERVICE__SIMILAR_SOURCES", "[top_items]", "service.similar_sources[0]"),
+            ("MUSICREC__SERVICE__REDIS_URL", "http://x", "service.redis_url"),
         ] {
             let err = Config::from_layers(None, env(&[(var, value)])).unwrap_err();
             assert!(matches!(err, ConfigError::Invalid { .. }), "{var}={value}: {err}");

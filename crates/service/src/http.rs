@@ -1,0 +1,418 @@
+//! The HTTP/JSON API (SPEC §4): routes, parameter validation, JSON errors, metrics and rate
+//! limiting middleware, hot reload.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use axum::{Json, Router};
+use musicrec_config::ServiceConfig;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::blend::{Pick, Source};
+use crate::error::ServiceError;
+use crate::events::{EventStore, MemoryEvents, RedisEvents};
+use crate::limits::{Limits, Scope};
+use crate::metrics::Metrics;
+use crate::model::ServingModel;
+
+/// What a server needs: its configuration and the artifact set to serve.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: ServiceConfig,
+    pub artifacts: PathBuf,
+}
+
+/// A loaded artifact set and when it was loaded.
+pub struct Loaded {
+    pub model: ServingModel,
+    pub loaded_at_unix: u64,
+}
+
+pub struct AppState {
+    settings: Settings,
+    loaded: ArcSwap<Loaded>,
+    events: EventStore,
+    pub metrics: Metrics,
+    limits: Limits,
+    reloading: tokio::sync::Mutex<()>,
+    last_reload_error: ArcSwapOption<String>,
+}
+
+async fn load(settings: &Settings) -> Result<Loaded, ServiceError> {
+    let (dir, config) = (settings.artifacts.clone(), settings.config.clone());
+    let started = Instant::now();
+    let model = tokio::task::spawn_blocking(move || ServingModel::load(&dir, &config)).await.map_err(|e| {
+        ServiceError::Artifacts { dir: settings.artifacts.display().to_string(), reason: e.to_string() }
+    })??;
+    tracing::info!(
+        version = model.version,
+        users_with_offline = model.offline.keys_with_lists(),
+        tracks = model.items.len(),
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "artifacts loaded"
+    );
+    let loaded_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Ok(Loaded { model, loaded_at_unix })
+}
+
+impl AppState {
+    /// Loads the artifact set again and swaps it in; requests in flight keep the set they
+    /// started with. A set that fails to load is refused and the current one stays.
+    pub async fn reload(&self) -> Result<String, ServiceError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        match load(&self.settings).await {
+            Ok(loaded) => {
+                let version = loaded.model.version.clone();
+                self.loaded.store(Arc::new(loaded));
+                self.last_reload_error.store(None);
+                Metrics::count(&self.metrics.reloads_ok);
+                Ok(version)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; the loaded artifacts stay");
+                self.last_reload_error.store(Some(Arc::new(e.to_string())));
+                Metrics::count(&self.metrics.reloads_refused);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A bound, loaded server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// Loads the artifacts, connects the events store and binds `addr`.
+    pub async fn start(settings: Settings, addr: SocketAddr) -> Result<Self, ServiceError> {
+        let loaded = load(&settings).await?;
+        let c = &settings.config;
+        let events = match &c.redis_url {
+            None => EventStore::Memory(MemoryEvents::new(c.events_per_user)),
+            Some(url) => EventStore::Redis(Box::new(
+                RedisEvents::connect(
+                    url,
+                    &c.redis_key_prefix,
+                    c.events_per_user,
+                    Duration::from_millis(c.redis_timeout_ms),
+                )
+                .await?,
+            )),
+        };
+        let limits = Limits::new(c.rate_limit_global_per_second, c.rate_limit_per_client_per_second);
+        let listener = TcpListener::bind(addr).await.map_err(|source| ServiceError::Bind { addr, source })?;
+        let state = Arc::new(AppState {
+            settings,
+            loaded: ArcSwap::from_pointee(loaded),
+            events,
+            metrics: Metrics::default(),
+            limits,
+            reloading: tokio::sync::Mutex::new(()),
+            last_reload_error: ArcSwapOption::empty(),
+        });
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServiceError> {
+        let state = self.state.clone();
+        let housekeeping = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                state.limits.forget_idle_clients();
+            }
+        });
+        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        // Small JSON answers on keep-alive connections: without NODELAY a response can wait on
+        // Nagle's algorithm for the client's delayed ACK.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        housekeeping.abort();
+        served.map_err(ServiceError::Serve)
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/recommendations", get(recommendations))
+        .route("/events", get(get_events).post(post_event))
+        .route("/similar", get(similar))
+        .route("/popular", get(popular))
+        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit));
+    Router::new()
+        .merge(api)
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
+        .route("/admin/reload", post(reload))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; GET /openapi.json lists them") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed here; GET /openapi.json lists the methods",
+            )
+        })
+        .layer(DefaultBodyLimit::max(state.settings.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// A 4xx/5xx answer with a JSON body naming the problem.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"error": self.message, "status": self.status.as_u16()}))).into_response()
+    }
+}
+
+/// A request's query parameters, checked against the names an endpoint takes.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(query: Result<Query<Vec<(String, String)>>, QueryRejection>, allowed: &[&str]) -> Result<Self, ApiError> {
+        let Query(pairs) = query.map_err(|e| ApiError::bad(e.body_text()))?;
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            if !allowed.contains(&name.as_str()) {
+                return Err(ApiError::bad(format!(
+                    "unknown parameter `{name}`; this endpoint takes {}",
+                    allowed.join(", ")
+                )));
+            }
+            if pairs[..i].iter().any(|(n, _)| n == name) {
+                return Err(ApiError::bad(format!("parameter `{name}` is given more than once")));
+            }
+        }
+        Ok(Self(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn id(&self, name: &str) -> Result<i64, ApiError> {
+        let raw = self.get(name).ok_or_else(|| ApiError::bad(format!("missing parameter `{name}` (an integer id)")))?;
+        raw.trim().parse().map_err(|_| ApiError::bad(format!("parameter `{name}`: `{raw}` is not an integer id")))
+    }
+
+    /// `k` in 1..=max, `max` when absent.
+    fn k(&self, max: usize) -> Result<usize, ApiError> {
+        let Some(raw) = self.get("k") else { return Ok(max) };
+        match raw.trim().parse::<usize>() {
+            Ok(k) if (1..=max).contains(&k) => Ok(k),
+            _ => Err(ApiError::bad(format!("parameter `k`: `{raw}` is not a whole number in 1..={max}"))),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Item {
+    track_id: i64,
+    source: Source,
+}
+
+fn items(model: &ServingModel, picks: &[Pick]) -> Vec<Item> {
+    picks.iter().map(|p| Item { track_id: model.items.decode(p.item), source: p.source }).collect()
+}
+
+impl AppState {
+    /// The user's latest listens as dense items, newest first; empty when the store fails
+    /// (counted), so recommendations are still served.
+    async fn recent(&self, model: &ServingModel, user: i64) -> Vec<u32> {
+        match self.events.latest(user, self.settings.config.events_per_user).await {
+            Ok(tracks) => tracks.into_iter().filter_map(|t| model.items.encode(t)).collect(),
+            Err(e) => {
+                Metrics::count(&self.metrics.redis_errors);
+                tracing::warn!(error = e.0, "events store unavailable: serving without the online part");
+                Vec::new()
+            }
+        }
+    }
+}
+
+async fn recommendations(
+    State(s): State<Arc<AppState>>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(query, &["user_id", "k"])?;
+    let (user, k) = (p.id("user_id")?, p.k(s.settings.config.max_k)?);
+    let loaded = s.loaded.load_full();
+    let model = &loaded.model;
+    let recent = s.recent(model, user).await;
+    let picks = model.recommend(user, &recent, k);
+    picks.iter().for_each(|p| s.metrics.recommended(p.source));
+    Ok(Json(json!({
+        "user_id": user,
+        "model_version": model.version,
+        "recommendations": items(model, &picks),
+    }))
+    .into_response())
+}
+
+async fn similar(
+    State(s): State<Arc<AppState>>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(query, &["track_id", "k"])?;
+    let (track, k) = (p.id("track_id")?, p.k(s.settings.config.max_k)?);
+    let loaded = s.loaded.load_full();
+    let model = &loaded.model;
+    let item = model
+        .items
+        .encode(track)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("track_id {track} is not in the catalogue")))?;
+    Ok(Json(json!({"track_id": track, "similar": items(model, &model.similar_to(item, k))})).into_response())
+}
+
+async fn popular(
+    State(s): State<Arc<AppState>>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let k = Params::parse(query, &["k"])?.k(s.settings.config.max_k)?;
+    let loaded = s.loaded.load_full();
+    let model = &loaded.model;
+    let picks: Vec<Pick> = model.popular.iter().take(k).map(|&item| Pick { item, source: Source::Popular }).collect();
+    Ok(Json(json!({"popular": items(model, &picks)})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Event {
+    user_id: i64,
+    track_id: i64,
+}
+
+fn store_unavailable(s: &AppState, reason: String) -> ApiError {
+    Metrics::count(&s.metrics.redis_errors);
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the events store is unavailable: {reason}"))
+}
+
+async fn post_event(
+    State(s): State<Arc<AppState>>,
+    body: Result<Json<Event>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(event) = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    if s.loaded.load().model.items.encode(event.track_id).is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("track_id {} is not in the catalogue", event.track_id),
+        ));
+    }
+    s.events.add(event.user_id, event.track_id).await.map_err(|e| store_unavailable(&s, e.0))?;
+    Metrics::count(&s.metrics.events_stored);
+    Ok((StatusCode::CREATED, Json(json!({"user_id": event.user_id, "track_id": event.track_id}))).into_response())
+}
+
+async fn get_events(
+    State(s): State<Arc<AppState>>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(query, &["user_id", "k"])?;
+    let (user, k) = (p.id("user_id")?, p.k(s.settings.config.events_per_user)?);
+    let tracks = s.events.latest(user, k).await.map_err(|e| store_unavailable(&s, e.0))?;
+    Ok(Json(json!({"user_id": user, "events": tracks})).into_response())
+}
+
+async fn health(State(s): State<Arc<AppState>>) -> Response {
+    let loaded = s.loaded.load_full();
+    let m = &loaded.model;
+    Json(json!({
+        "status": "ok",
+        "model_version": m.version,
+        "stages": m.stages,
+        "loaded_at_unix": loaded.loaded_at_unix,
+        "users_with_offline": m.offline.keys_with_lists(),
+        "tracks": m.items.len(),
+        "similarity_sources": m.similar.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        "fold_in": m.fold_in.is_some(),
+        "events_store": s.events.kind(),
+        "last_reload_error": s.last_reload_error.load_full().as_deref(),
+    }))
+    .into_response()
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+}
+
+async fn reload(State(s): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let previous = s.loaded.load().model.version.clone();
+    match s.reload().await {
+        Ok(version) => Ok(Json(json!({"model_version": version, "previous_version": previous})).into_response()),
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("reload refused, still serving {previous}: {e}"),
+        )),
+    }
+}
+
+/// Records every request's endpoint, status and latency.
+async fn track(State(s): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let endpoint = Metrics::endpoint_index(request.uri().path());
+    let response = next.run(request).await;
+    s.metrics.record_request(endpoint, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn rate_limit(State(s): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let client =
+        request.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    match s.limits.check(client) {
+        Ok(()) => next.run(request).await,
+        Err((scope, wait)) => {
+            let (counter, what) = match scope {
+                Scope::Global => (&s.metrics.rate_limited_global, "the service's"),
+                Scope::Client => (&s.metrics.rate_limited_client, "this client's"),
+            };
+            Metrics::count(counter);
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("over {what} request-rate limit; retry in {seconds} s"),
+            )
+            .into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The recommendation service (SPEC §4): serves one pipeline run's artifacts over HTTP/JSON,
+//! blending online recommendations (similar tracks of the latest listens, the ALS fold-in)
+//! with offline or popular ones; an events store in memory or Redis; rate limits, metrics,
+//! hot reload.
+
+pub mod blend;
+pub mod error;
+pub mod events;
+pub mod fold_in;
+pub mod http;
+pub mod limits;
+pub mod lists;
+pub mod loadtest;
+pub mod metrics;
+pub mod model;
+mod openapi;
+
+pub use error::ServiceError;
+pub use http::{Server, Settings};
+
+use std::net::SocketAddr;
+
+/// Runs the service until Ctrl-C or SIGTERM; SIGHUP reloads the artifacts.
+pub fn serve(settings: Settings, addr: SocketAddr) -> Result<(), ServiceError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServiceError::Serve)?;
+    runtime.block_on(async move {
+        let server = Server::start(settings, addr).await?;
+        tracing::info!(addr = %server.local_addr(), "serving");
+        let state = server.state();
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(ServiceError::Serve)?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the artifacts");
+                let _ = state.reload().await;
+            }
+        });
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(ServiceError::Serve)?;
+        server
+            .run(async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                tracing::info!("shutting down");
+            })
+            .await
+    })
+}

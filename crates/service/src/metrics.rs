@@ -1,0 +1,222 @@
+//! The service's Prometheus metrics, kept in fixed arrays of atomics: the label sets are
+//! known in advance (endpoints, status codes, sources), so recording is a few relaxed atomic
+//! adds with no lock or map lookup, and each server instance has its own registry (tests
+//! read exact values).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::blend::Source;
+
+/// Endpoints with their own series; anything else is `other`.
+pub const ENDPOINTS: [&str; 10] = [
+    "/recommendations",
+    "/events",
+    "/similar",
+    "/popular",
+    "/health",
+    "/metrics",
+    "/openapi.json",
+    "/admin/reload",
+    "/",
+    "other",
+];
+/// Status codes with their own series; anything else is counted under `other`.
+const STATUSES: [u16; 11] = [200, 201, 202, 400, 404, 405, 413, 415, 422, 429, 500];
+/// Latency histogram bucket bounds, seconds.
+const BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0];
+
+const STATUS_SLOTS: usize = STATUSES.len() + 1;
+
+#[derive(Default)]
+struct Histogram {
+    /// Per bucket (not cumulative), the last slot is +Inf.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+pub struct Metrics {
+    requests: Vec<Histogram>,
+    by_source: [AtomicU64; Source::ALL.len()],
+    pub events_stored: AtomicU64,
+    pub rate_limited_global: AtomicU64,
+    pub rate_limited_client: AtomicU64,
+    pub redis_errors: AtomicU64,
+    pub reloads_ok: AtomicU64,
+    pub reloads_refused: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            requests: (0..ENDPOINTS.len() * STATUS_SLOTS).map(|_| Histogram::default()).collect(),
+            by_source: Default::default(),
+            events_stored: AtomicU64::new(0),
+            rate_limited_global: AtomicU64::new(0),
+            rate_limited_client: AtomicU64::new(0),
+            redis_errors: AtomicU64::new(0),
+            reloads_ok: AtomicU64::new(0),
+            reloads_refused: AtomicU64::new(0),
+        }
+    }
+}
+
+fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Metrics {
+    pub fn endpoint_index(path: &str) -> usize {
+        ENDPOINTS.iter().position(|&e| e == path).unwrap_or(ENDPOINTS.len() - 1)
+    }
+
+    pub fn record_request(&self, endpoint: usize, status: u16, elapsed: Duration) {
+        let slot = STATUSES.iter().position(|&s| s == status).unwrap_or(STATUSES.len());
+        let h = &self.requests[endpoint * STATUS_SLOTS + slot];
+        let seconds = elapsed.as_secs_f64();
+        let bucket = BUCKETS.iter().position(|&b| seconds <= b).unwrap_or(BUCKETS.len());
+        inc(&h.buckets[bucket]);
+        h.sum_ns.fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn recommended(&self, source: Source) {
+        inc(&self.by_source[source as usize]);
+    }
+
+    pub fn count(counter: &AtomicU64) {
+        inc(counter);
+    }
+
+    /// Requests counted for `endpoint` with `status` (for tests and the load tester).
+    pub fn requests(&self, endpoint: &str, status: u16) -> u64 {
+        let e = Self::endpoint_index(endpoint);
+        let slot = STATUSES.iter().position(|&s| s == status).unwrap_or(STATUSES.len());
+        self.requests[e * STATUS_SLOTS + slot].buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(16 << 10);
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        out.push_str("# HELP musicrec_http_requests_total Requests served, by endpoint and status.\n");
+        out.push_str("# TYPE musicrec_http_requests_total counter\n");
+        let status_label = |slot: usize| STATUSES.get(slot).map_or("other".to_string(), |s| s.to_string());
+        let mut series = Vec::new();
+        for (e, endpoint) in ENDPOINTS.iter().enumerate() {
+            for slot in 0..STATUS_SLOTS {
+                let h = &self.requests[e * STATUS_SLOTS + slot];
+                let counts: Vec<u64> = h.buckets.iter().map(load).collect();
+                let total: u64 = counts.iter().sum();
+                if total > 0 {
+                    series.push((endpoint, status_label(slot), counts, total, load(&h.sum_ns)));
+                }
+            }
+        }
+        for (endpoint, status, _, total, _) in &series {
+            let _ =
+                writeln!(out, "musicrec_http_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {total}");
+        }
+        out.push_str("# HELP musicrec_http_request_duration_seconds Request latency, by endpoint and status.\n");
+        out.push_str("# TYPE musicrec_http_request_duration_seconds histogram\n");
+        for (endpoint, status, counts, total, sum_ns) in &series {
+            let labels = format!("endpoint=\"{endpoint}\",status=\"{status}\"");
+            let mut cumulative = 0;
+            for (bound, count) in BUCKETS.iter().zip(counts) {
+                cumulative += count;
+                let _ = writeln!(
+                    out,
+                    "musicrec_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(out, "musicrec_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {total}");
+            let _ = writeln!(out, "musicrec_http_request_duration_seconds_sum{{{labels}}} {}", *sum_ns as f64 / 1e9);
+            let _ = writeln!(out, "musicrec_http_request_duration_seconds_count{{{labels}}} {total}");
+        }
+        out.push_str("# HELP musicrec_recommendations_total Recommended items, by source.\n");
+        out.push_str("# TYPE musicrec_recommendations_total counter\n");
+        for source in Source::ALL {
+            let _ = writeln!(
+                out,
+                "musicrec_recommendations_total{{source=\"{}\"}} {}",
+                source.as_str(),
+                load(&self.by_source[source as usize])
+            );
+        }
+        let counters = [
+            ("musicrec_events_stored_total", "Listening events stored.", "", &self.events_stored),
+            (
+                "musicrec_rate_limited_total",
+                "Requests refused with 429.",
+                "scope=\"global\"",
+                &self.rate_limited_global,
+            ),
+            ("musicrec_rate_limited_total", "", "scope=\"client\"", &self.rate_limited_client),
+            (
+                "musicrec_redis_errors_total",
+                "Failed Redis operations (served without the online part).",
+                "",
+                &self.redis_errors,
+            ),
+            ("musicrec_reloads_total", "Artifact reloads.", "result=\"ok\"", &self.reloads_ok),
+            ("musicrec_reloads_total", "", "result=\"refused\"", &self.reloads_refused),
+        ];
+        for (name, help, labels, value) in counters {
+            if !help.is_empty() {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            }
+            let labels = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+            let _ = writeln!(out, "{name}{labels} {}", load(value));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_counts_add_up() {
+        let m = Metrics::default();
+        let e = Metrics::endpoint_index("/recommendations");
+        m.record_request(e, 200, Duration::from_micros(50));
+        m.record_request(e, 200, Duration::from_millis(3));
+        m.record_request(e, 400, Duration::from_secs(5));
+        m.record_request(Metrics::endpoint_index("/nope"), 599, Duration::from_millis(1));
+        m.recommended(Source::FoldIn);
+        let text = m.render();
+        assert!(
+            text.contains("musicrec_http_requests_total{endpoint=\"/recommendations\",status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("endpoint=\"/recommendations\",status=\"200\",le=\"0.0001\"} 1"), "{text}");
+        assert!(text.contains("endpoint=\"/recommendations\",status=\"200\",le=\"0.005\"} 2"), "{text}");
+        assert!(text.contains("endpoint=\"/recommendations\",status=\"400\",le=\"1\"} 0"), "{text}");
+        assert!(text.contains("endpoint=\"/recommendations\",status=\"400\",le=\"+Inf\"} 1"), "{text}");
+        assert!(text.contains("musicrec_http_requests_total{endpoint=\"other\",status=\"other\"} 1"), "{text}");
+        assert!(text.contains("musicrec_recommendations_total{source=\"fold_in\"} 1"), "{text}");
+        assert_eq!(m.requests("/recommendations", 200), 2);
+    }
+
+    /// The Grafana dashboard in the repository queries only series this registry exposes.
+    #[test]
+    fn the_dashboard_uses_only_exposed_metrics() {
+        let dashboard = include_str!("../../../dashboards/musicrec.json");
+        let exposed = Metrics::default().render();
+        let mut names: Vec<&str> = dashboard
+            .match_indices("musicrec_")
+            .map(|(at, _)| {
+                let rest = &dashboard[at..];
+                &rest[..rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len())]
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert!(names.len() >= 6, "{names:?}");
+        for name in names {
+            let series = name.strip_suffix("_bucket").unwrap_or(name);
+            assert!(exposed.contains(&format!("# TYPE {series} ")), "{name} is not exposed");
+        }
+    }
+}

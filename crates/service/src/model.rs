@@ -1,0 +1,194 @@
+//! One pipeline run's artifacts, loaded for serving (the contract of BRIEF/ARCHITECTURE):
+//! the matrices encoders, the ranking stage's offline recommendations, each similarity
+//! source's similar tracks, the popular list (the top_items model's ranked item indices,
+//! which are matrix columns, so they need no id mapping) and, for the fold-in source, the
+//! ALS item factors with the train listen counts of old users.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use musicrec_config::ServiceConfig;
+use musicrec_data::{CsrMatrix, IdEncoder};
+use musicrec_models::{Als, Recommender, TopItems};
+use musicrec_pipeline::artifacts::Manifest;
+use musicrec_pipeline::candidates::{MODEL_FILE, SIMILAR_FILE};
+use musicrec_pipeline::events::read_i64_column;
+use musicrec_pipeline::matrices::{ITEMS_FILE, USER_ITEM_FILE, USERS_FILE};
+use musicrec_pipeline::ranking::RECOMMENDATIONS_FILE;
+use musicrec_pipeline::{Artifacts, Stage};
+
+use crate::blend::{Pick, Source, blend, per_source, round_robin, tagged};
+use crate::error::ServiceError;
+use crate::fold_in::FoldIn;
+use crate::lists::{RankedLists, read_ranked};
+
+pub struct ServingModel {
+    /// The ranking stage's run id: the version of the offline model being served.
+    pub version: String,
+    /// Run id of every stage read.
+    pub stages: BTreeMap<String, String>,
+    pub users: IdEncoder,
+    pub items: IdEncoder,
+    pub offline: RankedLists,
+    pub similar: Vec<(Source, RankedLists)>,
+    pub popular: Vec<u32>,
+    pub fold_in: Option<FoldIn>,
+    /// Train listen counts (users × items) for old users' fold-in history.
+    pub history: Option<CsrMatrix>,
+}
+
+/// The artifacts directory and the stage being read, for error messages.
+struct Reader<'a> {
+    artifacts: Artifacts,
+    dir: &'a Path,
+    stages: BTreeMap<String, String>,
+}
+
+impl Reader<'_> {
+    fn fail(&self, reason: impl Into<String>) -> ServiceError {
+        ServiceError::Artifacts { dir: self.dir.display().to_string(), reason: reason.into() }
+    }
+
+    fn manifest(&mut self, stage: &str) -> Result<Manifest, ServiceError> {
+        let manifest = self
+            .artifacts
+            .manifest_of(stage)
+            .map_err(|reason| self.fail(format!("stage `{stage}` has no complete outputs ({reason})")))?;
+        self.stages.insert(stage.to_string(), manifest.run_id.clone());
+        Ok(manifest)
+    }
+
+    /// The path of `file` if the stage's manifest lists it: only listed outputs are trusted.
+    fn listed(&self, manifest: &Manifest, file: &str) -> Result<PathBuf, ServiceError> {
+        if manifest.outputs.iter().any(|o| o.file == file) {
+            Ok(self.artifacts.root().join(&manifest.stage).join(file))
+        } else {
+            Err(self.fail(format!("stage `{}` (run {}) lists no {file}", manifest.stage, manifest.run_id)))
+        }
+    }
+
+    fn encoder(&self, path: &Path, column: &str) -> Result<IdEncoder, ServiceError> {
+        let ids = read_i64_column(path, column)?;
+        if !ids.windows(2).all(|w| w[0] < w[1]) {
+            return Err(self.fail(format!("{}: `{column}` is not strictly ascending", path.display())));
+        }
+        if ids.len() >= u32::MAX as usize {
+            return Err(self.fail(format!("{}: too many ids", path.display())));
+        }
+        Ok(IdEncoder::from_sorted_unique(ids))
+    }
+}
+
+impl ServingModel {
+    /// Loads and checks the artifact set under `dir`; any missing or inconsistent part is an
+    /// error naming it.
+    pub fn load(dir: &Path, config: &ServiceConfig) -> Result<Self, ServiceError> {
+        let mut r = Reader { artifacts: Artifacts::new(dir), dir, stages: BTreeMap::new() };
+        let matrices = r.manifest(Stage::Matrices.as_str())?;
+        let users = r.encoder(&r.listed(&matrices, USERS_FILE)?, "user_id")?;
+        let items = r.encoder(&r.listed(&matrices, ITEMS_FILE)?, "track_id")?;
+
+        let ranking = r.manifest(Stage::Ranking.as_str())?;
+        let offline = read_ranked(&r.listed(&ranking, RECOMMENDATIONS_FILE)?, "user_id", "track_id", &users, &items)?;
+
+        let mut similar = Vec::new();
+        for stage in &config.similar_sources {
+            let source =
+                Source::similarity(stage).ok_or_else(|| r.fail(format!("`{stage}` is no similarity source")))?;
+            let manifest = r.manifest(stage)?;
+            let path = r.listed(&manifest, SIMILAR_FILE)?;
+            similar.push((source, read_ranked(&path, "track_id", "similar_track_id", &items, &items)?));
+        }
+
+        let top = r.manifest(Stage::TopItems.as_str())?;
+        let top_model = TopItems::load(&r.listed(&top, MODEL_FILE)?)?;
+        let popular = top_model.ranked().0.to_vec();
+        if popular.iter().any(|&i| i as usize >= items.len()) {
+            return Err(r.fail("top_items/model.bin ranks items outside the matrices item encoder: another run"));
+        }
+
+        let (fold_in, history) = if config.fold_in {
+            let als = r.manifest(Stage::Als.as_str())?;
+            let model = Als::load(&r.listed(&als, MODEL_FILE)?)?;
+            let history = CsrMatrix::load(&r.listed(&matrices, USER_ITEM_FILE)?)?;
+            let shape = (model.factors().n_users(), model.factors().n_items());
+            if shape != (users.len(), items.len()) || (history.rows, history.cols) != shape {
+                return Err(r.fail(format!(
+                    "als/model.bin is for {} users x {} items, user_item.csr is {} x {}, the encoders hold {} x {}: \
+                     stages of different runs",
+                    shape.0,
+                    shape.1,
+                    history.rows,
+                    history.cols,
+                    users.len(),
+                    items.len()
+                )));
+            }
+            (Some(FoldIn::new(&model)), Some(history))
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            version: ranking.run_id,
+            stages: r.stages,
+            users,
+            items,
+            offline,
+            similar,
+            popular,
+            fold_in,
+            history,
+        })
+    }
+
+    /// The blended recommendations (see `blend`) for `user_id`, whose recent listens are
+    /// `recent` (dense items, newest first).
+    pub fn recommend(&self, user_id: i64, recent: &[u32], k: usize) -> Vec<Pick> {
+        let mut online = Vec::with_capacity(self.similar.len() + 1);
+        if !recent.is_empty() {
+            for (source, lists) in &self.similar {
+                let per_listen: Vec<&[u32]> = recent.iter().map(|&item| lists.get(item)).collect();
+                online.push(per_source(&per_listen, *source, recent, k));
+            }
+            if let Some(fold_in) = &self.fold_in {
+                let items = fold_in.recommend(&self.listens(user_id, recent), k);
+                online.push(tagged(&items, Source::FoldIn).collect());
+            }
+        }
+        let offline = self.offline_of(user_id);
+        let (base, base_source) =
+            if offline.is_empty() { (self.popular.as_slice(), Source::Popular) } else { (offline, Source::Offline) };
+        blend(&online, base, base_source, recent, k)
+    }
+
+    /// The similar tracks of `item`, the sources round-robin.
+    pub fn similar_to(&self, item: u32, k: usize) -> Vec<Pick> {
+        let lists = self.similar.iter().map(|(source, lists)| tagged(lists.get(item), *source)).collect();
+        round_robin(lists, &[item], k)
+    }
+
+    /// The offline list of an external user id; empty for a user without one (a new user).
+    fn offline_of(&self, user_id: i64) -> &[u32] {
+        self.users.encode(user_id).map_or(&[], |u| self.offline.get(u))
+    }
+
+    /// An old user's train listen counts plus one per recent listen: (item, count), items
+    /// ascending.
+    fn listens(&self, user_id: i64, recent: &[u32]) -> Vec<(u32, f32)> {
+        let (items, counts) = match (&self.history, self.users.encode(user_id)) {
+            (Some(h), Some(u)) => h.row(u as usize),
+            _ => (&[][..], &[][..]),
+        };
+        let mut listens: Vec<(u32, f32)> = items.iter().copied().zip(counts.iter().copied()).collect();
+        listens.extend(recent.iter().map(|&i| (i, 1.0)));
+        listens.sort_unstable_by_key(|&(i, _)| i);
+        listens.dedup_by(|later, first| {
+            let same = later.0 == first.0;
+            if same {
+                first.1 += later.1;
+            }
+            same
+        });
+        listens
+    }
+}

@@ -1,0 +1,195 @@
+//! Every endpoint, every invalid-input case, rate limits, startup errors and hot reload,
+//! through a real HTTP client against the real server.
+
+mod common;
+
+use common::{TestServer, config, write_artifacts, write_ranking};
+use musicrec_config::ServiceConfig;
+use musicrec_service::{Server, Settings};
+use serde_json::json;
+
+async fn served() -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    write_artifacts(dir.path(), "run-1");
+    let server = TestServer::start(dir.path(), config()).await;
+    (dir, server)
+}
+
+#[tokio::test]
+async fn endpoints_answer_in_json() {
+    let (_dir, server) = served().await;
+    let (status, body) = server.get("/similar?track_id=100&k=4").await;
+    assert_eq!(status, 200);
+    let similar: Vec<(i64, &str)> = body["similar"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["track_id"].as_i64().unwrap(), i["source"].as_str().unwrap()))
+        .collect();
+    assert_eq!(similar, [(101, "als"), (107, "bpr"), (102, "als"), (108, "bpr")]);
+    let (status, body) = server.get("/popular?k=2").await;
+    assert_eq!((status, body["popular"][1]["track_id"].as_i64()), (200, Some(117)));
+
+    server.listen(5, 101).await;
+    server.listen(5, 102).await;
+    server.listen(5, 103).await;
+    let (status, body) = server.get("/events?user_id=5&k=2").await;
+    assert_eq!((status, body["events"].clone()), (200, json!([103, 102])));
+
+    let (status, body) = server.get("/health").await;
+    assert_eq!((status, body["status"].as_str(), body["model_version"].as_str()), (200, Some("ok"), Some("run-1")));
+    assert_eq!(body["stages"]["ranking"], "run-1");
+    assert_eq!(body["events_store"], "memory");
+
+    let (status, body) = server.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(body["paths"]["/recommendations"]["get"].is_object());
+
+    let text = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("musicrec_http_requests_total{endpoint=\"/similar\",status=\"200\"} 1"), "{text}");
+    assert!(text.contains("musicrec_events_stored_total 3"), "{text}");
+    assert!(
+        text.contains(
+            "musicrec_http_request_duration_seconds_bucket{endpoint=\"/events\",status=\"201\",le=\"+Inf\"} 3"
+        )
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_bad_request_is_a_4xx_naming_the_problem() {
+    let (_dir, server) = served().await;
+    for (path, status, names) in [
+        ("/recommendations", 400, "user_id"),
+        ("/recommendations?user_id=abc", 400, "abc"),
+        ("/recommendations?user_id=1&k=0", 400, "`k`"),
+        ("/recommendations?user_id=1&k=11", 400, "1..=10"),
+        ("/recommendations?user_id=1&k=two", 400, "two"),
+        ("/recommendations?user_id=1&user_id=2", 400, "more than once"),
+        ("/recommendations?user=1", 400, "unknown parameter `user`"),
+        ("/similar", 400, "track_id"),
+        ("/similar?track_id=999", 404, "999"),
+        ("/similar?track_id=100&k=-1", 400, "`k`"),
+        ("/popular?k=1000", 400, "`k`"),
+        ("/events", 400, "user_id"),
+        ("/events?user_id=1&k=11", 400, "`k`"),
+        ("/nowhere", 404, "no such endpoint"),
+    ] {
+        let (got, body) = server.get(path).await;
+        assert_eq!(got, status, "{path}: {body}");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(message.contains(names), "{path}: {body}");
+    }
+    let post = |body: &'static str, content_type: Option<&'static str>| {
+        let mut request = server.client.post(format!("{}/events", server.url)).body(body);
+        if let Some(t) = content_type {
+            request = request.header("content-type", t);
+        }
+        request.send()
+    };
+    let big = Box::leak(
+        format!("{{\"user_id\": 1, \"track_id\": 100, \"pad\": \"{}\"}}", "x".repeat(10_000)).into_boxed_str(),
+    );
+    for (body, content_type, status, names) in [
+        ("{\"user_id\": 1,", Some("application/json"), 400, "EOF"),
+        ("{\"user_id\": 1, \"track_id\": 100}", None, 415, "Content-Type"),
+        ("{\"user_id\": 1}", Some("application/json"), 422, "track_id"),
+        ("{\"user_id\": \"a\", \"track_id\": 100}", Some("application/json"), 422, "user_id"),
+        ("{\"user_id\": 1, \"track_id\": 999}", Some("application/json"), 422, "999"),
+        (&*big, Some("application/json"), 413, "length limit"),
+    ] {
+        let response = post(body, content_type).await.unwrap();
+        let got = response.status().as_u16();
+        let body_json: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(got, status, "{body_json}");
+        assert!(body_json["error"].as_str().unwrap().contains(names), "{body_json}");
+    }
+    let response = server.client.delete(format!("{}/recommendations", server.url)).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    let text = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains("status=\"500\""), "{text}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn over_the_rate_limit_is_a_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    write_artifacts(dir.path(), "run-1");
+    let server = TestServer::start(dir.path(), ServiceConfig { rate_limit_per_client_per_second: 3, ..config() }).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let response = server.client.get(format!("{}/popular", server.url)).send().await.unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            let wait: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!(wait >= 1);
+        }
+    }
+    // A burst of three passes, the rest of the same second is refused.
+    assert_eq!(statuses[..3], [200, 200, 200]);
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    // Health is never limited.
+    assert_eq!(server.get("/health").await.0, 200);
+    let text = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains("musicrec_rate_limited_total{scope=\"client\"} 0"), "{text}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_or_broken_artifact_set_is_a_clear_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |config: ServiceConfig| {
+        let settings = Settings { config, artifacts: dir.path().to_path_buf() };
+        Server::start(settings, "127.0.0.1:0".parse().unwrap())
+    };
+    let err = start(config()).await.err().unwrap().to_string();
+    assert!(err.contains("matrices") && err.contains("no complete outputs"), "{err}");
+    write_artifacts(dir.path(), "run-1");
+    std::fs::remove_file(dir.path().join("ranking/recommendations.parquet")).unwrap();
+    let err = start(config()).await.err().unwrap().to_string();
+    assert!(err.contains("ranking") && err.contains("recommendations.parquet is missing"), "{err}");
+    // Offline lists of users the encoders do not know: another run's file.
+    write_ranking(dir.path(), "run-2", &[(77, vec![100])]);
+    let err = start(config()).await.err().unwrap().to_string();
+    assert!(err.contains("1 rows whose `user_id`"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_under_load_drops_nothing_and_refuses_a_broken_set() {
+    let (dir, server) = served().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for worker in 0..4 {
+        let (client, url, stop) = (server.client.clone(), server.url.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || ok < 20 {
+                let user = [1, 2, 99][worker % 3];
+                match client.get(format!("{url}/recommendations?user_id={user}")).send().await {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    write_ranking(dir.path(), "run-2", &[(1, vec![116, 115])]);
+    let (status, body) = server.post_json("/admin/reload", &json!({})).await;
+    assert_eq!((status, body["model_version"].as_str()), (200, Some("run-2")), "{body}");
+    assert_eq!(server.recommend(1, 10).await, common::expect(&[(116, "offline"), (115, "offline")]));
+
+    std::fs::write(dir.path().join("ranking/recommendations.parquet"), b"not parquet").unwrap();
+    let (status, body) = server.post_json("/admin/reload", &json!({})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("still serving run-2"), "{body}");
+    let (_, health) = server.get("/health").await;
+    assert_eq!(health["model_version"], "run-2");
+    assert!(health["last_reload_error"].as_str().unwrap().contains("recommendations.parquet"), "{health}");
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in load {
+        let (ok, failed) = task.await.unwrap();
+        assert_eq!(failed, 0, "{ok} answered");
+    }
+    server.stop().await;
+}

@@ -1,0 +1,232 @@
+//! A hand-made artifact set (every stage the service reads, written through the artifact
+//! store with manifests) and a server on 127.0.0.1:0 to talk to with a real HTTP client.
+#![allow(dead_code)] // each test file uses its own part of this module
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, UInt32Array};
+use musicrec_config::{Config, ServiceConfig};
+use musicrec_data::CsrMatrix;
+use musicrec_data::atomic::write_atomic;
+use musicrec_data::parquet_io::write_batch;
+use musicrec_models::{Als, AlsParams, Recommender, TopItems, TopItemsParams};
+use musicrec_pipeline::artifacts::{MANIFEST_FILE, Manifest, OutputFile};
+use musicrec_pipeline::{Artifacts, Stage};
+use musicrec_service::http::AppState;
+use musicrec_service::{Server, Settings};
+use serde_json::Value;
+
+/// Tracks 100..=119; old users 1 and 2.
+pub const TRACKS: std::ops::RangeInclusive<i64> = 100..=119;
+pub const USERS: [i64; 2] = [1, 2];
+
+/// Offline recommendations: user 1's list holds track 100, which the tests also play.
+pub fn offline() -> Vec<(i64, Vec<i64>)> {
+    vec![(1, vec![110, 100, 111, 112, 113]), (2, vec![114, 115])]
+}
+
+pub fn als_similar() -> Vec<(i64, Vec<i64>)> {
+    vec![(100, vec![101, 102, 103]), (104, vec![105, 106])]
+}
+
+pub fn bpr_similar() -> Vec<(i64, Vec<i64>)> {
+    vec![(100, vec![107, 101, 108])]
+}
+
+/// Train listens: user 1 played tracks 117 and 119, user 2 tracks 118 and 119, so the popular
+/// list (by distinct listeners, ties by lower index) is 119, 117, 118.
+fn user_item() -> CsrMatrix {
+    let index = |t: i64| (t - TRACKS.start()) as u32;
+    let rows = [0, 0, 1, 1];
+    let cols = [index(117), index(119), index(118), index(119)];
+    CsrMatrix::from_coo(USERS.len(), TRACKS.count(), &rows, &cols, &[1.0; 4])
+}
+
+fn ids(name: &str, ids: Vec<i64>) -> RecordBatch {
+    RecordBatch::try_from_iter([(name, Arc::new(Int64Array::from(ids)) as ArrayRef)]).unwrap()
+}
+
+fn ranked(lists: &[(i64, Vec<i64>)], key: &str, item: &str) -> RecordBatch {
+    let (mut keys, mut items, mut ranks) = (Vec::new(), Vec::new(), Vec::new());
+    // Rows in reverse rank order: readers must order by rank, not by row.
+    for (k, list) in lists {
+        for (r, &i) in list.iter().enumerate().rev() {
+            keys.push(*k);
+            items.push(i);
+            ranks.push(r as u32 + 1);
+        }
+    }
+    let scores = vec![1.0f32; keys.len()];
+    RecordBatch::try_from_iter([
+        (key, Arc::new(Int64Array::from(keys)) as ArrayRef),
+        (item, Arc::new(Int64Array::from(items)) as ArrayRef),
+        ("score", Arc::new(Float32Array::from(scores)) as ArrayRef),
+        ("rank", Arc::new(UInt32Array::from(ranks)) as ArrayRef),
+    ])
+    .unwrap()
+}
+
+/// Writes the whole hand-made artifact set under `root`, every stage with run id `run`.
+pub fn write_artifacts(root: &Path, run: &str) {
+    let set = ArtifactSet {
+        users: USERS.to_vec(),
+        tracks: TRACKS.collect(),
+        user_item: user_item(),
+        als_similar: als_similar(),
+        bpr_similar: bpr_similar(),
+        offline: offline(),
+        als_factors: 2,
+        top_n: 3,
+    };
+    set.write(root, run);
+}
+
+/// Everything an artifact set holds, in external ids.
+pub struct ArtifactSet {
+    pub users: Vec<i64>,
+    pub tracks: Vec<i64>,
+    /// Train listens, users × tracks (dense indices).
+    pub user_item: CsrMatrix,
+    pub als_similar: Vec<(i64, Vec<i64>)>,
+    pub bpr_similar: Vec<(i64, Vec<i64>)>,
+    pub offline: Vec<(i64, Vec<i64>)>,
+    pub als_factors: usize,
+    pub top_n: usize,
+}
+
+impl ArtifactSet {
+    pub fn write(&self, root: &Path, run: &str) {
+        let artifacts = Artifacts::new(root);
+        let fingerprint = "test".to_string();
+        let commit = |stage: Stage, files: &dyn Fn(&mut musicrec_pipeline::artifacts::StageWriter)| {
+            let mut out = artifacts.begin(stage, run).unwrap();
+            files(&mut out);
+            out.commit(fingerprint.clone(), Value::Null, Value::Null).unwrap();
+        };
+        commit(Stage::Matrices, &|out| {
+            out.add_parquet(write_batch(out.path("users.parquet"), &ids("user_id", self.users.clone())).unwrap());
+            out.add_parquet(write_batch(out.path("items.parquet"), &ids("track_id", self.tracks.clone())).unwrap());
+            let bytes = self.user_item.save(&out.path("user_item.csr")).unwrap();
+            out.add_file("user_item.csr", bytes);
+        });
+        commit(Stage::Als, &|out| {
+            let table = ranked(&self.als_similar, "track_id", "similar_track_id");
+            out.add_parquet(write_batch(out.path("similar.parquet"), &table).unwrap());
+            let params =
+                AlsParams { factors: self.als_factors, iterations: 3, min_users_per_item: 1, ..AlsParams::default() };
+            let bytes = Als::fit(&params, &self.user_item).unwrap().save(&out.path("model.bin")).unwrap();
+            out.add_file("model.bin", bytes);
+        });
+        commit(Stage::Bpr, &|out| {
+            let table = ranked(&self.bpr_similar, "track_id", "similar_track_id");
+            out.add_parquet(write_batch(out.path("similar.parquet"), &table).unwrap());
+        });
+        commit(Stage::TopItems, &|out| {
+            let model = TopItems::fit(&TopItemsParams { top_n: self.top_n }, &self.user_item).unwrap();
+            let bytes = model.save(&out.path("model.bin")).unwrap();
+            out.add_file("model.bin", bytes);
+        });
+        write_ranking(root, run, &self.offline);
+    }
+}
+
+/// The ranking stage's output, written as that stage publishes it: files, then the manifest.
+pub fn write_ranking(root: &Path, run: &str, lists: &[(i64, Vec<i64>)]) {
+    let dir = root.join("ranking");
+    std::fs::create_dir_all(&dir).unwrap();
+    let written = write_batch(dir.join("recommendations.parquet"), &ranked(lists, "user_id", "track_id")).unwrap();
+    let manifest = Manifest {
+        format: 1,
+        stage: "ranking".into(),
+        run_id: run.into(),
+        started_at: String::new(),
+        finished_at: String::new(),
+        duration_s: 0.0,
+        peak_rss_bytes: None,
+        config_fingerprint: "test".into(),
+        params: Value::Null,
+        inputs: BTreeMap::new(),
+        outputs: vec![OutputFile {
+            file: "recommendations.parquet".into(),
+            rows: Some(written.rows),
+            bytes: written.bytes,
+        }],
+        summary: Value::Null,
+    };
+    write_atomic(dir.join(MANIFEST_FILE), &serde_json::to_vec(&manifest).unwrap()).unwrap();
+}
+
+pub fn config() -> ServiceConfig {
+    ServiceConfig { fold_in: false, ..Config::defaults().service }
+}
+
+/// A running server on an ephemeral port; stopped when dropped.
+pub struct TestServer {
+    pub url: String,
+    pub state: Arc<AppState>,
+    pub client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start(artifacts: &Path, config: ServiceConfig) -> Self {
+        let settings = Settings { config, artifacts: artifacts.to_path_buf() };
+        let server = Server::start(settings, SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let url = format!("http://{}", server.local_addr());
+        let state = server.state();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self { url, state, client: reqwest::Client::new(), stop: Some(stop), task }
+    }
+
+    /// GET `path_and_query`: the status and the JSON body.
+    pub async fn get(&self, path_and_query: &str) -> (u16, Value) {
+        let response = self.client.get(format!("{}{path_and_query}", self.url)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self.client.post(format!("{}{path}", self.url)).json(body).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    pub async fn listen(&self, user: i64, track: i64) {
+        let (status, body) = self.post_json("/events", &serde_json::json!({"user_id": user, "track_id": track})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    /// (track_id, source) of a user's recommendations.
+    pub async fn recommend(&self, user: i64, k: usize) -> Vec<(i64, String)> {
+        let (status, body) = self.get(&format!("/recommendations?user_id={user}&k={k}")).await;
+        assert_eq!(status, 200, "{body}");
+        body["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["track_id"].as_i64().unwrap(), r["source"].as_str().unwrap().to_string()))
+            .collect()
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        (&mut self.task).await.unwrap();
+    }
+}
+
+/// `[(track, source)]` from a compact literal.
+pub fn expect(items: &[(i64, &str)]) -> Vec<(i64, String)> {
+    items.iter().map(|&(t, s)| (t, s.to_string())).collect()
+}

@@ -1,0 +1,125 @@
+//! The Redis-backed events store against the real Redis on 127.0.0.1:6379 (each test under
+//! its own key prefix): shared by instances, trimmed to N, and an outage survived: served
+//! without the online part, counted, reconnected.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use common::{TestServer, config, expect, write_artifacts};
+use musicrec_config::ServiceConfig;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+const REDIS: &str = "127.0.0.1:6379";
+
+fn prefix() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("musicrec-test-{}-{nanos}-{}:", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn redis_config(url: &str, prefix: &str) -> ServiceConfig {
+    ServiceConfig {
+        redis_url: Some(url.to_string()),
+        redis_key_prefix: prefix.to_string(),
+        events_per_user: 3,
+        ..config()
+    }
+}
+
+async fn delete_keys(prefix: &str) {
+    let client = redis::Client::open(format!("redis://{REDIS}")).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut c).await.unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut c).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_share_the_store_and_keep_the_latest_n() {
+    let dir = tempfile::tempdir().unwrap();
+    write_artifacts(dir.path(), "run-1");
+    let prefix = prefix();
+    let url = format!("redis://{REDIS}");
+    let a = TestServer::start(dir.path(), redis_config(&url, &prefix)).await;
+    let b = TestServer::start(dir.path(), redis_config(&url, &prefix)).await;
+    for track in [101, 102, 103, 104] {
+        a.listen(7, track).await;
+    }
+    let (status, body) = b.get("/events?user_id=7").await;
+    assert_eq!((status, body["events"].clone()), (200, json!([104, 103, 102])));
+    assert_eq!(b.get("/health").await.1["events_store"], "redis");
+    // Instance b blends a's listens: 104's ALS list (105, 106) first.
+    assert_eq!(b.recommend(7, 3).await, expect(&[(105, "als"), (119, "popular"), (106, "als")]));
+    a.stop().await;
+    b.stop().await;
+    delete_keys(&prefix).await;
+}
+
+/// A TCP relay to the real Redis that the test can cut and restore: an outage without
+/// touching the shared Redis server.
+struct Relay {
+    listener_task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(listener: TcpListener) -> Self {
+        let listener_task = tokio::spawn(async move {
+            let mut connections = JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { break };
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(REDIS).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        // Aborting the task drops the JoinSet, which aborts every relayed connection.
+        Self { listener_task }
+    }
+
+    fn cut(self) {
+        self.listener_task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_is_served_without_the_online_part_and_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    write_artifacts(dir.path(), "run-1");
+    let prefix = prefix();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let relay = Relay::start(listener).await;
+    let server = TestServer::start(dir.path(), redis_config(&format!("redis://{addr}"), &prefix)).await;
+    server.listen(99, 100).await;
+    assert_eq!(server.recommend(99, 2).await, expect(&[(101, "als"), (119, "popular")]));
+
+    relay.cut();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Still answered, from the base part only.
+    assert_eq!(server.recommend(99, 2).await, expect(&[(119, "popular"), (117, "popular")]));
+    let (status, body) = server.post_json("/events", &json!({"user_id": 99, "track_id": 104})).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(server.state.metrics.redis_errors.load(Ordering::Relaxed) >= 2);
+
+    // Back on the same port: the next requests reconnect.
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let relay = Relay::start(listener).await;
+    let mut recovered = false;
+    for _ in 0..50 {
+        if server.recommend(99, 2).await == expect(&[(101, "als"), (119, "popular")]) {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "no reconnection to Redis");
+    relay.cut();
+    server.stop().await;
+    delete_keys(&prefix).await;
+}
