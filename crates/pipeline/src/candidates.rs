@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, UInt32Array};
-use musicrec_data::parquet_io;
-use musicrec_models::{Recommendations, Recommender};
+use musicrec_data::{CsrMatrix, parquet_io};
+use musicrec_models::{Als, Bpr, ModelError, Recommendations, Recommender};
 use serde_json::json;
 
 use crate::artifacts::Manifest;
@@ -75,11 +75,67 @@ pub enum Audience {
     AllUsers,
 }
 
+/// A model that can report its training loss after every iteration.
+pub trait LossReporting: Recommender {
+    /// Fits like `Recommender::fit`; also returns the loss of each iteration, in order.
+    fn fit_with_losses(params: &Self::Params, user_items: &CsrMatrix) -> Result<(Self, Vec<f64>), ModelError>;
+}
+
+impl LossReporting for Als {
+    fn fit_with_losses(params: &Self::Params, user_items: &CsrMatrix) -> Result<(Self, Vec<f64>), ModelError> {
+        let mut losses = Vec::with_capacity(params.iterations);
+        let model = Als::fit_reporting(params, user_items, &mut |r| losses.push(r.loss))?;
+        Ok((model, losses))
+    }
+}
+
+impl LossReporting for Bpr {
+    fn fit_with_losses(params: &Self::Params, user_items: &CsrMatrix) -> Result<(Self, Vec<f64>), ModelError> {
+        let mut losses = Vec::with_capacity(params.iterations);
+        let model = Bpr::fit_reporting(params, user_items, &mut |r| losses.push(r.loss))?;
+        Ok((model, losses))
+    }
+}
+
+/// A fitted model and, when it was asked for, its training loss per iteration.
+pub type Fitted<M> = (M, Option<Vec<f64>>);
+
+/// The fit of a stage whose config has a `report_loss` switch: with the losses when it is on,
+/// a plain `fit` (no loss computed) when it is off.
+pub fn fit_reporting_loss<M: LossReporting>(
+    params: M::Params,
+    report_loss: bool,
+) -> impl FnOnce(&CsrMatrix) -> Result<Fitted<M>, ModelError> {
+    move |user_items| {
+        if report_loss {
+            let (model, losses) = M::fit_with_losses(&params, user_items)?;
+            Ok((model, Some(losses)))
+        } else {
+            Ok((M::fit(&params, user_items)?, None))
+        }
+    }
+}
+
 /// Runs one candidate-model stage for model `M`.
 pub fn run_model_stage<M: Recommender>(
     ctx: &RunContext,
     stage: Stage,
     params: M::Params,
+    n_candidates: usize,
+    audience: Audience,
+    section: serde_json::Value,
+) -> Result<Manifest, PipelineError> {
+    let fit = |user_items: &CsrMatrix| Ok((M::fit(&params, user_items)?, None));
+    run_model_stage_with(ctx, stage, fit, n_candidates, audience, section)
+}
+
+/// Runs one candidate-model stage for model `M`, fitted on the train matrix by `fit`; a loss
+/// per iteration it returns is logged and listed in the manifest's summary
+/// (`loss_per_iteration`).
+pub fn run_model_stage_with<M: Recommender>(
+    ctx: &RunContext,
+    stage: Stage,
+    fit: impl FnOnce(&CsrMatrix) -> Result<Fitted<M>, ModelError>,
     n_candidates: usize,
     audience: Audience,
     section: serde_json::Value,
@@ -90,9 +146,12 @@ pub fn run_model_stage<M: Recommender>(
     out.add_input("matrices", matrices.run_id);
 
     let started = Instant::now();
-    let model = M::fit(&params, &evaluator.user_item)?;
+    let (model, losses) = fit(&evaluator.user_item)?;
     let fit_s = started.elapsed().as_secs_f64();
     tracing::info!(model = M::NAME, seconds = format!("{fit_s:.2}"), "fitted");
+    if let Some(losses) = &losses {
+        tracing::info!(model = M::NAME, loss_per_iteration = ?losses, "training loss");
+    }
 
     let started = Instant::now();
     let user_ids = evaluator.user_ids();
@@ -123,7 +182,7 @@ pub fn run_model_stage<M: Recommender>(
     let bytes = musicrec_data::atomic::write_atomic(out.path(METRICS_FILE), &metrics_json)?;
     out.add_file(METRICS_FILE, bytes);
 
-    let summary = json!({
+    let mut summary = json!({
         "fit_seconds": fit_s,
         "recommend_seconds": recommend_s,
         "users_per_second": users.len() as f64 / recommend_s.max(1e-9),
@@ -132,6 +191,9 @@ pub fn run_model_stage<M: Recommender>(
         "similar_pairs": similar.pairs(),
         "metrics": metrics,
     });
+    if let Some(losses) = losses {
+        summary["loss_per_iteration"] = json!(losses);
+    }
     let params_json = ctx.params(json!({"k": k, "seed": ctx.config.seed, M::NAME: section}));
     out.commit(musicrec_config::fingerprint_of(&params_json), params_json, summary)
 }
