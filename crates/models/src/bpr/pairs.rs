@@ -53,7 +53,7 @@ impl PairFilter {
     #[inline(always)]
     fn locate(&self, user: u32, item: u32) -> (usize, [u32; 8]) {
         let h = key(user, item);
-        let block = ((h >> 32) * self.blocks.len() as u64 >> 32) as usize;
+        let block = (((h >> 32) * self.blocks.len() as u64) >> 32) as usize;
         (block, SALT.map(|salt| 1 << ((h as u32).wrapping_mul(salt) >> 27)))
     }
 
