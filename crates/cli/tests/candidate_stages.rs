@@ -35,7 +35,43 @@ fn factor_model_stages_write_candidates_similar_tracks_model_and_metrics() {
     for model in ["als", "bpr"] {
         check_candidates_and_metrics(&art, model, &heard);
         check_similar_tracks(&art, model);
+        assert!(summary(&art, model).get("loss_per_iteration").is_none(), "{model}: losses only when asked");
     }
+}
+
+fn summary(art: &std::path::Path, stage: &str) -> serde_json::Value {
+    let manifest = std::fs::read_to_string(art.join(stage).join("manifest.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&manifest).unwrap()["summary"].clone()
+}
+
+fn losses(art: &std::path::Path, stage: &str) -> Vec<f64> {
+    let summary = summary(art, stage);
+    let list = summary["loss_per_iteration"].as_array().unwrap_or_else(|| panic!("{stage}: {summary}"));
+    list.iter().map(|v| v.as_f64().unwrap()).collect()
+}
+
+#[test]
+fn report_loss_lists_the_training_loss_per_iteration_in_the_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
+    generate_tiny(&data, 5);
+    let env = [
+        ("MUSICREC__ALS__FACTORS", "16"),
+        ("MUSICREC__ALS__ITERATIONS", "6"),
+        ("MUSICREC__ALS__REPORT_LOSS", "true"),
+        ("MUSICREC__BPR__FACTORS", "16"),
+        ("MUSICREC__BPR__ITERATIONS", "10"),
+        ("MUSICREC__BPR__REPORT_LOSS", "true"),
+    ];
+    let out = run_pipeline(&data, &art, Some("preprocess,matrices,als,bpr"), &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let als = losses(&art, "als");
+    assert_eq!(als.len(), 6);
+    assert!(als.windows(2).all(|w| w[1] < w[0]), "the ALS objective decreases every iteration: {als:?}");
+    // SGD's epoch means need not fall every epoch, but training lowers them.
+    let bpr = losses(&art, "bpr");
+    assert_eq!(bpr.len(), 10);
+    assert!(bpr.iter().all(|l| l.is_finite() && *l > 0.0) && bpr[9] < bpr[0], "{bpr:?}");
 }
 
 /// Every (user, track) the train window holds.

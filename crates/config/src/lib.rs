@@ -86,6 +86,7 @@ pub struct AlsConfig {
     pub alpha: f32,
     pub min_users_per_item: usize,
     pub n_candidates: usize,
+    pub report_loss: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +98,7 @@ pub struct BprConfig {
     pub regularization: f32,
     pub min_users_per_item: usize,
     pub n_candidates: usize,
+    pub report_loss: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -410,6 +412,7 @@ mod tests {
         assert_eq!(c.preprocess.target_end, NaiveDate::from_ymd_opt(2022, 12, 23).unwrap());
         assert_eq!((c.als.factors, c.als.iterations, c.als.regularization, c.als.alpha), (200, 15, 0.05, 1.0));
         assert_eq!((c.bpr.factors, c.bpr.iterations, c.bpr.learning_rate), (200, 50, 0.05));
+        assert!(!c.als.report_loss && !c.bpr.report_loss, "losses are computed only when asked");
         assert_eq!(c.item2item.metric, Distance::Manhattan);
         assert_eq!(c.item2item.n_components, 100);
         assert_eq!(c.top_items.top_n, 100);

@@ -8,6 +8,8 @@
 //! and for `Avx2Fma` inside a `#[target_feature]` function, so the intrinsics inline into it.
 //! `Avx2Fma` can only be obtained from `detect`, which is what makes its safe methods sound.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 pub(crate) trait Simd: Copy + Send + Sync {
     fn dot(self, a: &[f32], b: &[f32]) -> f32;
 
@@ -29,6 +31,28 @@ pub(crate) trait Simd: Copy + Send + Sync {
     /// Asks for `values` to be brought into cache ahead of use: the solvers gather factor
     /// rows in an order no hardware prefetcher can guess (BPR: ids and rows of random samples).
     fn prefetch<T>(self, values: &[T]);
+
+    /// Copies `f32` bits that other threads may be writing at the same time (BPR's Hogwild
+    /// factors) into `to`, each value read as by a `Relaxed` atomic load: a value may be
+    /// older or newer than its neighbours', never torn.
+    fn load_shared(self, from: &[AtomicU32], to: &mut [f32]);
+
+    /// The other way: each value written as by a `Relaxed` atomic store.
+    fn store_shared(self, from: &[f32], to: &[AtomicU32]);
+}
+
+#[inline(always)]
+fn load_relaxed(from: &[AtomicU32], to: &mut [f32]) {
+    for (value, cell) in to.iter_mut().zip(from) {
+        *value = f32::from_bits(cell.load(Ordering::Relaxed));
+    }
+}
+
+#[inline(always)]
+fn store_relaxed(from: &[f32], to: &[AtomicU32]) {
+    for (&value, cell) in from.iter().zip(to) {
+        cell.store(value.to_bits(), Ordering::Relaxed);
+    }
 }
 
 /// Plain loops, for CPUs without AVX2 and FMA.
@@ -90,6 +114,16 @@ impl Simd for Portable {
 
     #[inline(always)]
     fn prefetch<T>(self, _values: &[T]) {}
+
+    #[inline(always)]
+    fn load_shared(self, from: &[AtomicU32], to: &mut [f32]) {
+        load_relaxed(from, to);
+    }
+
+    #[inline(always)]
+    fn store_shared(self, from: &[f32], to: &[AtomicU32]) {
+        store_relaxed(from, to);
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -97,9 +131,11 @@ pub(crate) use x86::Avx2Fma;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use std::arch::asm;
     use std::arch::x86_64::*;
+    use std::sync::atomic::AtomicU32;
 
-    use super::Simd;
+    use super::{Simd, load_relaxed, store_relaxed};
 
     /// Proof that this CPU has AVX2 and FMA.
     #[derive(Debug, Clone, Copy)]
@@ -153,6 +189,70 @@ mod x86 {
                 unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
             }
         }
+
+        #[inline(always)]
+        fn load_shared(self, from: &[AtomicU32], to: &mut [f32]) {
+            // SAFETY: as above.
+            unsafe { load_shared(from, to) }
+        }
+
+        #[inline(always)]
+        fn store_shared(self, from: &[f32], to: &[AtomicU32]) {
+            // SAFETY: as above.
+            unsafe { store_shared(from, to) }
+        }
+    }
+
+    // Why inline assembly: Rust has no atomic vector load or store, and a plain (intrinsic)
+    // vector access racing with another thread's store is undefined behaviour in Rust's memory
+    // model, whatever the hardware does. An `asm!` block is opaque to the compiler and
+    // only has to behave like some sequence of operations the abstract machine allows: a
+    // `vmovups` of eight 4-byte-aligned `f32` reads or writes each of them whole (an aligned
+    // 4-byte access never splits across cache lines), which is what eight `Relaxed` atomic
+    // accesses do, with no promise of ordering between them. So the race stays defined, and
+    // the copy runs 8 values per instruction instead of 1 (relaxed atomics are never
+    // vectorised by the compiler).
+
+    #[target_feature(enable = "avx2,fma")]
+    fn load_shared(from: &[AtomicU32], to: &mut [f32]) {
+        let n = from.len().min(to.len());
+        let mut i = 0;
+        while i + 8 <= n {
+            let v: __m256;
+            // SAFETY: i + 8 <= n: the 32 bytes are inside `from` (AtomicU32 has the layout of
+            // u32) and inside `to`; see above for the concurrent access.
+            unsafe {
+                asm!(
+                    "vmovups {v}, ymmword ptr [{p}]",
+                    p = in(reg) from.as_ptr().add(i),
+                    v = out(ymm_reg) v,
+                    options(nostack, preserves_flags, readonly),
+                );
+                _mm256_storeu_ps(to.as_mut_ptr().add(i), v);
+            }
+            i += 8;
+        }
+        load_relaxed(&from[i..n], &mut to[i..n]);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn store_shared(from: &[f32], to: &[AtomicU32]) {
+        let n = from.len().min(to.len());
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: as in `load_shared`.
+            unsafe {
+                let v = _mm256_loadu_ps(from.as_ptr().add(i));
+                asm!(
+                    "vmovups ymmword ptr [{p}], {v}",
+                    p = in(reg) to.as_ptr().add(i),
+                    v = in(ymm_reg) v,
+                    options(nostack, preserves_flags),
+                );
+            }
+            i += 8;
+        }
+        store_relaxed(&from[i..n], &to[i..n]);
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -352,6 +452,15 @@ mod tests {
             let mut out = vec![f32::NAN; k];
             simd.symmetric_mat_vec(&m, &v, &mut out);
             assert_eq!(out, expected, "mat_vec, k = {k}");
+        }
+        // 8-value chunks and a scalar tail, bit for bit both ways.
+        for n in [0usize, 3, 8, 19] {
+            let values: Vec<f32> = (0..n).map(|i| i as f32 * -1.5 + 0.25).collect();
+            let shared: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(f32::NAN.to_bits())).collect();
+            simd.store_shared(&values, &shared);
+            let mut back = vec![f32::NAN; n];
+            simd.load_shared(&shared, &mut back);
+            assert_eq!(back, values, "shared copies, n = {n}");
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, UInt32Array};
 use musicrec_data::{CsrMatrix, parquet_io};
-use musicrec_models::{Recommendations, Recommender, TrainingData};
+use musicrec_models::{Als, Bpr, ModelError, Recommendations, Recommender, TrainingData};
 use serde_json::json;
 
 use crate::artifacts::Manifest;
@@ -76,11 +76,67 @@ pub enum Audience {
     AllUsers,
 }
 
+/// A model that can report its training loss after every iteration.
+pub trait LossReporting: Recommender {
+    /// Fits like `Recommender::fit`; also returns the loss of each iteration, in order.
+    fn fit_with_losses(params: &Self::Params, data: TrainingData<'_>) -> Result<(Self, Vec<f64>), ModelError>;
+}
+
+impl LossReporting for Als {
+    fn fit_with_losses(params: &Self::Params, data: TrainingData<'_>) -> Result<(Self, Vec<f64>), ModelError> {
+        let mut losses = Vec::with_capacity(params.iterations);
+        let model = Als::fit_reporting(params, data.user_items, &mut |r| losses.push(r.loss))?;
+        Ok((model, losses))
+    }
+}
+
+impl LossReporting for Bpr {
+    fn fit_with_losses(params: &Self::Params, data: TrainingData<'_>) -> Result<(Self, Vec<f64>), ModelError> {
+        let mut losses = Vec::with_capacity(params.iterations);
+        let model = Bpr::fit_reporting(params, data.user_items, &mut |r| losses.push(r.loss))?;
+        Ok((model, losses))
+    }
+}
+
+/// A fitted model and, when it was asked for, its training loss per iteration.
+pub type Fitted<M> = (M, Option<Vec<f64>>);
+
+/// The fit of a stage whose config has a `report_loss` switch: with the losses when it is on,
+/// a plain `fit` (no loss computed) when it is off.
+pub fn fit_reporting_loss<M: LossReporting>(
+    params: M::Params,
+    report_loss: bool,
+) -> impl FnOnce(TrainingData<'_>) -> Result<Fitted<M>, ModelError> {
+    move |data| {
+        if report_loss {
+            let (model, losses) = M::fit_with_losses(&params, data)?;
+            Ok((model, Some(losses)))
+        } else {
+            Ok((M::fit(&params, data)?, None))
+        }
+    }
+}
+
 /// Runs one candidate-model stage for model `M`.
 pub fn run_model_stage<M: Recommender>(
     ctx: &RunContext,
     stage: Stage,
     params: M::Params,
+    n_candidates: usize,
+    audience: Audience,
+    section: serde_json::Value,
+) -> Result<Manifest, PipelineError> {
+    let fit = |data: TrainingData<'_>| Ok((M::fit(&params, data)?, None));
+    run_model_stage_with(ctx, stage, fit, n_candidates, audience, section)
+}
+
+/// Runs one candidate-model stage for model `M`, fitted on the train matrix by `fit`; a loss
+/// per iteration it returns is logged and listed in the manifest's summary
+/// (`loss_per_iteration`).
+pub fn run_model_stage_with<M: Recommender>(
+    ctx: &RunContext,
+    stage: Stage,
+    fit: impl FnOnce(TrainingData<'_>) -> Result<Fitted<M>, ModelError>,
     n_candidates: usize,
     audience: Audience,
     section: serde_json::Value,
@@ -98,9 +154,12 @@ pub fn run_model_stage<M: Recommender>(
     };
     let started = Instant::now();
     let data = TrainingData { user_items: &evaluator.user_item, item_features: item_features.as_ref() };
-    let model = M::fit(&params, data)?;
+    let (model, losses) = fit(data)?;
     let fit_s = started.elapsed().as_secs_f64();
     tracing::info!(model = M::NAME, seconds = format!("{fit_s:.2}"), "fitted");
+    if let Some(losses) = &losses {
+        tracing::info!(model = M::NAME, loss_per_iteration = ?losses, "training loss");
+    }
 
     let started = Instant::now();
     let user_ids = evaluator.user_ids();
@@ -131,7 +190,7 @@ pub fn run_model_stage<M: Recommender>(
     let bytes = musicrec_data::atomic::write_atomic(out.path(METRICS_FILE), &metrics_json)?;
     out.add_file(METRICS_FILE, bytes);
 
-    let summary = json!({
+    let mut summary = json!({
         "fit_seconds": fit_s,
         "recommend_seconds": recommend_s,
         "users_per_second": users.len() as f64 / recommend_s.max(1e-9),
@@ -141,6 +200,9 @@ pub fn run_model_stage<M: Recommender>(
         "model": model.summary().into_iter().map(|(fact, value)| (fact.to_string(), json!(value))).collect::<serde_json::Map<_, _>>(),
         "metrics": metrics,
     });
+    if let Some(losses) = losses {
+        summary["loss_per_iteration"] = json!(losses);
+    }
     let params_json = ctx.params(json!({"k": k, "seed": ctx.config.seed, M::NAME: section}));
     out.commit(musicrec_config::fingerprint_of(&params_json), params_json, summary)
 }

@@ -139,10 +139,10 @@ pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, P
                     seed: ctx.config.seed,
                     ..AlsParams::default()
                 };
-                candidates::run_model_stage::<Als>(
+                candidates::run_model_stage_with(
                     ctx,
                     stage,
-                    params,
+                    candidates::fit_reporting_loss::<Als>(params, c.report_loss),
                     c.n_candidates,
                     Audience::OldUsers,
                     ctx.params(c),
@@ -159,10 +159,10 @@ pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, P
                     seed: ctx.config.seed,
                     ..BprParams::default()
                 };
-                candidates::run_model_stage::<Bpr>(
+                candidates::run_model_stage_with(
                     ctx,
                     stage,
-                    params,
+                    candidates::fit_reporting_loss::<Bpr>(params, c.report_loss),
                     c.n_candidates,
                     Audience::OldUsers,
                     ctx.params(c),

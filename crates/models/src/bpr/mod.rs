@@ -12,8 +12,9 @@
 //! the nonzeros' items**, i.e. in proportion to its number of users: that is what implicit's
 //! CPU code does (`disliked_id = itemids[rng.generate()]`), not uniform over the catalogue.
 //! With `verify_negative_samples`, a sample whose j the user has is skipped (counted as
-//! skipped, not redrawn), as implicit does. Then, with `z = x_u·(y_i − y_j)` and
-//! `σ = sigmoid(−z)`:
+//! skipped, not redrawn), as implicit does (a Bloom filter of the pairs answers most of
+//! these tests from cache, the user's row the rest: see `pairs`). Then, with
+//! `z = x_u·(y_i − y_j)` and `σ = sigmoid(−z)`:
 //!
 //! ```text
 //! x_u += lr (σ (y_i − y_j) − reg x_u)     (not the bias column, which stays 1)
@@ -27,8 +28,10 @@
 //! drawn never depend on the number of threads, but with more than one thread the order in
 //! which their updates interleave does: **results are not bit-reproducible with more than one
 //! thread** (neither are implicit's); with one thread they are, for a given seed. Within a
-//! block the samples are drawn up front so that the ids and factor rows of later samples can
-//! be prefetched while earlier ones are updated (this changes timing only, not results).
+//! block, samples go through a short pipeline so that the ids, rows and factors of later
+//! samples are prefetched while earlier ones are updated (timing only, not results). During
+//! training, rows are padded to whole cache lines and the item bias is held apart (see
+//! `SharedFactors`); the model keeps implicit's `factors + 1` columns.
 //!
 //! `similar_items` is the cosine of the item vectors **without** the bias column. The bias is
 //! an item's popularity, not its taste: included, it would pull popular items towards each
@@ -41,6 +44,8 @@
 //! regularization, `u64` min_users_per_item, `u64` seed, `u64` verify_negative_samples, 0 or
 //! 1), then the factor model (see `factors`) with `factors + 1` values per vector, the last
 //! being the bias column.
+
+mod pairs;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -62,6 +67,7 @@ use crate::simd::Avx2Fma;
 use crate::simd::{Portable, Simd};
 use crate::training::{initial_factors, training_set};
 use crate::{Recommender, TrainingData};
+use pairs::PairFilter;
 
 const NAME: &str = "bpr";
 /// Vectors hold factors + 1 values; ALS's bound on the vector length (memory of a real
@@ -70,8 +76,6 @@ const MAX_FACTORS: usize = 4095;
 /// Samples per random stream and per parallel task: the unit that makes the samples drawn
 /// independent of the thread count.
 const SAMPLES_PER_BLOCK: usize = 1 << 14;
-/// Samples ahead whose factor rows (and, twice as far ahead, whose ids) are prefetched.
-const PREFETCH_AHEAD: usize = 8;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BprParams {
@@ -127,6 +131,9 @@ pub struct EpochReport {
     pub correct: f64,
     /// Share of the epoch's samples skipped because the user has the negative item.
     pub skipped: f64,
+    /// Mean BPR loss, −ln σ(x_u·y_i − x_u·y_j), of the samples used, each taken before its
+    /// update: the training loss SGD lowers.
+    pub loss: f64,
     /// Time of this epoch.
     pub seconds: f64,
 }
@@ -138,8 +145,8 @@ pub struct Bpr {
 }
 
 impl Bpr {
-    /// Fits like `Recommender::fit`, handing each epoch's figures to `report` (they are
-    /// counted anyway: reporting costs nothing).
+    /// Fits like `Recommender::fit`, handing each epoch's figures to `report`. The loss
+    /// costs a logarithm per sample; the counts are taken anyway.
     pub fn fit_reporting(
         params: &BprParams,
         user_items: &CsrMatrix,
@@ -158,31 +165,43 @@ impl Bpr {
         let matrix = &set.matrix;
         let dim = params.factors + 1;
         let scale = 0.5 / params.factors as f32;
-        let mut user_factors = initial_factors(params.seed, 0, matrix.rows, dim, -scale..scale);
-        user_factors.par_chunks_mut(dim).for_each(|x| x[params.factors] = 1.0);
+        // Drawn with the bias column, as the model file holds them; the user bias column (a
+        // constant 1) is not trained, the item bias column is trained apart (`SharedFactors`).
+        let user_factors = initial_factors(params.seed, 0, matrix.rows, dim, -scale..scale);
         let item_factors = initial_factors(params.seed, 1, matrix.cols, dim, -scale..scale);
-        // The row of every nonzero (implicit's `userids`): a sample is one random index.
-        let mut user_of = Vec::with_capacity(matrix.nnz());
+        // (row, column) of every nonzero (implicit's `userids` and `itemids`): a sample is one
+        // random index, and one cache line holds both its ids.
+        let mut nonzeros = Vec::with_capacity(matrix.nnz());
         for u in 0..matrix.rows {
-            let length = (matrix.indptr[u + 1] - matrix.indptr[u]) as usize;
-            user_of.extend(std::iter::repeat_n(u as u32, length));
+            let (first, end) = (matrix.indptr[u] as usize, matrix.indptr[u + 1] as usize);
+            nonzeros.extend(matrix.indices[first..end].iter().map(|&i| (u as u32, i)));
         }
-        let shared = SharedFactors::new(user_factors, item_factors, dim);
-        let epoch = Epoch { matrix, user_of: &user_of, factors: &shared, params };
+        let shared = SharedFactors::new(&user_factors, &item_factors, params.factors);
+        drop((user_factors, item_factors));
+        let filter = params.verify_negative_samples.then(|| PairFilter::new(&nonzeros));
+        let epoch = Epoch {
+            matrix,
+            nonzeros: &nonzeros,
+            filter: filter.as_ref(),
+            factors: &shared,
+            params,
+            measure_loss: report.is_some(),
+        };
         for number in 1..=params.iterations {
             let started = Instant::now();
             let counts = epoch.run(number as u64);
             if let Some(report) = report.as_deref_mut() {
                 let samples = matrix.nnz() as f64;
                 let used = samples - counts.skipped as f64;
-                let correct = if used > 0.0 { counts.correct as f64 / used } else { 0.0 };
+                let per_used = |x: f64| if used > 0.0 { x / used } else { 0.0 };
+                let (correct, loss) = (per_used(counts.correct as f64), per_used(counts.loss));
                 let skipped = counts.skipped as f64 / samples;
                 let seconds = started.elapsed().as_secs_f64();
-                tracing::debug!(epoch = number, correct, skipped, seconds, "bpr epoch");
-                report(&EpochReport { epoch: number, correct, skipped, seconds });
+                tracing::debug!(epoch = number, correct, skipped, loss, seconds, "bpr epoch");
+                report(&EpochReport { epoch: number, correct, skipped, loss, seconds });
             }
         }
-        let (user_factors, item_factors) = shared.into_inner();
+        let (user_factors, item_factors) = shared.into_model_rows();
         let factors = FactorModel::try_new(
             user_items.rows,
             user_items.cols,
@@ -206,7 +225,16 @@ impl Bpr {
     }
 }
 
-/// User and item factors that every thread of an epoch reads and writes without locks.
+/// Values per cache line.
+const LINE: usize = 16;
+
+/// One cache line of shared values: rows made of whole lines start on a line and touch no
+/// more lines than their length needs (a row of 65 `f32` would straddle 5 or 6).
+#[repr(C, align(64))]
+struct Line([AtomicU32; LINE]);
+
+/// Rows of `f32` that every thread of an epoch reads and writes without locks, each padded
+/// with zeros to whole cache lines.
 ///
 /// Hogwild: two threads may update the same row at once, and one thread's update of a value
 /// can then be lost or mixed with another's. For sparse SGD that is benign by design: such
@@ -216,70 +244,124 @@ impl Bpr {
 ///
 /// What must not happen is undefined behaviour, which a plain concurrent `f32` write is in
 /// Rust's memory model, whatever the hardware does. So every value is an `AtomicU32` holding
-/// the `f32`'s bits, read and written with `Relaxed` loads and stores: defined behaviour, no
-/// `unsafe` anywhere, and on x86-64 (as on ARM64) such a load or store is the same single
-/// `mov` a plain one is, so this costs nothing. No value can ever be torn: each 32-bit store
-/// is atomic. The arithmetic runs on thread-local copies of the three rows of a sample
-/// (`Scratch`), where it vectorises; the whole read-compute-write of a sample is not atomic,
-/// which is the Hogwild race described above and nothing more.
+/// the `f32`'s bits, only ever accessed as by `Relaxed` loads and stores: `Simd::load_shared`
+/// and `store_shared` copy whole rows to and from thread-local copies (`Scratch`), where the
+/// arithmetic runs, 8 values per instruction on AVX2 (see `simd` for why that is still a
+/// relaxed access). No value can ever be torn; the whole read-compute-write of a sample is
+/// not atomic, which is the Hogwild race described above and nothing more.
+struct SharedRows {
+    lines: Vec<Line>,
+    lines_per_row: usize,
+}
+
+impl SharedRows {
+    /// The first `width` values of each `stride`-long row of `values`.
+    fn new(values: &[f32], stride: usize, width: usize) -> Self {
+        let lines_per_row = width.div_ceil(LINE);
+        let lines = values
+            .chunks_exact(stride)
+            .flat_map(|row| {
+                (0..lines_per_row).map(move |l| {
+                    Line(std::array::from_fn(|c| {
+                        let at = l * LINE + c;
+                        AtomicU32::new(if at < width { row[at] } else { 0.0 }.to_bits())
+                    }))
+                })
+            })
+            .collect();
+        Self { lines, lines_per_row }
+    }
+
+    /// A row, padding included (always zeros: see `Epoch::sample`).
+    #[inline(always)]
+    fn row(&self, r: u32) -> &[AtomicU32] {
+        let lines = &self.lines[r as usize * self.lines_per_row..][..self.lines_per_row];
+        // SAFETY: `Line` is `repr(C)` with 16 `AtomicU32` (64 bytes) and align 64, so it has
+        // no padding: consecutive lines are one contiguous run of `AtomicU32`.
+        unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<AtomicU32>(), lines.len() * LINE) }
+    }
+
+    fn rows(&self) -> impl Iterator<Item = impl Iterator<Item = f32> + '_> + '_ {
+        self.lines.chunks_exact(self.lines_per_row).map(|row| {
+            row.iter().flat_map(|line| line.0.iter().map(|cell| f32::from_bits(cell.load(Ordering::Relaxed))))
+        })
+    }
+}
+
+/// The trained state: user and item taste vectors (`factors` values each) as `SharedRows`,
+/// and the item biases apart. The user's bias column is a constant 1 and needs no storage;
+/// the item's, kept in its row, would make a 64-factor row 65 values long, one more cache
+/// line, while all biases together are small enough to stay in cache.
 struct SharedFactors {
-    users: Vec<AtomicU32>,
-    items: Vec<AtomicU32>,
-    dim: usize,
+    users: SharedRows,
+    items: SharedRows,
+    biases: Vec<AtomicU32>,
+    factors: usize,
 }
 
 impl SharedFactors {
-    fn new(users: Vec<f32>, items: Vec<f32>, dim: usize) -> Self {
-        let atomic = |v: Vec<f32>| v.into_iter().map(|x| AtomicU32::new(x.to_bits())).collect();
-        Self { users: atomic(users), items: atomic(items), dim }
-    }
-
-    fn into_inner(self) -> (Vec<f32>, Vec<f32>) {
-        let plain = |v: Vec<AtomicU32>| v.into_iter().map(|x| f32::from_bits(x.into_inner())).collect();
-        (plain(self.users), plain(self.items))
-    }
-
-    fn user(&self, row: u32) -> &[AtomicU32] {
-        &self.users[row as usize * self.dim..(row as usize + 1) * self.dim]
-    }
-
-    fn item(&self, row: u32) -> &[AtomicU32] {
-        &self.items[row as usize * self.dim..(row as usize + 1) * self.dim]
-    }
-
-    #[inline(always)]
-    fn load(from: &[AtomicU32], to: &mut [f32]) {
-        for (value, cell) in to.iter_mut().zip(from) {
-            *value = f32::from_bits(cell.load(Ordering::Relaxed));
+    /// From rows of `factors + 1` values, the last being the bias column.
+    fn new(users: &[f32], items: &[f32], factors: usize) -> Self {
+        let dim = factors + 1;
+        Self {
+            users: SharedRows::new(users, dim, factors),
+            items: SharedRows::new(items, dim, factors),
+            biases: items.chunks_exact(dim).map(|row| AtomicU32::new(row[factors].to_bits())).collect(),
+            factors,
         }
     }
 
-    #[inline(always)]
-    fn store(from: &[f32], to: &[AtomicU32]) {
-        for (&value, cell) in from.iter().zip(to) {
-            cell.store(value.to_bits(), Ordering::Relaxed);
-        }
+    /// Back to rows of `factors + 1` values: user rows end with 1, item rows with the bias.
+    fn into_model_rows(self) -> (Vec<f32>, Vec<f32>) {
+        let f = self.factors;
+        let users = self.users.rows().flat_map(|row| row.take(f).chain([1.0])).collect();
+        let biases = self.biases.iter().map(|b| f32::from_bits(b.load(Ordering::Relaxed)));
+        let items = self.items.rows().zip(biases).flat_map(|(row, bias)| row.take(f).chain([bias])).collect();
+        (users, items)
     }
 }
 
-/// Correctly ranked and skipped samples.
+/// Correctly ranked and skipped samples, and the summed loss (when measured).
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
     correct: u64,
     skipped: u64,
+    loss: f64,
 }
 
 impl std::ops::Add for Counts {
     type Output = Self;
     fn add(self, other: Self) -> Self {
-        Self { correct: self.correct + other.correct, skipped: self.skipped + other.skipped }
+        Self {
+            correct: self.correct + other.correct,
+            skipped: self.skipped + other.skipped,
+            loss: self.loss + other.loss,
+        }
     }
 }
 
-/// A thread's samples of a block (nonzero positions of the liked and the disliked item), and
-/// its copies of one sample's user, liked and disliked rows, and y_i − y_j.
+/// Samples ahead of the one being updated that each step of the prefetch pipeline works on
+/// (see `Epoch::block_with`).
+const AHEAD: usize = 8;
+/// Slots of the ring of samples in flight: a power of two above 4 × AHEAD.
+const RING: usize = 64;
+
+/// A sample in flight: where it was drawn (nonzero positions of the liked and of the
+/// disliked item), then its ids, then whether the pair filter let its negative through.
+#[derive(Debug, Default, Clone, Copy)]
+struct Slot {
+    liked_at: usize,
+    disliked_at: usize,
+    user: u32,
+    liked: u32,
+    disliked: u32,
+    maybe_listened: bool,
+}
+
+/// A thread's samples in flight, and its copies of one sample's user, liked and disliked
+/// rows, and y_i − y_j.
 struct Scratch {
-    samples: Vec<(usize, usize)>,
+    ring: [Slot; RING],
     user: Vec<f32>,
     liked: Vec<f32>,
     disliked: Vec<f32>,
@@ -287,22 +369,26 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(dim: usize) -> Self {
+    fn new(width: usize) -> Self {
         Self {
-            samples: Vec::with_capacity(SAMPLES_PER_BLOCK),
-            user: vec![0.0; dim],
-            liked: vec![0.0; dim],
-            disliked: vec![0.0; dim],
-            difference: vec![0.0; dim],
+            ring: [Slot::default(); RING],
+            user: vec![0.0; width],
+            liked: vec![0.0; width],
+            disliked: vec![0.0; width],
+            difference: vec![0.0; width],
         }
     }
 }
 
 struct Epoch<'a> {
     matrix: &'a CsrMatrix,
-    user_of: &'a [u32],
+    nonzeros: &'a [(u32, u32)],
+    /// Present when negatives are verified.
+    filter: Option<&'a PairFilter>,
     factors: &'a SharedFactors,
     params: &'a BprParams,
+    /// Sum each sample's loss (for `fit_reporting`).
+    measure_loss: bool,
 }
 
 impl Epoch<'_> {
@@ -310,10 +396,11 @@ impl Epoch<'_> {
     fn run(&self, number: u64) -> Counts {
         let samples = self.matrix.nnz();
         let blocks = samples.div_ceil(SAMPLES_PER_BLOCK);
+        let width = self.factors.users.lines_per_row * LINE;
         (0..blocks)
             .into_par_iter()
             .map_init(
-                || Scratch::new(self.factors.dim),
+                || Scratch::new(width),
                 |scratch, block| {
                     let length = SAMPLES_PER_BLOCK.min(samples - block * SAMPLES_PER_BLOCK);
                     // Streams 0 and 1 initialised the factors; epochs use 2, 3, ...
@@ -342,77 +429,132 @@ impl Epoch<'_> {
         self.block_with(simd, rng, length, scratch)
     }
 
+    /// The column indices of a user's row: what a negative sample is verified against.
+    #[inline(always)]
+    fn items_of(&self, user: u32) -> &[u32] {
+        let (indptr, u) = (&self.matrix.indptr, user as usize);
+        &self.matrix.indices[indptr[u] as usize..indptr[u + 1] as usize]
+    }
+
+    /// A sample is a chain of dependent random reads, each a cache miss on a real catalogue:
+    /// nonzero position → ids → the factor rows and the pair filter's block. So the samples go
+    /// through a pipeline, `AHEAD` samples apart per step: drawn and their ids prefetched; ids
+    /// read and the rows and filter block prefetched; the filter asked, and where it cannot rule
+    /// the negative out (about a tenth of the samples), the user's row bounds prefetched; then
+    /// the lines of the row that the exact test reads; verified and updated. Samples are drawn, and updated, in the order a
+    /// sample-by-sample loop would: this changes timing only, not results.
     #[inline(always)]
     fn block_with<S: Simd>(&self, simd: S, mut rng: Xoshiro256PlusPlus, length: usize, s: &mut Scratch) -> Counts {
-        let nnz = self.matrix.nnz() as u64;
+        let nnz = self.nonzeros.len() as u64;
         // Uniform in 0..nnz by the high half of a 64 × 64-bit product (bias below 2⁻³²).
         let mut draw = || ((u128::from(rng.next_u64()) * u128::from(nnz)) >> 64) as usize;
-        // The block's samples are drawn first (in the order a sample-by-sample loop would
-        // draw them), so that the loop can prefetch ahead: a sample is a chain of dependent
-        // random reads (nonzero → user and items → the user's row → factor rows), each a
-        // cache miss on a real catalogue.
-        s.samples.clear();
-        s.samples.extend((0..length).map(|_| (draw(), draw())));
-        let (lr, reg) = (self.params.learning_rate, self.params.regularization);
-        let factors = self.params.factors;
-        let (indices, user_of) = (&self.matrix.indices, self.user_of);
+        let (indices, indptr) = (&self.matrix.indices, &self.matrix.indptr);
+        let f = self.factors;
         let mut counts = Counts::default();
-        for t in 0..length {
-            if let Some(&(liked_at, disliked_at)) = s.samples.get(t + 2 * PREFETCH_AHEAD) {
-                simd.prefetch(&user_of[liked_at..=liked_at]);
-                simd.prefetch(&indices[liked_at..=liked_at]);
-                simd.prefetch(&indices[disliked_at..=disliked_at]);
+        for step in 0..length + 4 * AHEAD {
+            if step < length {
+                let slot = &mut s.ring[step % RING];
+                (slot.liked_at, slot.disliked_at) = (draw(), draw());
+                simd.prefetch(&self.nonzeros[slot.liked_at..=slot.liked_at]);
+                simd.prefetch(&indices[slot.disliked_at..=slot.disliked_at]);
             }
-            if let Some(&(liked_at, disliked_at)) = s.samples.get(t + PREFETCH_AHEAD) {
-                let user = user_of[liked_at];
-                simd.prefetch(self.matrix.row(user as usize).0);
-                simd.prefetch(self.factors.user(user));
-                simd.prefetch(self.factors.item(indices[liked_at]));
-                simd.prefetch(self.factors.item(indices[disliked_at]));
+            if let Some(t) = step.checked_sub(AHEAD).filter(|&t| t < length) {
+                let slot = &mut s.ring[t % RING];
+                (slot.user, slot.liked) = self.nonzeros[slot.liked_at];
+                slot.disliked = indices[slot.disliked_at];
+                if let Some(filter) = self.filter {
+                    simd.prefetch(filter.block_of(slot.user, slot.disliked));
+                }
+                simd.prefetch(f.users.row(slot.user));
+                simd.prefetch(f.items.row(slot.liked));
+                simd.prefetch(f.items.row(slot.disliked));
             }
-            let (liked_at, disliked_at) = s.samples[t];
-            let user = user_of[liked_at];
-            let liked = indices[liked_at];
-            let disliked = indices[disliked_at];
-            if self.params.verify_negative_samples && self.matrix.row(user as usize).0.binary_search(&disliked).is_ok()
-            {
-                counts.skipped += 1;
-                continue;
+            if let (Some(t), Some(filter)) = (step.checked_sub(2 * AHEAD).filter(|&t| t < length), self.filter) {
+                let slot = &mut s.ring[t % RING];
+                slot.maybe_listened = filter.may_contain(slot.user, slot.disliked);
+                if slot.maybe_listened {
+                    simd.prefetch(&indptr[slot.user as usize..=slot.user as usize + 1]);
+                }
             }
-            let (user_row, liked_row, disliked_row) =
-                (self.factors.user(user), self.factors.item(liked), self.factors.item(disliked));
-            SharedFactors::load(user_row, &mut s.user);
-            SharedFactors::load(liked_row, &mut s.liked);
-            SharedFactors::load(disliked_row, &mut s.disliked);
-            for ((d, &a), &b) in s.difference.iter_mut().zip(&s.liked).zip(&s.disliked) {
-                *d = a - b;
+            if let Some(t) = step.checked_sub(3 * AHEAD).filter(|&t| t < length && s.ring[t % RING].maybe_listened) {
+                prefetch_search(simd, self.items_of(s.ring[t % RING].user));
             }
-            let score = simd.dot(&s.user, &s.difference);
-            let z = 1.0 / (1.0 + score.exp());
-            if z < 0.5 {
-                counts.correct += 1;
+            if let Some(t) = step.checked_sub(4 * AHEAD) {
+                let slot = s.ring[t % RING];
+                if slot.maybe_listened && self.items_of(slot.user).binary_search(&slot.disliked).is_ok() {
+                    counts.skipped += 1;
+                    continue;
+                }
+                let score = self.sample(simd, slot, s);
+                counts.correct += u64::from(score > 0.0);
+                if self.measure_loss {
+                    // −ln σ(score) = ln(1 + e^−score), without overflow for either sign.
+                    counts.loss += f64::from((-score).max(0.0) + (-score.abs()).exp().ln_1p());
+                }
             }
-            // The item updates use the user's values from before this sample, as implicit's.
-            for (y, &x) in s.liked.iter_mut().zip(&s.user) {
-                *y += lr * (z * x - reg * *y);
-            }
-            if disliked == liked {
-                // Only without verify_negative_samples. implicit updates one row twice, the
-                // second update reading the first's result: so do we.
-                s.disliked.copy_from_slice(&s.liked);
-            }
-            for (y, &x) in s.disliked.iter_mut().zip(&s.user) {
-                *y += lr * (-z * x - reg * *y);
-            }
-            // The user's bias column stays 1.
-            for (x, &d) in s.user[..factors].iter_mut().zip(&s.difference) {
-                *x += lr * (z * d - reg * *x);
-            }
-            SharedFactors::store(&s.user[..factors], &user_row[..factors]);
-            SharedFactors::store(&s.liked, liked_row);
-            SharedFactors::store(&s.disliked, disliked_row);
         }
         counts
+    }
+
+    /// One SGD update; the sample's score x_u·y_i − x_u·y_j before it. Padding values
+    /// stay 0: their difference and user value are 0, so their updates only shrink a 0.
+    #[inline(always)]
+    fn sample<S: Simd>(&self, simd: S, slot: Slot, s: &mut Scratch) -> f32 {
+        let (lr, reg) = (self.params.learning_rate, self.params.regularization);
+        let f = self.factors;
+        let (user_row, liked_row, disliked_row) =
+            (f.users.row(slot.user), f.items.row(slot.liked), f.items.row(slot.disliked));
+        let (liked_bias, disliked_bias) = (&f.biases[slot.liked as usize], &f.biases[slot.disliked as usize]);
+        simd.load_shared(user_row, &mut s.user);
+        simd.load_shared(liked_row, &mut s.liked);
+        simd.load_shared(disliked_row, &mut s.disliked);
+        let liked_b = f32::from_bits(liked_bias.load(Ordering::Relaxed));
+        let mut disliked_b = f32::from_bits(disliked_bias.load(Ordering::Relaxed));
+        for (d, (&a, &b)) in s.difference.iter_mut().zip(s.liked.iter().zip(&s.disliked)) {
+            *d = a - b;
+        }
+        // Plus the bias column, where the user's value is 1.
+        let score = simd.dot(&s.user, &s.difference) + (liked_b - disliked_b);
+        let z = 1.0 / (1.0 + score.exp());
+        // The item updates use the user's values from before this sample, as implicit's.
+        for (y, &x) in s.liked.iter_mut().zip(&s.user) {
+            *y += lr * (z * x - reg * *y);
+        }
+        let liked_b = liked_b + lr * (z - reg * liked_b);
+        if slot.disliked == slot.liked {
+            // Only without verify_negative_samples. implicit updates one row twice, the
+            // second update reading the first's result: so do we.
+            s.disliked.copy_from_slice(&s.liked);
+            disliked_b = liked_b;
+        }
+        for (y, &x) in s.disliked.iter_mut().zip(&s.user) {
+            *y += lr * (-z * x - reg * *y);
+        }
+        disliked_b += lr * (-z - reg * disliked_b);
+        for (x, &d) in s.user.iter_mut().zip(&s.difference) {
+            *x += lr * (z * d - reg * *x);
+        }
+        simd.store_shared(&s.user, user_row);
+        simd.store_shared(&s.liked, liked_row);
+        liked_bias.store(liked_b.to_bits(), Ordering::Relaxed);
+        simd.store_shared(&s.disliked, disliked_row);
+        disliked_bias.store(disliked_b.to_bits(), Ordering::Relaxed);
+        score
+    }
+}
+
+/// Prefetches what a binary search in `items` reads: all of a short row; of a long one
+/// (users with thousands of tracks are sampled the most), the lines of the first probes.
+#[inline(always)]
+fn prefetch_search<S: Simd>(simd: S, items: &[u32]) {
+    const PROBES: usize = 8;
+    if items.len() <= PROBES * LINE {
+        simd.prefetch(items);
+    } else {
+        for k in 1..PROBES {
+            let at = k * items.len() / PROBES;
+            simd.prefetch(&items[at..=at]);
+        }
     }
 }
 

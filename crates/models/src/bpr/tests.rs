@@ -97,6 +97,9 @@ fn the_share_of_correctly_ranked_pairs_rises_over_epochs() {
     // group's negatives right (about 40% of the samples used) and, by overfitting, many of
     // the own group's, which the planted structure cannot tell apart.
     assert!(early < 0.6 && late > 0.8, "early {early}, late {late}: {reports:?}");
+    // Near-zero initial scores lose about ln 2 per sample; training lowers that.
+    let (first, last) = (reports[0].loss, reports[reports.len() - 1].loss);
+    assert!(first < 0.7 && last > 0.0 && last < 0.8 * first, "loss {first} -> {last}: {reports:?}");
     // Negatives are drawn from the nonzeros: about half of a user's are the other group's
     // items, and of those of its own group ~30% are the user's, so ~15% of samples are skipped.
     for r in &reports {
