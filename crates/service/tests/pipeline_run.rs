@@ -1,0 +1,64 @@
+//! End to end: a real pipeline run on the tiny data set leaves everything the service needs,
+//! and the service serves it over HTTP: offline lists for old users, popular tracks for new
+//! ones, similar tracks, and online recommendations (similar tracks, fold-in) after a listen.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{TestServer, config};
+use musicrec_config::{Config, ServiceConfig};
+use musicrec_data::Location;
+use musicrec_pipeline::events::read_i64_column;
+use musicrec_pipeline::{Artifacts, RunContext, Stage};
+use musicrec_synth::{GenerateOptions, Scale};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_run_on_tiny_data_is_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
+    musicrec_synth::generate(&GenerateOptions { scale: Scale::Tiny, seed: 3 }, &data).unwrap();
+    let mut pipeline = Config::defaults();
+    (pipeline.als.factors, pipeline.als.iterations) = (8, 3);
+    (pipeline.bpr.factors, pipeline.bpr.iterations) = (8, 3);
+    pipeline.ranking.iterations = 20;
+    let ctx = RunContext::new(pipeline, Location::local(&data), Artifacts::new(&art));
+    let run_id = ctx.run_id.clone();
+    tokio::task::spawn_blocking(move || musicrec_pipeline::run_stages(&ctx, &Stage::ALL)).await.unwrap().unwrap();
+
+    let server = TestServer::start(&art, ServiceConfig { fold_in: true, ..config() }).await;
+    let (status, health) = server.get("/health").await;
+    assert_eq!((status, health["model_version"].as_str()), (200, Some(run_id.as_str())), "{health}");
+
+    // An old user with no fresh listens gets the ranker's list, in its order.
+    let recs = art.join("ranking/recommendations.parquet");
+    let (users, tracks) = (read_i64_column(&recs, "user_id").unwrap(), read_i64_column(&recs, "track_id").unwrap());
+    let old_user = users[0];
+    let offline: Vec<(i64, String)> = users
+        .iter()
+        .zip(&tracks)
+        .filter(|(u, _)| **u == old_user)
+        .take(5)
+        .map(|(_, t)| (*t, "offline".to_string()))
+        .collect();
+    assert_eq!(server.recommend(old_user, 5).await, offline);
+
+    // A user the run never saw gets popular tracks, then online ones once they listen.
+    let new_user = users.iter().max().unwrap() + 1_000_000;
+    let popular = server.recommend(new_user, 5).await;
+    assert!(popular.len() == 5 && popular.iter().all(|(_, source)| source == "popular"), "{popular:?}");
+    let similar = art.join("als/similar.parquet");
+    let track = read_i64_column(&similar, "track_id").unwrap()[0];
+    let (status, body) = server.get(&format!("/similar?track_id={track}&k=5")).await;
+    assert!(status == 200 && !body["similar"].as_array().unwrap().is_empty(), "{body}");
+    server.listen(new_user, track).await;
+    let blended = server.recommend(new_user, 10).await;
+    assert_eq!(blended.len(), 10);
+    assert!(blended.iter().all(|(t, _)| *t != track), "a just-played track is never recommended: {blended:?}");
+    assert_eq!(blended.iter().map(|(t, _)| t).collect::<HashSet<_>>().len(), 10, "no duplicates: {blended:?}");
+    let sources: HashSet<&str> = blended.iter().map(|(_, s)| s.as_str()).collect();
+    for source in ["als", "fold_in", "popular"] {
+        assert!(sources.contains(source), "{source} missing from {blended:?}");
+    }
+    server.stop().await;
+}
