@@ -57,7 +57,10 @@ impl FoldIn {
             let Some(y) = self.vector(item) else { continue };
             any = true;
             let c = f64::from(self.alpha * count);
-            add_outer(&mut a, y, c - 1.0);
+            // A single listen at alpha 1 (the common case) adds nothing to the matrix.
+            if c != 1.0 {
+                add_outer(&mut a, y, c - 1.0);
+            }
             b.iter_mut().zip(y).for_each(|(b, &y)| *b += c * f64::from(y));
         }
         if !any {
