@@ -97,8 +97,11 @@ enum Command {
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
         /// Keep-alive connections.
-        #[arg(long, default_value_t = 32)]
+        #[arg(long, default_value_t = 64)]
         connections: usize,
+        /// Threads of the load generator (the rest of the machine is the service's).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
         /// Artifacts of the served run: old users and tracks are drawn from its encoders.
         #[arg(long, default_value = "artifacts")]
         artifacts: PathBuf,
@@ -188,8 +191,8 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Evaluate { recs, window, artifacts, k, config } => evaluate(&recs, window, &artifacts, k, config),
         Command::Bench(BenchCommand::Models { args, config }) => bench::run(args, config.as_deref()),
         Command::Serve { artifacts, addr, config } => serve(artifacts, addr, config),
-        Command::Loadtest { url, rps, duration, connections, artifacts } => {
-            loadtest(&url, rps, duration, connections, &artifacts)
+        Command::Loadtest { url, rps, duration, connections, threads, artifacts } => {
+            loadtest(&url, rps, duration, connections, threads, &artifacts)
         }
     }
 }
@@ -285,14 +288,21 @@ fn serve(artifacts: PathBuf, addr: Option<String>, config: Option<PathBuf>) -> a
     Ok(())
 }
 
-fn loadtest(url: &str, rps: u32, duration: f64, connections: usize, artifacts: &std::path::Path) -> anyhow::Result<()> {
+fn loadtest(
+    url: &str,
+    rps: u32,
+    duration: f64,
+    connections: usize,
+    threads: usize,
+    artifacts: &std::path::Path,
+) -> anyhow::Result<()> {
     let flag = |key: &str, reason: String| ConfigError::Invalid { key: key.into(), reason };
     let addr = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/');
     if addr.is_empty() || addr.contains('/') {
         return Err(flag("--url", format!("`{url}` is not http://host:port")).into());
     }
-    if rps == 0 || connections == 0 || !(duration > 0.0 && duration.is_finite()) {
-        return Err(flag("--rps/--duration/--connections", "must all be positive".into()).into());
+    if rps == 0 || connections == 0 || threads == 0 || !(duration > 0.0 && duration.is_finite()) {
+        return Err(flag("--rps/--duration/--connections/--threads", "must all be positive".into()).into());
     }
     let matrices = Artifacts::new(artifacts).require(Stage::Matrices, "loadtest")?;
     let dir = artifacts.join(&matrices.stage);
@@ -302,6 +312,7 @@ fn loadtest(url: &str, rps: u32, duration: f64, connections: usize, artifacts: &
         rps,
         duration: std::time::Duration::from_secs_f64(duration),
         connections,
+        threads,
         old_users: read(musicrec_pipeline::matrices::USERS_FILE, "user_id")?,
         tracks: read(musicrec_pipeline::matrices::ITEMS_FILE, "track_id")?,
     };

@@ -8,10 +8,10 @@
 //! online first. At every level an item is taken once, at its first position, and never one
 //! of the recent listens.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a recommended item came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     Als,

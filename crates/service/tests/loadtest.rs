@@ -17,6 +17,7 @@ async fn loadtest_sends_every_group_and_finds_no_problem() {
         rps: 400,
         duration: Duration::from_millis(500),
         connections: 4,
+        threads: 1,
         old_users: USERS.to_vec(),
         tracks: TRACKS.collect(),
     };
