@@ -64,6 +64,39 @@ impl ItemEmbedding {
     }
 }
 
+/// Vectors stored dimension by dimension, so a query's dot products with all of them advance
+/// together: independent sums the CPU overlaps, each still added in dimension order, so every
+/// value equals `a.iter().zip(b).map(|(a, b)| a * b).sum()` bit for bit.
+struct DimensionMajor {
+    n: usize,
+    values: Vec<f32>,
+}
+
+impl DimensionMajor {
+    fn new(vectors: &[&[f32]], dim: usize) -> Self {
+        let n = vectors.len();
+        let mut values = vec![0f32; n * dim];
+        for (j, v) in vectors.iter().enumerate() {
+            for (k, &x) in v.iter().enumerate() {
+                values[k * n + j] = x;
+            }
+        }
+        Self { n, values }
+    }
+
+    /// The dot product of `query` with each vector, into `out` (one slot per vector).
+    fn dots(&self, query: &[f32], out: &mut [f32]) {
+        // -0.0: where `Iterator::sum` of f32 starts.
+        out.fill(-0.0);
+        if self.n == 0 {
+            return;
+        }
+        for (&x, column) in query.iter().zip(self.values.chunks_exact(self.n)) {
+            out.iter_mut().zip(column).for_each(|(s, &a)| *s += a * x);
+        }
+    }
+}
+
 /// Each user's most recent distinct tracks of train, newest first: the `n` tracks with the
 /// latest last-listen day (ties: the later event in the file wins).
 pub fn recent_items(n_users: usize, users: &[u32], items: &[u32], days: &[i32], n: usize) -> Vec<Vec<u32>> {
@@ -117,23 +150,30 @@ impl FeatureMatrix {
 pub struct FeatureBuilder<'a> {
     set: &'a CandidateSet,
     inputs: FeatureInputs<'a>,
+    /// Computed once: every user's block needs the width.
+    names: Vec<String>,
 }
 
 impl<'a> FeatureBuilder<'a> {
     pub fn new(set: &'a CandidateSet, inputs: FeatureInputs<'a>) -> Self {
-        Self { set, inputs }
+        let names = Self::feature_names(set, &inputs);
+        Self { set, inputs, names }
     }
 
-    pub fn names(&self) -> Vec<String> {
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    fn feature_names(set: &CandidateSet, inputs: &FeatureInputs) -> Vec<String> {
         let mut names = Vec::new();
-        for s in self.set.sources() {
+        for s in set.sources() {
             names.push(format!("{s}_score"));
             names.push(format!("{s}_rank"));
         }
         names.push("n_sources".into());
-        names.extend(self.inputs.users.names.iter().map(|n| format!("user_{n}")));
-        names.extend(self.inputs.items.names.iter().map(|n| format!("item_{n}")));
-        names.extend(self.inputs.groups.names.iter().map(|n| format!("{n}_share")));
+        names.extend(inputs.users.names.iter().map(|n| format!("user_{n}")));
+        names.extend(inputs.items.names.iter().map(|n| format!("item_{n}")));
+        names.extend(inputs.groups.names.iter().map(|n| format!("{n}_share")));
         names.push("recent_similarity_max".into());
         names.push("recent_similarity_mean".into());
         names
@@ -141,7 +181,7 @@ impl<'a> FeatureBuilder<'a> {
 
     /// The features of candidate pairs `rows` (ascending pair indices), in that order.
     pub fn build(&self, rows: &[usize]) -> FeatureMatrix {
-        let names = self.names();
+        let names = self.names.clone();
         let width = names.len();
         // Runs of rows of one user: the user's history is summarised once per run.
         let mut runs = Vec::new();
@@ -188,8 +228,11 @@ impl<'a> FeatureBuilder<'a> {
             .get(user)
             .map(|items| items.iter().filter_map(|&i| inputs.embedding.vector(i)).collect())
             .unwrap_or_default();
+        let n_recent = recent.len();
+        let recent = DimensionMajor::new(&recent, inputs.embedding.dim);
+        let mut sims = vec![0f32; n_recent];
 
-        let mut out = Vec::with_capacity(pairs.len() * self.names().len());
+        let mut out = Vec::with_capacity(pairs.len() * self.names.len());
         let mut shares = vec![f64::NAN; groups.names.len()];
         for &p in pairs {
             let item = self.set.items()[p] as usize;
@@ -211,10 +254,10 @@ impl<'a> FeatureBuilder<'a> {
             }
             out.extend_from_slice(&shares);
             let (max, mean) = match inputs.embedding.vector(item as u32) {
-                Some(v) if !recent.is_empty() => {
-                    let sims = recent.iter().map(|r| r.iter().zip(v).map(|(a, b)| a * b).sum::<f32>());
-                    let (max, sum) = sims.fold((f32::MIN, 0.0), |(m, s), x| (m.max(x), s + x));
-                    (f64::from(max), f64::from(sum) / recent.len() as f64)
+                Some(v) if n_recent > 0 => {
+                    recent.dots(v, &mut sims);
+                    let (max, sum) = sims.iter().fold((f32::MIN, 0.0), |(m, s), &x| (m.max(x), s + x));
+                    (f64::from(max), f64::from(sum) / n_recent as f64)
                 }
                 _ => (f64::NAN, f64::NAN),
             };
@@ -227,7 +270,24 @@ impl<'a> FeatureBuilder<'a> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn dimension_major_dots_equal_plain_sums(
+            vectors in prop::collection::vec(prop::collection::vec(-1e3f32..1e3, 17), 0..12),
+            query in prop::collection::vec(-1e3f32..1e3, 17),
+        ) {
+            let refs: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
+            let mut out = vec![f32::NAN; refs.len()];
+            DimensionMajor::new(&refs, 17).dots(&query, &mut out);
+            let plain: Vec<u32> =
+                refs.iter().map(|v| v.iter().zip(&query).map(|(a, b)| a * b).sum::<f32>().to_bits()).collect();
+            prop_assert_eq!(out.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), plain);
+        }
+    }
     use crate::candidates::SourceCandidates;
 
     #[test]
