@@ -186,9 +186,7 @@ pub fn run_model_stage_with<M: Recommender>(
     }
     let bytes = model.save(&out.path(MODEL_FILE))?;
     out.add_file(MODEL_FILE, bytes);
-    let metrics_json = serde_json::to_vec_pretty(&metrics).expect("metrics serialize");
-    let bytes = musicrec_data::atomic::write_atomic(out.path(METRICS_FILE), &metrics_json)?;
-    out.add_file(METRICS_FILE, bytes);
+    out.write_file(METRICS_FILE, &serde_json::to_vec_pretty(&metrics).expect("metrics serialize"))?;
 
     let mut summary = json!({
         "fit_seconds": fit_s,

@@ -258,16 +258,10 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
 
     let table = ranked_table(&recs, &evaluator.user_ids(), encoders.items.ids(), "user_id", "track_id");
     out.add_parquet(parquet_io::write_batch(out.path(RECOMMENDATIONS_FILE), &table)?);
-    let write_json = |out: &mut crate::artifacts::StageWriter, file: &str, value: &serde_json::Value| {
-        let bytes = serde_json::to_vec_pretty(value).expect("JSON values serialize");
-        let written = musicrec_data::atomic::write_atomic(out.path(file), &bytes)?;
-        out.add_file(file, written);
-        Ok::<_, PipelineError>(())
-    };
-    write_json(&mut out, METRICS_FILE, &metrics)?;
+    out.write_file(METRICS_FILE, &serde_json::to_vec_pretty(&metrics).expect("metrics serialize"))?;
     let importances: Vec<_> =
         ranker.importances().into_iter().map(|(f, x)| json!({"feature": f, "importance": x})).collect();
-    write_json(&mut out, FEATURE_IMPORTANCES_FILE, &json!(importances))?;
+    out.write_file(FEATURE_IMPORTANCES_FILE, &serde_json::to_vec_pretty(&importances).expect("importances serialize"))?;
     let bytes = ranker.save(&out.path(RANKER_FILE))?;
     out.add_file(RANKER_FILE, bytes);
 
