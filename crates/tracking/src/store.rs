@@ -1,0 +1,113 @@
+//! Where run records (and the stage outputs uploaded to MLflow) are read and written: the
+//! artifact store, through a trait so this crate does not depend on the pipeline that uses it.
+
+use crate::error::TrackingError;
+use crate::record::{RUNS_PREFIX, RunRecord, record_key};
+
+pub type StoreError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whole objects under one root, addressed by `/`-separated keys (`runs/<id>.json`).
+pub trait RecordStore: Send + Sync {
+    /// Writes `bytes` at `key` atomically: a reader sees the old object or the new one.
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// The object at `key`, or `None` when there is none.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Keys (relative to the root) of the objects whose key starts with `prefix`.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// Where `key` is, for messages (a path or URL).
+    fn describe(&self, key: &str) -> String;
+}
+
+pub fn save(store: &dyn RecordStore, record: &RunRecord) -> Result<(), TrackingError> {
+    let key = record.key();
+    store.put(&key, &record.to_json()).map_err(|source| TrackingError::Store { key: store.describe(&key), source })
+}
+
+/// The record with this id, or an error that says how to find ids.
+pub fn load(store: &dyn RecordStore, id: &str) -> Result<RunRecord, TrackingError> {
+    let key = record_key(id);
+    match store.get(&key).map_err(|source| TrackingError::Store { key: store.describe(&key), source })? {
+        Some(bytes) => RunRecord::from_json(&store.describe(&key), &bytes),
+        None => Err(TrackingError::UnknownRun { id: id.to_string(), dir: store.describe(RUNS_PREFIX) }),
+    }
+}
+
+/// Every record, oldest first. A record that does not parse is an error naming it rather than
+/// a silently shorter list.
+pub fn list(store: &dyn RecordStore) -> Result<Vec<RunRecord>, TrackingError> {
+    let keys =
+        store.list(RUNS_PREFIX).map_err(|source| TrackingError::Store { key: store.describe(RUNS_PREFIX), source })?;
+    let mut records = Vec::new();
+    for key in keys.iter().filter(|k| k.ends_with(".json")) {
+        let bytes = store.get(key).map_err(|source| TrackingError::Store { key: store.describe(key), source })?;
+        // A record listed but gone by now was replaced mid-listing; skip it.
+        if let Some(bytes) = bytes {
+            records.push(RunRecord::from_json(&store.describe(key), &bytes)?);
+        }
+    }
+    records.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+    Ok(records)
+}
+
+#[cfg(test)]
+pub(crate) mod memory {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// An in-memory store for tests.
+    #[derive(Default)]
+    pub struct MemoryStore(pub Mutex<BTreeMap<String, Vec<u8>>>);
+
+    impl RecordStore for MemoryStore {
+        fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+            self.0.lock().unwrap().insert(key.to_string(), bytes.to_vec());
+            Ok(())
+        }
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.0.lock().unwrap().get(key).cloned())
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            Ok(self.0.lock().unwrap().keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+        }
+        fn describe(&self, key: &str) -> String {
+            format!("mem:{key}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::memory::MemoryStore;
+    use super::*;
+
+    #[test]
+    fn records_are_saved_listed_and_loaded() {
+        let store = MemoryStore::default();
+        let first = RunRecord::started("20260101T000000Z-1", "preprocess", BTreeMap::new());
+        let second = RunRecord::started("20260101T000000Z-1", "eda", BTreeMap::new());
+        save(&store, &second).unwrap();
+        save(&store, &first).unwrap();
+        store.put("runs/.x.json.1-0.tmp", b"partial").unwrap();
+        let listed = list(&store).unwrap();
+        assert_eq!(listed, vec![first.clone(), second], "oldest first; temporary files ignored");
+        assert_eq!(load(&store, &first.id).unwrap(), first);
+    }
+
+    #[test]
+    fn unknown_ids_say_how_to_find_ids() {
+        let err = load(&MemoryStore::default(), "nope").unwrap_err().to_string();
+        assert!(err.contains("nope") && err.contains("musicrec runs list") && err.contains("mem:runs/"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_record_is_named() {
+        let store = MemoryStore::default();
+        store.put("runs/bad.json", b"{}").unwrap();
+        let err = list(&store).unwrap_err().to_string();
+        assert!(err.contains("mem:runs/bad.json"), "{err}");
+    }
+}
