@@ -15,6 +15,9 @@ pub const DEFAULT_YAML: &str = include_str!("default.yaml");
 /// Prefix of environment overrides: `MUSICREC__ALS__FACTORS=64` sets `als.factors`.
 pub const ENV_PREFIX: &str = "MUSICREC__";
 
+/// The standard MLflow variable, honoured when `tracking.mlflow_uri` is not set.
+pub const MLFLOW_TRACKING_URI: &str = "MLFLOW_TRACKING_URI";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config file {path}: {source}")]
@@ -46,6 +49,7 @@ pub struct Config {
     pub top_items: TopItemsConfig,
     pub ranking: RankingConfig,
     pub service: ServiceConfig,
+    pub tracking: TrackingConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,6 +157,14 @@ pub struct ServiceConfig {
     pub rate_limit_per_client_per_second: u32,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingConfig {
+    pub mlflow_uri: Option<String>,
+    pub experiment: String,
+    pub timeout_ms: u64,
+}
+
 /// Stages that write a similar.parquet the service can read.
 pub const SIMILAR_SOURCES: [&str; 2] = ["als", "bpr"];
 
@@ -214,11 +226,18 @@ impl Config {
                 }
             }
         }
-        let mut overrides: Vec<(String, String)> =
-            env.into_iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut overrides: Vec<&(String, String)> = env.iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
         overrides.sort();
         for (name, raw) in overrides {
-            apply_env(&mut tree, &name, &raw)?;
+            apply_env(&mut tree, name, raw)?;
+        }
+        if let Some((_, uri)) = env.iter().find(|(name, _)| name == MLFLOW_TRACKING_URI)
+            && let Some(slot) = tree.pointer_mut("/tracking/mlflow_uri")
+            && slot.as_str().is_none_or(str::is_empty)
+            && !uri.trim().is_empty()
+        {
+            *slot = Value::String(uri.trim().to_string());
         }
         let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
             let key = e.path().to_string();
@@ -281,7 +300,14 @@ impl Config {
         positive_finite("ranking.learning_rate", r.learning_rate)?;
         in_range("ranking.depth", r.depth, 1, 16)?;
         self.service.check()?;
+        self.tracking.check()?;
         Ok(())
+    }
+
+    /// The configuration as YAML (the keys of `default.yaml`, without its comments): given
+    /// back with `--config` it reproduces this configuration.
+    pub fn to_yaml(&self) -> String {
+        serde_saphyr::to_string(self).expect("configurations serialize to YAML")
     }
 
     /// A stable fingerprint of the whole configuration (hex, 16 chars).
@@ -314,6 +340,29 @@ impl ServiceConfig {
         }
         in_range("service.redis_timeout_ms", self.redis_timeout_ms, 1, 60_000)?;
         Ok(())
+    }
+}
+
+impl TrackingConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if let Some(uri) = self.mlflow_uri.as_deref().filter(|u| !u.is_empty())
+            && !(uri.starts_with("http://") || uri.starts_with("https://"))
+        {
+            return Err(invalid(
+                "tracking.mlflow_uri",
+                format!("`{uri}` must be an http:// or https:// tracking server (or null; also read from {MLFLOW_TRACKING_URI})"),
+            ));
+        }
+        if self.experiment.trim().is_empty() {
+            return Err(invalid("tracking.experiment", "must not be empty"));
+        }
+        in_range("tracking.timeout_ms", self.timeout_ms, 1, 600_000)?;
+        Ok(())
+    }
+
+    /// The tracking server runs go to, if any.
+    pub fn mlflow_uri(&self) -> Option<&str> {
+        self.mlflow_uri.as_deref().filter(|u| !u.is_empty())
     }
 }
 
@@ -482,11 +531,25 @@ mod tests {
             ("MUSICREC__SERVICE__SIMILAR_SOURCES", "[als, als]", "service.similar_sources[1]"),
             ("MUSICREC__SERVICE__SIMILAR_SOURCES", "[top_items]", "service.similar_sources[0]"),
             ("MUSICREC__SERVICE__REDIS_URL", "http://x", "service.redis_url"),
+            ("MUSICREC__TRACKING__MLFLOW_URI", "file:///tmp/mlruns", "tracking.mlflow_uri"),
+            ("MLFLOW_TRACKING_URI", "databricks", "tracking.mlflow_uri"),
+            ("MUSICREC__TRACKING__TIMEOUT_MS", "0", "tracking.timeout_ms"),
         ] {
             let err = Config::from_layers(None, env(&[(var, value)])).unwrap_err();
             assert!(matches!(err, ConfigError::Invalid { .. }), "{var}={value}: {err}");
             assert!(err.to_string().contains(&format!("`{key}`")), "{var}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn mlflow_uri_comes_from_the_config_key_then_the_standard_variable() {
+        let standard = ("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000");
+        assert_eq!(Config::defaults().tracking.mlflow_uri(), None);
+        assert_eq!(Config::from_layers(None, env(&[standard])).unwrap().tracking.mlflow_uri(), Some(standard.1));
+        let ours = ("MUSICREC__TRACKING__MLFLOW_URI", "http://mlflow:5000");
+        let c = Config::from_layers(None, env(&[standard, ours])).unwrap();
+        assert_eq!(c.tracking.mlflow_uri(), Some("http://mlflow:5000"), "the config key wins");
+        assert_eq!(Config::from_layers(None, env(&[("MLFLOW_TRACKING_URI", "")])).unwrap().tracking.mlflow_uri(), None);
     }
 
     #[test]
@@ -507,6 +570,15 @@ mod tests {
     fn empty_file_means_defaults() {
         let file = write_yaml("# nothing\n");
         assert_eq!(Config::from_layers(Some(&file.0), env(&[])).unwrap(), Config::defaults());
+    }
+
+    #[test]
+    fn yaml_round_trips() {
+        let mut c = Config::defaults();
+        c.als.alpha = 2.5;
+        c.tracking.mlflow_uri = Some("http://127.0.0.1:5000".into());
+        let file = write_yaml(&c.to_yaml());
+        assert_eq!(Config::from_layers(Some(&file.0), env(&[])).unwrap(), c);
     }
 
     #[test]
