@@ -227,7 +227,8 @@ impl Config {
             }
         }
         let env: Vec<(String, String)> = env.into_iter().collect();
-        let mut overrides: Vec<&(String, String)> = env.iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
+        let mut overrides: Vec<&(String, String)> =
+            env.iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
         overrides.sort();
         for (name, raw) in overrides {
             apply_env(&mut tree, name, raw)?;
@@ -350,7 +351,9 @@ impl TrackingConfig {
         {
             return Err(invalid(
                 "tracking.mlflow_uri",
-                format!("`{uri}` must be an http:// or https:// tracking server (or null; also read from {MLFLOW_TRACKING_URI})"),
+                format!(
+                    "`{uri}` must be an http:// or https:// tracking server (or null; also read from {MLFLOW_TRACKING_URI})"
+                ),
             ));
         }
         if self.experiment.trim().is_empty() {

@@ -118,6 +118,50 @@ impl Artifacts {
         })
     }
 
+    /// Writes a whole object at `key` (a `/`-separated path under the root) atomically.
+    pub fn write_object(&self, key: &str, bytes: &[u8]) -> Result<(), PipelineError> {
+        write_atomic(self.root.join(key), bytes)?;
+        Ok(())
+    }
+
+    /// The object at `key`, or `None` when there is none.
+    pub fn read_object(&self, key: &str) -> Result<Option<Vec<u8>>, PipelineError> {
+        let path = self.root.join(key);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(DataError::io(&path, e).into()),
+        }
+    }
+
+    /// Keys (relative to the root, `/`-separated, sorted) of the objects whose key starts with
+    /// `prefix`.
+    pub fn list_objects(&self, prefix: &str) -> Result<Vec<String>, PipelineError> {
+        // Only the directory the prefix ends in (and below) can hold matches.
+        let dir_key = prefix.rsplit_once('/').map_or("", |(dir, _)| dir);
+        let mut keys = Vec::new();
+        let mut pending = vec![(self.root.join(dir_key), dir_key.to_string())];
+        while let Some((dir, key)) = pending.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(DataError::io(&dir, e).into()),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| DataError::io(&dir, e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let child = if key.is_empty() { name } else { format!("{key}/{name}") };
+                if entry.path().is_dir() {
+                    pending.push((entry.path(), child));
+                } else if child.starts_with(prefix) {
+                    keys.push(child);
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
     /// Starts writing a stage's outputs into a fresh staging directory.
     pub fn begin(&self, stage: Stage, run_id: &str) -> Result<StageWriter, PipelineError> {
         self.begin_named(stage.as_str(), run_id)
@@ -263,5 +307,26 @@ impl Drop for StageWriter {
         if !self.committed {
             let _ = fs::remove_dir(&self.artifacts.root);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_written_read_and_listed_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let artifacts = Artifacts::new(dir.path().join("art"));
+        assert_eq!(artifacts.list_objects("runs/").unwrap(), Vec::<String>::new(), "no directory, no keys");
+        assert_eq!(artifacts.read_object("runs/a.json").unwrap(), None);
+        artifacts.write_object("runs/b.json", b"B").unwrap();
+        artifacts.write_object("runs/a.json", b"A").unwrap();
+        artifacts.write_object("runs/sub/c.json", b"C").unwrap();
+        artifacts.write_object("runsx/d.json", b"D").unwrap();
+        assert_eq!(artifacts.read_object("runs/a.json").unwrap().as_deref(), Some(&b"A"[..]));
+        assert_eq!(artifacts.list_objects("runs/").unwrap(), ["runs/a.json", "runs/b.json", "runs/sub/c.json"]);
+        assert_eq!(artifacts.list_objects("runs/a").unwrap(), ["runs/a.json"]);
+        assert_eq!(artifacts.list_objects("").unwrap().len(), 4);
     }
 }

@@ -25,6 +25,9 @@ pub enum PipelineError {
     #[error("generating the embedded data set: {0}")]
     Synth(#[from] SynthError),
 
+    #[error("run records: {0}")]
+    Tracking(#[from] musicrec_tracking::TrackingError),
+
     #[error("unknown stage `{name}`; stages are: {valid}")]
     UnknownStage { name: String, valid: String },
 
@@ -63,6 +66,7 @@ impl PipelineError {
             Self::Data(e) => e.is_user_error(),
             Self::Model(e) => e.is_user_error(),
             Self::Ranking(e) => e.is_user_error(),
+            Self::Tracking(e) => e.is_user_error(),
             Self::Synth(_) | Self::Eval(_) | Self::Plot(_) | Self::Artifact { .. } => false,
         }
     }

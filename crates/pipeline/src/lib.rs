@@ -15,6 +15,7 @@ pub mod progress;
 pub mod ranking;
 pub mod report;
 pub mod stage;
+pub mod tracking;
 
 use std::path::Path;
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::artifacts::{Artifacts, Manifest};
 use crate::candidates::Audience;
 use crate::error::PipelineError;
+use crate::tracking::RunTracking;
 use crate::{candidates, eda, features, matrices, preprocess, ranking, report};
 
 /// A stage of the offline pipeline, in execution order.
@@ -98,12 +99,15 @@ pub struct RunContext {
     pub artifacts: Artifacts,
     /// Identifies one pipeline run; every stage's manifest carries it.
     pub run_id: String,
+    /// The run record of every stage (see `tracking`).
+    pub tracking: RunTracking,
 }
 
 impl RunContext {
     pub fn new(config: Config, data: Location, artifacts: Artifacts) -> Self {
         let run_id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), std::process::id());
-        Self { config, data, artifacts, run_id }
+        let tracking = RunTracking::new(&config, &data, &artifacts, &run_id);
+        Self { config, data, artifacts, run_id, tracking }
     }
 
     /// The manifest of an upstream stage's outputs, or an error telling the user to run it.
@@ -118,87 +122,23 @@ impl RunContext {
 }
 
 /// Runs `stages` in order; stops at the first failure, whose stage keeps its previous outputs.
+/// Each stage is on record (`runs/`) while it runs and after it ends, failed ones with their
+/// error; `ctx.tracking.summary()` then says where the records went.
 pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, PipelineError> {
+    let result = run_tracked(ctx, stages);
+    ctx.tracking.finish(result.is_ok());
+    result
+}
+
+fn run_tracked(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, PipelineError> {
     let mut manifests = Vec::with_capacity(stages.len());
     for &stage in stages {
         let started = Instant::now();
         tracing::info!(stage = stage.as_str(), run_id = %ctx.run_id, "stage started");
-        let manifest = match stage {
-            Stage::Preprocess => preprocess::run(ctx)?,
-            Stage::Eda => eda::run(ctx)?,
-            Stage::Matrices => matrices::run(ctx)?,
-            Stage::Features => features::run(ctx)?,
-            Stage::Als => {
-                let c = &ctx.config.als;
-                let params = AlsParams {
-                    factors: c.factors,
-                    iterations: c.iterations,
-                    regularization: c.regularization,
-                    alpha: c.alpha,
-                    min_users_per_item: c.min_users_per_item,
-                    seed: ctx.config.seed,
-                    ..AlsParams::default()
-                };
-                candidates::run_model_stage_with(
-                    ctx,
-                    stage,
-                    candidates::fit_reporting_loss::<Als>(params, c.report_loss),
-                    c.n_candidates,
-                    Audience::OldUsers,
-                    ctx.params(c),
-                )?
-            }
-            Stage::Bpr => {
-                let c = &ctx.config.bpr;
-                let params = BprParams {
-                    factors: c.factors,
-                    iterations: c.iterations,
-                    learning_rate: c.learning_rate,
-                    regularization: c.regularization,
-                    min_users_per_item: c.min_users_per_item,
-                    seed: ctx.config.seed,
-                    ..BprParams::default()
-                };
-                candidates::run_model_stage_with(
-                    ctx,
-                    stage,
-                    candidates::fit_reporting_loss::<Bpr>(params, c.report_loss),
-                    c.n_candidates,
-                    Audience::OldUsers,
-                    ctx.params(c),
-                )?
-            }
-            Stage::Item2Item => {
-                let c = &ctx.config.item2item;
-                let params = Item2ItemParams {
-                    n_components: c.n_components,
-                    n_neighbors: c.n_neighbors,
-                    metric: match c.metric {
-                        Distance::Manhattan => Metric::Manhattan,
-                        Distance::Euclidean => Metric::Euclidean,
-                        Distance::Cosine => Metric::Cosine,
-                    },
-                    min_users_per_item: c.min_users_per_item,
-                    seed: ctx.config.seed,
-                };
-                candidates::run_model_stage::<Item2Item>(
-                    ctx,
-                    stage,
-                    params,
-                    c.n_candidates,
-                    Audience::OldUsers,
-                    ctx.params(c),
-                )?
-            }
-            Stage::TopItems => {
-                let c = &ctx.config.top_items;
-                let params = TopItemsParams { top_n: c.top_n };
-                // Every popular track the user has not heard is a candidate.
-                candidates::run_model_stage::<TopItems>(ctx, stage, params, c.top_n, Audience::AllUsers, ctx.params(c))?
-            }
-            Stage::Ranking => ranking::run(ctx)?,
-            Stage::Report => report::run(ctx)?,
-        };
+        let tracked = ctx.tracking.stage_started(stage)?;
+        let result = run_stage(ctx, stage);
+        ctx.tracking.stage_ended(&ctx.artifacts, stage, tracked, &result)?;
+        let manifest = result?;
         tracing::info!(
             stage = stage.as_str(),
             seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
@@ -208,6 +148,85 @@ pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, P
         manifests.push(manifest);
     }
     Ok(manifests)
+}
+
+fn run_stage(ctx: &RunContext, stage: Stage) -> Result<Manifest, PipelineError> {
+    Ok(match stage {
+        Stage::Preprocess => preprocess::run(ctx)?,
+        Stage::Eda => eda::run(ctx)?,
+        Stage::Matrices => matrices::run(ctx)?,
+        Stage::Features => features::run(ctx)?,
+        Stage::Als => {
+            let c = &ctx.config.als;
+            let params = AlsParams {
+                factors: c.factors,
+                iterations: c.iterations,
+                regularization: c.regularization,
+                alpha: c.alpha,
+                min_users_per_item: c.min_users_per_item,
+                seed: ctx.config.seed,
+                ..AlsParams::default()
+            };
+            candidates::run_model_stage_with(
+                ctx,
+                stage,
+                candidates::fit_reporting_loss::<Als>(params, c.report_loss),
+                c.n_candidates,
+                Audience::OldUsers,
+                ctx.params(c),
+            )?
+        }
+        Stage::Bpr => {
+            let c = &ctx.config.bpr;
+            let params = BprParams {
+                factors: c.factors,
+                iterations: c.iterations,
+                learning_rate: c.learning_rate,
+                regularization: c.regularization,
+                min_users_per_item: c.min_users_per_item,
+                seed: ctx.config.seed,
+                ..BprParams::default()
+            };
+            candidates::run_model_stage_with(
+                ctx,
+                stage,
+                candidates::fit_reporting_loss::<Bpr>(params, c.report_loss),
+                c.n_candidates,
+                Audience::OldUsers,
+                ctx.params(c),
+            )?
+        }
+        Stage::Item2Item => {
+            let c = &ctx.config.item2item;
+            let params = Item2ItemParams {
+                n_components: c.n_components,
+                n_neighbors: c.n_neighbors,
+                metric: match c.metric {
+                    Distance::Manhattan => Metric::Manhattan,
+                    Distance::Euclidean => Metric::Euclidean,
+                    Distance::Cosine => Metric::Cosine,
+                },
+                min_users_per_item: c.min_users_per_item,
+                seed: ctx.config.seed,
+            };
+            candidates::run_model_stage::<Item2Item>(
+                ctx,
+                stage,
+                params,
+                c.n_candidates,
+                Audience::OldUsers,
+                ctx.params(c),
+            )?
+        }
+        Stage::TopItems => {
+            let c = &ctx.config.top_items;
+            let params = TopItemsParams { top_n: c.top_n };
+            // Every popular track the user has not heard is a candidate.
+            candidates::run_model_stage::<TopItems>(ctx, stage, params, c.top_n, Audience::AllUsers, ctx.params(c))?
+        }
+        Stage::Ranking => ranking::run(ctx)?,
+        Stage::Report => report::run(ctx)?,
+    })
 }
 
 #[cfg(test)]
