@@ -14,6 +14,7 @@ use musicrec_pipeline::evaluation::{EvalWindow, Evaluator};
 use musicrec_pipeline::{Artifacts, PipelineError, RunContext, Stage};
 use musicrec_service::ServiceError;
 use musicrec_synth::{GenerateOptions, Scale};
+use musicrec_tracking::{TrackingError, render, store};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -106,6 +107,10 @@ enum Command {
         #[arg(long, default_value = "artifacts")]
         artifacts: PathBuf,
     },
+    /// Tracked runs: every stage of every `musicrec run` is recorded under <artifacts>/runs/
+    /// (and sent to MLflow when tracking.mlflow_uri or MLFLOW_TRACKING_URI is set).
+    #[command(subcommand)]
+    Runs(RunsCommand),
     /// Benchmarks against the Python reference on the same data, in one run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -123,6 +128,34 @@ enum BenchCommand {
         /// factors, item filters and candidates to match the reference).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// One line per stage run, oldest first: id, stage, status, start, seconds, and the test
+    /// NDCG of model stages.
+    List {
+        /// Artifacts directory whose runs to list.
+        #[arg(long, default_value = "artifacts")]
+        artifacts: PathBuf,
+    },
+    /// Everything recorded about one stage run: status, timings, tags, params, metrics, loss
+    /// history, artifacts, MLflow link.
+    Show {
+        /// Run id, as `musicrec runs list` prints it.
+        id: String,
+        #[arg(long, default_value = "artifacts")]
+        artifacts: PathBuf,
+    },
+    /// Params and metrics of two stage runs side by side; `*` marks what differs.
+    Compare {
+        /// First run id (A).
+        a: String,
+        /// Second run id (B).
+        b: String,
+        #[arg(long, default_value = "artifacts")]
+        artifacts: PathBuf,
     },
 }
 
@@ -166,6 +199,7 @@ fn is_user_error(error: &anyhow::Error) -> bool {
             || cause.downcast_ref::<PipelineError>().is_some_and(PipelineError::is_user_error)
             || cause.downcast_ref::<DataError>().is_some_and(DataError::is_user_error)
             || cause.downcast_ref::<ServiceError>().is_some_and(ServiceError::is_user_error)
+            || cause.downcast_ref::<TrackingError>().is_some_and(TrackingError::is_user_error)
     })
 }
 
@@ -189,6 +223,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
         }
         Command::Run { data, artifacts, config, stages } => run(data, artifacts, config, stages),
         Command::Evaluate { recs, window, artifacts, k, config } => evaluate(&recs, window, &artifacts, k, config),
+        Command::Runs(command) => runs(command),
         Command::Bench(BenchCommand::Models { args, config }) => bench::run(args, config.as_deref()),
         Command::Serve { artifacts, addr, config } => serve(artifacts, addr, config),
         Command::Loadtest { url, rps, duration, connections, threads, artifacts } => {
@@ -223,7 +258,18 @@ fn run(
         None => musicrec_pipeline::embedded_data(&artifacts, scale, config.seed)?,
     };
     let ctx = RunContext::new(config, data, Artifacts::new(&artifacts));
-    let manifests = musicrec_pipeline::run_stages(&ctx, &stages)?;
+    let result = musicrec_pipeline::run_stages(&ctx, &stages);
+    let tracking = ctx.tracking.summary();
+    let manifests = match result {
+        Ok(manifests) => manifests,
+        Err(error) => {
+            // Where the records went (the failed stage's among them) matters most now.
+            if let Some(summary) = &tracking {
+                print_tracking(summary, &artifacts);
+            }
+            return Err(error.into());
+        }
+    };
     println!("run {} on {}", ctx.run_id, ctx.data);
     println!("{:<12} {:>9} {:>10}  outputs", "stage", "seconds", "peak MB");
     for m in &manifests {
@@ -247,6 +293,49 @@ fn run(
         for input in &report.service_inputs {
             let files = if input.files.is_empty() { input.status.clone() } else { input.files.join(", ") };
             println!("  {}: {files}", input.what);
+        }
+    }
+    if let Some(summary) = &tracking {
+        print_tracking(summary, &artifacts);
+    }
+    Ok(())
+}
+
+fn print_tracking(summary: &musicrec_tracking::TrackingSummary, artifacts: &std::path::Path) {
+    println!("run records: {} (musicrec runs list --artifacts {})", summary.records, artifacts.display());
+    if let Some(url) = &summary.mlflow_run_url {
+        println!("mlflow: {url}");
+    }
+    if let Some(uri) = &summary.mlflow_uri
+        && !summary.not_sent.is_empty()
+    {
+        eprintln!(
+            "warning: MLflow at {uri} did not get {} item(s); the local run records are complete:",
+            summary.not_sent.len()
+        );
+        for item in &summary.not_sent {
+            eprintln!("  not sent: {item}");
+        }
+    }
+}
+
+fn runs(command: RunsCommand) -> anyhow::Result<()> {
+    match command {
+        RunsCommand::List { artifacts } => {
+            let store = Artifacts::new(&artifacts);
+            let records = store::list(&store)?;
+            if records.is_empty() {
+                println!("no runs recorded in {}", musicrec_tracking::RecordStore::describe(&store, "runs/"));
+            } else {
+                print!("{}", render::list(&records));
+            }
+        }
+        RunsCommand::Show { id, artifacts } => {
+            print!("{}", render::show(&store::load(&Artifacts::new(&artifacts), &id)?))
+        }
+        RunsCommand::Compare { a, b, artifacts } => {
+            let store = Artifacts::new(&artifacts);
+            print!("{}", render::compare(&store::load(&store, &a)?, &store::load(&store, &b)?));
         }
     }
     Ok(())
