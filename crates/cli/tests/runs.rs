@@ -1,0 +1,171 @@
+//! Run records on generated `tiny` data: every stage of every `musicrec run` is on record
+//! (`runs list`, `runs show`, `runs compare`), a failed stage with its error, and a tracking
+//! server that cannot be reached costs nothing but a warning.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+/// Small models keep the debug-build test quick; ALS reports its loss so a history exists.
+const ENV: [(&str, &str); 5] = [
+    ("MUSICREC__ALS__FACTORS", "8"),
+    ("MUSICREC__ALS__ITERATIONS", "3"),
+    ("MUSICREC__ALS__REPORT_LOSS", "true"),
+    ("MUSICREC__BPR__FACTORS", "8"),
+    ("MUSICREC__BPR__ITERATIONS", "3"),
+];
+
+fn runs(args: &[&str], art: &Path) -> std::process::Output {
+    let mut all = vec!["runs"];
+    all.extend(args);
+    all.extend(["--artifacts", art.to_str().unwrap()]);
+    musicrec(&all, &[])
+}
+
+/// The listed rows as (id, stage, status, rest of the line).
+fn listed(art: &Path) -> Vec<(String, String, String, String)> {
+    let out = runs(&["list"], art);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert!(lines.next().is_some_and(|h| h.starts_with("id") && h.contains("status")), "{text}");
+    lines
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let mut next = || words.next().unwrap_or_default().to_string();
+            (next(), next(), next(), line.to_string())
+        })
+        .collect()
+}
+
+fn record(art: &Path, id: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(art.join("runs").join(format!("{id}.json"))).unwrap()).unwrap()
+}
+
+#[test]
+fn every_stage_is_recorded_listed_shown_and_compared() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
+    generate_tiny(&data, 3);
+    let out = run_pipeline(&data, &art, None, &ENV);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("run records: {}", art.join("runs/").display())), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("mlflow:"), "no server configured, none named");
+
+    let rows = listed(&art);
+    let stages: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(
+        stages,
+        ["preprocess", "eda", "matrices", "features", "als", "bpr", "item2item", "top_items", "ranking", "report"]
+    );
+    for (id, stage, status, line) in &rows {
+        assert_eq!(status, "finished", "{line}");
+        let model = ["als", "bpr", "item2item", "top_items", "ranking"].contains(&stage.as_str());
+        assert_eq!(line.contains("test.ndcg@10"), model, "{line}");
+        let r = record(&art, id);
+        assert_eq!((r["stage"].as_str(), r["status"].as_str()), (Some(stage.as_str()), Some("finished")));
+        assert!(r["artifacts"].as_array().unwrap().iter().any(|a| a == &format!("{stage}/manifest.json")), "{r}");
+        let tags = &r["tags"];
+        assert_eq!(tags["data_fingerprint"].as_str().map(str::len), Some(16), "{tags}");
+        let commit = tags["git_commit"].as_str().unwrap();
+        assert!(commit == "unknown" || commit.len() == 40, "{commit}");
+    }
+    let als = &rows[4].0;
+    let pipeline_run = record(&art, als)["pipeline_run_id"].as_str().unwrap().to_string();
+    assert!(rows.iter().all(|r| record(&art, &r.0)["pipeline_run_id"] == pipeline_run.as_str()));
+
+    let out = runs(&["show", als], &art);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    for needle in ["status    finished", "als.factors", "test.ndcg@10", "history loss (3 steps)", "data_fingerprint"] {
+        assert!(shown.contains(needle), "{needle} missing in\n{shown}");
+    }
+    let factors_line = shown.lines().find(|l| l.trim_start().starts_with("als.factors")).unwrap();
+    assert!(factors_line.trim_end().ends_with(" 8"), "{factors_line}");
+
+    // A second run of one stage with other parameters, compared with the first.
+    let mut env = ENV.to_vec();
+    env[0] = ("MUSICREC__ALS__FACTORS", "16");
+    let out = run_pipeline(&data, &art, Some("als"), &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = listed(&art);
+    assert_eq!(rows.len(), 11);
+    let (second, stage, status, _) = rows.last().unwrap();
+    assert_eq!((stage.as_str(), status.as_str()), ("als", "finished"));
+    assert_ne!(second, als);
+
+    let out = runs(&["compare", als, second], &art);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let compared = stdout(&out);
+    let line = |key: &str| {
+        compared
+            .lines()
+            .find(|l| l.get(2..).is_some_and(|rest| rest.starts_with(key)))
+            .unwrap_or_else(|| panic!("{key} missing in\n{compared}"))
+    };
+    let factors: Vec<&str> = line("als.factors ").split_whitespace().collect();
+    assert_eq!(factors, ["*", "als.factors", "8", "16"], "{compared}");
+    assert!(line("als.iterations ").starts_with(' '), "same value, no mark:\n{compared}");
+    assert!(line("test.ndcg@10 ").starts_with('*'), "{compared}");
+    assert!(compared.contains("1 params and"), "{compared}");
+}
+
+#[test]
+fn unknown_ids_and_failed_stages_are_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
+    generate_tiny(&data, 4);
+
+    let out = runs(&["list"], &art);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("no runs recorded in"), "{}", stdout(&out));
+
+    // `als` without its upstream stages fails; the record says so, with the error.
+    let out = run_pipeline(&data, &art, Some("als"), &ENV);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stdout(&out).contains("run records:"), "where the records went is said on failure too");
+    let rows = listed(&art);
+    assert_eq!(rows.len(), 1);
+    let (id, stage, status, _) = &rows[0];
+    assert_eq!((stage.as_str(), status.as_str()), ("als", "failed"));
+    let out = runs(&["show", id], &art);
+    let shown = stdout(&out);
+    assert!(shown.contains("status    failed") && shown.contains("error     stage `als` needs"), "{shown}");
+
+    for args in [vec!["show", "no-such-run"], vec!["compare", id.as_str(), "no-such-run"]] {
+        let out = runs(&args, &art);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("no-such-run") && err.contains("musicrec runs list --artifacts"), "{err}");
+    }
+}
+
+/// A tracking server nobody listens on: the run finishes, every record is kept locally, and
+/// the end of the run says what was not sent.
+#[test]
+fn a_tracking_server_that_is_down_costs_a_warning_not_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
+    generate_tiny(&data, 5);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let uri = format!("http://127.0.0.1:{port}");
+    let mut env = ENV.to_vec();
+    env.push(("MLFLOW_TRACKING_URI", &uri));
+    let out = run_pipeline(&data, &art, Some("preprocess,eda,matrices"), &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("MLflow unreachable"), "{err}");
+    assert!(err.contains(&format!("warning: MLflow at {uri} did not get 4 item(s)")), "{err}");
+    for stage in ["preprocess", "eda", "matrices"] {
+        assert!(err.contains(&format!("not sent: {stage}: run not sent (server unreachable)")), "{err}");
+    }
+    let rows = listed(&art);
+    assert_eq!(
+        rows.iter().map(|r| (r.1.as_str(), r.2.as_str())).collect::<Vec<_>>(),
+        [("preprocess", "finished"), ("eda", "finished"), ("matrices", "finished")]
+    );
+    assert!(rows.iter().all(|r| record(&art, &r.0)["mlflow"].is_null()));
+}
