@@ -169,3 +169,86 @@ fn a_tracking_server_that_is_down_costs_a_warning_not_the_run() {
     );
     assert!(rows.iter().all(|r| record(&art, &r.0)["mlflow"].is_null()));
 }
+
+/// A stand-in tracking server that accepts the experiment and runs but refuses every
+/// log-batch (400) and artifact (500); it answers `musicrec` over plain HTTP/1.1.
+fn refusing_server() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let uri = format!("http://{}", listener.local_addr().unwrap());
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let runs = runs.clone();
+            // A thread per connection: artifact uploads arrive on several at once.
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut head = Vec::new();
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                        head.push(std::mem::take(&mut line));
+                    }
+                    let Some(request) = head.first() else { break };
+                    let length = head
+                        .iter()
+                        .find_map(|h| {
+                            h.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                        })
+                        .map_or(0, |v| v.parse::<usize>().unwrap());
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let (status, answer) = if request.contains("experiments/get-by-name") {
+                        ("200 OK", r#"{"experiment": {"experiment_id": "1", "lifecycle_stage": "active"}}"#.to_string())
+                    } else if request.contains("runs/create") {
+                        let run = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                        let info = format!(
+                            r#"{{"run_id": "r{run}", "artifact_uri": "mlflow-artifacts:/1/r{run}/artifacts"}}"#
+                        );
+                        ("200 OK", format!(r#"{{"run": {{"info": {info}}}}}"#))
+                    } else if request.contains("runs/log-batch") {
+                        ("400 Bad Request", r#"{"error_code": "INVALID_PARAMETER_VALUE", "message": "refused"}"#.into())
+                    } else if request.starts_with("PUT") {
+                        ("500 Internal Server Error", "storage is full".into())
+                    } else {
+                        ("200 OK", "{}".into())
+                    };
+                    let reply = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{answer}", answer.len());
+                    if writer.write_all(reply.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    uri
+}
+
+/// A server that answers with errors: each refused item is a warning and a line of the
+/// summary, the others still go, and the local records are complete.
+#[test]
+fn a_tracking_server_that_refuses_items_costs_warnings_not_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
+    generate_tiny(&data, 6);
+    let uri = refusing_server();
+    let mut env = ENV.to_vec();
+    env.push(("MLFLOW_TRACKING_URI", &uri));
+    let out = run_pipeline(&data, &art, Some("preprocess,eda"), &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("unreachable"), "errors answered are not a dead server: {err}");
+    assert!(err.contains("pipeline run: params: MLflow POST api/2.0/mlflow/runs/log-batch: HTTP 400"), "{err}");
+    assert!(err.contains("pipeline run: artifact config.yaml: MLflow PUT artifact config.yaml: HTTP 500"), "{err}");
+    assert!(err.contains("not sent: eda: 2 params,") && err.contains("INVALID_PARAMETER_VALUE: refused"), "{err}");
+    assert!(err.contains("not sent: eda: artifact report.md") && err.contains("storage is full"), "{err}");
+    assert!(stdout(&out).contains(&format!("mlflow: {uri}/#/experiments/1/runs/r1")), "{}", stdout(&out));
+    let rows = listed(&art);
+    assert_eq!(rows.len(), 2);
+    for (i, (id, _, status, _)) in rows.iter().enumerate() {
+        assert_eq!(status, "finished");
+        assert_eq!(record(&art, id)["mlflow"]["run_id"], format!("r{}", i + 2), "stage runs were created");
+    }
+}

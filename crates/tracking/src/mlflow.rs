@@ -306,10 +306,14 @@ impl Mlflow {
                         tasks.spawn(async move {
                             let result = match request.send().await {
                                 Err(e) => Err(unreachable(&call, &e)),
-                                Ok(r) if r.status().is_success() => Ok(()),
                                 Ok(r) => {
-                                    let status = r.status().as_u16();
-                                    Err(refused(&call, status, &r.text().await.unwrap_or_default()))
+                                    let status = r.status();
+                                    // Reading the answer to its end keeps the connection reusable.
+                                    match r.text().await {
+                                        Err(e) => Err(unreachable(&call, &e)),
+                                        Ok(_) if status.is_success() => Ok(()),
+                                        Ok(text) => Err(refused(&call, status.as_u16(), &text)),
+                                    }
                                 }
                             };
                             (i, result)

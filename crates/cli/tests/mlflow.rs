@@ -1,0 +1,374 @@
+//! Tracking to the real MLflow server of `scripts/services.sh` (`MLFLOW_TRACKING_URI`): a full
+//! `tiny` run read back through the REST API (every stage's run with its params, metrics, loss
+//! history and downloadable artifacts), artifacts straight to S3 for an `s3://` experiment,
+//! and a server that goes away mid-run.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use musicrec_tracking::mlflow_key;
+use serde_json::{Value, json};
+
+const ENV: [(&str, &str); 6] = [
+    ("MUSICREC__ALS__FACTORS", "8"),
+    ("MUSICREC__ALS__ITERATIONS", "3"),
+    ("MUSICREC__ALS__REPORT_LOSS", "true"),
+    ("MUSICREC__BPR__FACTORS", "8"),
+    ("MUSICREC__BPR__ITERATIONS", "4"),
+    ("MUSICREC__BPR__REPORT_LOSS", "true"),
+];
+
+fn server() -> String {
+    std::env::var("MLFLOW_TRACKING_URI")
+        .expect("MLFLOW_TRACKING_URI is not set: run scripts/services.sh start and eval \"$(scripts/services.sh env)\"")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// A name no other test or helper uses.
+fn unique(what: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("musicrec-test-{what}-{}-{nanos}", std::process::id())
+}
+
+/// The MLflow REST API, read independently of the program under test.
+struct Rest {
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Rest {
+    fn new() -> Self {
+        Self { base: server(), http: reqwest::blocking::Client::new() }
+    }
+
+    fn send(&self, request: reqwest::blocking::RequestBuilder) -> reqwest::blocking::Response {
+        let response = request.send().expect("MLflow answers");
+        assert!(response.status().is_success(), "MLflow said {}: {}", response.status(), response.text().unwrap());
+        response
+    }
+
+    fn get(&self, path: &str, query: &[(&str, &str)]) -> Value {
+        let url = reqwest::Url::parse_with_params(&format!("{}/{path}", self.base), query).unwrap();
+        serde_json::from_str(&self.send(self.http.get(url)).text().unwrap()).unwrap()
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Value {
+        let request = self.http.post(format!("{}/{path}", self.base)).body(body.to_string());
+        serde_json::from_str(&self.send(request.header("content-type", "application/json")).text().unwrap()).unwrap()
+    }
+
+    fn experiment_id(&self, name: &str) -> String {
+        let answer = self.get("api/2.0/mlflow/experiments/get-by-name", &[("experiment_name", name)]);
+        answer["experiment"]["experiment_id"].as_str().expect("experiment ids are strings").to_string()
+    }
+
+    /// Every run of the experiment: (stage run name → run) and the pipeline's run(s).
+    fn runs(&self, experiment_id: &str) -> (BTreeMap<String, Value>, Vec<Value>) {
+        let answer =
+            self.post("api/2.0/mlflow/runs/search", &json!({"experiment_ids": [experiment_id], "max_results": 100}));
+        let (mut children, mut parents) = (BTreeMap::new(), Vec::new());
+        for run in answer["runs"].as_array().cloned().unwrap_or_default() {
+            if tag(&run, "mlflow.parentRunId").is_some() {
+                children.insert(run["info"]["run_name"].as_str().unwrap().to_string(), run);
+            } else {
+                parents.push(run);
+            }
+        }
+        (children, parents)
+    }
+
+    fn artifacts(&self, run_id: &str) -> Vec<String> {
+        let answer = self.get("api/2.0/mlflow/artifacts/list", &[("run_id", run_id)]);
+        let files = answer["files"].as_array().cloned().unwrap_or_default();
+        files.iter().map(|f| f["path"].as_str().unwrap().to_string()).collect()
+    }
+
+    fn download(&self, run_id: &str, path: &str) -> Vec<u8> {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/get-artifact", self.base),
+            [("path", path), ("run_uuid", run_id)],
+        )
+        .unwrap();
+        self.send(self.http.get(url)).bytes().unwrap().to_vec()
+    }
+}
+
+fn pairs(run: &Value, kind: &str) -> BTreeMap<String, Value> {
+    let items = run["data"][kind].as_array().cloned().unwrap_or_default();
+    items.into_iter().map(|kv| (kv["key"].as_str().unwrap().to_string(), kv["value"].clone())).collect()
+}
+
+fn tag(run: &Value, key: &str) -> Option<String> {
+    pairs(run, "tags").get(key).and_then(|v| v.as_str().map(str::to_string))
+}
+
+fn run_id(run: &Value) -> String {
+    run["info"]["run_id"].as_str().unwrap().to_string()
+}
+
+fn local_record(art: &Path, pipeline_run: &str, stage: &str) -> Value {
+    let path = art.join("runs").join(format!("{pipeline_run}-{stage}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// The pipeline run id `musicrec run` printed ("run <id> on <data>").
+fn pipeline_run_id(out: &std::process::Output) -> String {
+    let text = stdout(out);
+    let line = text.lines().find(|l| l.starts_with("run ")).unwrap_or_else(|| panic!("no run line in\n{text}"));
+    line.split_whitespace().nth(1).unwrap().to_string()
+}
+
+#[test]
+#[ignore = "needs scripts/services.sh start (run by .ci/run)"]
+fn a_full_tiny_run_is_in_mlflow_with_params_metrics_losses_and_artifacts() {
+    let rest = Rest::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
+    generate_tiny(&data, 11);
+    let experiment = unique("full");
+    let uri = server();
+    let mut env = ENV.to_vec();
+    env.extend([("MLFLOW_TRACKING_URI", uri.as_str()), ("MUSICREC__TRACKING__EXPERIMENT", experiment.as_str())]);
+    let out = run_pipeline(&data, &art, None, &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("not sent"), "{}", stderr(&out));
+    let pipeline_run = pipeline_run_id(&out);
+
+    let experiment_id = rest.experiment_id(&experiment);
+    let (children, parents) = rest.runs(&experiment_id);
+    assert_eq!(parents.len(), 1, "one MLflow run per pipeline run");
+    let parent = &parents[0];
+    assert!(stdout(&out).contains(&format!("mlflow: {uri}/#/experiments/{experiment_id}/runs/{}", run_id(parent))));
+    assert_eq!(parent["info"]["status"], "FINISHED");
+    assert_eq!(tag(parent, "pipeline_run_id").as_deref(), Some(pipeline_run.as_str()));
+    assert_eq!(pairs(parent, "params")["als.factors"], "8", "the pipeline's run holds the whole configuration");
+    assert_eq!(rest.artifacts(&run_id(parent)), ["config.yaml"]);
+    let config = String::from_utf8(rest.download(&run_id(parent), "config.yaml")).unwrap();
+    assert!(config.contains("factors: 8") && config.contains("tracking:"), "{config}");
+
+    let stages =
+        ["als", "bpr", "eda", "features", "item2item", "matrices", "preprocess", "ranking", "report", "top_items"];
+    assert_eq!(children.keys().map(String::as_str).collect::<Vec<_>>(), stages);
+    for (stage, run) in &children {
+        let id = run_id(run);
+        let record = local_record(&art, &pipeline_run, stage);
+        assert_eq!(record["mlflow"]["run_id"], id.as_str(), "{stage}: the local record links its MLflow run");
+        assert_eq!(run["info"]["status"], "FINISHED", "{stage}");
+        assert_eq!(tag(run, "mlflow.parentRunId"), Some(run_id(parent)), "{stage}");
+        for key in ["git_commit", "data_fingerprint", "pipeline_run_id", "config_fingerprint"] {
+            assert_eq!(tag(run, key).as_deref(), record["tags"][key].as_str(), "{stage}: tag {key}");
+        }
+
+        let params = pairs(run, "params");
+        let local: &serde_json::Map<String, Value> = record["params"].as_object().unwrap();
+        assert!(!local.is_empty(), "{stage}");
+        assert_eq!(params.len(), local.len(), "{stage}: {params:?}");
+        for (name, value) in local {
+            assert_eq!(params.get(&mlflow_key(name)), Some(value), "{stage}: param {name}");
+        }
+
+        let metrics = pairs(run, "metrics");
+        for (name, value) in record["metrics"].as_object().unwrap() {
+            let sent = metrics.get(&mlflow_key(name)).unwrap_or_else(|| panic!("{stage}: metric {name} missing"));
+            assert!((sent.as_f64().unwrap() - value.as_f64().unwrap()).abs() <= 1e-12, "{stage}: {name}");
+        }
+        if ["als", "bpr", "item2item", "top_items", "ranking"].contains(&stage.as_str()) {
+            assert!(metrics.contains_key("test.ndcg_at_10"), "{stage}: {metrics:?}");
+        }
+
+        // Every listed artifact downloads as the stage's published file.
+        let files = rest.artifacts(&id);
+        assert!(files.contains(&"manifest.json".to_string()), "{stage}: {files:?}");
+        for file in &files {
+            let local = std::fs::read(art.join(stage).join(file)).unwrap();
+            assert_eq!(rest.download(&id, file), local, "{stage}/{file}");
+        }
+        let expected: &[&str] = match stage.as_str() {
+            "eda" => &["report.md", "stats.json", "users.png"],
+            "report" => &["report.md", "metrics.json", "ndcg_test.png"],
+            "ranking" => &["feature_importances.json", "metrics.json"],
+            "als" | "bpr" | "item2item" | "top_items" => &["metrics.json"],
+            _ => &[],
+        };
+        for file in expected {
+            assert!(files.contains(&file.to_string()), "{stage}: {file} not in {files:?}");
+        }
+        assert!(!files.iter().any(|f| f.ends_with(".parquet") || f.ends_with(".bin")), "{stage}: {files:?}");
+    }
+
+    // Loss histories keep their steps.
+    for (stage, iterations) in [("als", 3), ("bpr", 4)] {
+        let history = rest.get(
+            "api/2.0/mlflow/metrics/get-history",
+            &[("run_id", &run_id(&children[stage])), ("metric_key", "loss")],
+        );
+        let mut points: Vec<(i64, f64)> = history["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["step"].as_i64().unwrap_or(0), m["value"].as_f64().unwrap()))
+            .collect();
+        points.sort_by_key(|p| p.0);
+        let local = local_record(&art, &pipeline_run, stage)["metric_history"]["loss"].clone();
+        let local: Vec<f64> = local.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(points.iter().map(|p| p.0).collect::<Vec<_>>(), (0..iterations).collect::<Vec<_>>(), "{stage}");
+        assert_eq!(points.iter().map(|p| p.1).collect::<Vec<_>>(), local, "{stage}");
+    }
+}
+
+#[test]
+#[ignore = "needs scripts/services.sh start (run by .ci/run)"]
+fn artifacts_go_straight_to_s3_for_an_s3_experiment() {
+    let rest = Rest::new();
+    let bucket = std::env::var("MUSICREC_MLFLOW_BUCKET").unwrap_or_else(|_| "mlflow".into());
+    for var in ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+        assert!(std::env::var(var).is_ok(), "{var} is not set: eval \"$(scripts/services.sh env)\"");
+    }
+    let experiment = unique("s3");
+    let location = format!("s3://{bucket}/{experiment}");
+    let created =
+        rest.post("api/2.0/mlflow/experiments/create", &json!({"name": experiment, "artifact_location": location}));
+    let experiment_id = created["experiment_id"].as_str().unwrap().to_string();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
+    generate_tiny(&data, 12);
+    let uri = server();
+    let mut env = ENV.to_vec();
+    env.extend([("MLFLOW_TRACKING_URI", uri.as_str()), ("MUSICREC__TRACKING__EXPERIMENT", experiment.as_str())]);
+    let out = run_pipeline(&data, &art, Some("preprocess,eda"), &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("not sent"), "{}", stderr(&out));
+
+    let (children, _) = rest.runs(&experiment_id);
+    let eda = &children["eda"];
+    let root = eda["info"]["artifact_uri"].as_str().unwrap();
+    assert!(root.starts_with(&format!("{location}/")), "{root}");
+    let files = rest.artifacts(&run_id(eda));
+    assert!(files.contains(&"report.md".to_string()) && files.iter().any(|f| f.ends_with(".png")), "{files:?}");
+    assert_eq!(rest.download(&run_id(eda), "report.md"), std::fs::read(art.join("eda/report.md")).unwrap());
+}
+
+/// Forwards TCP connections to `target` until the client has sent `trigger` and the answer to
+/// that request has gone back; then it closes every connection and stops listening, as a
+/// server that dies would.
+struct Forwarder {
+    port: u16,
+}
+
+impl Forwarder {
+    fn start(target: SocketAddr, trigger: &'static [u8]) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let down = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        std::thread::spawn(move || {
+            while !down.load(Ordering::SeqCst) {
+                let client = match listener.accept() {
+                    Ok((client, _)) => client,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(2));
+                        continue;
+                    }
+                };
+                client.set_nonblocking(false).unwrap();
+                let upstream = TcpStream::connect(target).unwrap();
+                open.lock().unwrap().extend([client.try_clone().unwrap(), upstream.try_clone().unwrap()]);
+                // Only the answer on the connection that carried the trigger ends the server.
+                let armed = Arc::new(AtomicBool::new(false));
+                let (armed_up, armed_down, down2, open2) = (armed.clone(), armed, down.clone(), open.clone());
+                let (mut from_client, mut to_upstream) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let mut seen: Vec<u8> = Vec::new();
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = from_client.read(&mut buf) {
+                        if n == 0 || to_upstream.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        if seen.windows(trigger.len()).any(|w| w == trigger) {
+                            armed_up.store(true, Ordering::SeqCst);
+                        }
+                        let keep = seen.len().saturating_sub(trigger.len());
+                        seen.drain(..keep);
+                    }
+                });
+                let (mut from_upstream, mut to_client) = (upstream, client);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = from_upstream.read(&mut buf) {
+                        if n == 0 || to_client.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        if armed_down.load(Ordering::SeqCst) {
+                            down2.store(true, Ordering::SeqCst);
+                            for stream in open2.lock().unwrap().drain(..) {
+                                let _ = stream.shutdown(Shutdown::Both);
+                            }
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port }
+    }
+}
+
+#[test]
+#[ignore = "needs scripts/services.sh start (run by .ci/run)"]
+fn a_server_that_dies_mid_run_loses_nothing_locally() {
+    let rest = Rest::new();
+    let target = server().trim_start_matches("http://").to_socket_addrs().unwrap().next().unwrap();
+    // The first runs/update ends the first stage's MLflow run; then the server "dies".
+    let forwarder = Forwarder::start(target, b"/api/2.0/mlflow/runs/update");
+    let uri = format!("http://127.0.0.1:{}", forwarder.port);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
+    generate_tiny(&data, 13);
+    let experiment = unique("down");
+    let mut env = ENV.to_vec();
+    env.extend([("MLFLOW_TRACKING_URI", uri.as_str()), ("MUSICREC__TRACKING__EXPERIMENT", experiment.as_str())]);
+    let stages = ["preprocess", "eda", "matrices", "features"];
+    let out = run_pipeline(&data, &art, Some(&stages.join(",")), &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("MLflow unreachable: the rest of this run is recorded locally only"), "{err}");
+    assert!(err.contains(&format!("warning: MLflow at {uri} did not get")), "{err}");
+    for stage in &stages[1..] {
+        assert!(err.contains(&format!("not sent: {stage}: run")), "{stage}: {err}");
+    }
+    assert!(err.contains("not sent: pipeline run: status"), "{err}");
+
+    // Locally, every stage is complete.
+    let pipeline_run = pipeline_run_id(&out);
+    for stage in stages {
+        let record = local_record(&art, &pipeline_run, stage);
+        assert_eq!(record["status"], "finished", "{stage}");
+        assert!(!record["metrics"].as_object().unwrap().is_empty(), "{stage}: {record}");
+        assert_eq!(record["mlflow"].is_null(), stage != "preprocess", "{stage}: {record}");
+    }
+
+    // The server has what it got before it went away: the first stage, whole.
+    let (children, parents) = rest.runs(&rest.experiment_id(&experiment));
+    assert_eq!(children.keys().collect::<Vec<_>>(), ["preprocess"]);
+    let preprocess = &children["preprocess"];
+    assert_eq!(preprocess["info"]["status"], "FINISHED", "{err}");
+    assert_eq!(
+        pairs(preprocess, "metrics").len(),
+        local_record(&art, &pipeline_run, "preprocess")["metrics"].as_object().unwrap().len() + 1
+    );
+    assert_eq!(parents.len(), 1);
+    assert_eq!(parents[0]["info"]["status"], "RUNNING", "the server was gone when the pipeline's run ended");
+}
