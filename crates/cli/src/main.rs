@@ -304,7 +304,7 @@ fn run(
 fn print_tracking(summary: &musicrec_tracking::TrackingSummary, artifacts: &std::path::Path) {
     println!("run records: {} (musicrec runs list --artifacts {})", summary.records, artifacts.display());
     if let Some(url) = &summary.mlflow_run_url {
-        println!("mlflow: {url}");
+        println!("mlflow: {url} ({} requests)", summary.http_calls);
     }
     if let Some(uri) = &summary.mlflow_uri
         && !summary.not_sent.is_empty()
