@@ -2,12 +2,13 @@
 //! server is configured, an MLflow run per stage nested under one run per pipeline run.
 //!
 //! The local record is the source of truth: failing to write it fails the stage. The server is
-//! best effort: every failed call is a warning and a line of `TrackingSummary::not_sent`, and
-//! once the server is unreachable (no connection, no answer within the timeout) the run stops
-//! calling it, so a dead server costs at most one timeout.
+//! best effort, fed by a thread of its own so stages never wait for it (only `finish` does):
+//! every failed call is a warning and a line of `TrackingSummary::not_sent`, and once the
+//! server is unreachable (no connection, no answer within the timeout) the run stops calling
+//! it, so a dead server costs at most one timeout.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 
 use chrono::Utc;
 
@@ -37,7 +38,6 @@ pub struct PipelineRun {
 /// A stage being tracked, from `stage_started` to `stage_ended`.
 pub struct StageRun {
     record: RunRecord,
-    mlflow: Option<RunInfo>,
 }
 
 impl StageRun {
@@ -64,53 +64,77 @@ pub struct TrackingSummary {
 pub struct Tracker {
     store: Arc<dyn RecordStore>,
     run: PipelineRun,
-    remote: Option<Remote>,
+    /// The records of this pipeline run, to add their MLflow links once known.
+    records: Vec<RunRecord>,
+    sender: Option<Sender>,
+}
+
+/// The MLflow side runs on its own thread, in order, so the stages do not wait for the
+/// server: a tiny run's stages take about as long as its ~70 requests.
+struct Sender {
+    uri: String,
+    jobs: mpsc::Sender<Job>,
+}
+
+enum Job {
+    Start { record: RunRecord },
+    End { record: RunRecord, uploads: Vec<String> },
+    Finish { ok: bool, reply: mpsc::Sender<Report> },
+}
+
+/// What the sender says when the pipeline run finishes.
+struct Report {
+    url: Option<String>,
+    not_sent: Vec<String>,
+    calls: u64,
+    /// MLflow run of each record id created.
+    links: BTreeMap<String, MlflowRef>,
 }
 
 impl Tracker {
     /// A tracker writing records to `store`, and to MLflow with `mlflow`. Nothing is contacted
     /// before the first stage starts.
     pub fn new(store: Arc<dyn RecordStore>, run: PipelineRun, mlflow: Option<MlflowSettings>) -> Self {
-        let remote = mlflow.map(|settings| Remote {
-            settings,
-            client: None,
-            parent: None,
-            url: None,
-            gone: None,
-            not_sent: Vec::new(),
+        let sender = mlflow.map(|settings| {
+            let uri = settings.uri.clone();
+            let (jobs, queue) = mpsc::channel();
+            let remote = Remote {
+                settings,
+                client: None,
+                parent: None,
+                url: None,
+                gone: None,
+                not_sent: Vec::new(),
+                children: BTreeMap::new(),
+                links: BTreeMap::new(),
+            };
+            let (run, store) = (run.clone(), store.clone());
+            std::thread::Builder::new()
+                .name("mlflow".into())
+                .spawn(move || remote.serve(&run, store.as_ref(), queue))
+                .expect("starting the MLflow sender thread");
+            Sender { uri, jobs }
         });
-        Self { store, run, remote }
+        Self { store, run, records: Vec::new(), sender }
     }
 
     pub fn run(&self) -> &PipelineRun {
         &self.run
     }
 
-    /// Records `stage` as running (locally first, then on the server).
+    fn send(&self, job: Job) {
+        // The sender thread only stops when this tracker is dropped.
+        if let Some(sender) = &self.sender {
+            let _ = sender.jobs.send(job);
+        }
+    }
+
+    /// Records `stage` as running (locally, then on the server in the background).
     pub fn stage_started(&mut self, stage: &str) -> Result<StageRun, TrackingError> {
         let record = RunRecord::started(&self.run.id, stage, self.run.tags.clone());
         store::save(self.store.as_ref(), &record)?;
-        let mut started = StageRun { record, mlflow: None };
-        let Some(remote) = &mut self.remote else { return Ok(started) };
-        let Some(parent) = remote.parent(&self.run) else {
-            let reason = remote.gone.clone().unwrap_or_default();
-            remote.not_sent.push(format!("{stage}: run not sent ({reason})"));
-            return Ok(started);
-        };
-        {
-            let mut tags = tags_of(&self.run.tags);
-            tags.push(KeyValue::new("stage", stage));
-            tags.push(KeyValue::new("mlflow.parentRunId", &parent.run_id));
-            let start_ms = started.record.started_at.timestamp_millis();
-            if let Some(info) =
-                remote.send(&format!("{stage}: run"), |c| c.create_run(&parent.experiment_id, stage, start_ms, &tags))
-            {
-                let url = remote.client.as_ref().map(|c| c.run_url(&info)).unwrap_or_default();
-                started.record.mlflow = Some(MlflowRef { run_id: info.run_id.clone(), url });
-                started.mlflow = Some(info);
-            }
-        }
-        Ok(started)
+        self.send(Job::Start { record: record.clone() });
+        Ok(StageRun { record })
     }
 
     /// Records how `stage` ended: what it produced, or the error it failed with.
@@ -121,13 +145,14 @@ impl Tracker {
     ) -> Result<(), TrackingError> {
         let uploads = outcome.as_ref().map(|o| o.uploads.clone()).unwrap_or_default();
         run.record.end(outcome);
-        if let (Some(remote), Some(info)) = (&mut self.remote, &run.mlflow) {
-            remote.send_stage(&run.record, info, &uploads, self.store.as_ref());
-        }
-        store::save(self.store.as_ref(), &run.record)
+        store::save(self.store.as_ref(), &run.record)?;
+        self.send(Job::End { record: run.record.clone(), uploads });
+        self.records.push(run.record);
+        Ok(())
     }
 
-    /// Ends the pipeline's MLflow run (finished, or failed when a stage failed) and says where
+    /// Waits for the server to get what is queued, ends the pipeline's MLflow run (finished,
+    /// or failed when a stage failed), links each record to its MLflow run and says where
     /// everything went. A later stage starts a new pipeline run on the server.
     pub fn finish(&mut self, ok: bool) -> TrackingSummary {
         let mut summary = TrackingSummary {
@@ -137,17 +162,26 @@ impl Tracker {
             not_sent: Vec::new(),
             http_calls: 0,
         };
-        if let Some(remote) = &mut self.remote {
-            if let Some(parent) = remote.parent.take() {
-                let status = if ok { "FINISHED" } else { "FAILED" };
-                remote
-                    .send("pipeline run: status", |c| c.end_run(&parent.run_id, status, Utc::now().timestamp_millis()));
+        let records = std::mem::take(&mut self.records);
+        let Some(sender) = &self.sender else { return summary };
+        summary.mlflow_uri = Some(sender.uri.clone());
+        let (reply, answer) = mpsc::channel();
+        let report = sender.jobs.send(Job::Finish { ok, reply }).ok().and_then(|()| answer.recv().ok());
+        let Some(report) = report else {
+            summary.not_sent.push("everything: the MLflow sender stopped".into());
+            return summary;
+        };
+        for mut record in records {
+            if let Some(link) = report.links.get(&record.id) {
+                record.mlflow = Some(link.clone());
+                if let Err(e) = store::save(self.store.as_ref(), &record) {
+                    tracing::warn!(record = %record.id, error = %e, "could not add the MLflow link to the run record");
+                }
             }
-            summary.mlflow_uri = Some(remote.settings.uri.clone());
-            summary.mlflow_run_url = remote.url.take();
-            summary.not_sent = std::mem::take(&mut remote.not_sent);
-            summary.http_calls = remote.client.as_ref().map_or(0, Mlflow::calls);
         }
+        summary.mlflow_run_url = report.url;
+        summary.not_sent = report.not_sent;
+        summary.http_calls = report.calls;
         summary
     }
 }
@@ -175,9 +209,60 @@ struct Remote {
     /// Why nothing more is sent, once the server is unreachable or has no pipeline run.
     gone: Option<String>,
     not_sent: Vec<String>,
+    /// The MLflow run of each stage record being tracked.
+    children: BTreeMap<String, RunInfo>,
+    links: BTreeMap<String, MlflowRef>,
 }
 
 impl Remote {
+    /// Sends the jobs in order until the tracker goes away.
+    fn serve(mut self, run: &PipelineRun, store: &dyn RecordStore, queue: mpsc::Receiver<Job>) {
+        for job in queue {
+            match job {
+                Job::Start { record } => self.start_stage(run, &record),
+                Job::End { record, uploads } => {
+                    if let Some(info) = self.children.remove(&record.id) {
+                        self.send_stage(&record, &info, &uploads, store);
+                    }
+                }
+                Job::Finish { ok, reply } => {
+                    if let Some(parent) = self.parent.take() {
+                        let status = if ok { "FINISHED" } else { "FAILED" };
+                        let end_ms = Utc::now().timestamp_millis();
+                        self.send("pipeline run: status", |c| c.end_run(&parent.run_id, status, end_ms));
+                    }
+                    let _ = reply.send(Report {
+                        url: self.url.take(),
+                        not_sent: std::mem::take(&mut self.not_sent),
+                        calls: self.client.as_ref().map_or(0, Mlflow::calls),
+                        links: std::mem::take(&mut self.links),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The stage's MLflow run, nested under the pipeline's.
+    fn start_stage(&mut self, run: &PipelineRun, record: &RunRecord) {
+        let stage = &record.stage;
+        let Some(parent) = self.parent(run) else {
+            let reason = self.gone.clone().unwrap_or_default();
+            self.not_sent.push(format!("{stage}: run not sent ({reason})"));
+            return;
+        };
+        let mut tags = tags_of(&run.tags);
+        tags.push(KeyValue::new("stage", stage));
+        tags.push(KeyValue::new("mlflow.parentRunId", &parent.run_id));
+        let start_ms = record.started_at.timestamp_millis();
+        if let Some(info) =
+            self.send(&format!("{stage}: run"), |c| c.create_run(&parent.experiment_id, stage, start_ms, &tags))
+        {
+            let url = self.client.as_ref().map(|c| c.run_url(&info)).unwrap_or_default();
+            self.links.insert(record.id.clone(), MlflowRef { run_id: info.run_id.clone(), url });
+            self.children.insert(record.id.clone(), info);
+        }
+    }
+
     /// Runs one call unless the server is gone; a failure is warned about and noted.
     fn send<T>(&mut self, what: &str, call: impl FnOnce(&Mlflow) -> Result<T, TrackingError>) -> Option<T> {
         if let Some(reason) = &self.gone {
@@ -347,7 +432,6 @@ mod tests {
         let mut tracker = Tracker::new(store.clone(), pipeline_run(), Some(settings));
         for stage in ["preprocess", "eda"] {
             let run = tracker.stage_started(stage).unwrap();
-            assert!(run.record().mlflow.is_none());
             tracker.stage_ended(run, Ok(StageOutcome::default())).unwrap();
         }
         let summary = tracker.finish(true);
@@ -363,6 +447,8 @@ mod tests {
             not_sent[1..],
             ["preprocess: run not sent (server unreachable)", "eda: run not sent (server unreachable)"]
         );
-        assert_eq!(store::list(store.as_ref()).unwrap().len(), 2, "local records are complete");
+        let records = store::list(store.as_ref()).unwrap();
+        assert_eq!(records.len(), 2, "local records are complete");
+        assert!(records.iter().all(|r| r.status == Status::Finished && r.mlflow.is_none()));
     }
 }
