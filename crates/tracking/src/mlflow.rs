@@ -182,8 +182,8 @@ impl Mlflow {
         })
     }
 
-    /// The id and artifact location of the experiment called `name`, created if missing.
-    pub fn experiment(&self, name: &str) -> Result<(String, String), TrackingError> {
+    /// The id of the experiment called `name`, created if missing.
+    pub fn experiment(&self, name: &str) -> Result<String, TrackingError> {
         match self.call(Method::GET, "api/2.0/mlflow/experiments/get-by-name", &[("experiment_name", name)], None) {
             Ok(answer) => {
                 let experiment = &answer["experiment"];
@@ -196,10 +196,13 @@ impl Mlflow {
                         ),
                     });
                 }
-                Ok((id_of(experiment, "experiment_id"), text_of(experiment, "artifact_location")))
+                Ok(id_of(experiment, "experiment_id"))
             }
-            Err(TrackingError::Refused { status: 404, .. }) => match self.create_experiment(name, None) {
-                Ok(id) => self.experiment_location(&id, name),
+            Err(TrackingError::Refused { status: 404, .. }) => match self.create_experiment(name) {
+                Ok(id) => {
+                    tracing::info!(experiment = name, id, "created the MLflow experiment");
+                    Ok(id)
+                }
                 // Another process created it between our two calls.
                 Err(TrackingError::Refused { message, .. }) if message.contains("RESOURCE_ALREADY_EXISTS") => {
                     self.experiment(name)
@@ -210,21 +213,10 @@ impl Mlflow {
         }
     }
 
-    fn experiment_location(&self, id: &str, name: &str) -> Result<(String, String), TrackingError> {
-        let answer = self.call(Method::GET, "api/2.0/mlflow/experiments/get", &[("experiment_id", id)], None)?;
-        let location = text_of(&answer["experiment"], "artifact_location");
-        tracing::info!(experiment = name, id, artifact_location = %location, "created the MLflow experiment");
-        Ok((id.to_string(), location))
-    }
-
-    /// Creates an experiment; `artifact_location` (e.g. `s3://bucket/prefix`) overrides the
-    /// server's default artifact root for it.
-    pub fn create_experiment(&self, name: &str, artifact_location: Option<&str>) -> Result<String, TrackingError> {
-        let mut body = json!({ "name": name });
-        if let Some(location) = artifact_location {
-            body["artifact_location"] = json!(location);
-        }
-        let answer = self.call(Method::POST, "api/2.0/mlflow/experiments/create", &[], Some(&body))?;
+    /// Creates an experiment under the server's default artifact root.
+    fn create_experiment(&self, name: &str) -> Result<String, TrackingError> {
+        let answer =
+            self.call(Method::POST, "api/2.0/mlflow/experiments/create", &[], Some(&json!({ "name": name })))?;
         Ok(id_of(&answer, "experiment_id"))
     }
 

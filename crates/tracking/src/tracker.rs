@@ -299,13 +299,12 @@ impl Remote {
             }
         }
         let experiment = self.settings.experiment.clone();
-        let created =
-            self.send(&format!("experiment {experiment}"), |c| c.experiment(&experiment)).and_then(|(id, _)| {
-                let tags = tags_of(&run.tags);
-                self.send("pipeline run", |c| {
-                    c.create_run(&id, &format!("run {}", run.id), Utc::now().timestamp_millis(), &tags)
-                })
-            });
+        let created = self.send(&format!("experiment {experiment}"), |c| c.experiment(&experiment)).and_then(|id| {
+            let tags = tags_of(&run.tags);
+            self.send("pipeline run", |c| {
+                c.create_run(&id, &format!("run {}", run.id), Utc::now().timestamp_millis(), &tags)
+            })
+        });
         let Some(parent) = created else {
             self.gone.get_or_insert_with(|| "no pipeline run on the server".into());
             return None;
