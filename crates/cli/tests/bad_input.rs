@@ -8,9 +8,9 @@ use std::path::Path;
 use arrow_array::{Date32Array, Int16Array, Int32Array, Int64Array, StringArray};
 use common::*;
 
-/// Runs preprocess on `data` and checks the failure: exit 2, every `needles` in stderr, no file
-/// written under the artifacts directory.
-fn assert_refused(data: &Path, env: &[(&str, &str)], needles: &[&str]) {
+/// Runs preprocess on `data` and checks the failure: exit 2, every `needles` in stderr; returns
+/// stderr and the files written under the artifacts directory.
+fn refused(data: &Path, env: &[(&str, &str)], needles: &[&str]) -> (String, Vec<std::path::PathBuf>) {
     let art = data.parent().unwrap().join("artifacts");
     let out = run_pipeline(data, &art, None, env);
     let err = stderr(&out);
@@ -19,7 +19,25 @@ fn assert_refused(data: &Path, env: &[(&str, &str)], needles: &[&str]) {
         assert!(err.contains(needle), "expected {needle:?} in: {err}");
     }
     assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(files_under(&art), Vec::<std::path::PathBuf>::new(), "nothing may be written");
+    (err, files_under(&art))
+}
+
+/// `refused`, by the preprocess stage: nothing written under the artifacts directory but the
+/// failed stage's run record, which holds the error.
+fn assert_refused(data: &Path, env: &[(&str, &str)], needles: &[&str]) {
+    let (err, files) = refused(data, env, needles);
+    let [record] = files.as_slice() else { panic!("nothing but the run record may be written: {files:?}") };
+    assert!(record.to_string_lossy().ends_with("-preprocess.json"), "{}", record.display());
+    let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(record).unwrap()).unwrap();
+    assert_eq!(record["status"], "failed");
+    let error = record["error"].as_str().unwrap();
+    assert!(err.contains(error), "the record holds the error the user saw: {error}");
+}
+
+/// `refused` before any stage starts: nothing written at all.
+fn assert_refused_before_work(data: &Path, env: &[(&str, &str)], needles: &[&str]) {
+    let (_, files) = refused(data, env, needles);
+    assert_eq!(files, Vec::<std::path::PathBuf>::new(), "nothing may be written");
 }
 
 fn fixture() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -183,8 +201,13 @@ fn unknown_tracks_fail_when_configured() {
 #[test]
 fn bad_config_and_flags_are_refused_before_work() {
     let (_tmp, data) = fixture();
-    assert_refused(&data, &[("MUSICREC__ALS__FACTORS", "-3")], &["als.factors"]);
-    assert_refused(&data, &[("MUSICREC__PREPROCESS__TRAIN_END", "2023-01-01")], &["preprocess.target_end"]);
+    assert_refused_before_work(&data, &[("MUSICREC__ALS__FACTORS", "-3")], &["als.factors"]);
+    assert_refused_before_work(&data, &[("MUSICREC__PREPROCESS__TRAIN_END", "2023-01-01")], &["preprocess.target_end"]);
+    assert_refused_before_work(
+        &data,
+        &[("MUSICREC__TRACKING__MLFLOW_URI", "file:///mlruns")],
+        &["tracking.mlflow_uri"],
+    );
     let art = data.parent().unwrap().join("artifacts");
     let out = run_pipeline(&data, &art, Some("preprocess,bogus"), &[]);
     assert_eq!(out.status.code(), Some(2));
