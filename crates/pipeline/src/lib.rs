@@ -14,12 +14,14 @@ pub mod preprocess;
 pub mod progress;
 pub mod ranking;
 pub mod report;
+pub mod shards;
 pub mod stage;
 
 use std::path::Path;
 
 pub use artifacts::{Artifacts, Manifest};
 pub use error::PipelineError;
+pub use shards::{Shard, Sharding};
 pub use stage::{RunContext, Stage, run_stages};
 
 use musicrec_data::Location;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::artifacts::{Artifacts, Manifest};
 use crate::candidates::Audience;
 use crate::error::PipelineError;
+use crate::shards::Sharding;
 use crate::{candidates, eda, features, matrices, preprocess, ranking, report};
 
 /// A stage of the offline pipeline, in execution order.
@@ -44,6 +45,10 @@ impl Stage {
     /// The candidate models whose candidates the ranker merges (popularity, `TopItems`, joins
     /// them separately: it proposes the same tracks to everyone).
     pub const CANDIDATE_MODELS: [Stage; 3] = [Stage::Als, Stage::Bpr, Stage::Item2Item];
+
+    /// The stages that fit a model and score every user with it, so their scoring can be
+    /// split over processes (`shards`).
+    pub const SHARDABLE: [Stage; 4] = [Stage::Als, Stage::Bpr, Stage::Item2Item, Stage::TopItems];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -98,12 +103,14 @@ pub struct RunContext {
     pub artifacts: Artifacts,
     /// Identifies one pipeline run; every stage's manifest carries it.
     pub run_id: String,
+    /// Which step of a sharded run the model stages perform (`Whole`: all of it).
+    pub sharding: Sharding,
 }
 
 impl RunContext {
     pub fn new(config: Config, data: Location, artifacts: Artifacts) -> Self {
         let run_id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), std::process::id());
-        Self { config, data, artifacts, run_id }
+        Self { config, data, artifacts, run_id, sharding: Sharding::Whole }
     }
 
     /// The manifest of an upstream stage's outputs, or an error telling the user to run it.
@@ -119,6 +126,7 @@ impl RunContext {
 
 /// Runs `stages` in order; stops at the first failure, whose stage keeps its previous outputs.
 pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, PipelineError> {
+    ctx.sharding.check_stages(stages)?;
     let mut manifests = Vec::with_capacity(stages.len());
     for &stage in stages {
         let started = Instant::now();
