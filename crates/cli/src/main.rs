@@ -229,8 +229,7 @@ fn run(
         Some(list) => Stage::parse_list(&list)?,
         None => Stage::ALL.to_vec(),
     };
-    let sharding =
-        Sharding::from_flags(sharding.shards.as_deref(), sharding.shard.as_deref(), sharding.merge_shards)?;
+    let sharding = Sharding::from_flags(sharding.shards.as_deref(), sharding.shard.as_deref(), sharding.merge_shards)?;
     sharding.check_stages(&stages)?;
     let data = match data.or_else(|| config.data.path.clone()) {
         Some(location) => Some(Location::parse(&location)?),

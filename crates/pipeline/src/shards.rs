@@ -471,24 +471,31 @@ fn append_lists(
                 batch.column(i).as_primitive_opt::<Int64Type>().ok_or_else(|| corrupt("ids are not int64".into()))
             };
             let (queries, ids) = (column(0)?, column(1)?);
-            let batch_scores =
-                batch.column(2).as_primitive_opt::<Float32Type>().ok_or_else(|| corrupt("scores are not float32".into()))?;
+            let batch_scores = batch
+                .column(2)
+                .as_primitive_opt::<Float32Type>()
+                .ok_or_else(|| corrupt("scores are not float32".into()))?;
             for row in 0..batch.num_rows() {
                 let id = queries.value(row);
                 let query = query_index(id)
                     .filter(|&q| range.contains(&(q as usize)) && current.is_none_or(|c| q >= c))
-                    .ok_or_else(|| corrupt(format!("{query_column} {id} is outside the part's range {range:?} or out of order")))?;
+                    .ok_or_else(|| {
+                        corrupt(format!("{query_column} {id} is outside the part's range {range:?} or out of order"))
+                    })?;
                 if current != Some(query) {
                     if let Some(done) = current {
                         recs.push(done, &items, &scores);
-                        (items.clear(), scores.clear());
+                        items.clear();
+                        scores.clear();
                         next = done + 1;
                     }
                     (next..query).for_each(|empty| recs.push(empty, &[], &[]));
                     current = Some(query);
                 }
                 let item = ids.value(row);
-                items.push(item_index(item).ok_or_else(|| corrupt(format!("{item_column} {item} is not in the catalogue")))?);
+                items.push(
+                    item_index(item).ok_or_else(|| corrupt(format!("{item_column} {item} is not in the catalogue")))?,
+                );
                 scores.push(batch_scores.value(row));
             }
             Ok(())
@@ -583,9 +590,10 @@ mod tests {
         assert_eq!((empty.len(), empty.pairs()), (3, 0));
 
         // A row outside the part's range is a damaged part.
-        let err = append_lists(&mut Recommendations::new(), Some((path, "user_id", "track_id")), &(0..66), index, index)
-            .unwrap_err()
-            .to_string();
+        let err =
+            append_lists(&mut Recommendations::new(), Some((path, "user_id", "track_id")), &(0..66), index, index)
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("user_id 1067 is outside the part's range 0..66"), "{err}");
     }
 }
