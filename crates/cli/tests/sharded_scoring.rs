@@ -214,6 +214,9 @@ fn bad_shard_flags_are_refused_naming_the_flag() {
         ],
     );
     refused(run(&["--stages", "ranking", "--merge-shards"]), &["--stages ranking: --merge-shards applies"]);
-    refused(run(&["--stages", "als", "--shards", "2", "--shard", "0/2"]), &["give one of them"]);
+    refused(
+        run(&["--stages", "als", "--shards", "2", "--shard", "0/2"]),
+        &["(given: --shards 2 --shard 0/2): give one of them"],
+    );
     assert!(files_under(&art).is_empty(), "nothing may be written");
 }

@@ -129,11 +129,20 @@ impl Sharding {
             (Some(count), None, false) => Ok(Self::Fit { shards: parse_count("--shards", count, count)? }),
             (None, Some(shard), false) => Ok(Self::Score(Shard::parse(shard)?)),
             (None, None, true) => Ok(Self::Merge),
-            _ => Err(bad_flag(
-                "--shards/--shard/--merge-shards",
-                "",
-                "give one of them: fit with --shards N, then score with --shard I/N, then --merge-shards",
-            )),
+            _ => {
+                let given = [shards.map(|n| format!("--shards {n}")), shard.map(|s| format!("--shard {s}"))]
+                    .into_iter()
+                    .flatten()
+                    .chain(merge.then(|| "--merge-shards".to_string()))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                Err(PipelineError::BadFlag {
+                    flag: "--shards, --shard, --merge-shards",
+                    value: format!("(given: {given})"),
+                    reason: "give one of them: fit with --shards N, then score with --shard I/N, then --merge-shards"
+                        .into(),
+                })
+            }
         }
     }
 
