@@ -578,6 +578,25 @@ mod tests {
     }
 
     #[test]
+    fn a_part_is_published_as_its_own_unit_and_a_killed_scorers_staging_is_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let artifacts = crate::Artifacts::new(tmp.path());
+        let name = Shard { index: 1, count: 2 }.unit_name(Stage::Als);
+        assert_eq!(name, "shards/als/part-0001-of-0002");
+        // What a scorer killed mid-part leaves (no process has this pid).
+        let abandoned = tmp.path().join(".staging").join(format!("{}-{}", name.replace('/', "."), u32::MAX));
+        std::fs::create_dir_all(&abandoned).unwrap();
+        let mut out = artifacts.begin_named(&name, "run-1").unwrap();
+        assert!(!abandoned.exists(), "abandoned staging of the same unit is removed");
+        out.write_file("candidates.parquet", b"rows").unwrap();
+        out.commit("f".into(), serde_json::json!({}), serde_json::json!({})).unwrap();
+        let manifest = artifacts.manifest_of(&name).unwrap();
+        assert_eq!((manifest.stage.as_str(), manifest.outputs.len()), (name.as_str(), 1));
+        assert!(!tmp.path().join(".staging").exists(), "staging cleaned up");
+        assert!(artifacts.manifest(Stage::Als).is_err(), "a part is not the stage");
+    }
+
+    #[test]
     fn a_parts_lists_read_back_with_their_empty_lists() {
         let mut recs = Recommendations::new();
         recs.push(64, &[], &[]);
