@@ -98,3 +98,33 @@ fn spark_preprocess_on_two_executors_equals_the_rust_stage() {
     common::fixture::write_fixture(&hand);
     compare(&hand, &tmp.path().join("hand-out"));
 }
+
+#[test]
+#[ignore = "needs Java 17+ and scripts/spark.sh's venv (run by .ci/run)"]
+fn spark_preprocess_refuses_bad_input_naming_it_and_publishes_nothing() {
+    use arrow_array::{Date32Array, Int32Array, Int64Array};
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (tmp.path().join("hand"), tmp.path().join("artifacts"));
+    common::fixture::write_fixture(&data);
+    write_parquet(
+        &data.join("interactions.parquet"),
+        vec![
+            ("user_id", arr(Int64Array::from(vec![Some(1), None, None]))),
+            ("track_id", arr(Int32Array::from(vec![10, 20, 30]))),
+            ("track_seq", arr(Int32Array::from(vec![1, 2, 3]))),
+            ("started_at", arr(Date32Array::from(vec![19327, 19342, 19350]))),
+        ],
+    );
+    // One local JVM is enough to see the refusal.
+    let out = Command::new(format!("{REPO}/scripts/spark.sh"))
+        .args(["submit", "--master", "local[2]", "--conf", "spark.ui.enabled=false"])
+        .arg(format!("{REPO}/engines/spark/preprocess.py"))
+        .args(["--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap()])
+        .output()
+        .expect("scripts/spark.sh runs");
+    // spark-submit passes the Python driver's stderr on through its stdout.
+    let err = stdout(&out) + &stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("interactions.parquet: column `user_id`: 2 rows are null"), "{err}");
+    assert!(!art.join("preprocess/manifest.json").exists(), "nothing published");
+}
