@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use musicrec_config::{Config, ConfigError};
 use musicrec_data::{DataError, Location};
 use musicrec_pipeline::evaluation::{EvalWindow, Evaluator};
-use musicrec_pipeline::{Artifacts, PipelineError, RunContext, Stage};
+use musicrec_pipeline::{Artifacts, PipelineError, RunContext, Sharding, Stage};
 use musicrec_service::ServiceError;
 use musicrec_synth::{GenerateOptions, Scale};
 use musicrec_tracking::{TrackingError, render, store};
@@ -52,6 +52,8 @@ enum Command {
         /// Comma-separated stages to run, e.g. preprocess,matrices; default: every stage.
         #[arg(long)]
         stages: Option<String>,
+        #[command(flatten)]
+        sharding: ShardingArgs,
     },
     /// Evaluate a recommendations parquet file (user_id, track_id, rank) on a window.
     Evaluate {
@@ -116,6 +118,23 @@ enum Command {
     Bench(BenchCommand),
     /// Print the default configuration, every key documented.
     Config,
+}
+
+/// Sharded scoring of the candidate-model stages (als, bpr, item2item, top_items): fit once
+/// with `--shards N`, score each part with `--shard I/N` (any process or machine sharing the
+/// artifacts), then `--merge-shards` publishes the stage as a single run would.
+#[derive(clap::Args)]
+struct ShardingArgs {
+    /// Fit the model stages once and publish the model for N scoring processes.
+    #[arg(long, value_name = "N")]
+    shards: Option<String>,
+    /// Score shard I of N (from 0) with the model published by `--shards N`.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// Check that every part is present, complete and scored with the current model, then
+    /// publish the stage from them.
+    #[arg(long)]
+    merge_shards: bool,
 }
 
 #[derive(Subcommand)]
@@ -221,7 +240,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Run { data, artifacts, config, stages } => run(data, artifacts, config, stages),
+        Command::Run { data, artifacts, config, stages, sharding } => run(data, artifacts, config, stages, sharding),
         Command::Evaluate { recs, window, artifacts, k, config } => evaluate(&recs, window, &artifacts, k, config),
         Command::Runs(command) => runs(command),
         Command::Bench(BenchCommand::Models { args, config }) => bench::run(args, config.as_deref()),
@@ -237,6 +256,7 @@ fn run(
     artifacts: PathBuf,
     config: Option<PathBuf>,
     stages: Option<String>,
+    sharding: ShardingArgs,
 ) -> anyhow::Result<()> {
     // Everything the user gave is checked before any work starts.
     let config = Config::load(config.as_deref())?;
@@ -244,6 +264,8 @@ fn run(
         Some(list) => Stage::parse_list(&list)?,
         None => Stage::ALL.to_vec(),
     };
+    let sharding = Sharding::from_flags(sharding.shards.as_deref(), sharding.shard.as_deref(), sharding.merge_shards)?;
+    sharding.check_stages(&stages)?;
     let data = match data.or_else(|| config.data.path.clone()) {
         Some(location) => Some(Location::parse(&location)?),
         None => None,
@@ -257,7 +279,8 @@ fn run(
         Some(location) => location,
         None => musicrec_pipeline::embedded_data(&artifacts, scale, config.seed)?,
     };
-    let ctx = RunContext::new(config, data, Artifacts::new(&artifacts));
+    let mut ctx = RunContext::new(config, data, Artifacts::new(&artifacts));
+    ctx.sharding = sharding;
     let result = musicrec_pipeline::run_stages(&ctx, &stages);
     let tracking = ctx.tracking.summary();
     let manifests = match result {

@@ -20,8 +20,9 @@ use crate::recommendations::Recommendations;
 use crate::simd::Avx2Fma;
 use crate::simd::{Portable, Simd};
 
-/// Queries scored together: one GEMM's rows, and the unit of parallel work.
-const QUERY_BLOCK: usize = 64;
+/// Queries scored together: one GEMM's rows, and the unit of parallel work. A caller that
+/// splits its queries at multiples of it scores every query exactly as one call would.
+pub const QUERY_BLOCK: usize = 64;
 /// Candidates scored together: a QUERY_BLOCK × CANDIDATE_BLOCK score buffer is 512 KiB.
 const CANDIDATE_BLOCK: usize = 2048;
 

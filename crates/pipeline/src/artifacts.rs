@@ -167,11 +167,14 @@ impl Artifacts {
         self.begin_named(stage.as_str(), run_id)
     }
 
-    /// `begin` for the stage called `name`.
+    /// `begin` for the unit called `name`: a stage, or a nested unit such as a shard's part
+    /// (`shards/als/part-0000-of-0004`).
     pub fn begin_named(&self, name: &str, run_id: &str) -> Result<StageWriter, PipelineError> {
         let staging_root = self.root.join(STAGING_DIR);
-        remove_abandoned_staging(&staging_root, name);
-        let staging = staging_root.join(format!("{name}-{}", std::process::id()));
+        // Flat staging names, so abandoned ones of nested units are found and removed too.
+        let key = name.replace('/', ".");
+        remove_abandoned_staging(&staging_root, &key);
+        let staging = staging_root.join(format!("{key}-{}", std::process::id()));
         fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
         progress::reset_peak_rss();
         Ok(StageWriter {

@@ -8,12 +8,14 @@ use std::time::Instant;
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, UInt32Array};
 use musicrec_data::{CsrMatrix, parquet_io};
 use musicrec_models::{Als, Bpr, ModelError, Recommendations, Recommender, TrainingData};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::artifacts::Manifest;
+use crate::artifacts::{Manifest, StageWriter};
 use crate::error::PipelineError;
 use crate::evaluation::{EvalWindow, Evaluator};
 use crate::matrices::ITEM_FEATURE_FILE;
+use crate::shards::{self, Sharding};
 use crate::stage::{RunContext, Stage};
 
 pub const CANDIDATES_FILE: &str = "candidates.parquet";
@@ -132,7 +134,8 @@ pub fn run_model_stage<M: Recommender>(
 
 /// Runs one candidate-model stage for model `M`, fitted on the train matrix by `fit`; a loss
 /// per iteration it returns is logged and listed in the manifest's summary
-/// (`loss_per_iteration`).
+/// (`loss_per_iteration`). With `ctx.sharding` set, it runs the asked step of sharded scoring
+/// instead (see `shards`).
 pub fn run_model_stage_with<M: Recommender>(
     ctx: &RunContext,
     stage: Stage,
@@ -141,11 +144,59 @@ pub fn run_model_stage_with<M: Recommender>(
     audience: Audience,
     section: serde_json::Value,
 ) -> Result<Manifest, PipelineError> {
-    let evaluator = Evaluator::load(&ctx.artifacts, stage.as_str())?;
-    let matrices = ctx.upstream(stage, Stage::Matrices)?;
-    let mut out = ctx.artifacts.begin(stage, &ctx.run_id)?;
-    out.add_input("matrices", matrices.run_id);
+    let job = ModelJob { ctx, stage, n_candidates, audience, section };
+    match ctx.sharding {
+        Sharding::Whole => run_whole(&job, fit),
+        Sharding::Fit { shards } => shards::fit(&job, fit, shards),
+        Sharding::Score(shard) => shards::score::<M>(&job, shard),
+        Sharding::Merge => shards::merge::<M>(&job),
+    }
+}
 
+/// One candidate-model stage as asked: what every step of it (whole or sharded) shares.
+pub(crate) struct ModelJob<'a> {
+    pub ctx: &'a RunContext,
+    pub stage: Stage,
+    pub n_candidates: usize,
+    pub audience: Audience,
+    pub section: serde_json::Value,
+}
+
+impl ModelJob<'_> {
+    /// The configuration the stage used and its fingerprint: the same for the whole stage and
+    /// every step of a sharded one, which is how the steps prove they agree.
+    pub fn params<M: Recommender>(&self) -> (String, serde_json::Value) {
+        let config = &self.ctx.config;
+        let params = self.ctx.params(json!({"k": config.k, "seed": config.seed, M::NAME: self.section}));
+        (musicrec_config::fingerprint_of(&params), params)
+    }
+
+    /// The users the stage recommends to, as evaluation indices `0..n`.
+    pub fn audience_size(&self, evaluator: &Evaluator) -> usize {
+        match self.audience {
+            Audience::OldUsers => evaluator.user_item.rows,
+            Audience::AllUsers => evaluator.user_ids().len(),
+        }
+    }
+}
+
+/// How a model was fitted, as the stage's summary lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct FitRecord {
+    pub fit_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_per_iteration: Option<Vec<f64>>,
+    /// `Recommender::summary`.
+    pub model: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Fits the model on the train matrix (and the item features for content models), logging
+/// the time and losses.
+pub(crate) fn fit_model<M: Recommender>(
+    ctx: &RunContext,
+    evaluator: &Evaluator,
+    fit: impl FnOnce(TrainingData<'_>) -> Result<Fitted<M>, ModelError>,
+) -> Result<(M, FitRecord), PipelineError> {
     // Only content models read the item × feature matrix.
     let item_features = if M::USES_ITEM_FEATURES {
         Some(CsrMatrix::load(&ctx.artifacts.stage_dir(Stage::Matrices).join(ITEM_FEATURE_FILE))?)
@@ -155,52 +206,89 @@ pub fn run_model_stage_with<M: Recommender>(
     let started = Instant::now();
     let data = TrainingData { user_items: &evaluator.user_item, item_features: item_features.as_ref() };
     let (model, losses) = fit(data)?;
-    let fit_s = started.elapsed().as_secs_f64();
-    tracing::info!(model = M::NAME, seconds = format!("{fit_s:.2}"), "fitted");
+    let fit_seconds = started.elapsed().as_secs_f64();
+    tracing::info!(model = M::NAME, seconds = format!("{fit_seconds:.2}"), "fitted");
     if let Some(losses) = &losses {
         tracing::info!(model = M::NAME, loss_per_iteration = ?losses, "training loss");
     }
+    let facts = model.summary().into_iter().map(|(fact, value)| (fact.to_string(), json!(value))).collect();
+    Ok((model, FitRecord { fit_seconds, loss_per_iteration: losses, model: facts }))
+}
+
+/// The lists of a model stage: candidates of every audience user, similar tracks of every
+/// catalogue track (empty for models without them).
+pub(crate) struct Scored {
+    pub candidates: Recommendations,
+    pub similar: Recommendations,
+    /// Seconds spent recommending (summed over the shards of a sharded run).
+    pub recommend_seconds: f64,
+}
+
+fn run_whole<M: Recommender>(
+    job: &ModelJob<'_>,
+    fit: impl FnOnce(TrainingData<'_>) -> Result<Fitted<M>, ModelError>,
+) -> Result<Manifest, PipelineError> {
+    let ctx = job.ctx;
+    let evaluator = Evaluator::load(&ctx.artifacts, job.stage.as_str())?;
+    let matrices = ctx.upstream(job.stage, Stage::Matrices)?;
+    let mut out = ctx.artifacts.begin(job.stage, &ctx.run_id)?;
+    out.add_input("matrices", matrices.run_id);
+    let (model, fitted) = fit_model(ctx, &evaluator, fit)?;
 
     let started = Instant::now();
-    let user_ids = evaluator.user_ids();
-    let users: Vec<u32> = match audience {
-        Audience::OldUsers => (0..evaluator.user_item.rows as u32).collect(),
-        Audience::AllUsers => (0..user_ids.len() as u32).collect(),
-    };
-    let recs = model.recommend(&users, &evaluator.user_item, n_candidates)?;
-    let recommend_s = started.elapsed().as_secs_f64();
-    tracing::info!(model = M::NAME, users = users.len(), seconds = format!("{recommend_s:.2}"), "recommended");
-
-    let encoders = &evaluator.encoders;
-    let k = ctx.config.k;
-    let metrics = evaluate_windows(&evaluator, &recs, k)?;
-    let candidates = ranked_table(&recs, &user_ids, encoders.items.ids(), "user_id", "track_id");
-    out.add_parquet(parquet_io::write_batch(out.path(CANDIDATES_FILE), &candidates)?);
-    drop(candidates);
-
+    let users: Vec<u32> = (0..job.audience_size(&evaluator) as u32).collect();
+    let candidates = model.recommend(&users, &evaluator.user_item, job.n_candidates)?;
+    let recommend_seconds = started.elapsed().as_secs_f64();
+    tracing::info!(model = M::NAME, users = users.len(), seconds = format!("{recommend_seconds:.2}"), "recommended");
     let items: Vec<u32> = (0..evaluator.user_item.cols as u32).collect();
     let similar = model.similar_items(&items, SIMILAR_PER_TRACK);
+    let scored = Scored { candidates, similar, recommend_seconds };
+    let write_model = |out: &mut StageWriter| {
+        let bytes = model.save(&out.path(MODEL_FILE))?;
+        out.add_file(MODEL_FILE, bytes);
+        Ok(())
+    };
+    publish::<M>(job, &evaluator, out, &scored, &fitted, write_model, None)
+}
+
+/// Evaluates the lists and publishes the stage: candidates, similar tracks, the model (written
+/// by `write_model`), metrics, and the manifest last. `shards`, for a merged run, goes into
+/// the summary as is.
+pub(crate) fn publish<M: Recommender>(
+    job: &ModelJob<'_>,
+    evaluator: &Evaluator,
+    mut out: StageWriter,
+    scored: &Scored,
+    fitted: &FitRecord,
+    write_model: impl FnOnce(&mut StageWriter) -> Result<(), PipelineError>,
+    shards: Option<serde_json::Value>,
+) -> Result<Manifest, PipelineError> {
+    let Scored { candidates: recs, similar, recommend_seconds } = scored;
+    let metrics = evaluate_windows(evaluator, recs, job.ctx.config.k)?;
+    let item_ids = evaluator.encoders.items.ids();
+    let table = ranked_table(recs, &evaluator.user_ids(), item_ids, "user_id", "track_id");
+    out.add_parquet(parquet_io::write_batch(out.path(CANDIDATES_FILE), &table)?);
+    drop(table);
     if similar.pairs() > 0 {
-        let table = ranked_table(&similar, encoders.items.ids(), encoders.items.ids(), "track_id", "similar_track_id");
+        let table = ranked_table(similar, item_ids, item_ids, "track_id", "similar_track_id");
         out.add_parquet(parquet_io::write_batch(out.path(SIMILAR_FILE), &table)?);
     }
-    let bytes = model.save(&out.path(MODEL_FILE))?;
-    out.add_file(MODEL_FILE, bytes);
+    write_model(&mut out)?;
     out.write_file(METRICS_FILE, &serde_json::to_vec_pretty(&metrics).expect("metrics serialize"))?;
 
     let mut summary = json!({
-        "fit_seconds": fit_s,
-        "recommend_seconds": recommend_s,
-        "users_per_second": users.len() as f64 / recommend_s.max(1e-9),
+        "recommend_seconds": recommend_seconds,
+        "users_per_second": recs.len() as f64 / recommend_seconds.max(1e-9),
         "users_with_candidates": (0..recs.len()).filter(|&q| !recs.get(q).1.is_empty()).count(),
         "candidate_pairs": recs.pairs(),
         "similar_pairs": similar.pairs(),
-        "model": model.summary().into_iter().map(|(fact, value)| (fact.to_string(), json!(value))).collect::<serde_json::Map<_, _>>(),
         "metrics": metrics,
     });
-    if let Some(losses) = losses {
-        summary["loss_per_iteration"] = json!(losses);
+    let fit = serde_json::to_value(fitted).expect("fit records serialize");
+    summary.as_object_mut().expect("an object").extend(fit.as_object().expect("an object").clone());
+    if let Some(shards) = shards {
+        summary["shards"] = shards;
     }
-    let params_json = ctx.params(json!({"k": k, "seed": ctx.config.seed, M::NAME: section}));
-    out.commit(musicrec_config::fingerprint_of(&params_json), params_json, summary)
+    let (fingerprint, params) = job.params::<M>();
+    out.commit(fingerprint, params, summary)
 }

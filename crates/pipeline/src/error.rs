@@ -49,6 +49,12 @@ pub enum PipelineError {
     )]
     NothingToReport { dir: String, expected: String },
 
+    #[error("{flag} {value}: {reason}")]
+    BadFlag { flag: &'static str, value: String, reason: String },
+
+    #[error("stage `{stage}`, sharded: {problem}")]
+    Shards { stage: &'static str, problem: String },
+
     #[error("{path}: {reason}")]
     Artifact { path: String, reason: String },
 }
@@ -62,7 +68,9 @@ impl PipelineError {
             | Self::UnknownStage { .. }
             | Self::MissingUpstream { .. }
             | Self::EmptyWindow { .. }
-            | Self::NothingToReport { .. } => true,
+            | Self::NothingToReport { .. }
+            | Self::BadFlag { .. }
+            | Self::Shards { .. } => true,
             Self::Data(e) => e.is_user_error(),
             Self::Model(e) => e.is_user_error(),
             Self::Ranking(e) => e.is_user_error(),

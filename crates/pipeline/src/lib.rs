@@ -14,6 +14,7 @@ pub mod preprocess;
 pub mod progress;
 pub mod ranking;
 pub mod report;
+pub mod shards;
 pub mod stage;
 pub mod tracking;
 
@@ -21,6 +22,7 @@ use std::path::Path;
 
 pub use artifacts::{Artifacts, Manifest};
 pub use error::PipelineError;
+pub use shards::{Shard, Sharding};
 pub use stage::{RunContext, Stage, run_stages};
 
 use musicrec_data::Location;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::artifacts::{Artifacts, Manifest};
 use crate::candidates::Audience;
 use crate::error::PipelineError;
+use crate::shards::Sharding;
 use crate::tracking::RunTracking;
 use crate::{candidates, eda, features, matrices, preprocess, ranking, report};
 
@@ -45,6 +46,10 @@ impl Stage {
     /// The candidate models whose candidates the ranker merges (popularity, `TopItems`, joins
     /// them separately: it proposes the same tracks to everyone).
     pub const CANDIDATE_MODELS: [Stage; 3] = [Stage::Als, Stage::Bpr, Stage::Item2Item];
+
+    /// The stages that fit a model and score every user with it, so their scoring can be
+    /// split over processes (`shards`).
+    pub const SHARDABLE: [Stage; 4] = [Stage::Als, Stage::Bpr, Stage::Item2Item, Stage::TopItems];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -99,6 +104,8 @@ pub struct RunContext {
     pub artifacts: Artifacts,
     /// Identifies one pipeline run; every stage's manifest carries it.
     pub run_id: String,
+    /// Which step of a sharded run the model stages perform (`Whole`: all of it).
+    pub sharding: Sharding,
     /// The run record of every stage (see `tracking`).
     pub tracking: RunTracking,
 }
@@ -107,7 +114,7 @@ impl RunContext {
     pub fn new(config: Config, data: Location, artifacts: Artifacts) -> Self {
         let run_id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), std::process::id());
         let tracking = RunTracking::new(&config, &data, &artifacts, &run_id);
-        Self { config, data, artifacts, run_id, tracking }
+        Self { config, data, artifacts, run_id, sharding: Sharding::Whole, tracking }
     }
 
     /// The manifest of an upstream stage's outputs, or an error telling the user to run it.
@@ -125,6 +132,7 @@ impl RunContext {
 /// Each stage is on record (`runs/`) while it runs and after it ends, failed ones with their
 /// error; `ctx.tracking.summary()` then says where the records went.
 pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, PipelineError> {
+    ctx.sharding.check_stages(stages)?;
     let result = run_tracked(ctx, stages);
     ctx.tracking.finish(result.is_ok());
     result
