@@ -14,6 +14,7 @@ pub mod loadtest;
 pub mod metrics;
 pub mod model;
 mod openapi;
+pub mod redis_link;
 
 pub use error::ServiceError;
 pub use http::{Server, Settings};
