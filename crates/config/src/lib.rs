@@ -145,6 +145,7 @@ pub struct ServiceConfig {
     pub events_per_user: usize,
     pub similar_sources: Vec<String>,
     pub fold_in: bool,
+    pub fold_in_cache_users: usize,
     pub max_body_bytes: usize,
     pub redis_url: Option<String>,
     pub redis_key_prefix: String,
@@ -355,6 +356,7 @@ impl ServiceConfig {
             }
         }
         in_range("service.max_body_bytes", self.max_body_bytes, 64, 1 << 20)?;
+        in_range("service.fold_in_cache_users", self.fold_in_cache_users, 0, 1 << 26)?;
         if let Some(url) = &self.redis_url
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {

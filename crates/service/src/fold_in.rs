@@ -5,53 +5,97 @@
 //! `musicrec_models::als`) is minimised in closed form by
 //! `(YᵀY + Σ_i (c_i − 1) y_i y_iᵀ + λI) x = Σ_i c_i y_i`, where c_i = alpha · listens of item i:
 //! exactly the user step of training, solved here by Cholesky instead of a few CG steps.
-//! `YᵀY + λI` does not depend on the user and is computed once at load.
+//!
+//! Speed (a request's budget is a few microseconds of a core, the solve and the scan are
+//! millions of multiply-adds):
+//! - `YᵀY + λI` and its Cholesky factor do not depend on the user and are computed at load;
+//!   a user whose every c_i is 1 (single listens at alpha 1: most new listeners) needs only
+//!   the two triangular solves, others get the full factorization.
+//! - The catalogue is kept in descending order of factor norm, so the scan can stop exactly:
+//!   once the n-th best score is above ‖x‖·‖y‖ of the next item, no later item can enter
+//!   (Cauchy–Schwarz). The answer is the full scan's, ties to the lower item index.
+//! - The loops run with AVX2 + FMA when the CPU has them (the workspace builds for baseline
+//!   x86-64, where they would be SSE2 without fused multiply-adds).
 
-use musicrec_models::topk::{Candidates, top_k};
 use musicrec_models::{Als, Recommender};
+
+/// Rows scored between two checks of the stopping bound.
+const BLOCK: usize = 256;
 
 pub struct FoldIn {
     dim: usize,
     regularization: f32,
     alpha: f32,
-    /// Items that have factors, ascending, and their factors row-major.
-    items: Vec<u32>,
+    /// Items that have factors, by descending factor norm, their factors row-major in that
+    /// order, and their norms.
+    order: Vec<u32>,
     factors: Vec<f32>,
-    /// YᵀY + λI, row-major dim × dim.
+    norms: Vec<f32>,
+    /// Row in `order` of each item index; `u32::MAX` for an item without factors.
+    row_of: Vec<u32>,
+    /// YᵀY + λI, row-major dim × dim (lower triangle used).
     gram_reg: Vec<f64>,
+    /// Its Cholesky factor L (lower triangle, row-major).
+    gram_chol: Vec<f64>,
+    fused: bool,
 }
 
 impl FoldIn {
-    pub fn new(model: &Als) -> Self {
+    /// `None` when YᵀY + λI is not positive definite (a model with zero regularization and
+    /// degenerate factors), so no user can be folded in.
+    pub fn new(model: &Als) -> Option<Self> {
         let f = model.factors();
         let dim = f.dim();
-        let items = f.items().to_vec();
-        let mut factors = Vec::with_capacity(items.len() * dim);
-        for &item in &items {
-            factors.extend_from_slice(f.item_vector(item).expect("items() have vectors"));
+        let vector = |item: u32| f.item_vector(item).expect("items() have vectors");
+        let norm = |v: &[f32]| v.iter().map(|&a| f64::from(a) * f64::from(a)).sum::<f64>().sqrt() as f32;
+        let mut order = f.items().to_vec();
+        let norms_by_item: Vec<f32> = order.iter().map(|&i| norm(vector(i))).collect();
+        let mut by_norm: Vec<(f32, u32)> = norms_by_item.into_iter().zip(order.iter().copied()).collect();
+        by_norm.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        order = by_norm.iter().map(|&(_, i)| i).collect();
+        let norms = by_norm.iter().map(|&(n, _)| n).collect();
+        let mut factors = Vec::with_capacity(order.len() * dim);
+        let mut row_of = vec![u32::MAX; f.n_items()];
+        for (row, &item) in order.iter().enumerate() {
+            factors.extend_from_slice(vector(item));
+            row_of[item as usize] = row as u32;
         }
         let params = model.params();
+        let fused = fused_multiply_add();
         let mut gram_reg = vec![0.0f64; dim * dim];
         for row in factors.chunks_exact(dim) {
-            add_outer(&mut gram_reg, row, 1.0);
+            add_outer(fused, &mut gram_reg, row, 1.0);
         }
         for j in 0..dim {
             gram_reg[j * dim + j] += f64::from(params.regularization);
         }
-        Self { dim, regularization: params.regularization, alpha: params.alpha, items, factors, gram_reg }
+        let mut gram_chol = gram_reg.clone();
+        cholesky(fused, &mut gram_chol, dim)?;
+        Some(Self {
+            dim,
+            regularization: params.regularization,
+            alpha: params.alpha,
+            order,
+            factors,
+            norms,
+            row_of,
+            gram_reg,
+            gram_chol,
+            fused,
+        })
     }
 
     fn vector(&self, item: u32) -> Option<&[f32]> {
-        let row = self.items.binary_search(&item).ok()?;
-        Some(&self.factors[row * self.dim..(row + 1) * self.dim])
+        let row = *self.row_of.get(item as usize)?;
+        (row != u32::MAX).then(|| &self.factors[row as usize * self.dim..(row as usize + 1) * self.dim])
     }
 
     /// The user's factors from `listens` (item, listen count; items ascending, no repeats), or
     /// `None` when no listened item has factors.
     pub fn user_vector(&self, listens: &[(u32, f32)]) -> Option<Vec<f32>> {
         let dim = self.dim;
-        let mut a = self.gram_reg.clone();
         let mut b = vec![0.0f64; dim];
+        let mut updates = Vec::new();
         let mut any = false;
         for &(item, count) in listens {
             let Some(y) = self.vector(item) else { continue };
@@ -59,24 +103,61 @@ impl FoldIn {
             let c = f64::from(self.alpha * count);
             // A single listen at alpha 1 (the common case) adds nothing to the matrix.
             if c != 1.0 {
-                add_outer(&mut a, y, c - 1.0);
+                updates.push((y, c - 1.0));
             }
             b.iter_mut().zip(y).for_each(|(b, &y)| *b += c * f64::from(y));
         }
         if !any {
             return None;
         }
-        cholesky_solve(&mut a, &mut b, dim)?;
+        if updates.is_empty() {
+            triangular_solves(self.fused, &self.gram_chol, &mut b, dim);
+        } else {
+            let mut a = self.gram_reg.clone();
+            for (y, weight) in updates {
+                add_outer(self.fused, &mut a, y, weight);
+            }
+            cholesky(self.fused, &mut a, dim)?;
+            triangular_solves(self.fused, &a, &mut b, dim);
+        }
         Some(b.into_iter().map(|v| v as f32).collect())
     }
 
-    /// The `n` best items for `listens` by fold-in score, none of the listened items.
+    /// The `n` best items for `listens` by fold-in score, none of the listened items; equal
+    /// scores rank the lower item index first.
     pub fn recommend(&self, listens: &[(u32, f32)], n: usize) -> Vec<u32> {
         let Some(x) = self.user_vector(listens) else { return Vec::new() };
-        let heard: Vec<u32> = listens.iter().map(|&(i, _)| i).collect();
-        let candidates = Candidates { vectors: &self.factors, ids: &self.items, dim: self.dim };
-        let recs = top_k(&[0], |_| Some(x.as_slice()), |_| heard.as_slice(), candidates, n);
-        recs.get(0).1.to_vec()
+        if n == 0 {
+            return Vec::new();
+        }
+        let x_norm = x.iter().map(|&a| f64::from(a) * f64::from(a)).sum::<f64>().sqrt();
+        // Best first; an item enters when it beats the last one.
+        let mut best: Vec<(f32, u32)> = Vec::with_capacity(n + 1);
+        let mut scores = [0.0f32; BLOCK];
+        for (block, start) in (0..self.order.len()).step_by(BLOCK).enumerate() {
+            if block > 0 && best.len() == n {
+                // Rounding of the f32 dots is covered by a relative slack far above f32 epsilon.
+                let bound = x_norm * f64::from(self.norms[start]) * (1.0 + 1e-4);
+                if f64::from(best[n - 1].0) > bound {
+                    break;
+                }
+            }
+            let end = (start + BLOCK).min(self.order.len());
+            let rows = &self.factors[start * self.dim..end * self.dim];
+            dots(self.fused, &x, rows, &mut scores[..end - start]);
+            for (&score, &item) in scores[..end - start].iter().zip(&self.order[start..end]) {
+                let enters = best.len() < n || {
+                    let (worst, worst_item) = best[n - 1];
+                    score > worst || (score == worst && item < worst_item)
+                };
+                if enters && listens.binary_search_by_key(&item, |&(i, _)| i).is_err() {
+                    let at = best.partition_point(|&(s, i)| s > score || (s == score && i < item));
+                    best.insert(at, (score, item));
+                    best.truncate(n);
+                }
+            }
+        }
+        best.into_iter().map(|(_, item)| item).collect()
     }
 
     /// The regularization and alpha the model was trained with (and fold-in uses).
@@ -85,18 +166,35 @@ impl FoldIn {
     }
 }
 
-/// `a += weight · y yᵀ` on the lower triangle, the only part `cholesky_solve` reads.
-fn add_outer(a: &mut [f64], y: &[f32], weight: f64) {
-    let dim = y.len();
-    for (r, &yr) in y.iter().enumerate() {
-        let w = weight * f64::from(yr);
-        a[r * dim..r * dim + r + 1].iter_mut().zip(y).for_each(|(a, &yc)| *a += w * f64::from(yc));
-    }
+fn fused_multiply_add() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Runs `body` compiled for AVX2 + FMA when `fused` (so the inlined loops below use them), as
+/// plain code otherwise.
+macro_rules! dispatch {
+    ($fused:expr, $name:ident, fn($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {{
+        #[inline(always)]
+        fn portable($($arg: $ty),*) $(-> $ret)? $body
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        fn $name($($arg: $ty),*) $(-> $ret)? $body
+        #[cfg(target_arch = "x86_64")]
+        if $fused {
+            // SAFETY: `fused` is true only when the CPU reported AVX2 and FMA.
+            return unsafe { $name($($arg),*) };
+        }
+        portable($($arg),*)
+    }};
 }
 
 /// `a · b` with independent partial sums, so the additions pipeline (and vectorise) instead
-/// of waiting on one another: most of the solve's time at a few hundred factors.
-fn dot(a: &[f64], b: &[f64]) -> f64 {
+/// of waiting on one another.
+#[inline(always)]
+fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
     let mut partial = [0.0f64; 8];
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f64 = a8.remainder().iter().zip(b8.remainder()).map(|(x, y)| x * y).sum();
@@ -106,34 +204,73 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     partial.iter().sum::<f64>() + tail
 }
 
-/// Solves `a x = b` in place (`b` becomes x) for a symmetric positive definite `a`; `None` if
-/// it is not (a zero regularization with too few listens).
-fn cholesky_solve(a: &mut [f64], b: &mut [f64], n: usize) -> Option<()> {
-    for j in 0..n {
-        let (done, rest) = a.split_at_mut((j + 1) * n);
-        let row_j = &mut done[j * n..];
-        let d = row_j[j] - dot(&row_j[..j], &row_j[..j]);
-        if d <= 0.0 || !d.is_finite() {
-            return None;
-        }
-        let d = d.sqrt();
-        row_j[j] = d;
-        let row_j = &done[j * n..j * n + j];
-        for row_i in rest.chunks_exact_mut(n) {
-            row_i[j] = (row_i[j] - dot(&row_i[..j], row_j)) / d;
-        }
+#[inline(always)]
+fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut partial = [0.0f32; 16];
+    let (a16, b16) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = a16.remainder().iter().zip(b16.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in a16.zip(b16) {
+        partial.iter_mut().zip(x).zip(y).for_each(|((p, x), y)| *p += x * y);
     }
-    for i in 0..n {
-        b[i] = (b[i] - dot(&a[i * n..i * n + i], &b[..i])) / a[i * n + i];
-    }
-    for i in (0..n).rev() {
-        let mut s = b[i];
-        for k in i + 1..n {
-            s -= a[k * n + i] * b[k];
+    partial.iter().sum::<f32>() + tail
+}
+
+/// `out[r]` = x · row r of the row-major `rows`.
+fn dots(fused: bool, x: &[f32], rows: &[f32], out: &mut [f32]) {
+    dispatch!(fused, dots_avx2, fn(x: &[f32], rows: &[f32], out: &mut [f32]) {
+        for (o, row) in out.iter_mut().zip(rows.chunks_exact(x.len())) {
+            *o = dot_f32(x, row);
         }
-        b[i] = s / a[i * n + i];
-    }
-    Some(())
+    })
+}
+
+/// `a += weight · y yᵀ` on the lower triangle, the only part the factorization reads.
+fn add_outer(fused: bool, a: &mut [f64], y: &[f32], weight: f64) {
+    dispatch!(fused, add_outer_avx2, fn(a: &mut [f64], y: &[f32], weight: f64) {
+        let dim = y.len();
+        for (r, &yr) in y.iter().enumerate() {
+            let w = weight * f64::from(yr);
+            a[r * dim..r * dim + r + 1].iter_mut().zip(y).for_each(|(a, &yc)| *a += w * f64::from(yc));
+        }
+    })
+}
+
+/// Replaces the lower triangle of the symmetric `a` (n × n) by its Cholesky factor; `None` if
+/// `a` is not positive definite (a zero regularization with too few listens).
+fn cholesky(fused: bool, a: &mut [f64], n: usize) -> Option<()> {
+    dispatch!(fused, cholesky_avx2, fn(a: &mut [f64], n: usize) -> Option<()> {
+        for j in 0..n {
+            let (done, rest) = a.split_at_mut((j + 1) * n);
+            let row_j = &mut done[j * n..];
+            let d = row_j[j] - dot_f64(&row_j[..j], &row_j[..j]);
+            if d <= 0.0 || !d.is_finite() {
+                return None;
+            }
+            let d = d.sqrt();
+            row_j[j] = d;
+            let row_j = &done[j * n..j * n + j];
+            for row_i in rest.chunks_exact_mut(n) {
+                row_i[j] = (row_i[j] - dot_f64(&row_i[..j], row_j)) / d;
+            }
+        }
+        Some(())
+    })
+}
+
+/// Solves `L Lᵀ x = b` in place (`b` becomes x) for the Cholesky factor L in `l`.
+fn triangular_solves(fused: bool, l: &[f64], b: &mut [f64], n: usize) {
+    dispatch!(fused, triangular_solves_avx2, fn(l: &[f64], b: &mut [f64], n: usize) {
+        for i in 0..n {
+            b[i] = (b[i] - dot_f64(&l[i * n..i * n + i], &b[..i])) / l[i * n + i];
+        }
+        for i in (0..n).rev() {
+            let mut s = b[i];
+            for k in i + 1..n {
+                s -= l[k * n + i] * b[k];
+            }
+            b[i] = s / l[i * n + i];
+        }
+    })
 }
 
 #[cfg(test)]
@@ -143,12 +280,15 @@ mod tests {
     use musicrec_models::AlsParams;
 
     #[test]
-    fn cholesky_solves_a_known_system() {
-        let mut a = vec![4.0, 2.0, 2.0, 3.0];
-        let mut b = vec![2.0, 1.0];
-        cholesky_solve(&mut a, &mut b, 2).unwrap();
-        assert!((b[0] - 0.5).abs() < 1e-12 && b[1].abs() < 1e-12, "{b:?}");
-        assert!(cholesky_solve(&mut [0.0], &mut [1.0], 1).is_none());
+    fn cholesky_solves_a_known_system_with_and_without_fma() {
+        for fused in [false, fused_multiply_add()] {
+            let mut a = vec![4.0, 2.0, 2.0, 3.0];
+            let mut b = vec![2.0, 1.0];
+            cholesky(fused, &mut a, 2).unwrap();
+            triangular_solves(fused, &a, &mut b, 2);
+            assert!((b[0] - 0.5).abs() < 1e-12 && b[1].abs() < 1e-12, "{b:?}");
+            assert!(cholesky(fused, &mut [0.0], 1).is_none());
+        }
     }
 
     /// Folding a trained user back in from their own listens gives (nearly) the user's trained
@@ -170,7 +310,7 @@ mod tests {
         let params =
             AlsParams { factors: 4, iterations: 30, min_users_per_item: 1, cg_steps: 50, ..Default::default() };
         let als = Als::fit(&params, &m).unwrap();
-        let fold = FoldIn::new(&als);
+        let fold = FoldIn::new(&als).unwrap();
         let (items, counts) = m.row(3);
         let listens: Vec<(u32, f32)> = items.iter().copied().zip(counts.iter().copied()).collect();
         let x = fold.user_vector(&listens).unwrap();
@@ -182,5 +322,41 @@ mod tests {
         assert_eq!(recs.len(), 3);
         assert!(recs.iter().all(|i| !items.contains(i)));
         assert!(fold.user_vector(&[]).is_none());
+    }
+
+    /// The norm-ordered scan with its early stop answers what scoring every item and sorting
+    /// answers, for single listens (the precomputed factor) and repeated ones (a new one).
+    #[test]
+    fn early_stopping_scan_equals_the_full_scan() {
+        let (rows, cols) = (200usize, 150usize);
+        let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
+        for u in 0..rows as u32 {
+            for i in 0..cols as u32 {
+                // Skewed popularity, so factor norms differ and the scan can stop early.
+                if (u * 31 + i * 17) % (3 + i / 10) == 0 {
+                    r.push(u);
+                    c.push(i);
+                    v.push(1.0 + (u % 3) as f32);
+                }
+            }
+        }
+        let m = CsrMatrix::from_coo(rows, cols, &r, &c, &v);
+        let params = AlsParams { factors: 16, iterations: 5, min_users_per_item: 1, ..Default::default() };
+        let als = Als::fit(&params, &m).unwrap();
+        let fold = FoldIn::new(&als).unwrap();
+        for (case, listens) in
+            [vec![(3u32, 1.0f32), (40, 1.0)], vec![(5, 3.0), (77, 1.0), (120, 2.0)]].iter().enumerate()
+        {
+            let x = fold.user_vector(listens).unwrap();
+            let mut all: Vec<(f32, u32)> = (0..cols as u32)
+                .filter(|i| listens.iter().all(|&(l, _)| l != *i))
+                .filter_map(|i| fold.vector(i).map(|y| (dot_f32(&x, y), i)))
+                .collect();
+            all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            for n in [1, 10, 40] {
+                let expected: Vec<u32> = all.iter().take(n).map(|&(_, i)| i).collect();
+                assert_eq!(fold.recommend(listens, n), expected, "case {case}, n = {n}");
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@ pub mod blend;
 pub mod error;
 pub mod events;
 pub mod fold_in;
+pub mod fold_in_cache;
 pub mod http;
 pub mod limits;
 pub mod lists;

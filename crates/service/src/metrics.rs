@@ -196,6 +196,15 @@ impl Metrics {
     }
 }
 
+/// Appends the fold-in cache's counters (they belong to the loaded artifact set, so they
+/// restart at a reload, which Prometheus' rate() treats as a counter reset).
+pub fn render_fold_in_cache(out: &mut String, hits: u64, misses: u64) {
+    out.push_str("# HELP musicrec_fold_in_cache_total Fold-in answers reused (hit) or computed (miss).\n");
+    out.push_str("# TYPE musicrec_fold_in_cache_total counter\n");
+    let _ = writeln!(out, "musicrec_fold_in_cache_total{{result=\"hit\"}} {hits}");
+    let _ = writeln!(out, "musicrec_fold_in_cache_total{{result=\"miss\"}} {misses}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
