@@ -8,9 +8,11 @@
 //!
 //! Speed (a request's budget is a few microseconds of a core, the solve and the scan are
 //! millions of multiply-adds):
-//! - `YᵀY + λI` and its Cholesky factor do not depend on the user and are computed at load;
-//!   a user whose every c_i is 1 (single listens at alpha 1: most new listeners) needs only
-//!   the two triangular solves, others get the full factorization.
+//! - `YᵀY + λI` and its Cholesky factor do not depend on the user and are computed at load.
+//!   A user adds one rank-one term per item with c_i ≠ 1 (repeated listens); m such terms are
+//!   solved through the precomputed factor by the Woodbury identity (an m × m system), or by
+//!   factoring the whole matrix when m is so large that this is cheaper. Single listens at
+//!   alpha 1 (most new listeners) cost two triangular solves.
 //! - The catalogue is kept in descending order of factor norm, so the scan can stop exactly:
 //!   once the n-th best score is above ‖x‖·‖y‖ of the next item, no later item can enter
 //!   (Cauchy–Schwarz). The answer is the full scan's, ties to the lower item index.
@@ -110,17 +112,55 @@ impl FoldIn {
         if !any {
             return None;
         }
-        if updates.is_empty() {
-            triangular_solves(self.fused, &self.gram_chol, &mut b, dim);
-        } else {
-            let mut a = self.gram_reg.clone();
-            for (y, weight) in updates {
-                add_outer(self.fused, &mut a, y, weight);
-            }
-            cholesky(self.fused, &mut a, dim)?;
-            triangular_solves(self.fused, &a, &mut b, dim);
+        let m = updates.len();
+        if m * m * (3 * dim + m) < dim * dim * dim
+            && let Some(x) = self.solve_low_rank(&b, &updates)
+        {
+            return Some(x);
         }
+        let mut a = self.gram_reg.clone();
+        for (y, weight) in updates {
+            add_outer(self.fused, &mut a, y, weight);
+        }
+        cholesky(self.fused, &mut a, dim)?;
+        forward_solve(self.fused, &a, &mut b, dim);
+        backward_solve(self.fused, &a, &mut b, dim);
         Some(b.into_iter().map(|v| v as f32).collect())
+    }
+
+    /// `(G + U D Uᵀ)⁻¹ b` by the Woodbury identity on the precomputed factor G = L Lᵀ, with
+    /// W = L⁻¹U: `x = L⁻ᵀ (z − W S⁻¹ Wᵀ z)`, z = L⁻¹b, S = D⁻¹ + WᵀW (m × m). About
+    /// m·n²/2 + m²·n/2 + m³/6 multiply-adds against n³/6 for factoring the whole matrix, so the
+    /// cheaper one for m updates is chosen by the caller. `None` when S is not positive
+    /// definite (weights below zero, alpha · listens < 1): the caller factors instead.
+    fn solve_low_rank(&self, b: &[f64], updates: &[(&[f32], f64)]) -> Option<Vec<f32>> {
+        let (n, m) = (self.dim, updates.len());
+        let l = &self.gram_chol;
+        let mut w = vec![0.0f64; m * n];
+        for ((y, _), w) in updates.iter().zip(w.chunks_exact_mut(n)) {
+            w.iter_mut().zip(y.iter()).for_each(|(w, &y)| *w = f64::from(y));
+            forward_solve(self.fused, l, w, n);
+        }
+        let mut z = b.to_vec();
+        forward_solve(self.fused, l, &mut z, n);
+        let mut s = vec![0.0f64; m * m];
+        let mut t = vec![0.0f64; m];
+        for i in 0..m {
+            let wi = &w[i * n..(i + 1) * n];
+            for j in 0..=i {
+                s[i * m + j] = dot_f64(wi, &w[j * n..(j + 1) * n]);
+            }
+            s[i * m + i] += 1.0 / updates[i].1;
+            t[i] = dot_f64(wi, &z);
+        }
+        cholesky(self.fused, &mut s, m)?;
+        forward_solve(self.fused, &s, &mut t, m);
+        backward_solve(self.fused, &s, &mut t, m);
+        for (&ti, wi) in t.iter().zip(w.chunks_exact(n)) {
+            z.iter_mut().zip(wi).for_each(|(z, &w)| *z -= ti * w);
+        }
+        backward_solve(self.fused, l, &mut z, n);
+        Some(z.into_iter().map(|v| v as f32).collect())
     }
 
     /// The `n` best items for `listens` by fold-in score, none of the listened items; equal
@@ -257,18 +297,23 @@ fn cholesky(fused: bool, a: &mut [f64], n: usize) -> Option<()> {
     })
 }
 
-/// Solves `L Lᵀ x = b` in place (`b` becomes x) for the Cholesky factor L in `l`.
-fn triangular_solves(fused: bool, l: &[f64], b: &mut [f64], n: usize) {
-    dispatch!(fused, triangular_solves_avx2, fn(l: &[f64], b: &mut [f64], n: usize) {
+/// Solves `L y = b` in place (`b` becomes y) for the lower-triangular `l`.
+fn forward_solve(fused: bool, l: &[f64], b: &mut [f64], n: usize) {
+    dispatch!(fused, forward_solve_avx2, fn(l: &[f64], b: &mut [f64], n: usize) {
         for i in 0..n {
             b[i] = (b[i] - dot_f64(&l[i * n..i * n + i], &b[..i])) / l[i * n + i];
         }
+    })
+}
+
+/// Solves `Lᵀ x = y` in place for the lower-triangular `l`, by rows of L (contiguous) rather
+/// than its columns.
+fn backward_solve(fused: bool, l: &[f64], b: &mut [f64], n: usize) {
+    dispatch!(fused, backward_solve_avx2, fn(l: &[f64], b: &mut [f64], n: usize) {
         for i in (0..n).rev() {
-            let mut s = b[i];
-            for k in i + 1..n {
-                s -= l[k * n + i] * b[k];
-            }
-            b[i] = s / l[i * n + i];
+            b[i] /= l[i * n + i];
+            let xi = b[i];
+            b[..i].iter_mut().zip(&l[i * n..i * n + i]).for_each(|(b, &l)| *b -= xi * l);
         }
     })
 }
@@ -285,7 +330,8 @@ mod tests {
             let mut a = vec![4.0, 2.0, 2.0, 3.0];
             let mut b = vec![2.0, 1.0];
             cholesky(fused, &mut a, 2).unwrap();
-            triangular_solves(fused, &a, &mut b, 2);
+            forward_solve(fused, &a, &mut b, 2);
+            backward_solve(fused, &a, &mut b, 2);
             assert!((b[0] - 0.5).abs() < 1e-12 && b[1].abs() < 1e-12, "{b:?}");
             assert!(cholesky(fused, &mut [0.0], 1).is_none());
         }
@@ -356,6 +402,44 @@ mod tests {
             for n in [1, 10, 40] {
                 let expected: Vec<u32> = all.iter().take(n).map(|&(_, i)| i).collect();
                 assert_eq!(fold.recommend(listens, n), expected, "case {case}, n = {n}");
+            }
+        }
+    }
+
+    /// The Woodbury path and factoring the whole matrix give the same vector, including the
+    /// fallback for negative weights (alpha · listens < 1).
+    #[test]
+    fn low_rank_solve_equals_factoring_the_whole_matrix() {
+        let (rows, cols) = (60usize, 40usize);
+        let (mut r, mut c) = (Vec::new(), Vec::new());
+        for u in 0..rows as u32 {
+            for i in 0..cols as u32 {
+                if (u * 13 + i * 7) % 4 == 0 {
+                    r.push(u);
+                    c.push(i);
+                }
+            }
+        }
+        let m = CsrMatrix::from_coo(rows, cols, &r, &c, &vec![1.0; r.len()]);
+        for alpha in [1.0f32, 0.4] {
+            let params = AlsParams { factors: 12, iterations: 3, alpha, min_users_per_item: 1, ..Default::default() };
+            let fold = FoldIn::new(&Als::fit(&params, &m).unwrap()).unwrap();
+            // Five repeated items of eight: m = 5 is the Woodbury path at 32 factors.
+            let listens: Vec<(u32, f32)> = (0..8).map(|i| (i * 3, 1.0 + (i % 3 != 0) as u8 as f32 * 2.0)).collect();
+            let x = fold.user_vector(&listens).unwrap();
+            let dim = fold.dim;
+            let (mut a, mut b) = (fold.gram_reg.clone(), vec![0.0f64; dim]);
+            for &(item, count) in &listens {
+                let y = fold.vector(item).unwrap();
+                let c = f64::from(alpha * count);
+                add_outer(false, &mut a, y, c - 1.0);
+                b.iter_mut().zip(y).for_each(|(b, &y)| *b += c * f64::from(y));
+            }
+            cholesky(false, &mut a, dim).unwrap();
+            forward_solve(false, &a, &mut b, dim);
+            backward_solve(false, &a, &mut b, dim);
+            for (got, want) in x.iter().zip(&b) {
+                assert!((f64::from(*got) - want).abs() < 1e-4 * (1.0 + want.abs()), "alpha {alpha}: {x:?} vs {b:?}");
             }
         }
     }
