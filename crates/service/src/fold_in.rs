@@ -3,20 +3,23 @@
 //!
 //! With the item factors Y fixed, the implicit-ALS objective of one user (see
 //! `musicrec_models::als`) is minimised in closed form by
-//! `(YᵀY + Σ_i (c_i − 1) y_i y_iᵀ + λI) x = Σ_i c_i y_i`, where c_i = alpha · listens of item i:
-//! exactly the user step of training, solved here by Cholesky instead of a few CG steps.
+//! `(G + Σ_i (c_i − 1) y_i y_iᵀ) x = Σ_i c_i y_i`, G = YᵀY + λI, c_i = alpha · listens of
+//! item i: exactly the user step of training, solved here exactly instead of by a few CG steps.
 //!
-//! Speed (a request's budget is a few microseconds of a core, the solve and the scan are
-//! millions of multiply-adds):
-//! - `YᵀY + λI` and its Cholesky factor do not depend on the user and are computed at load.
-//!   A user adds one rank-one term per item with c_i ≠ 1 (repeated listens); m such terms are
-//!   solved through the precomputed factor by the Woodbury identity (an m × m system), or by
-//!   factoring the whole matrix when m is so large that this is cheaper. Single listens at
-//!   alpha 1 (most new listeners) cost two triangular solves.
-//! - The catalogue is kept in descending order of factor norm, so the scan can stop exactly:
-//!   once the n-th best score is above ‖x‖·‖y‖ of the next item, no later item can enter
-//!   (Cauchy–Schwarz). The answer is the full scan's, ties to the lower item index.
-//! - The loops run with AVX2 + FMA when the CPU has them (the workspace builds for baseline
+//! Speed (a request's budget is microseconds; the solve and the scan are millions of
+//! multiply-adds done naively). G does not depend on the user: it is factored once at load,
+//! G = L Lᵀ, and the items are kept whitened, w = L⁻¹ y. In those coordinates the system is
+//! `(I + Σ d_i w_i w_iᵀ) q = z` with d_i = c_i − 1, z = Σ c_i w_i and q = Lᵀx, and the score of
+//! item j is x · y_j = q · w_j, so no request touches an n × n matrix:
+//! - z is a sum of stored rows; items with d_i = 0 (single listens at alpha 1, the common case)
+//!   contribute nothing else;
+//! - the m items with d_i ≠ 0 are a rank-m term, solved by the Woodbury identity as the m × m
+//!   system `(D⁻¹ + WᵀW) t = Wᵀz`, q = z − W t (or, for m above the factor count, by factoring
+//!   the n × n matrix, the cheaper of the two);
+//! - the catalogue is kept in descending order of ‖w‖, so the scan stops once the k-th score
+//!   beats ‖q‖·‖w‖ of the next item (Cauchy–Schwarz: nothing later can enter). The answer is
+//!   the full scan's, ties to the lower item index;
+//! - the loops run with AVX2 + FMA when the CPU has them (the workspace builds for baseline
 //!   x86-64, where they would be SSE2 without fused multiply-adds).
 
 use musicrec_models::{Als, Recommender};
@@ -28,17 +31,13 @@ pub struct FoldIn {
     dim: usize,
     regularization: f32,
     alpha: f32,
-    /// Items that have factors, by descending factor norm, their factors row-major in that
-    /// order, and their norms.
+    /// Items that have factors, by descending whitened norm, their whitened factors L⁻¹y
+    /// row-major in that order, and those norms.
     order: Vec<u32>,
-    factors: Vec<f32>,
+    whitened: Vec<f32>,
     norms: Vec<f32>,
     /// Row in `order` of each item index; `u32::MAX` for an item without factors.
     row_of: Vec<u32>,
-    /// YᵀY + λI, row-major dim × dim (lower triangle used).
-    gram_reg: Vec<f64>,
-    /// Its Cholesky factor L (lower triangle, row-major).
-    gram_chol: Vec<f64>,
     fused: bool,
 }
 
@@ -48,143 +47,129 @@ impl FoldIn {
     pub fn new(model: &Als) -> Option<Self> {
         let f = model.factors();
         let dim = f.dim();
-        let vector = |item: u32| f.item_vector(item).expect("items() have vectors");
-        let norm = |v: &[f32]| v.iter().map(|&a| f64::from(a) * f64::from(a)).sum::<f64>().sqrt() as f32;
-        let mut order = f.items().to_vec();
-        let norms_by_item: Vec<f32> = order.iter().map(|&i| norm(vector(i))).collect();
-        let mut by_norm: Vec<(f32, u32)> = norms_by_item.into_iter().zip(order.iter().copied()).collect();
-        by_norm.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        order = by_norm.iter().map(|&(_, i)| i).collect();
-        let norms = by_norm.iter().map(|&(n, _)| n).collect();
-        let mut factors = Vec::with_capacity(order.len() * dim);
-        let mut row_of = vec![u32::MAX; f.n_items()];
-        for (row, &item) in order.iter().enumerate() {
-            factors.extend_from_slice(vector(item));
-            row_of[item as usize] = row as u32;
-        }
-        let params = model.params();
         let fused = fused_multiply_add();
-        let mut gram_reg = vec![0.0f64; dim * dim];
-        for row in factors.chunks_exact(dim) {
-            add_outer(fused, &mut gram_reg, row, 1.0);
+        let params = model.params();
+        let l = gram_factor(model, fused)?;
+        let mut rows: Vec<(f32, u32, Vec<f32>)> = f
+            .items()
+            .iter()
+            .map(|&item| {
+                let mut w: Vec<f64> =
+                    f.item_vector(item).expect("items() have vectors").iter().map(|&v| f64::from(v)).collect();
+                forward_solve(fused, &l, &mut w, dim);
+                let norm = w.iter().map(|v| v * v).sum::<f64>().sqrt() as f32;
+                (norm, item, w.into_iter().map(|v| v as f32).collect())
+            })
+            .collect();
+        rows.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut row_of = vec![u32::MAX; f.n_items()];
+        let mut whitened = Vec::with_capacity(rows.len() * dim);
+        for (row, (_, item, w)) in rows.iter().enumerate() {
+            row_of[*item as usize] = row as u32;
+            whitened.extend_from_slice(w);
         }
-        for j in 0..dim {
-            gram_reg[j * dim + j] += f64::from(params.regularization);
-        }
-        let mut gram_chol = gram_reg.clone();
-        cholesky(fused, &mut gram_chol, dim)?;
         Some(Self {
             dim,
             regularization: params.regularization,
             alpha: params.alpha,
-            order,
-            factors,
-            norms,
+            order: rows.iter().map(|r| r.1).collect(),
+            norms: rows.iter().map(|r| r.0).collect(),
+            whitened,
             row_of,
-            gram_reg,
-            gram_chol,
             fused,
         })
     }
 
-    fn vector(&self, item: u32) -> Option<&[f32]> {
+    fn whitened_vector(&self, item: u32) -> Option<&[f32]> {
         let row = *self.row_of.get(item as usize)?;
-        (row != u32::MAX).then(|| &self.factors[row as usize * self.dim..(row as usize + 1) * self.dim])
+        (row != u32::MAX).then(|| &self.whitened[row as usize * self.dim..(row as usize + 1) * self.dim])
     }
 
-    /// The user's factors from `listens` (item, listen count; items ascending, no repeats), or
-    /// `None` when no listened item has factors.
-    pub fn user_vector(&self, listens: &[(u32, f32)]) -> Option<Vec<f32>> {
-        let dim = self.dim;
-        let mut b = vec![0.0f64; dim];
-        let mut updates = Vec::new();
+    /// The user's factors in whitened coordinates, q = Lᵀx, from `listens` (item, listen
+    /// count; items ascending, no repeats), or `None` when no listened item has factors.
+    fn query(&self, listens: &[(u32, f32)]) -> Option<Vec<f64>> {
+        let n = self.dim;
+        let mut z = vec![0.0f64; n];
+        let mut updates: Vec<(&[f32], f64)> = Vec::new();
         let mut any = false;
         for &(item, count) in listens {
-            let Some(y) = self.vector(item) else { continue };
+            let Some(w) = self.whitened_vector(item) else { continue };
             any = true;
             let c = f64::from(self.alpha * count);
-            // A single listen at alpha 1 (the common case) adds nothing to the matrix.
             if c != 1.0 {
-                updates.push((y, c - 1.0));
+                updates.push((w, c - 1.0));
             }
-            b.iter_mut().zip(y).for_each(|(b, &y)| *b += c * f64::from(y));
+            z.iter_mut().zip(w).for_each(|(z, &w)| *z += c * f64::from(w));
         }
         if !any {
             return None;
         }
-        let m = updates.len();
-        if m * m * (3 * dim + m) < dim * dim * dim
-            && let Some(x) = self.solve_low_rank(&b, &updates)
+        if updates.len() <= n
+            && let Some(q) = self.woodbury(&z, &updates)
         {
-            return Some(x);
+            return Some(q);
         }
-        let mut a = self.gram_reg.clone();
-        for (y, weight) in updates {
-            add_outer(self.fused, &mut a, y, weight);
+        // (I + Σ d w wᵀ) q = z, factored whole.
+        let mut a = vec![0.0f64; n * n];
+        for j in 0..n {
+            a[j * n + j] = 1.0;
         }
-        cholesky(self.fused, &mut a, dim)?;
-        forward_solve(self.fused, &a, &mut b, dim);
-        backward_solve(self.fused, &a, &mut b, dim);
-        Some(b.into_iter().map(|v| v as f32).collect())
+        for &(w, d) in &updates {
+            add_outer(self.fused, &mut a, w, d);
+        }
+        cholesky(self.fused, &mut a, n)?;
+        forward_solve(self.fused, &a, &mut z, n);
+        backward_solve(self.fused, &a, &mut z, n);
+        Some(z)
     }
 
-    /// `(G + U D Uᵀ)⁻¹ b` by the Woodbury identity on the precomputed factor G = L Lᵀ, with
-    /// W = L⁻¹U: `x = L⁻ᵀ (z − W S⁻¹ Wᵀ z)`, z = L⁻¹b, S = D⁻¹ + WᵀW (m × m). About
-    /// m·n²/2 + m²·n/2 + m³/6 multiply-adds against n³/6 for factoring the whole matrix, so the
-    /// cheaper one for m updates is chosen by the caller. `None` when S is not positive
-    /// definite (weights below zero, alpha · listens < 1): the caller factors instead.
-    fn solve_low_rank(&self, b: &[f64], updates: &[(&[f32], f64)]) -> Option<Vec<f32>> {
-        let (n, m) = (self.dim, updates.len());
-        let l = &self.gram_chol;
-        let mut w = vec![0.0f64; m * n];
-        for ((y, _), w) in updates.iter().zip(w.chunks_exact_mut(n)) {
-            w.iter_mut().zip(y.iter()).for_each(|(w, &y)| *w = f64::from(y));
-            forward_solve(self.fused, l, w, n);
-        }
-        let mut z = b.to_vec();
-        forward_solve(self.fused, l, &mut z, n);
+    /// `q = z − W (D⁻¹ + WᵀW)⁻¹ Wᵀz`: about m²·n/2 + m³/6 multiply-adds for m updates, against
+    /// m·n²/2 + n³/6 for the n × n system. `None` when D⁻¹ + WᵀW is not positive definite
+    /// (weights below zero, alpha · listens < 1): the caller factors the n × n system instead.
+    fn woodbury(&self, z: &[f64], updates: &[(&[f32], f64)]) -> Option<Vec<f64>> {
+        let m = updates.len();
         let mut s = vec![0.0f64; m * m];
         let mut t = vec![0.0f64; m];
-        for i in 0..m {
-            let wi = &w[i * n..(i + 1) * n];
-            for j in 0..=i {
-                s[i * m + j] = dot_f64(wi, &w[j * n..(j + 1) * n]);
+        for (i, &(wi, di)) in updates.iter().enumerate() {
+            for (j, &(wj, _)) in updates[..=i].iter().enumerate() {
+                s[i * m + j] = dot_mixed(self.fused, wi, wj);
             }
-            s[i * m + i] += 1.0 / updates[i].1;
-            t[i] = dot_f64(wi, &z);
+            s[i * m + i] += 1.0 / di;
+            t[i] = wi.iter().zip(z).map(|(&w, &z)| f64::from(w) * z).sum();
         }
         cholesky(self.fused, &mut s, m)?;
         forward_solve(self.fused, &s, &mut t, m);
         backward_solve(self.fused, &s, &mut t, m);
-        for (&ti, wi) in t.iter().zip(w.chunks_exact(n)) {
-            z.iter_mut().zip(wi).for_each(|(z, &w)| *z -= ti * w);
+        let mut q = z.to_vec();
+        for (&ti, &(wi, _)) in t.iter().zip(updates) {
+            q.iter_mut().zip(wi).for_each(|(q, &w)| *q -= ti * f64::from(w));
         }
-        backward_solve(self.fused, l, &mut z, n);
-        Some(z.into_iter().map(|v| v as f32).collect())
+        Some(q)
     }
 
     /// The `n` best items for `listens` by fold-in score, none of the listened items; equal
     /// scores rank the lower item index first.
     pub fn recommend(&self, listens: &[(u32, f32)], n: usize) -> Vec<u32> {
-        let Some(x) = self.user_vector(listens) else { return Vec::new() };
+        let Some(q) = self.query(listens) else { return Vec::new() };
         if n == 0 {
             return Vec::new();
         }
-        let x_norm = x.iter().map(|&a| f64::from(a) * f64::from(a)).sum::<f64>().sqrt();
+        let q_norm = q.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let q: Vec<f32> = q.into_iter().map(|v| v as f32).collect();
         // Best first; an item enters when it beats the last one.
         let mut best: Vec<(f32, u32)> = Vec::with_capacity(n + 1);
         let mut scores = [0.0f32; BLOCK];
         for (block, start) in (0..self.order.len()).step_by(BLOCK).enumerate() {
             if block > 0 && best.len() == n {
                 // Rounding of the f32 dots is covered by a relative slack far above f32 epsilon.
-                let bound = x_norm * f64::from(self.norms[start]) * (1.0 + 1e-4);
+                let bound = q_norm * f64::from(self.norms[start]) * (1.0 + 1e-4);
                 if f64::from(best[n - 1].0) > bound {
                     break;
                 }
             }
             let end = (start + BLOCK).min(self.order.len());
-            let rows = &self.factors[start * self.dim..end * self.dim];
-            dots(self.fused, &x, rows, &mut scores[..end - start]);
+            let rows = &self.whitened[start * self.dim..end * self.dim];
+            dots(self.fused, &q, rows, &mut scores[..end - start]);
             for (&score, &item) in scores[..end - start].iter().zip(&self.order[start..end]) {
                 let enters = best.len() < n || {
                     let (worst, worst_item) = best[n - 1];
@@ -204,6 +189,21 @@ impl FoldIn {
     pub fn params(&self) -> (f32, f32) {
         (self.regularization, self.alpha)
     }
+}
+
+/// The Cholesky factor L of YᵀY + λI (lower triangle, row-major).
+fn gram_factor(model: &Als, fused: bool) -> Option<Vec<f64>> {
+    let f = model.factors();
+    let dim = f.dim();
+    let mut g = vec![0.0f64; dim * dim];
+    for &item in f.items() {
+        add_outer(fused, &mut g, f.item_vector(item).expect("items() have vectors"), 1.0);
+    }
+    for j in 0..dim {
+        g[j * dim + j] += f64::from(model.params().regularization);
+    }
+    cholesky(fused, &mut g, dim)?;
+    Some(g)
 }
 
 fn fused_multiply_add() -> bool {
@@ -253,6 +253,19 @@ fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         partial.iter_mut().zip(x).zip(y).for_each(|((p, x), y)| *p += x * y);
     }
     partial.iter().sum::<f32>() + tail
+}
+
+/// `a · b` of two f32 vectors summed in f64, for the m × m system.
+fn dot_mixed(fused: bool, a: &[f32], b: &[f32]) -> f64 {
+    dispatch!(fused, dot_mixed_avx2, fn(a: &[f32], b: &[f32]) -> f64 {
+        let mut partial = [0.0f64; 8];
+        let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+        let tail: f64 = a8.remainder().iter().zip(b8.remainder()).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
+        for (x, y) in a8.zip(b8) {
+            partial.iter_mut().zip(x).zip(y).for_each(|((p, &x), &y)| *p += f64::from(x) * f64::from(y));
+        }
+        partial.iter().sum::<f64>() + tail
+    })
 }
 
 /// `out[r]` = x · row r of the row-major `rows`.
@@ -337,109 +350,125 @@ mod tests {
         }
     }
 
+    /// The user's factors x = L⁻ᵀq from the fold-in's whitened answer.
+    fn user_vector(fold: &FoldIn, model: &Als, listens: &[(u32, f32)]) -> Option<Vec<f64>> {
+        let mut x = fold.query(listens)?;
+        backward_solve(false, &gram_factor(model, false).unwrap(), &mut x, fold.dim);
+        Some(x)
+    }
+
+    /// `(YᵀY + λI + Σ(c−1)yyᵀ) x = Σ c y` solved directly in the original coordinates.
+    fn direct_solve(model: &Als, listens: &[(u32, f32)]) -> Vec<f64> {
+        let f = model.factors();
+        let (dim, alpha) = (f.dim(), model.params().alpha);
+        let mut a = vec![0.0f64; dim * dim];
+        for &item in f.items() {
+            add_outer(false, &mut a, f.item_vector(item).unwrap(), 1.0);
+        }
+        for j in 0..dim {
+            a[j * dim + j] += f64::from(model.params().regularization);
+        }
+        let mut b = vec![0.0f64; dim];
+        for &(item, count) in listens {
+            let y = f.item_vector(item).unwrap();
+            let c = f64::from(alpha * count);
+            add_outer(false, &mut a, y, c - 1.0);
+            b.iter_mut().zip(y).for_each(|(b, &y)| *b += c * f64::from(y));
+        }
+        cholesky(false, &mut a, dim).unwrap();
+        forward_solve(false, &a, &mut b, dim);
+        backward_solve(false, &a, &mut b, dim);
+        b
+    }
+
+    fn matrix(rows: usize, cols: usize, keep: impl Fn(u32, u32) -> Option<f32>) -> CsrMatrix {
+        let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
+        for u in 0..rows as u32 {
+            for i in 0..cols as u32 {
+                if let Some(value) = keep(u, i) {
+                    r.push(u);
+                    c.push(i);
+                    v.push(value);
+                }
+            }
+        }
+        CsrMatrix::from_coo(rows, cols, &r, &c, &v)
+    }
+
     /// Folding a trained user back in from their own listens gives (nearly) the user's trained
     /// vector: the fold-in is the training's user step, run to convergence.
     #[test]
     fn fold_in_reproduces_the_trained_user_step() {
-        let (rows, cols) = (30usize, 12usize);
-        let (mut r, mut c) = (Vec::new(), Vec::new());
-        for u in 0..rows as u32 {
-            for i in 0..cols as u32 {
-                if (u * 7 + i * 3) % 5 < 2 {
-                    r.push(u);
-                    c.push(i);
-                }
-            }
-        }
-        let ones = vec![1.0f32; r.len()];
-        let m = CsrMatrix::from_coo(rows, cols, &r, &c, &ones);
+        let m = matrix(30, 12, |u, i| ((u * 7 + i * 3) % 5 < 2).then_some(1.0));
         let params =
             AlsParams { factors: 4, iterations: 30, min_users_per_item: 1, cg_steps: 50, ..Default::default() };
         let als = Als::fit(&params, &m).unwrap();
         let fold = FoldIn::new(&als).unwrap();
         let (items, counts) = m.row(3);
         let listens: Vec<(u32, f32)> = items.iter().copied().zip(counts.iter().copied()).collect();
-        let x = fold.user_vector(&listens).unwrap();
+        let x = user_vector(&fold, &als, &listens).unwrap();
         let trained = als.factors().user_vector(3).unwrap();
-        for (a, b) in x.iter().zip(trained) {
-            assert!((a - b).abs() < 1e-2 * (1.0 + b.abs()), "{x:?} vs {trained:?}");
+        for (a, &b) in x.iter().zip(trained) {
+            assert!((a - f64::from(b)).abs() < 1e-2 * (1.0 + f64::from(b).abs()), "{x:?} vs {trained:?}");
         }
         let recs = fold.recommend(&listens, 3);
         assert_eq!(recs.len(), 3);
         assert!(recs.iter().all(|i| !items.contains(i)));
-        assert!(fold.user_vector(&[]).is_none());
+        assert!(fold.query(&[]).is_none());
+    }
+
+    /// Every path of the solve (Woodbury for few repeated listens, the fallback for negative
+    /// weights at alpha · listens < 1, the n × n system for more repeats than factors) gives
+    /// the vector of solving the original system directly.
+    #[test]
+    fn every_solve_path_equals_the_direct_solve() {
+        let m = matrix(60, 40, |u, i| ((u * 13 + i * 7) % 4 == 0).then_some(1.0));
+        // (factors, alpha, listens): 5 repeated items of 8 at 32 factors; the same at alpha
+        // 0.4; 20 repeated items at 8 factors.
+        let few: Vec<(u32, f32)> = (0..8).map(|i| (i * 3, if i % 3 == 0 { 1.0 } else { 3.0 })).collect();
+        let many: Vec<(u32, f32)> = (0..20).map(|i| (i * 2, 2.0)).collect();
+        for (factors, alpha, listens) in [(32, 1.0f32, &few), (32, 0.4, &few), (8, 1.0, &many)] {
+            let params = AlsParams { factors, iterations: 3, alpha, min_users_per_item: 1, ..Default::default() };
+            let als = Als::fit(&params, &m).unwrap();
+            let fold = FoldIn::new(&als).unwrap();
+            let x = user_vector(&fold, &als, listens).unwrap();
+            let want = direct_solve(&als, listens);
+            for (got, want) in x.iter().zip(&want) {
+                assert!((got - want).abs() < 1e-4 * (1.0 + want.abs()), "{factors} {alpha}: {x:?} vs {want:?}");
+            }
+            // Scores in whitened coordinates are the original x · y.
+            let q = fold.query(listens).unwrap();
+            for item in [1u32, 17, 39] {
+                let w = fold.whitened_vector(item).unwrap();
+                let y = als.factors().item_vector(item).unwrap();
+                let whitened: f64 = q.iter().zip(w).map(|(q, &w)| q * f64::from(w)).sum();
+                let original: f64 = x.iter().zip(y).map(|(x, &y)| x * f64::from(y)).sum();
+                assert!((whitened - original).abs() < 1e-4 * (1.0 + original.abs()), "{whitened} vs {original}");
+            }
+        }
     }
 
     /// The norm-ordered scan with its early stop answers what scoring every item and sorting
-    /// answers, for single listens (the precomputed factor) and repeated ones (a new one).
+    /// answers, for single listens and repeated ones.
     #[test]
     fn early_stopping_scan_equals_the_full_scan() {
-        let (rows, cols) = (200usize, 150usize);
-        let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
-        for u in 0..rows as u32 {
-            for i in 0..cols as u32 {
-                // Skewed popularity, so factor norms differ and the scan can stop early.
-                if (u * 31 + i * 17) % (3 + i / 10) == 0 {
-                    r.push(u);
-                    c.push(i);
-                    v.push(1.0 + (u % 3) as f32);
-                }
-            }
-        }
-        let m = CsrMatrix::from_coo(rows, cols, &r, &c, &v);
+        // Skewed popularity, so factor norms differ and the scan can stop early.
+        let m = matrix(200, 150, |u, i| ((u * 31 + i * 17) % (3 + i / 10) == 0).then_some(1.0 + (u % 3) as f32));
         let params = AlsParams { factors: 16, iterations: 5, min_users_per_item: 1, ..Default::default() };
         let als = Als::fit(&params, &m).unwrap();
         let fold = FoldIn::new(&als).unwrap();
         for (case, listens) in
             [vec![(3u32, 1.0f32), (40, 1.0)], vec![(5, 3.0), (77, 1.0), (120, 2.0)]].iter().enumerate()
         {
-            let x = fold.user_vector(listens).unwrap();
-            let mut all: Vec<(f32, u32)> = (0..cols as u32)
+            let q: Vec<f32> = fold.query(listens).unwrap().into_iter().map(|v| v as f32).collect();
+            let mut all: Vec<(f32, u32)> = (0..150u32)
                 .filter(|i| listens.iter().all(|&(l, _)| l != *i))
-                .filter_map(|i| fold.vector(i).map(|y| (dot_f32(&x, y), i)))
+                .filter_map(|i| fold.whitened_vector(i).map(|w| (dot_f32(&q, w), i)))
                 .collect();
             all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             for n in [1, 10, 40] {
                 let expected: Vec<u32> = all.iter().take(n).map(|&(_, i)| i).collect();
                 assert_eq!(fold.recommend(listens, n), expected, "case {case}, n = {n}");
-            }
-        }
-    }
-
-    /// The Woodbury path and factoring the whole matrix give the same vector, including the
-    /// fallback for negative weights (alpha · listens < 1).
-    #[test]
-    fn low_rank_solve_equals_factoring_the_whole_matrix() {
-        let (rows, cols) = (60usize, 40usize);
-        let (mut r, mut c) = (Vec::new(), Vec::new());
-        for u in 0..rows as u32 {
-            for i in 0..cols as u32 {
-                if (u * 13 + i * 7) % 4 == 0 {
-                    r.push(u);
-                    c.push(i);
-                }
-            }
-        }
-        let m = CsrMatrix::from_coo(rows, cols, &r, &c, &vec![1.0; r.len()]);
-        for alpha in [1.0f32, 0.4] {
-            let params = AlsParams { factors: 12, iterations: 3, alpha, min_users_per_item: 1, ..Default::default() };
-            let fold = FoldIn::new(&Als::fit(&params, &m).unwrap()).unwrap();
-            // Five repeated items of eight: m = 5 is the Woodbury path at 32 factors.
-            let listens: Vec<(u32, f32)> = (0..8).map(|i| (i * 3, 1.0 + (i % 3 != 0) as u8 as f32 * 2.0)).collect();
-            let x = fold.user_vector(&listens).unwrap();
-            let dim = fold.dim;
-            let (mut a, mut b) = (fold.gram_reg.clone(), vec![0.0f64; dim]);
-            for &(item, count) in &listens {
-                let y = fold.vector(item).unwrap();
-                let c = f64::from(alpha * count);
-                add_outer(false, &mut a, y, c - 1.0);
-                b.iter_mut().zip(y).for_each(|(b, &y)| *b += c * f64::from(y));
-            }
-            cholesky(false, &mut a, dim).unwrap();
-            forward_solve(false, &a, &mut b, dim);
-            backward_solve(false, &a, &mut b, dim);
-            for (got, want) in x.iter().zip(&b) {
-                assert!((f64::from(*got) - want).abs() < 1e-4 * (1.0 + want.abs()), "alpha {alpha}: {x:?} vs {b:?}");
             }
         }
     }
