@@ -50,30 +50,31 @@ impl FoldIn {
         let fused = fused_multiply_add();
         let params = model.params();
         let l = gram_factor(model, fused)?;
-        let mut rows: Vec<(f32, u32, Vec<f32>)> = f
-            .items()
-            .iter()
-            .map(|&item| {
-                let mut w: Vec<f64> =
-                    f.item_vector(item).expect("items() have vectors").iter().map(|&v| f64::from(v)).collect();
-                forward_solve(fused, &l, &mut w, dim);
-                let norm = w.iter().map(|v| v * v).sum::<f64>().sqrt() as f32;
-                (norm, item, w.into_iter().map(|v| v as f32).collect())
-            })
-            .collect();
-        rows.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        // Whitened in the model's item order, then laid out by descending norm.
+        let items = f.items();
+        let mut w = vec![0.0f64; dim];
+        let mut by_item = Vec::with_capacity(items.len() * dim);
+        let mut by_norm: Vec<(f32, u32, usize)> = Vec::with_capacity(items.len());
+        for (at, &item) in items.iter().enumerate() {
+            let y = f.item_vector(item).expect("items() have vectors");
+            w.iter_mut().zip(y).for_each(|(w, &y)| *w = f64::from(y));
+            forward_solve(fused, &l, &mut w, dim);
+            by_norm.push((w.iter().map(|v| v * v).sum::<f64>().sqrt() as f32, item, at));
+            by_item.extend(w.iter().map(|&v| v as f32));
+        }
+        by_norm.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut row_of = vec![u32::MAX; f.n_items()];
-        let mut whitened = Vec::with_capacity(rows.len() * dim);
-        for (row, (_, item, w)) in rows.iter().enumerate() {
-            row_of[*item as usize] = row as u32;
-            whitened.extend_from_slice(w);
+        let mut whitened = Vec::with_capacity(by_item.len());
+        for (row, &(_, item, at)) in by_norm.iter().enumerate() {
+            row_of[item as usize] = row as u32;
+            whitened.extend_from_slice(&by_item[at * dim..(at + 1) * dim]);
         }
         Some(Self {
             dim,
             regularization: params.regularization,
             alpha: params.alpha,
-            order: rows.iter().map(|r| r.1).collect(),
-            norms: rows.iter().map(|r| r.0).collect(),
+            order: by_norm.iter().map(|r| r.1).collect(),
+            norms: by_norm.iter().map(|r| r.0).collect(),
             whitened,
             row_of,
             fused,
