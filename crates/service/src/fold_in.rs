@@ -24,15 +24,20 @@
 
 use musicrec_models::{Als, Recommender};
 
-/// Rows scored between two checks of the stopping bound.
+/// Rows scored between two checks of the stopping bound (a multiple of `PANEL`).
 const BLOCK: usize = 256;
+/// Rows interleaved dimension by dimension in the scan's layout: one vector register holds
+/// one dimension of `PANEL` items, so their scores accumulate side by side with no horizontal
+/// sums.
+const PANEL: usize = 8;
 
 pub struct FoldIn {
     dim: usize,
     regularization: f32,
     alpha: f32,
-    /// Items that have factors, by descending whitened norm, their whitened factors L⁻¹y
-    /// row-major in that order, and those norms.
+    /// Items that have factors, by descending whitened norm, their whitened factors L⁻¹y in
+    /// that order (panels of `PANEL` rows, dimension-major inside a panel, the last panel
+    /// padded with zeros), and those norms.
     order: Vec<u32>,
     whitened: Vec<f32>,
     norms: Vec<f32>,
@@ -64,10 +69,13 @@ impl FoldIn {
         }
         by_norm.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut row_of = vec![u32::MAX; f.n_items()];
-        let mut whitened = Vec::with_capacity(by_item.len());
+        let mut whitened = vec![0.0f32; by_norm.len().div_ceil(PANEL) * PANEL * dim];
         for (row, &(_, item, at)) in by_norm.iter().enumerate() {
             row_of[item as usize] = row as u32;
-            whitened.extend_from_slice(&by_item[at * dim..(at + 1) * dim]);
+            let panel = &mut whitened[row / PANEL * PANEL * dim..];
+            for (d, &v) in by_item[at * dim..(at + 1) * dim].iter().enumerate() {
+                panel[d * PANEL + row % PANEL] = v;
+            }
         }
         Some(Self {
             dim,
@@ -81,9 +89,13 @@ impl FoldIn {
         })
     }
 
-    fn whitened_vector(&self, item: u32) -> Option<&[f32]> {
-        let row = *self.row_of.get(item as usize)?;
-        (row != u32::MAX).then(|| &self.whitened[row as usize * self.dim..(row as usize + 1) * self.dim])
+    /// Copies the whitened factors of `item` into `out`; false for an item without factors.
+    fn whitened_vector(&self, item: u32, out: &mut [f32]) -> bool {
+        let Some(&row) = self.row_of.get(item as usize).filter(|&&r| r != u32::MAX) else { return false };
+        let (row, dim) = (row as usize, self.dim);
+        let panel = &self.whitened[row / PANEL * PANEL * dim..(row / PANEL + 1) * PANEL * dim];
+        out.iter_mut().zip(panel[row % PANEL..].iter().step_by(PANEL)).for_each(|(o, &v)| *o = v);
+        true
     }
 
     /// The user's factors in whitened coordinates, q = Lᵀx, from `listens` (item, listen
@@ -91,20 +103,26 @@ impl FoldIn {
     fn query(&self, listens: &[(u32, f32)]) -> Option<Vec<f64>> {
         let n = self.dim;
         let mut z = vec![0.0f64; n];
-        let mut updates: Vec<(&[f32], f64)> = Vec::new();
+        let mut w = vec![0.0f32; n];
+        // The rows with c ≠ 1, one after another, and their weights c − 1.
+        let (mut repeated, mut weights) = (Vec::new(), Vec::new());
         let mut any = false;
         for &(item, count) in listens {
-            let Some(w) = self.whitened_vector(item) else { continue };
+            if !self.whitened_vector(item, &mut w) {
+                continue;
+            }
             any = true;
             let c = f64::from(self.alpha * count);
             if c != 1.0 {
-                updates.push((w, c - 1.0));
+                repeated.extend_from_slice(&w);
+                weights.push(c - 1.0);
             }
-            z.iter_mut().zip(w).for_each(|(z, &w)| *z += c * f64::from(w));
+            z.iter_mut().zip(&w).for_each(|(z, &w)| *z += c * f64::from(w));
         }
         if !any {
             return None;
         }
+        let updates: Vec<(&[f32], f64)> = repeated.chunks_exact(n).zip(weights).collect();
         if updates.len() <= n
             && let Some(q) = self.woodbury(&z, &updates)
         {
@@ -169,9 +187,15 @@ impl FoldIn {
                 }
             }
             let end = (start + BLOCK).min(self.order.len());
-            let rows = &self.whitened[start * self.dim..end * self.dim];
-            dots(self.fused, &q, rows, &mut scores[..end - start]);
-            for (&score, &item) in scores[..end - start].iter().zip(&self.order[start..end]) {
+            let panels = (end - start).div_ceil(PANEL);
+            let rows = &self.whitened[start * self.dim..(start + panels * PANEL) * self.dim];
+            dots(self.fused, &q, rows, &mut scores[..panels * PANEL]);
+            let scores = &scores[..end - start];
+            // Most blocks hold nothing that enters: one pass over their maximum decides.
+            if best.len() == n && scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s)) < best[n - 1].0 {
+                continue;
+            }
+            for (&score, &item) in scores.iter().zip(&self.order[start..end]) {
                 let enters = best.len() < n || {
                     let (worst, worst_item) = best[n - 1];
                     score > worst || (score == worst && item < worst_item)
@@ -245,17 +269,6 @@ fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
     partial.iter().sum::<f64>() + tail
 }
 
-#[inline(always)]
-fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let mut partial = [0.0f32; 16];
-    let (a16, b16) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = a16.remainder().iter().zip(b16.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in a16.zip(b16) {
-        partial.iter_mut().zip(x).zip(y).for_each(|((p, x), y)| *p += x * y);
-    }
-    partial.iter().sum::<f32>() + tail
-}
-
 /// `a · b` of two f32 vectors summed in f64, for the m × m system.
 fn dot_mixed(fused: bool, a: &[f32], b: &[f32]) -> f64 {
     dispatch!(fused, dot_mixed_avx2, fn(a: &[f32], b: &[f32]) -> f64 {
@@ -269,11 +282,26 @@ fn dot_mixed(fused: bool, a: &[f32], b: &[f32]) -> f64 {
     })
 }
 
-/// `out[r]` = x · row r of the row-major `rows`.
-fn dots(fused: bool, x: &[f32], rows: &[f32], out: &mut [f32]) {
-    dispatch!(fused, dots_avx2, fn(x: &[f32], rows: &[f32], out: &mut [f32]) {
-        for (o, row) in out.iter_mut().zip(rows.chunks_exact(x.len())) {
-            *o = dot_f32(x, row);
+/// `out[r]` = q · row r, for the rows of the panels in `panels` (see `FoldIn::whitened`).
+fn dots(fused: bool, q: &[f32], panels: &[f32], out: &mut [f32]) {
+    dispatch!(fused, dots_avx2, fn(q: &[f32], panels: &[f32], out: &mut [f32]) {
+        for (panel, out) in panels.chunks_exact(q.len() * PANEL).zip(out.chunks_exact_mut(PANEL)) {
+            // Four accumulators (dimensions 4i, 4i+1, ...) so the additions pipeline.
+            let mut acc = [[0.0f32; PANEL]; 4];
+            let (q4, columns4) = (q.chunks_exact(4), panel.chunks_exact(4 * PANEL));
+            let (q_tail, columns_tail) = (q4.remainder(), columns4.remainder());
+            for (qs, columns) in q4.zip(columns4) {
+                for (k, acc) in acc.iter_mut().enumerate() {
+                    let column = &columns[k * PANEL..(k + 1) * PANEL];
+                    acc.iter_mut().zip(column).for_each(|(a, &c)| *a += qs[k] * c);
+                }
+            }
+            for (&qd, column) in q_tail.iter().zip(columns_tail.chunks_exact(PANEL)) {
+                acc[0].iter_mut().zip(column).for_each(|(a, &c)| *a += qd * c);
+            }
+            for (l, out) in out.iter_mut().enumerate() {
+                *out = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+            }
         }
     })
 }
@@ -439,10 +467,11 @@ mod tests {
             }
             // Scores in whitened coordinates are the original x · y.
             let q = fold.query(listens).unwrap();
+            let mut w = vec![0.0f32; factors];
             for item in [1u32, 17, 39] {
-                let w = fold.whitened_vector(item).unwrap();
+                assert!(fold.whitened_vector(item, &mut w));
                 let y = als.factors().item_vector(item).unwrap();
-                let whitened: f64 = q.iter().zip(w).map(|(q, &w)| q * f64::from(w)).sum();
+                let whitened: f64 = q.iter().zip(&w).map(|(q, &w)| q * f64::from(w)).sum();
                 let original: f64 = x.iter().zip(y).map(|(x, &y)| x * f64::from(y)).sum();
                 assert!((whitened - original).abs() < 1e-4 * (1.0 + original.abs()), "{whitened} vs {original}");
             }
@@ -461,10 +490,22 @@ mod tests {
         for (case, listens) in
             [vec![(3u32, 1.0f32), (40, 1.0)], vec![(5, 3.0), (77, 1.0), (120, 2.0)]].iter().enumerate()
         {
+            // Every item scored by the same kernel, in one pass over all panels.
             let q: Vec<f32> = fold.query(listens).unwrap().into_iter().map(|v| v as f32).collect();
-            let mut all: Vec<(f32, u32)> = (0..150u32)
-                .filter(|i| listens.iter().all(|&(l, _)| l != *i))
-                .filter_map(|i| fold.whitened_vector(i).map(|w| (dot_f32(&q, w), i)))
+            let mut scores = vec![0.0f32; fold.whitened.len() / fold.dim];
+            dots(fold.fused, &q, &fold.whitened, &mut scores);
+            let mut w = vec![0.0f32; fold.dim];
+            for (&item, &score) in fold.order.iter().zip(&scores) {
+                assert!(fold.whitened_vector(item, &mut w));
+                let exact: f64 = q.iter().zip(&w).map(|(&q, &w)| f64::from(q) * f64::from(w)).sum();
+                assert!((f64::from(score) - exact).abs() < 1e-4 * (1.0 + exact.abs()), "{score} vs {exact}");
+            }
+            let mut all: Vec<(f32, u32)> = fold
+                .order
+                .iter()
+                .zip(&scores)
+                .filter(|(i, _)| listens.iter().all(|&(l, _)| l != **i))
+                .map(|(&i, &s)| (s, i))
                 .collect();
             all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             for n in [1, 10, 40] {
