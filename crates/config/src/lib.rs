@@ -149,12 +149,61 @@ pub struct ServiceConfig {
     pub events_per_user: usize,
     pub similar_sources: Vec<String>,
     pub fold_in: bool,
+    pub fold_in_cache_users: usize,
     pub max_body_bytes: usize,
     pub redis_url: Option<String>,
     pub redis_key_prefix: String,
     pub redis_timeout_ms: u64,
-    pub rate_limit_global_per_second: u32,
-    pub rate_limit_per_client_per_second: u32,
+    pub admin_token: Option<Secret>,
+    pub rate_limits: RateLimitsConfig,
+}
+
+/// A configured secret: its `Debug` form is redacted, so logging a configuration never
+/// prints it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    pub store: RateLimitStore,
+    pub recommendations: RateLimit,
+    pub events: RateLimit,
+    pub similar: RateLimit,
+    pub popular: RateLimit,
+}
+
+/// Where rate-limit budgets are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitStore {
+    Memory,
+    Redis,
+}
+
+/// One endpoint's budgets, requests per minute; 0 = unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub global_per_minute: u32,
+    pub per_client_per_minute: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -334,12 +383,24 @@ impl ServiceConfig {
             }
         }
         in_range("service.max_body_bytes", self.max_body_bytes, 64, 1 << 20)?;
+        in_range("service.fold_in_cache_users", self.fold_in_cache_users, 0, 1 << 26)?;
         if let Some(url) = &self.redis_url
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
             return Err(invalid("service.redis_url", format!("`{url}` must start with redis:// (or null for memory)")));
         }
         in_range("service.redis_timeout_ms", self.redis_timeout_ms, 1, 60_000)?;
+        if let Some(token) = &self.admin_token
+            && token.expose().trim().chars().count() < 16
+        {
+            return Err(invalid(
+                "service.admin_token",
+                "must be at least 16 characters (or null to disable POST /admin/reload)",
+            ));
+        }
+        if self.rate_limits.store == RateLimitStore::Redis && self.redis_url.is_none() {
+            return Err(invalid("service.rate_limits.store", "`redis` needs service.redis_url"));
+        }
         Ok(())
     }
 }
@@ -496,6 +557,23 @@ mod tests {
     }
 
     #[test]
+    fn service_token_and_limits_come_from_the_environment_and_the_token_is_never_printed() {
+        let c = Config::from_layers(
+            None,
+            env(&[
+                ("MUSICREC__SERVICE__ADMIN_TOKEN", "0123456789abcdef-token"),
+                ("MUSICREC__SERVICE__RATE_LIMITS__RECOMMENDATIONS__PER_CLIENT_PER_MINUTE", "100"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.service.admin_token.as_ref().map(Secret::expose), Some("0123456789abcdef-token"));
+        assert_eq!(c.service.rate_limits.recommendations.per_client_per_minute, 100);
+        assert_eq!(c.service.rate_limits.store, RateLimitStore::Memory);
+        assert!(!format!("{c:?}").contains("0123456789abcdef"), "Debug must redact the token");
+        assert!(Config::defaults().service.admin_token.is_none(), "reload is disabled unless a token is set");
+    }
+
+    #[test]
     fn misspelt_file_key_is_named() {
         let file = write_yaml("als:\n  factrs: 64\n");
         let err = Config::from_layers(Some(&file.0), env(&[])).unwrap_err().to_string();
@@ -537,6 +615,9 @@ mod tests {
             ("MUSICREC__TRACKING__MLFLOW_URI", "file:///tmp/mlruns", "tracking.mlflow_uri"),
             ("MLFLOW_TRACKING_URI", "databricks", "tracking.mlflow_uri"),
             ("MUSICREC__TRACKING__TIMEOUT_MS", "0", "tracking.timeout_ms"),
+            ("MUSICREC__SERVICE__ADMIN_TOKEN", "short", "service.admin_token"),
+            ("MUSICREC__SERVICE__RATE_LIMITS__STORE", "redis", "service.rate_limits.store"),
+            ("MUSICREC__SERVICE__RATE_LIMITS__STORE", "disk", "service.rate_limits.store"),
         ] {
             let err = Config::from_layers(None, env(&[(var, value)])).unwrap_err();
             assert!(matches!(err, ConfigError::Invalid { .. }), "{var}={value}: {err}");

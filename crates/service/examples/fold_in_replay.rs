@@ -42,6 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let step = (eligible.len() / sample.max(1)).max(1);
 
     let mut scores: BTreeMap<(&str, &str), Score> = BTreeMap::new();
+    let mut seconds: BTreeMap<&str, f64> = BTreeMap::new();
     for &(&user, stream) in eligible.iter().step_by(step).take(sample) {
         let group = if on.users.encode(user).is_some() { "old" } else { "new" };
         // The events store answers newest first.
@@ -51,14 +52,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         for (name, model) in [("off", &off), ("on", &on)] {
+            let started = std::time::Instant::now();
             let picks = model.recommend(user, &recent, K);
+            *seconds.entry(name).or_default() += started.elapsed().as_secs_f64();
             let s = scores.entry((group, name)).or_default();
             s.users += 1;
             s.hits += picks.iter().filter(|p| rest.contains(&model.items.decode(p.item))).count();
             s.relevant += rest.len().min(K);
         }
     }
+    let asked: usize = scores.iter().filter(|((_, name), _)| *name == "on").map(|(_, s)| s.users).sum();
     println!("test-window replay, {m} listens posted first, k = {K}");
+    for (name, total) in &seconds {
+        // Each user is asked once per setting, so the fold-in cache never answers here.
+        println!("fold-in {name}: {:.1} µs per recommendation", total * 1e6 / asked.max(1) as f64);
+    }
     println!("{:<6} {:<8} {:>7} {:>13} {:>10}", "users", "fold-in", "count", "precision@10", "recall@10");
     for ((group, name), s) in &scores {
         println!(

@@ -2,32 +2,22 @@
 //! this process's memory, or in Redis (one list per user, `LPUSH` + `LTRIM` in one
 //! transaction) so that several instances share it.
 //!
-//! Redis may be down: every command has a timeout, failures are reported to the caller (who
-//! serves without the online part and counts it), and the connection manager reconnects;
-//! while no connection exists at all, a new one is tried at most once per second.
+//! Redis failures (see `redis_link`) are reported to the caller, who serves without the
+//! online part and counts it.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwapOption;
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::error::ServiceError;
+use crate::redis_link::{RedisLink, StoreUnavailable};
 
 /// Shards of the in-memory store: writers of different users rarely meet on one lock.
 const SHARDS: usize = 64;
-const RECONNECT_EVERY: Duration = Duration::from_secs(1);
-
-/// A failed store operation (Redis unreachable, timed out or refusing).
-#[derive(Debug)]
-pub struct StoreUnavailable(pub String);
 
 pub enum EventStore {
     Memory(MemoryEvents),
-    Redis(Box<RedisEvents>),
+    Redis(RedisEvents),
 }
 
 impl EventStore {
@@ -85,94 +75,40 @@ impl MemoryEvents {
 }
 
 pub struct RedisEvents {
-    client: redis::Client,
+    link: Arc<RedisLink>,
     prefix: String,
     per_user: usize,
-    timeout: Duration,
-    connection: ArcSwapOption<ConnectionManager>,
-    /// Milliseconds since `epoch` of the last connection attempt.
-    last_attempt_ms: AtomicU64,
-    epoch: Instant,
-    connecting: tokio::sync::Mutex<()>,
 }
 
 impl RedisEvents {
-    /// A store on `url`; a Redis that is down now is not an error (the service starts and
-    /// connects later), a malformed URL is.
-    pub async fn connect(url: &str, prefix: &str, per_user: usize, timeout: Duration) -> Result<Self, ServiceError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| ServiceError::Redis { url: url.to_string(), reason: e.to_string() })?;
-        let store = Self {
-            client,
-            prefix: prefix.to_string(),
-            per_user,
-            timeout,
-            connection: ArcSwapOption::empty(),
-            last_attempt_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
-            connecting: tokio::sync::Mutex::new(()),
-        };
-        if let Err(e) = store.connection(true).await {
-            tracing::warn!(url, error = e.0, "Redis is unreachable; serving without the online part until it is back");
-        }
-        Ok(store)
+    pub fn new(link: Arc<RedisLink>, prefix: &str, per_user: usize) -> Self {
+        Self { link, prefix: prefix.to_string(), per_user }
     }
 
     fn key(&self, user: i64) -> String {
         format!("{}events:{user}", self.prefix)
     }
 
-    async fn connection(&self, force: bool) -> Result<ConnectionManager, StoreUnavailable> {
-        if let Some(c) = self.connection.load_full() {
-            return Ok((*c).clone());
-        }
-        let now = self.epoch.elapsed().as_millis() as u64;
-        let last = self.last_attempt_ms.load(Ordering::Relaxed);
-        if !force && last != 0 && now.saturating_sub(last) < RECONNECT_EVERY.as_millis() as u64 {
-            return Err(StoreUnavailable("Redis is down; next connection attempt within a second".into()));
-        }
-        let _one_at_a_time = self.connecting.lock().await;
-        if let Some(c) = self.connection.load_full() {
-            return Ok((*c).clone());
-        }
-        self.last_attempt_ms.store(now.max(1), Ordering::Relaxed);
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
-        let manager = ConnectionManager::new_with_config(self.client.clone(), config)
-            .await
-            .map_err(|e| StoreUnavailable(format!("connecting to Redis: {e}")))?;
-        self.connection.store(Some(std::sync::Arc::new(manager.clone())));
-        tracing::info!("connected to Redis");
-        Ok(manager)
-    }
-
-    async fn run<T>(
-        &self,
-        what: &str,
-        command: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
-    ) -> Result<T, StoreUnavailable> {
-        let connection = self.connection(false).await?;
-        match tokio::time::timeout(self.timeout, command(connection)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(StoreUnavailable(format!("Redis {what}: {e}"))),
-            Err(_) => Err(StoreUnavailable(format!("Redis {what}: no answer within {:?}", self.timeout))),
-        }
-    }
-
     async fn add(&self, user: i64, track: i64) -> Result<(), StoreUnavailable> {
         let key = self.key(user);
         let keep = self.per_user as isize - 1;
-        self.run("LPUSH", async move |mut c| {
-            redis::pipe().atomic().lpush(&key, track).ignore().ltrim(&key, 0, keep).ignore().query_async(&mut c).await
-        })
-        .await
+        self.link
+            .run("LPUSH", async move |mut c| {
+                redis::pipe()
+                    .atomic()
+                    .lpush(&key, track)
+                    .ignore()
+                    .ltrim(&key, 0, keep)
+                    .ignore()
+                    .query_async(&mut c)
+                    .await
+            })
+            .await
     }
 
     async fn latest(&self, user: i64, n: usize) -> Result<Vec<i64>, StoreUnavailable> {
         let key = self.key(user);
         let last = n.min(self.per_user) as isize - 1;
-        self.run("LRANGE", async move |mut c| c.lrange(&key, 0, last).await).await
+        self.link.run("LRANGE", async move |mut c| c.lrange(&key, 0, last).await).await
     }
 }

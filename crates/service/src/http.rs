@@ -9,13 +9,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
-use musicrec_config::ServiceConfig;
+use musicrec_config::{RateLimitStore, Secret, ServiceConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -23,9 +23,10 @@ use tokio::net::TcpListener;
 use crate::blend::{Pick, Source};
 use crate::error::ServiceError;
 use crate::events::{EventStore, MemoryEvents, RedisEvents};
-use crate::limits::{Limits, Scope};
+use crate::limits::{Endpoint, Limits, MemoryLimiter, RateLimiter, RedisLimiter, Scope};
 use crate::metrics::Metrics;
 use crate::model::ServingModel;
+use crate::redis_link::RedisLink;
 
 /// What a server needs: its configuration and the artifact set to serve.
 #[derive(Debug, Clone)]
@@ -44,7 +45,7 @@ pub struct AppState {
     settings: Settings,
     loaded: ArcSwap<Loaded>,
     events: EventStore,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     limits: Limits,
     reloading: tokio::sync::Mutex<()>,
     last_reload_error: ArcSwapOption<String>,
@@ -101,25 +102,33 @@ impl Server {
     pub async fn start(settings: Settings, addr: SocketAddr) -> Result<Self, ServiceError> {
         let loaded = load(&settings).await?;
         let c = &settings.config;
-        let events = match &c.redis_url {
-            None => EventStore::Memory(MemoryEvents::new(c.events_per_user)),
-            Some(url) => EventStore::Redis(Box::new(
-                RedisEvents::connect(
-                    url,
-                    &c.redis_key_prefix,
-                    c.events_per_user,
-                    Duration::from_millis(c.redis_timeout_ms),
-                )
-                .await?,
-            )),
+        let redis = match &c.redis_url {
+            Some(url) => Some(RedisLink::connect(url, Duration::from_millis(c.redis_timeout_ms)).await?),
+            None => None,
         };
-        let limits = Limits::new(c.rate_limit_global_per_second, c.rate_limit_per_client_per_second);
+        let events = match &redis {
+            None => EventStore::Memory(MemoryEvents::new(c.events_per_user)),
+            Some(link) => EventStore::Redis(RedisEvents::new(link.clone(), &c.redis_key_prefix, c.events_per_user)),
+        };
+        let metrics = Arc::new(Metrics::default());
+        let limits = match (c.rate_limits.store, &redis) {
+            (RateLimitStore::Redis, Some(link)) => {
+                Limits::Redis(RedisLimiter::new(link.clone(), &c.redis_key_prefix, &c.rate_limits, metrics.clone()))
+            }
+            (RateLimitStore::Redis, None) => {
+                return Err(ServiceError::Redis {
+                    url: "null".into(),
+                    reason: "service.rate_limits.store `redis` needs a redis:// URL".into(),
+                });
+            }
+            (RateLimitStore::Memory, _) => Limits::Memory(MemoryLimiter::new(&c.rate_limits)),
+        };
         let listener = TcpListener::bind(addr).await.map_err(|source| ServiceError::Bind { addr, source })?;
         let state = Arc::new(AppState {
             settings,
             loaded: ArcSwap::from_pointee(loaded),
             events,
-            metrics: Metrics::default(),
+            metrics,
             limits,
             reloading: tokio::sync::Mutex::new(()),
             last_reload_error: ArcSwapOption::empty(),
@@ -371,10 +380,55 @@ async fn health(State(s): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+    let mut text = s.metrics.render();
+    let cache = &s.loaded.load().model.fold_in_cache;
+    crate::metrics::render_fold_in_cache(
+        &mut text,
+        cache.hits.load(std::sync::atomic::Ordering::Relaxed),
+        cache.misses.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-async fn reload(State(s): State<Arc<AppState>>) -> Result<Response, ApiError> {
+/// `POST /admin/reload` needs `Authorization: Bearer <service.admin_token>`; without a
+/// configured token the endpoint is disabled (403), so an unprotected deployment cannot be
+/// made to reload by anyone who reaches it.
+fn authorize(token: Option<&Secret>, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = token else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "POST /admin/reload is disabled: no service.admin_token is configured \
+             (set MUSICREC__SERVICE__ADMIN_TOKEN); SIGHUP still reloads",
+        ));
+    };
+    let given =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <admin token>` header")),
+        Some(given) if !same_secret(given.trim().as_bytes(), token.expose().as_bytes()) => {
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong admin token"))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Compares in time independent of where the inputs differ and of their lengths: both are
+/// hashed to 32 bytes first, then every byte pair is compared.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    let difference = a.iter().zip(b.iter()).fold(0u8, |d, (x, y)| d | (x ^ y));
+    std::hint::black_box(difference) == 0
+}
+
+async fn reload(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Err(refused) = authorize(s.settings.config.admin_token.as_ref(), &headers) {
+        let mut response = refused.into_response();
+        if response.status() == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        return Ok(response);
+    }
     let previous = s.loaded.load().model.version.clone();
     match s.reload().await {
         Ok(version) => Ok(Json(json!({"model_version": version, "previous_version": previous})).into_response()),
@@ -395,20 +449,21 @@ async fn track(State(s): State<Arc<AppState>>, request: Request, next: Next) -> 
 }
 
 async fn rate_limit(State(s): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let Some(endpoint) = Endpoint::of_path(request.uri().path()) else { return next.run(request).await };
     let client =
         request.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    match s.limits.check(client) {
+    match s.limits.check(endpoint, client).await {
         Ok(()) => next.run(request).await,
-        Err((scope, wait)) => {
-            let (counter, what) = match scope {
-                Scope::Global => (&s.metrics.rate_limited_global, "the service's"),
-                Scope::Client => (&s.metrics.rate_limited_client, "this client's"),
+        Err(refusal) => {
+            s.metrics.rate_limited(endpoint, refusal.scope);
+            let what = match refusal.scope {
+                Scope::Global => "the service's",
+                Scope::Client => "this client's",
             };
-            Metrics::count(counter);
-            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let seconds = refusal.retry_after.as_secs_f64().ceil().max(1.0) as u64;
             let mut response = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                format!("over {what} request-rate limit; retry in {seconds} s"),
+                format!("over {what} request-rate limit for {}; retry in {seconds} s", endpoint.path()),
             )
             .into_response();
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));

@@ -7,6 +7,7 @@ pub mod blend;
 pub mod error;
 pub mod events;
 pub mod fold_in;
+pub mod fold_in_cache;
 pub mod http;
 pub mod limits;
 pub mod lists;
@@ -14,6 +15,7 @@ pub mod loadtest;
 pub mod metrics;
 pub mod model;
 mod openapi;
+pub mod redis_link;
 
 pub use error::ServiceError;
 pub use http::{Server, Settings};

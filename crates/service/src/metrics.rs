@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::blend::Source;
+use crate::limits::{Endpoint, Scope};
 
 /// Endpoints with their own series; anything else is `other`.
 pub const ENDPOINTS: [&str; 10] = [
@@ -23,7 +24,7 @@ pub const ENDPOINTS: [&str; 10] = [
     "other",
 ];
 /// Status codes with their own series; anything else is counted under `other`.
-const STATUSES: [u16; 11] = [200, 201, 202, 400, 404, 405, 413, 415, 422, 429, 500];
+const STATUSES: [u16; 14] = [200, 201, 202, 400, 401, 403, 404, 405, 413, 415, 422, 429, 500, 503];
 /// Latency histogram bucket bounds, seconds.
 const BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0];
 
@@ -40,9 +41,12 @@ pub struct Metrics {
     requests: Vec<Histogram>,
     by_source: [AtomicU64; Source::ALL.len()],
     pub events_stored: AtomicU64,
-    pub rate_limited_global: AtomicU64,
-    pub rate_limited_client: AtomicU64,
+    /// Per `Endpoint::ALL`, (global, client).
+    rate_limited: [[AtomicU64; 2]; Endpoint::ALL.len()],
+    /// Failed Redis operations of the events store.
     pub redis_errors: AtomicU64,
+    /// Failed Redis operations of the rate limiter (served from in-memory budgets).
+    pub redis_errors_rate_limits: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_refused: AtomicU64,
 }
@@ -53,9 +57,9 @@ impl Default for Metrics {
             requests: (0..ENDPOINTS.len() * STATUS_SLOTS).map(|_| Histogram::default()).collect(),
             by_source: Default::default(),
             events_stored: AtomicU64::new(0),
-            rate_limited_global: AtomicU64::new(0),
-            rate_limited_client: AtomicU64::new(0),
+            rate_limited: Default::default(),
             redis_errors: AtomicU64::new(0),
+            redis_errors_rate_limits: AtomicU64::new(0),
             reloads_ok: AtomicU64::new(0),
             reloads_refused: AtomicU64::new(0),
         }
@@ -86,6 +90,19 @@ impl Metrics {
 
     pub fn count(counter: &AtomicU64) {
         inc(counter);
+    }
+
+    fn rate_limited_counter(&self, endpoint: Endpoint, scope: Scope) -> &AtomicU64 {
+        &self.rate_limited[endpoint as usize][scope as usize]
+    }
+
+    pub fn rate_limited(&self, endpoint: Endpoint, scope: Scope) {
+        inc(self.rate_limited_counter(endpoint, scope));
+    }
+
+    /// Requests of `endpoint` refused by the `scope` budget.
+    pub fn rate_limited_count(&self, endpoint: Endpoint, scope: Scope) -> u64 {
+        self.rate_limited_counter(endpoint, scope).load(Ordering::Relaxed)
     }
 
     /// Requests counted for `endpoint` with `status` (for tests and the load tester).
@@ -143,21 +160,28 @@ impl Metrics {
                 load(&self.by_source[source as usize])
             );
         }
+        out.push_str("# HELP musicrec_rate_limited_total Requests refused with 429, by endpoint and budget.\n");
+        out.push_str("# TYPE musicrec_rate_limited_total counter\n");
+        for endpoint in Endpoint::ALL {
+            for (scope, name) in [(Scope::Global, "global"), (Scope::Client, "client")] {
+                let _ = writeln!(
+                    out,
+                    "musicrec_rate_limited_total{{endpoint=\"{}\",scope=\"{name}\"}} {}",
+                    endpoint.path(),
+                    self.rate_limited_count(endpoint, scope)
+                );
+            }
+        }
         let counters = [
             ("musicrec_events_stored_total", "Listening events stored.", "", &self.events_stored),
             (
-                "musicrec_rate_limited_total",
-                "Requests refused with 429.",
-                "scope=\"global\"",
-                &self.rate_limited_global,
-            ),
-            ("musicrec_rate_limited_total", "", "scope=\"client\"", &self.rate_limited_client),
-            (
                 "musicrec_redis_errors_total",
-                "Failed Redis operations (served without the online part).",
-                "",
+                "Failed Redis operations, by store (events: served without the online part; rate_limits: \
+                 served from this instance's budgets).",
+                "store=\"events\"",
                 &self.redis_errors,
             ),
+            ("musicrec_redis_errors_total", "", "store=\"rate_limits\"", &self.redis_errors_rate_limits),
             ("musicrec_reloads_total", "Artifact reloads.", "result=\"ok\"", &self.reloads_ok),
             ("musicrec_reloads_total", "", "result=\"refused\"", &self.reloads_refused),
         ];
@@ -170,6 +194,15 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Appends the fold-in cache's counters (they belong to the loaded artifact set, so they
+/// restart at a reload, which Prometheus' rate() treats as a counter reset).
+pub fn render_fold_in_cache(out: &mut String, hits: u64, misses: u64) {
+    out.push_str("# HELP musicrec_fold_in_cache_total Fold-in answers reused (hit) or computed (miss).\n");
+    out.push_str("# TYPE musicrec_fold_in_cache_total counter\n");
+    let _ = writeln!(out, "musicrec_fold_in_cache_total{{result=\"hit\"}} {hits}");
+    let _ = writeln!(out, "musicrec_fold_in_cache_total{{result=\"miss\"}} {misses}");
 }
 
 #[cfg(test)]
@@ -185,6 +218,7 @@ mod tests {
         m.record_request(e, 400, Duration::from_secs(5));
         m.record_request(Metrics::endpoint_index("/nope"), 599, Duration::from_millis(1));
         m.recommended(Source::FoldIn);
+        m.rate_limited(Endpoint::Similar, Scope::Client);
         let text = m.render();
         assert!(
             text.contains("musicrec_http_requests_total{endpoint=\"/recommendations\",status=\"200\"} 2"),
@@ -197,6 +231,8 @@ mod tests {
         assert!(text.contains("musicrec_http_requests_total{endpoint=\"other\",status=\"other\"} 1"), "{text}");
         assert!(text.contains("musicrec_recommendations_total{source=\"fold_in\"} 1"), "{text}");
         assert_eq!(m.requests("/recommendations", 200), 2);
+        assert!(text.contains("musicrec_rate_limited_total{endpoint=\"/similar\",scope=\"client\"} 1"), "{text}");
+        assert!(text.contains("musicrec_rate_limited_total{endpoint=\"/similar\",scope=\"global\"} 0"), "{text}");
     }
 
     /// The Grafana dashboard in the repository queries only series this registry exposes.

@@ -20,6 +20,7 @@ use musicrec_pipeline::{Artifacts, Stage};
 use crate::blend::{Pick, Source, blend, per_source, round_robin, tagged};
 use crate::error::ServiceError;
 use crate::fold_in::FoldIn;
+use crate::fold_in_cache::FoldInCache;
 use crate::lists::{RankedLists, read_ranked};
 
 pub struct ServingModel {
@@ -35,6 +36,7 @@ pub struct ServingModel {
     pub fold_in: Option<FoldIn>,
     /// Train listen counts (users × items) for old users' fold-in history.
     pub history: Option<CsrMatrix>,
+    pub fold_in_cache: FoldInCache,
 }
 
 /// The artifacts directory and the stage being read, for error messages.
@@ -124,7 +126,13 @@ impl ServingModel {
                     items.len()
                 )));
             }
-            (Some(FoldIn::new(&model)), Some(history))
+            let fold_in = FoldIn::new(&model).ok_or_else(|| {
+                r.fail(
+                    "als/model.bin: YᵀY + λI of its item factors is not positive definite, so no user can be \
+                        folded in (service.fold_in: false serves without it)",
+                )
+            })?;
+            (Some(fold_in), Some(history))
         } else {
             (None, None)
         };
@@ -138,6 +146,7 @@ impl ServingModel {
             popular,
             fold_in,
             history,
+            fold_in_cache: FoldInCache::new(if config.fold_in { config.fold_in_cache_users } else { 0 }),
         })
     }
 
@@ -151,7 +160,9 @@ impl ServingModel {
                 online.push(per_source(&per_listen, *source, recent, k));
             }
             if let Some(fold_in) = &self.fold_in {
-                let items = fold_in.recommend(&self.listens(user_id, recent), k);
+                let items = self
+                    .fold_in_cache
+                    .get_or_compute(user_id, recent, k, |k| fold_in.recommend(&self.listens(user_id, recent), k));
                 online.push(tagged(&items, Source::FoldIn).collect());
             }
         }

@@ -33,6 +33,7 @@ pub fn document() -> Value {
                     "responses": {"201": {"description": "stored"}, "400": {"description": "not JSON"},
                                   "413": {"description": "body too large"}, "415": {"description": "not application/json"},
                                   "422": {"description": "missing field or unknown track"},
+                                  "429": {"description": "over a rate limit; see Retry-After"},
                                   "503": {"description": "events store (Redis) unavailable"}}},
                 "get": {"summary": "A user's latest listens, newest first",
                     "parameters": [query("user_id", true, "user id"), k("service.events_per_user")],
@@ -45,11 +46,17 @@ pub fn document() -> Value {
             "/health": {"get": {"summary": "Liveness and the loaded model version (run id)", "responses": answers("status, model_version, stages")}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}},
             "/admin/reload": {"post": {"summary": "Load the artifacts again and swap them in atomically",
+                "security": [{"adminToken": []}],
                 "responses": {"200": {"description": "model_version, previous_version"},
+                              "401": {"description": "missing or wrong bearer token"},
+                              "403": {"description": "disabled: no service.admin_token is configured"},
                               "422": {"description": "the artifact set was refused; the old one stays"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
         },
-        "components": {"schemas": {
+        "components": {
+          "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer",
+                                             "description": "service.admin_token (MUSICREC__SERVICE__ADMIN_TOKEN)"}},
+          "schemas": {
             "Event": {"type": "object", "required": ["user_id", "track_id"], "additionalProperties": false,
                       "properties": {"user_id": {"type": "integer", "format": "int64"}, "track_id": {"type": "integer", "format": "int64"}}},
             "Error": {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}},

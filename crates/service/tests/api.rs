@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{TestServer, config, write_artifacts, write_ranking};
-use musicrec_config::ServiceConfig;
+use common::{ADMIN_TOKEN, TestServer, admin_config, config, limited, write_artifacts, write_ranking};
+use musicrec_config::{RateLimitStore, ServiceConfig};
 use musicrec_service::{Server, Settings};
 use serde_json::json;
 
@@ -112,26 +112,58 @@ async fn every_bad_request_is_a_4xx_naming_the_problem() {
 }
 
 #[tokio::test]
-async fn over_the_rate_limit_is_a_429_with_retry_after() {
+async fn over_the_in_memory_rate_limits_is_a_429_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     write_artifacts(dir.path(), "run-1");
-    let server = TestServer::start(dir.path(), ServiceConfig { rate_limit_per_client_per_second: 3, ..config() }).await;
-    let mut statuses = Vec::new();
-    for _ in 0..5 {
-        let response = server.client.get(format!("{}/popular", server.url)).send().await.unwrap();
-        statuses.push(response.status().as_u16());
-        if response.status() == 429 {
-            let wait: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-            assert!(wait >= 1);
-        }
-    }
-    // A burst of three passes, the rest of the same second is refused.
-    assert_eq!(statuses[..3], [200, 200, 200]);
-    assert!(statuses[3..].contains(&429), "{statuses:?}");
-    // Health is never limited.
-    assert_eq!(server.get("/health").await.0, 200);
+    let server = TestServer::start(dir.path(), limited(config())).await;
+    common::assert_rate_limits(&server).await;
+    server.stop().await;
+}
+
+/// Budgets kept in a Redis that does not answer (a closed port): the service starts, answers,
+/// still limits with this instance's budgets, and counts every failed Redis call.
+#[tokio::test]
+async fn a_redis_limiter_that_cannot_reach_redis_falls_back_to_local_budgets() {
+    let dir = tempfile::tempdir().unwrap();
+    write_artifacts(dir.path(), "run-1");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut config = limited(config());
+    config.redis_url = Some(url);
+    config.rate_limits.store = RateLimitStore::Redis;
+    let server = TestServer::start(dir.path(), config).await;
+    common::assert_rate_limits(&server).await;
+    let errors = server.state.metrics.redis_errors_rate_limits.load(std::sync::atomic::Ordering::Relaxed);
+    // Every check of a budget (10 requests) failed over to local budgets; /popular (unlimited)
+    // and /health (never limited) ask Redis nothing.
+    assert_eq!(errors, 10);
     let text = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
-    assert!(!text.contains("musicrec_rate_limited_total{scope=\"client\"} 0"), "{text}");
+    assert!(text.contains("musicrec_redis_errors_total{store=\"rate_limits\"} 10"), "{text}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn admin_reload_needs_the_configured_token() {
+    let dir = tempfile::tempdir().unwrap();
+    write_artifacts(dir.path(), "run-1");
+    let disabled = TestServer::start(dir.path(), config()).await;
+    let (status, body, _) = disabled.reload(Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("service.admin_token"), "{body}");
+    disabled.stop().await;
+
+    let server = TestServer::start(dir.path(), admin_config()).await;
+    write_ranking(dir.path(), "run-2", &[(1, vec![116])]);
+    for token in [None, Some("wrong"), Some(""), Some(&ADMIN_TOKEN[..ADMIN_TOKEN.len() - 1])] {
+        let (status, body, challenge) = server.reload(token).await;
+        assert_eq!((status, challenge.as_deref()), (401, Some("Bearer")), "{token:?}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
+    }
+    assert_eq!(server.get("/health").await.1["model_version"], "run-1", "refused requests reload nothing");
+    let (status, body, _) = server.reload(Some(ADMIN_TOKEN)).await;
+    assert_eq!((status, body["model_version"].as_str()), (200, Some("run-2")), "{body}");
+    assert_eq!(server.state.metrics.requests("/admin/reload", 401), 4);
     server.stop().await;
 }
 
@@ -156,7 +188,9 @@ async fn a_missing_or_broken_artifact_set_is_a_clear_startup_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_reload_under_load_drops_nothing_and_refuses_a_broken_set() {
-    let (dir, server) = served().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_artifacts(dir.path(), "run-1");
+    let server = TestServer::start(dir.path(), admin_config()).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
     for worker in 0..4 {
@@ -174,12 +208,12 @@ async fn hot_reload_under_load_drops_nothing_and_refuses_a_broken_set() {
         }));
     }
     write_ranking(dir.path(), "run-2", &[(1, vec![116, 115])]);
-    let (status, body) = server.post_json("/admin/reload", &json!({})).await;
+    let (status, body, _) = server.reload(Some(ADMIN_TOKEN)).await;
     assert_eq!((status, body["model_version"].as_str()), (200, Some("run-2")), "{body}");
     assert_eq!(server.recommend(1, 10).await, common::expect(&[(116, "offline"), (115, "offline")]));
 
     std::fs::write(dir.path().join("ranking/recommendations.parquet"), b"not parquet").unwrap();
-    let (status, body) = server.post_json("/admin/reload", &json!({})).await;
+    let (status, body, _) = server.reload(Some(ADMIN_TOKEN)).await;
     assert_eq!(status, 422, "{body}");
     assert!(body["error"].as_str().unwrap().contains("still serving run-2"), "{body}");
     let (_, health) = server.get("/health").await;

@@ -60,5 +60,10 @@ async fn a_pipeline_run_on_tiny_data_is_served() {
     for source in ["als", "fold_in", "popular"] {
         assert!(sources.contains(source), "{source} missing from {blended:?}");
     }
+    // Asked again without a new listen: the kept fold-in answer, the same recommendations.
+    assert_eq!(server.recommend(new_user, 10).await, blended);
+    let text = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("musicrec_fold_in_cache_total{result=\"hit\"} 1"), "{text}");
+    assert!(text.contains("musicrec_fold_in_cache_total{result=\"miss\"} 1"), "{text}");
     server.stop().await;
 }

@@ -1,13 +1,15 @@
-//! The Redis-backed events store against the real Redis on 127.0.0.1:6379 (each test under
-//! its own key prefix): shared by instances, trimmed to N, and an outage survived: served
-//! without the online part, counted, reconnected.
+//! The Redis-backed events store and rate limiter against the real Redis on 127.0.0.1:6379
+//! (each test under its own key prefix): shared by instances, trimmed to N, and an outage
+//! survived: served without the online part, counted, reconnected. Ignored in the plain test
+//! run; `.ci/run` runs them after `scripts/services.sh start`, and they fail (not pass) when
+//! no Redis answers there.
 
 mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use common::{TestServer, config, expect, write_artifacts};
-use musicrec_config::ServiceConfig;
+use common::{TestServer, assert_rate_limits, config, expect, limited, write_artifacts};
+use musicrec_config::{RateLimitStore, ServiceConfig};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -39,6 +41,7 @@ async fn delete_keys(prefix: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/services.sh start (run by .ci/run)"]
 async fn instances_share_the_store_and_keep_the_latest_n() {
     let dir = tempfile::tempdir().unwrap();
     write_artifacts(dir.path(), "run-1");
@@ -88,6 +91,7 @@ impl Relay {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/services.sh start (run by .ci/run)"]
 async fn a_redis_outage_is_served_without_the_online_part_and_reconnects() {
     let dir = tempfile::tempdir().unwrap();
     write_artifacts(dir.path(), "run-1");
@@ -121,5 +125,30 @@ async fn a_redis_outage_is_served_without_the_online_part_and_reconnects() {
     assert!(recovered, "no reconnection to Redis");
     relay.cut();
     server.stop().await;
+    delete_keys(&prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/services.sh start (run by .ci/run)"]
+async fn redis_rate_limits_are_shared_by_instances_and_answer_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    write_artifacts(dir.path(), "run-1");
+    let prefix = prefix();
+    let url = format!("redis://{REDIS}");
+    let limited_on_redis = || {
+        let mut config = limited(redis_config(&url, &prefix));
+        config.rate_limits.store = RateLimitStore::Redis;
+        config
+    };
+    let a = TestServer::start(dir.path(), limited_on_redis()).await;
+    assert_rate_limits(&a).await;
+    // A second instance draws from the same budgets: this client's are spent.
+    let b = TestServer::start(dir.path(), limited_on_redis()).await;
+    let response = b.client.get(format!("{}/recommendations?user_id=1", b.url)).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(a.state.metrics.redis_errors_rate_limits.load(Ordering::Relaxed), 0, "Redis answered every check");
+    a.stop().await;
+    b.stop().await;
     delete_keys(&prefix).await;
 }

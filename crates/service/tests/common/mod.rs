@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, UInt32Array};
-use musicrec_config::{Config, ServiceConfig};
+use musicrec_config::{Config, RateLimit, RateLimitsConfig, Secret, ServiceConfig};
 use musicrec_data::CsrMatrix;
 use musicrec_data::atomic::write_atomic;
 use musicrec_data::parquet_io::write_batch;
@@ -163,6 +163,74 @@ pub fn config() -> ServiceConfig {
     ServiceConfig { fold_in: false, ..Config::defaults().service }
 }
 
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// `config()` with POST /admin/reload enabled by `ADMIN_TOKEN`.
+pub fn admin_config() -> ServiceConfig {
+    ServiceConfig { admin_token: Some(Secret::new(ADMIN_TOKEN)), ..config() }
+}
+
+/// Budgets that `assert_rate_limits` exercises: recommendations 5/min global and 3/min per
+/// client, similar 2/min per client, the rest unlimited.
+pub fn limited(mut config: ServiceConfig) -> ServiceConfig {
+    let unlimited = RateLimit { global_per_minute: 0, per_client_per_minute: 0 };
+    config.rate_limits = RateLimitsConfig {
+        recommendations: RateLimit { global_per_minute: 5, per_client_per_minute: 3 },
+        similar: RateLimit { global_per_minute: 0, per_client_per_minute: 2 },
+        events: unlimited,
+        popular: unlimited,
+        ..config.rate_limits
+    };
+    config
+}
+
+/// The status, Retry-After and JSON error of one GET.
+async fn limited_get(client: &reqwest::Client, url: &str) -> (u16, Option<u64>, String) {
+    let response = client.get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().parse().unwrap());
+    let body: Value = response.json().await.unwrap();
+    (status, retry_after, body["error"].as_str().unwrap_or_default().to_string())
+}
+
+/// The behaviour of the budgets of `limited()`, through HTTP from two client addresses
+/// (127.0.0.1 and 127.0.0.2), whatever limiter the server runs with.
+pub async fn assert_rate_limits(server: &TestServer) {
+    use musicrec_service::limits::{Endpoint, Scope};
+    let recommendations = format!("{}/recommendations?user_id=1", server.url);
+    let a = &server.client;
+    for _ in 0..3 {
+        assert_eq!(limited_get(a, &recommendations).await.0, 200);
+    }
+    let (status, retry_after, error) = limited_get(a, &recommendations).await;
+    assert_eq!(status, 429, "{error}");
+    // 3 per minute: the next request passes 20 s after the first.
+    assert!(retry_after.is_some_and(|s| (15..=20).contains(&s)), "{retry_after:?}");
+    assert!(error.contains("this client's") && error.contains("/recommendations"), "{error}");
+    // Other endpoints have their own budgets, health none.
+    for path in ["/popular", "/similar?track_id=100", "/similar?track_id=100", "/health"] {
+        assert_eq!(limited_get(a, &format!("{}{path}", server.url)).await.0, 200, "{path}");
+    }
+    assert_eq!(limited_get(a, &format!("{}/similar?track_id=100", server.url)).await.0, 429);
+
+    // Another address has its own client budget, but the global one (5) has 2 left: a's
+    // refused request did not spend it.
+    let b = reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 2])).build().unwrap();
+    assert_eq!(limited_get(&b, &recommendations).await.0, 200);
+    assert_eq!(limited_get(&b, &recommendations).await.0, 200);
+    let (status, retry_after, error) = limited_get(&b, &recommendations).await;
+    assert_eq!((status, retry_after.is_some()), (429, true), "{error}");
+    assert!(error.contains("the service's"), "{error}");
+
+    let m = &server.state.metrics;
+    assert_eq!(m.rate_limited_count(Endpoint::Recommendations, Scope::Client), 1);
+    assert_eq!(m.rate_limited_count(Endpoint::Recommendations, Scope::Global), 1);
+    assert_eq!(m.rate_limited_count(Endpoint::Similar, Scope::Client), 1);
+    assert_eq!(m.requests("/recommendations", 429), 2);
+    let text = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("musicrec_rate_limited_total{endpoint=\"/recommendations\",scope=\"global\"} 1"), "{text}");
+}
+
 /// A running server on an ephemeral port; stopped when dropped.
 pub struct TestServer {
     pub url: String,
@@ -201,6 +269,19 @@ impl TestServer {
         let response = self.client.post(format!("{}{path}", self.url)).json(body).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
+    }
+
+    /// POST /admin/reload with `token` as the bearer token: status, JSON body and the
+    /// WWW-Authenticate header.
+    pub async fn reload(&self, token: Option<&str>) -> (u16, Value, Option<String>) {
+        let mut request = self.client.post(format!("{}/admin/reload", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let challenge = response.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
+        (status, response.json().await.unwrap(), challenge)
     }
 
     pub async fn listen(&self, user: i64, track: i64) {
