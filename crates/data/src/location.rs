@@ -41,12 +41,7 @@ pub fn parse_s3_url(text: &str) -> Result<(String, String), String> {
     }
     let key = key.trim_end_matches('/');
     if !key.is_empty() {
-        if let Some(bad) = key.split('/').find(|s| s.is_empty() || *s == "." || *s == "..") {
-            return Err(format!("the key `{key}` has an empty, `.` or `..` segment (`{bad}`)"));
-        }
-        if key.chars().any(|c| c.is_control() || c == '\\') {
-            return Err(format!("the key `{key}` has a control character or a backslash"));
-        }
+        store::check_key(key)?;
     }
     Ok((bucket.to_string(), key.to_string()))
 }

@@ -46,6 +46,18 @@ pub fn join_key(prefix: &str, name: &str) -> String {
     if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") }
 }
 
+/// Checks that `key` is relative and that each `/`-separated segment can also name a local
+/// file or directory of a mirror: none empty, `.` or `..` (a mirror never escapes its root).
+pub fn check_key(key: &str) -> Result<(), String> {
+    if let Some(bad) = key.split('/').find(|s| s.is_empty() || *s == "." || *s == "..") {
+        return Err(format!("the key `{key}` has an empty, `.` or `..` segment (`{bad}`)"));
+    }
+    if key.chars().any(|c| c.is_control() || c == '\\') {
+        return Err(format!("the key `{key}` has a control character or a backslash"));
+    }
+    Ok(())
+}
+
 /// Where S3 locations are mirrored: `$MUSICREC_CACHE_DIR`, else `~/.cache/musicrec/s3`; an
 /// S3 location `s3://bucket/prefix` mirrors to `<root>/bucket/prefix`.
 pub fn mirror_root() -> Result<PathBuf, String> {
