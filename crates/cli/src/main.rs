@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use musicrec_config::{Config, ConfigError};
+use musicrec_data::location::S3Location;
+use musicrec_data::store::{self, Bucket};
 use musicrec_data::{DataError, Location};
 use musicrec_pipeline::evaluation::{EvalWindow, Evaluator};
 use musicrec_pipeline::{Artifacts, PipelineError, RunContext, Stage};
@@ -33,18 +35,20 @@ enum Command {
         /// Seed; the same seed gives the same bytes.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Output directory (created if missing).
+        /// Output directory (created if missing) or s3://bucket/prefix (written locally into
+        /// the prefix's mirror, then uploaded; generator.json last).
         #[arg(long)]
-        out: PathBuf,
+        out: String,
     },
     /// Run pipeline stages (all of them by default) and print where the results are.
     Run {
-        /// Input data directory; default: the embedded synthetic data set (config data.path).
+        /// Input data directory or s3://bucket/prefix; default: the embedded synthetic data set
+        /// (config data.path).
         #[arg(long)]
         data: Option<String>,
-        /// Artifacts directory.
+        /// Artifacts directory or s3://bucket/prefix.
         #[arg(long, default_value = "artifacts")]
-        artifacts: PathBuf,
+        artifacts: String,
         /// YAML configuration file layered over the defaults (see `musicrec config`).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -54,15 +58,16 @@ enum Command {
     },
     /// Evaluate a recommendations parquet file (user_id, track_id, rank) on a window.
     Evaluate {
-        /// Recommendations: parquet with columns user_id, track_id, rank (score optional).
+        /// Recommendations: parquet with columns user_id, track_id, rank (score optional); a
+        /// path or s3://bucket/key.
         #[arg(long)]
-        recs: PathBuf,
+        recs: String,
         /// Window to judge against.
         #[arg(long, value_enum)]
         window: WindowArg,
-        /// Artifacts directory of the run whose windows and encoders to use.
+        /// Artifacts (directory or s3://bucket/prefix) of the run whose windows and encoders to use.
         #[arg(long, default_value = "artifacts")]
-        artifacts: PathBuf,
+        artifacts: String,
         /// Length of the judged lists; default: the config's `k`.
         #[arg(long)]
         k: Option<usize>,
@@ -73,9 +78,10 @@ enum Command {
     /// Serve recommendations over HTTP from a pipeline run's artifacts (SIGHUP or
     /// POST /admin/reload loads them again).
     Serve {
-        /// Artifacts directory of the run to serve.
+        /// Artifacts (directory or s3://bucket/prefix) of the run to serve; on S3 a reload
+        /// mirrors a newer run first.
         #[arg(long, default_value = "artifacts")]
-        artifacts: PathBuf,
+        artifacts: String,
         /// Address to listen on (host:port); default: the config's service.addr.
         #[arg(long)]
         addr: Option<String>,
@@ -102,9 +108,10 @@ enum Command {
         /// Threads of the load generator (the rest of the machine is the service's).
         #[arg(long, default_value_t = 1)]
         threads: usize,
-        /// Artifacts of the served run: old users and tracks are drawn from its encoders.
+        /// Artifacts (directory or s3://bucket/prefix) of the served run: old users and tracks
+        /// are drawn from its encoders.
         #[arg(long, default_value = "artifacts")]
-        artifacts: PathBuf,
+        artifacts: String,
     },
     /// Benchmarks against the Python reference on the same data, in one run.
     #[command(subcommand)]
@@ -175,18 +182,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             print!("{}", musicrec_config::DEFAULT_YAML);
             Ok(())
         }
-        Command::Generate { scale, seed, out } => {
-            let summary = musicrec_synth::generate(&GenerateOptions { scale, seed }, &out)
-                .with_context(|| format!("generating the {scale} data set into {}", out.display()))?;
-            println!(
-                "wrote {} events of {} users over {} tracks to {}",
-                summary.events,
-                summary.users,
-                summary.tracks,
-                out.display()
-            );
-            Ok(())
-        }
+        Command::Generate { scale, seed, out } => generate(scale, seed, &out),
         Command::Run { data, artifacts, config, stages } => run(data, artifacts, config, stages),
         Command::Evaluate { recs, window, artifacts, k, config } => evaluate(&recs, window, &artifacts, k, config),
         Command::Bench(BenchCommand::Models { args, config }) => bench::run(args, config.as_deref()),
@@ -197,22 +193,64 @@ fn execute(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn run(
-    data: Option<String>,
-    artifacts: PathBuf,
-    config: Option<PathBuf>,
-    stages: Option<String>,
-) -> anyhow::Result<()> {
+/// A location flag, parsed; a bad one is an error naming the flag.
+fn location(flag: &str, text: &str) -> anyhow::Result<Location> {
+    Location::parse(text).with_context(|| flag.to_string())
+}
+
+/// The artifacts of an `--artifacts` flag; on S3 the credentials and bucket are checked here.
+fn open_artifacts(text: &str) -> anyhow::Result<Artifacts> {
+    let location = location("--artifacts", text)?;
+    Artifacts::open(&location).context("--artifacts")
+}
+
+fn generate(scale: Scale, seed: u64, out: &str) -> anyhow::Result<()> {
+    let out = location("--out", out)?;
+    // An S3 destination is checked before the work, then written into its mirror and uploaded.
+    let bucket = match &out {
+        Location::S3(s3) => {
+            let bucket = Bucket::from_env(&s3.bucket)?;
+            bucket.probe(&s3.key).context("--out")?;
+            Some((bucket, s3))
+        }
+        Location::Local(_) => None,
+    };
+    let summary = musicrec_synth::generate(&GenerateOptions { scale, seed }, out.as_path())
+        .with_context(|| format!("generating the {scale} data set into {}", out.as_path().display()))?;
+    if let Some((bucket, s3)) = bucket {
+        upload_data_set(&bucket, s3)?;
+    }
+    println!("wrote {} events of {} users over {} tracks to {out}", summary.events, summary.users, summary.tracks);
+    Ok(())
+}
+
+/// Uploads a generated data set from its mirror with the generator manifest last, as locally:
+/// while it is absent the data set is incomplete. The mirror records what it holds, so a run
+/// on the same machine does not download it again.
+fn upload_data_set(bucket: &Bucket, s3: &S3Location) -> anyhow::Result<()> {
+    let manifest = musicrec_synth::GENERATOR_MANIFEST;
+    bucket.delete(&store::join_key(&s3.key, manifest))?;
+    for file in musicrec_data::schema::DATA_FILES.into_iter().chain([manifest]) {
+        let path = s3.mirror.join(file);
+        let uploaded = bucket.upload(&path, &store::join_key(&s3.key, file))?;
+        store::record_mirrored(&path, &uploaded)?;
+    }
+    Ok(())
+}
+
+fn run(data: Option<String>, artifacts: String, config: Option<PathBuf>, stages: Option<String>) -> anyhow::Result<()> {
     // Everything the user gave is checked before any work starts.
     let config = Config::load(config.as_deref())?;
     let stages = match stages {
         Some(list) => Stage::parse_list(&list)?,
         None => Stage::ALL.to_vec(),
     };
-    let data = match data.or_else(|| config.data.path.clone()) {
-        Some(location) => Some(Location::parse(&location)?),
-        None => None,
+    let data = match (data, &config.data.path) {
+        (Some(text), _) => Some(location("--data", &text)?),
+        (None, Some(text)) => Some(location("data.path", text)?),
+        (None, None) => None,
     };
+    let artifacts = open_artifacts(&artifacts)?;
     let scale: Scale = config.data.default_scale.parse().map_err(|e: musicrec_synth::SynthError| {
         ConfigError::Invalid { key: "data.default_scale".into(), reason: e.to_string() }
     })?;
@@ -220,9 +258,9 @@ fn run(
 
     let data = match data {
         Some(location) => location,
-        None => musicrec_pipeline::embedded_data(&artifacts, scale, config.seed)?,
+        None => musicrec_pipeline::embedded_data(artifacts.root(), scale, config.seed)?,
     };
-    let ctx = RunContext::new(config, data, Artifacts::new(&artifacts));
+    let ctx = RunContext::new(config, data, artifacts);
     let manifests = musicrec_pipeline::run_stages(&ctx, &stages)?;
     println!("run {} on {}", ctx.run_id, ctx.data);
     println!("{:<12} {:>9} {:>10}  outputs", "stage", "seconds", "peak MB");
@@ -236,13 +274,18 @@ fn run(
             outputs.join(", ")
         );
     }
-    println!("results: {}", std::path::absolute(&artifacts).unwrap_or(artifacts.clone()).display());
+    println!("results: {}", ctx.artifacts.location());
+    if ctx.artifacts.is_remote() {
+        println!("local mirror: {}", ctx.artifacts.root().display());
+    }
     if stages.contains(&Stage::Report) {
         let report = musicrec_pipeline::report::load(&ctx.artifacts)?;
         println!();
         print!("{}", musicrec_pipeline::report::headline(&report));
-        let path = ctx.artifacts.stage_dir(Stage::Report).join(musicrec_pipeline::report::REPORT_FILE);
-        println!("report: {}", std::path::absolute(&path).unwrap_or(path).display());
+        println!(
+            "report: {}",
+            ctx.artifacts.location_of(Stage::Report.as_str(), musicrec_pipeline::report::REPORT_FILE)
+        );
         println!("service inputs:");
         for input in &report.service_inputs {
             let files = if input.files.is_empty() { input.status.clone() } else { input.files.join(", ") };
@@ -253,9 +296,9 @@ fn run(
 }
 
 fn evaluate(
-    recs: &std::path::Path,
+    recs: &str,
     window: WindowArg,
-    artifacts: &std::path::Path,
+    artifacts: &str,
     k: Option<usize>,
     config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
@@ -264,16 +307,18 @@ fn evaluate(
     if k == 0 {
         return Err(ConfigError::Invalid { key: "--k".into(), reason: "must be at least 1".into() }.into());
     }
-    let file = Location::local(recs);
+    let file = location("--recs", recs)?;
+    let artifacts = open_artifacts(artifacts)?;
+    file.fetch()?;
     let lists = musicrec_data::layout::read_recommendations(&file)?;
-    let evaluator = Evaluator::load(&Artifacts::new(artifacts), "evaluate")?;
+    let evaluator = Evaluator::load(&artifacts, "evaluate")?;
     let metrics = evaluator.evaluate_lists(&file.to_string(), &lists, window.window(), k)?;
     let report = serde_json::json!({ window.name(): metrics.to_json() });
     println!("{}", serde_json::to_string_pretty(&report).expect("metrics serialize"));
     Ok(())
 }
 
-fn serve(artifacts: PathBuf, addr: Option<String>, config: Option<PathBuf>) -> anyhow::Result<()> {
+fn serve(artifacts: String, addr: Option<String>, config: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(config.as_deref())?;
     let (flag, addr) = match addr {
         Some(addr) => ("--addr", addr),
@@ -283,7 +328,7 @@ fn serve(artifacts: PathBuf, addr: Option<String>, config: Option<PathBuf>) -> a
         key: flag.into(),
         reason: format!("`{addr}` is not a host:port address: {e}"),
     })?;
-    let settings = musicrec_service::Settings { config: config.service, artifacts };
+    let settings = musicrec_service::Settings { config: config.service, artifacts: open_artifacts(&artifacts)? };
     musicrec_service::serve(settings, addr)?;
     Ok(())
 }
@@ -294,7 +339,7 @@ fn loadtest(
     duration: f64,
     connections: usize,
     threads: usize,
-    artifacts: &std::path::Path,
+    artifacts: &str,
 ) -> anyhow::Result<()> {
     let flag = |key: &str, reason: String| ConfigError::Invalid { key: key.into(), reason };
     let addr = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/');
@@ -304,8 +349,9 @@ fn loadtest(
     if rps == 0 || connections == 0 || threads == 0 || !(duration > 0.0 && duration.is_finite()) {
         return Err(flag("--rps/--duration/--connections/--threads", "must all be positive".into()).into());
     }
-    let matrices = Artifacts::new(artifacts).require(Stage::Matrices, "loadtest")?;
-    let dir = artifacts.join(&matrices.stage);
+    let artifacts = open_artifacts(artifacts)?;
+    let matrices = artifacts.require(Stage::Matrices, "loadtest")?;
+    let dir = artifacts.dir_of(&matrices.stage);
     let read = |file: &str, column: &str| musicrec_pipeline::events::read_i64_column(&dir.join(file), column);
     let options = musicrec_service::loadtest::Options {
         addr: addr.to_string(),

@@ -62,7 +62,7 @@ impl Kind {
 /// mirror (each file downloaded unless the mirror already holds that version); a local
 /// directory is read in place.
 pub fn fetch(dir: &Location) -> Result<(), DataError> {
-    for file in [INTERACTIONS_FILE, TRACKS_FILE, CATALOG_NAMES_FILE] {
+    for file in DATA_FILES {
         dir.join(file).fetch()?;
     }
     Ok(())

@@ -63,6 +63,9 @@ impl Location {
             let mirror = store::mirror_root().map_err(bad)?.join(&bucket).join(&key);
             return Ok(Self::S3(S3Location { bucket, key, mirror }));
         }
+        if text.starts_with("s3:") {
+            return Err(bad("an S3 location is written s3://bucket/prefix".into()));
+        }
         Ok(Self::Local(PathBuf::from(text)))
     }
 
@@ -142,6 +145,7 @@ mod tests {
             ("gs://bucket/prefix", "`gs://` is not supported"),
             ("s3://", "no bucket name"),
             ("s3:///prefix", "no bucket name"),
+            ("s3:/bucket/prefix", "written s3://bucket/prefix"),
             ("s3://Bad_Bucket/x", "not a bucket name"),
             ("s3://bucket/a//b", "empty, `.` or `..` segment"),
             ("s3://bucket/a/../../etc", "empty, `.` or `..` segment"),

@@ -105,6 +105,11 @@ impl Artifacts {
         Self { root: mirror.into(), remote: Some(Remote { bucket, prefix: prefix.to_string() }) }
     }
 
+    /// Whether the artifacts are on S3 (and `root` is their mirror).
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
     /// The local directory (on S3: the mirror).
     pub fn root(&self) -> &Path {
         &self.root

@@ -5,6 +5,7 @@ mod common;
 
 use common::{TestServer, config, write_artifacts, write_ranking};
 use musicrec_config::ServiceConfig;
+use musicrec_pipeline::Artifacts;
 use musicrec_service::{Server, Settings};
 use serde_json::json;
 
@@ -139,7 +140,7 @@ async fn over_the_rate_limit_is_a_429_with_retry_after() {
 async fn a_missing_or_broken_artifact_set_is_a_clear_startup_error() {
     let dir = tempfile::tempdir().unwrap();
     let start = |config: ServiceConfig| {
-        let settings = Settings { config, artifacts: dir.path().to_path_buf() };
+        let settings = Settings { config, artifacts: Artifacts::new(dir.path()) };
         Server::start(settings, "127.0.0.1:0".parse().unwrap())
     };
     let err = start(config()).await.err().unwrap().to_string();
