@@ -45,7 +45,7 @@ pub enum DataError {
 
     /// An S3 request failed; `access` when the credentials, the endpoint or the bucket are the
     /// problem (the user's to fix). The reason never holds credentials (see `store`).
-    #[error("{location}: {action} failed: {reason}{}", if *access { "; check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL and the bucket name" } else { "" })]
+    #[error("{location}: S3 {action} failed: {reason}{}", if *access { "; check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL and the bucket name" } else { "" })]
     Storage { location: String, action: &'static str, reason: String, access: bool },
 
     #[error("{path}: not a valid artifact: {reason}")]

@@ -116,12 +116,7 @@ impl Bucket {
             retry_timeout: Duration::from_secs(60),
         };
         let store = AmazonS3Builder::from_env().with_bucket_name(name).with_retry(retry).build().map_err(|e| {
-            DataError::Storage {
-                location: url(name, ""),
-                action: "configuring the S3 client",
-                reason: describe(&e),
-                access: true,
-            }
+            DataError::Storage { location: url(name, ""), action: "client setup", reason: describe(&e), access: true }
         })?;
         Ok(Self::new(name, Arc::new(store)))
     }
@@ -155,7 +150,7 @@ impl Bucket {
         let path = ObjectPath::from(prefix);
         let first = runtime().block_on(async { self.store.list(Some(&path)).next().await });
         match first {
-            Some(Err(e)) => Err(self.error(prefix, "listing", &e)),
+            Some(Err(e)) => Err(self.error(prefix, "LIST", &e)),
             _ => Ok(()),
         }
     }
@@ -165,7 +160,7 @@ impl Bucket {
         match runtime().block_on(self.store.head(&ObjectPath::from(key))) {
             Ok(meta) => Ok(Some(meta.into())),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.error(key, "reading the metadata of", &e)),
+            Err(e) => Err(self.error(key, "HEAD", &e)),
         }
     }
 
@@ -177,7 +172,7 @@ impl Bucket {
                     match self.store.head(&ObjectPath::from(key.as_str())).await {
                         Ok(meta) => Ok(Some(meta.into())),
                         Err(object_store::Error::NotFound { .. }) => Ok(None),
-                        Err(e) => Err(self.error(key, "reading the metadata of", &e)),
+                        Err(e) => Err(self.error(key, "HEAD", &e)),
                     }
                 })
                 .buffered(HEAD_CONCURRENCY);
@@ -194,14 +189,14 @@ impl Bucket {
         match result {
             Ok(bytes) => Ok(Some(bytes.to_vec())),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.error(key, "reading", &e)),
+            Err(e) => Err(self.error(key, "GET", &e)),
         }
     }
 
     /// Streams the object into `path` atomically (a reader sees the previous file or the whole
     /// new one); returns what was downloaded, or `None` if there is no such object.
     pub fn download(&self, key: &str, path: &Path) -> Result<Option<ObjectInfo>, DataError> {
-        let fail = |e: &object_store::Error| self.error(key, "downloading", e);
+        let fail = |e: &object_store::Error| self.error(key, "GET", e);
         runtime().block_on(async {
             let got = match self.store.get(&ObjectPath::from(key)).await {
                 Ok(got) => got,
@@ -219,7 +214,7 @@ impl Bucket {
             if size != info.size {
                 return Err(DataError::Storage {
                     location: self.url(key),
-                    action: "downloading",
+                    action: "GET",
                     reason: format!("got {size} bytes, the object has {}", info.size),
                     access: false,
                 });
@@ -232,7 +227,7 @@ impl Bucket {
     pub fn put(&self, key: &str, bytes: Vec<u8>) -> Result<ObjectInfo, DataError> {
         let size = bytes.len() as u64;
         let put = runtime().block_on(self.store.put(&ObjectPath::from(key), PutPayload::from(bytes)));
-        let put = put.map_err(|e| self.error(key, "uploading", &e))?;
+        let put = put.map_err(|e| self.error(key, "PUT", &e))?;
         Ok(ObjectInfo { key: key.to_string(), size, etag: put.e_tag })
     }
 
@@ -244,7 +239,7 @@ impl Bucket {
         if size < MULTIPART_PART_BYTES as u64 {
             return self.put(key, fs::read(path).map_err(|e| DataError::io(path, e))?);
         }
-        let fail = |e: &object_store::Error| self.error(key, "uploading", e);
+        let fail = |e: &object_store::Error| self.error(key, "multipart upload", e);
         let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
         runtime().block_on(async {
             let upload = self.store.put_multipart(&ObjectPath::from(key)).await.map_err(|e| fail(&e))?;
@@ -278,7 +273,7 @@ impl Bucket {
     pub fn delete(&self, key: &str) -> Result<(), DataError> {
         match runtime().block_on(self.store.delete(&ObjectPath::from(key))) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.error(key, "deleting", &e)),
+            Err(e) => Err(self.error(key, "DELETE", &e)),
         }
     }
 
@@ -291,7 +286,7 @@ impl Bucket {
         });
         let mut objects = Vec::with_capacity(listed.len());
         for meta in listed {
-            objects.push(meta.map_err(|e| self.error(prefix, "listing", &e))?.into());
+            objects.push(meta.map_err(|e| self.error(prefix, "LIST", &e))?.into());
         }
         objects.sort_by(|a: &ObjectInfo, b| a.key.cmp(&b.key));
         Ok(objects)
@@ -350,11 +345,18 @@ fn describe(error: &dyn std::error::Error) -> String {
         let end = text[start..].find(&format!("</{tag}>"))? + start;
         Some(text[start..end].to_string())
     };
+    const STATUS: &str = "status code: ";
     let reason = match (element("Code"), element("Message")) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (Some(code), None) => code,
-        // Drop any body after the status line: it is the server's, and may echo anything.
-        _ => text.split_once(": <").map_or(text.clone(), |(head, _)| head.to_string()),
+        // The HTTP status without whatever body followed it (the server's, which may echo anything).
+        _ => match text.find(STATUS) {
+            Some(at) => {
+                let status = &text[at + STATUS.len()..];
+                format!("HTTP {}", status.split_once(':').map_or(status, |(s, _)| s).trim())
+            }
+            None => text.clone(),
+        },
     };
     mask_secrets(reason)
 }
@@ -469,10 +471,11 @@ mod tests {
         assert_eq!(text, "SignatureDoesNotMatch: The request signature we calculated does not match");
         let html =
             "Error performing GET http://h/b/k - Server returned non-2xx status code: 500: <html>AKIDEXAMPLE</html>";
-        assert_eq!(
-            describe(&Answer(html.into())),
-            "Error performing GET http://h/b/k - Server returned non-2xx status code: 500"
-        );
+        assert_eq!(describe(&Answer(html.into())), "HTTP 500");
+        let head = "Error performing HEAD http://h/b/k in 5ms - Server returned non-2xx status code: 403 Forbidden: ";
+        assert_eq!(describe(&Answer(head.into())), "HTTP 403 Forbidden");
+        let refused = "Error performing GET http://h/b/k - HTTP error: error sending request";
+        assert_eq!(describe(&Answer(refused.into())), refused);
         let masked =
             mask("key wJalrXUtnFEMI/K7MDENG in a message".into(), ["wJalrXUtnFEMI/K7MDENG".to_string()].into_iter());
         assert_eq!(masked, "key [redacted] in a message");
