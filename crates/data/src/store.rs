@@ -135,6 +135,17 @@ impl Bucket {
     }
 
     fn error(&self, key: &str, action: &'static str, e: &object_store::Error) -> DataError {
+        let text = e.to_string();
+        // Without credentials in the environment the client asks the EC2 instance metadata
+        // service; off EC2 that fails with an answer about the metadata service, not S3.
+        if text.contains("/latest/api/token") || text.contains("/latest/meta-data/") {
+            return DataError::Storage {
+                location: self.url(key),
+                action,
+                reason: "no credentials: AWS_ACCESS_KEY_ID is not set and no EC2 instance role answered".into(),
+                access: true,
+            };
+        }
         let reason = describe(e);
         let access =
             matches!(e, object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. })
