@@ -99,10 +99,18 @@ impl From<object_store::ObjectMeta> for ObjectInfo {
 }
 
 /// One bucket, with blocking calls.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Bucket {
     name: String,
     store: Arc<dyn ObjectStore>,
+}
+
+/// The client's own `Debug` shows the access key id; a bucket shows only its name, so whatever
+/// holds one (artifacts, the service's settings) can be printed with `{:?}` safely.
+impl std::fmt::Debug for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bucket").field("name", &self.name).finish_non_exhaustive()
+    }
 }
 
 impl Bucket {
@@ -400,6 +408,7 @@ mod tests {
         assert_eq!(join_key("runs/x", "a.parquet"), "runs/x/a.parquet");
         assert_eq!(url("b", ""), "s3://b");
         assert_eq!(url("b", "p/k"), "s3://b/p/k");
+        assert_eq!(format!("{:?}", bucket()), "Bucket { name: \"test\", .. }");
     }
 
     #[test]
