@@ -23,9 +23,23 @@ const SMALL_MODELS: [(&str, &str); 4] = [
     ("MUSICREC__BPR__ITERATIONS", "3"),
 ];
 
+/// A prefix of our own in the test bucket, emptied when the test ends, passed or not.
+struct TestPrefix {
+    bucket: Bucket,
+    prefix: String,
+}
+
+impl Drop for TestPrefix {
+    fn drop(&mut self) {
+        for object in self.bucket.list(&self.prefix).unwrap_or_default() {
+            let _ = self.bucket.delete(&object.key);
+        }
+    }
+}
+
 /// The test bucket and a prefix of our own in it; panics (fails the test) when the services'
 /// environment is not set, rather than passing without having tested anything.
-fn test_prefix(test: &str) -> (Bucket, String) {
+fn test_prefix(test: &str) -> TestPrefix {
     for var in ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MUSICREC_S3_BUCKET"] {
         assert!(
             std::env::var_os(var).is_some(),
@@ -34,7 +48,10 @@ fn test_prefix(test: &str) -> (Bucket, String) {
     }
     let name = std::env::var("MUSICREC_S3_BUCKET").unwrap();
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    (Bucket::from_env(&name).unwrap(), format!("test-{test}-{}-{nanos}", std::process::id()))
+    TestPrefix {
+        bucket: Bucket::from_env(&name).unwrap(),
+        prefix: format!("test-{test}-{}-{nanos}", std::process::id()),
+    }
 }
 
 fn url(bucket: &Bucket, key: &str) -> String {
@@ -119,11 +136,12 @@ impl Drop for Service {
 #[test]
 #[ignore = "needs scripts/services.sh start (run by .ci/run)"]
 fn a_whole_run_on_s3_lists_only_objects_that_exist_and_other_machines_read_it() {
-    let (bucket, prefix) = test_prefix("run");
+    let guard = test_prefix("run");
+    let (bucket, prefix) = (&guard.bucket, &guard.prefix);
     let tmp = tempfile::tempdir().unwrap();
     let cache = |name: &str| tmp.path().join(name);
-    let (data, art) = (url(&bucket, &format!("{prefix}/data")), url(&bucket, &format!("{prefix}/art")));
-    generate_on_s3(&bucket, &data, &cache("generator"));
+    let (data, art) = (url(bucket, &format!("{prefix}/data")), url(bucket, &format!("{prefix}/art")));
+    generate_on_s3(bucket, &data, &cache("generator"));
 
     // A fresh cache: the data set is downloaded, every stage uploaded.
     let out = musicrec_with_cache(&["run", "--data", &data, "--artifacts", &art], &cache("runner"), &SMALL_MODELS);
@@ -133,7 +151,7 @@ fn a_whole_run_on_s3_lists_only_objects_that_exist_and_other_machines_read_it() 
     assert!(printed.contains(&format!("results: {art}\n")), "{printed}");
     assert!(printed.contains(&format!("report: {art}/report/report.md")), "{printed}");
     assert!(printed.contains(&format!("{art}/ranking/recommendations.parquet")), "{printed}");
-    let manifests = check_manifests(&bucket, &format!("{prefix}/art"));
+    let manifests = check_manifests(bucket, &format!("{prefix}/art"));
     assert_eq!(manifests.len(), Stage::ALL.len());
     let run_id = manifests[0]["run_id"].as_str().unwrap().to_string();
     assert!(manifests.iter().all(|m| m["run_id"] == run_id.as_str()));
@@ -149,7 +167,7 @@ fn a_whole_run_on_s3_lists_only_objects_that_exist_and_other_machines_read_it() 
     let metrics_key = format!("{prefix}/art/ranking/metrics.json");
     let own: serde_json::Value = serde_json::from_slice(&bucket.get(&metrics_key).unwrap().unwrap()).unwrap();
     assert_eq!(judged["test"]["ndcg@10"], own["test"]["ndcg@10"]);
-    assert!(cache("evaluator").join(bucket.name()).join(&prefix).join("art/matrices/users.parquet").is_file());
+    assert!(cache("evaluator").join(bucket.name()).join(prefix).join("art/matrices/users.parquet").is_file());
 
     // The service serves from its own mirror; after a newer ranking run lands on S3, a reload
     // mirrors and serves it.
@@ -178,7 +196,7 @@ fn a_whole_run_on_s3_lists_only_objects_that_exist_and_other_machines_read_it() 
         &SMALL_MODELS,
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let newer = check_manifests(&bucket, &format!("{prefix}/art"));
+    let newer = check_manifests(bucket, &format!("{prefix}/art"));
     let new_id = newer.iter().find(|m| m["stage"] == "ranking").unwrap()["run_id"].as_str().unwrap().to_string();
     assert_ne!(new_id, run_id);
     assert_eq!(model_version(port).as_deref(), Some(run_id.as_str()), "no reload yet");
@@ -186,19 +204,16 @@ fn a_whole_run_on_s3_lists_only_objects_that_exist_and_other_machines_read_it() 
     assert_eq!(status, 200, "{body}");
     assert_eq!(model_version(port).as_deref(), Some(new_id.as_str()), "the reload mirrored the newer run");
     drop(service);
-
-    for object in bucket.list(&prefix).unwrap() {
-        bucket.delete(&object.key).unwrap();
-    }
 }
 
 #[test]
 #[ignore = "needs scripts/services.sh start (run by .ci/run)"]
 fn wrong_credentials_are_a_clear_error_that_shows_no_secret_and_writes_nothing() {
-    let (bucket, prefix) = test_prefix("creds");
+    let guard = test_prefix("creds");
+    let (bucket, prefix) = (&guard.bucket, &guard.prefix);
     let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (url(&bucket, &format!("{prefix}/data")), url(&bucket, &format!("{prefix}/art")));
-    generate_on_s3(&bucket, &data, &tmp.path().join("generator"));
+    let (data, art) = (url(bucket, &format!("{prefix}/data")), url(bucket, &format!("{prefix}/art")));
+    generate_on_s3(bucket, &data, &tmp.path().join("generator"));
 
     let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
     let key_id = std::env::var("AWS_ACCESS_KEY_ID").unwrap();
@@ -226,21 +241,19 @@ fn wrong_credentials_are_a_clear_error_that_shows_no_secret_and_writes_nothing()
     assert!(!stderr(&unknown_key).contains("AKIAIOSFODNN7EXAMPLE"), "{}", stderr(&unknown_key));
 
     // With the right key: only the data set is there, no manifest, no stray object.
-    let keys: Vec<String> = bucket.list(&prefix).unwrap().into_iter().map(|o| o.key).collect();
+    let keys: Vec<String> = bucket.list(prefix).unwrap().into_iter().map(|o| o.key).collect();
     assert!(keys.iter().all(|k| k.starts_with(&format!("{prefix}/data/"))), "{keys:?}");
     assert_eq!(keys.len(), 4);
-    for key in keys {
-        bucket.delete(&key).unwrap();
-    }
 }
 
 #[test]
 #[ignore = "needs scripts/services.sh start (run by .ci/run)"]
 fn a_kill_mid_upload_leaves_no_manifest_listing_missing_objects() {
-    let (bucket, prefix) = test_prefix("kill");
+    let guard = test_prefix("kill");
+    let (bucket, prefix) = (&guard.bucket, &guard.prefix);
     let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (url(&bucket, &format!("{prefix}/data")), url(&bucket, &format!("{prefix}/art")));
-    generate_on_s3(&bucket, &data, &tmp.path().join("generator"));
+    let (data, art) = (url(bucket, &format!("{prefix}/data")), url(bucket, &format!("{prefix}/art")));
+    generate_on_s3(bucket, &data, &tmp.path().join("generator"));
     let args = ["run", "--data", &data, "--artifacts", &art];
     let cache = tmp.path().join("runner");
 
@@ -268,14 +281,11 @@ fn a_kill_mid_upload_leaves_no_manifest_listing_missing_objects() {
         }
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        check_manifests(&bucket, &format!("{prefix}/art"));
+        check_manifests(bucket, &format!("{prefix}/art"));
     }
     assert!(kills > 0, "no run was interrupted; the test did not test anything");
 
     let out = musicrec_with_cache(&args, &cache, &SMALL_MODELS);
     assert!(out.status.success(), "a rerun after kills must succeed: {}", stderr(&out));
-    assert_eq!(check_manifests(&bucket, &format!("{prefix}/art")).len(), Stage::ALL.len());
-    for object in bucket.list(&prefix).unwrap() {
-        bucket.delete(&object.key).unwrap();
-    }
+    assert_eq!(check_manifests(bucket, &format!("{prefix}/art")).len(), Stage::ALL.len());
 }
