@@ -29,7 +29,7 @@ use crate::error::DataError;
 /// Files at least this large go up in a multipart upload, in parts of this size (S3 wants
 /// parts of at least 5 MiB, except the last).
 pub const MULTIPART_PART_BYTES: usize = 8 << 20;
-/// Parts of one multipart upload in flight at once.
+/// Files, and parts of one multipart upload, in flight at once.
 const UPLOAD_CONCURRENCY: usize = 4;
 /// HEAD requests in flight at once when checking many objects.
 const HEAD_CONCURRENCY: usize = 16;
@@ -244,8 +244,12 @@ impl Bucket {
 
     /// Writes `bytes` as one object (S3 puts are atomic).
     pub fn put(&self, key: &str, bytes: Vec<u8>) -> Result<ObjectInfo, DataError> {
+        runtime().block_on(self.put_async(key, bytes))
+    }
+
+    async fn put_async(&self, key: &str, bytes: Vec<u8>) -> Result<ObjectInfo, DataError> {
         let size = bytes.len() as u64;
-        let put = runtime().block_on(self.store.put(&ObjectPath::from(key), PutPayload::from(bytes)));
+        let put = self.store.put(&ObjectPath::from(key), PutPayload::from(bytes)).await;
         let put = put.map_err(|e| self.error(key, "PUT", &e))?;
         Ok(ObjectInfo { key: key.to_string(), size, etag: put.e_tag })
     }
@@ -254,38 +258,51 @@ impl Bucket {
     /// (aborted on failure, so no parts linger) for one of `MULTIPART_PART_BYTES` or more. The
     /// object appears whole or not at all.
     pub fn upload(&self, path: &Path, key: &str) -> Result<ObjectInfo, DataError> {
+        runtime().block_on(self.upload_async(path, key))
+    }
+
+    /// `upload` of every (file, key) pair, several at once (each object still appears whole or
+    /// not at all); stops at the first failure.
+    pub fn upload_many(&self, files: &[(PathBuf, String)]) -> Result<Vec<ObjectInfo>, DataError> {
+        runtime().block_on(async {
+            let uploads = futures_util::stream::iter(files)
+                .map(|(path, key)| self.upload_async(path, key))
+                .buffered(UPLOAD_CONCURRENCY);
+            uploads.collect::<Vec<_>>().await.into_iter().collect()
+        })
+    }
+
+    async fn upload_async(&self, path: &Path, key: &str) -> Result<ObjectInfo, DataError> {
         let size = fs::metadata(path).map_err(|e| DataError::io(path, e))?.len();
         if size < MULTIPART_PART_BYTES as u64 {
-            return self.put(key, fs::read(path).map_err(|e| DataError::io(path, e))?);
+            return self.put_async(key, fs::read(path).map_err(|e| DataError::io(path, e))?).await;
         }
         let fail = |e: &object_store::Error| self.error(key, "multipart upload", e);
         let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        runtime().block_on(async {
-            let upload = self.store.put_multipart(&ObjectPath::from(key)).await.map_err(|e| fail(&e))?;
-            let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART_BYTES);
-            let mut buffer = vec![0u8; 1 << 20];
-            let fed: Result<(), DataError> = async {
-                loop {
-                    let n = file.read(&mut buffer).map_err(|e| DataError::io(path, e))?;
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    writer.wait_for_capacity(UPLOAD_CONCURRENCY).await.map_err(|e| fail(&e))?;
-                    writer.write(&buffer[..n]);
+        let upload = self.store.put_multipart(&ObjectPath::from(key)).await.map_err(|e| fail(&e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART_BYTES);
+        let mut buffer = vec![0u8; 1 << 20];
+        let fed: Result<(), DataError> = async {
+            loop {
+                let n = file.read(&mut buffer).map_err(|e| DataError::io(path, e))?;
+                if n == 0 {
+                    return Ok(());
                 }
+                writer.wait_for_capacity(UPLOAD_CONCURRENCY).await.map_err(|e| fail(&e))?;
+                writer.write(&buffer[..n]);
             }
-            .await;
-            match fed {
-                Ok(()) => {
-                    let put = writer.finish().await.map_err(|e| fail(&e))?;
-                    Ok(ObjectInfo { key: key.to_string(), size, etag: put.e_tag })
-                }
-                Err(e) => {
-                    let _ = writer.abort().await;
-                    Err(e)
-                }
+        }
+        .await;
+        match fed {
+            Ok(()) => {
+                let put = writer.finish().await.map_err(|e| fail(&e))?;
+                Ok(ObjectInfo { key: key.to_string(), size, etag: put.e_tag })
             }
-        })
+            Err(e) => {
+                let _ = writer.abort().await;
+                Err(e)
+            }
+        }
     }
 
     /// Deletes the object; a missing object is not an error.
@@ -445,6 +462,12 @@ mod tests {
         assert_eq!(got.size, data.len() as u64);
         assert!(fs::read(&back).unwrap() == data);
         assert_eq!(b.download("a/none", &dir.path().join("none")).unwrap(), None);
+        let small = dir.path().join("small.bin");
+        fs::write(&small, b"tiny").unwrap();
+        let many = b.upload_many(&[(small.clone(), "m/1".into()), (path.clone(), "m/2".into()), (small, "m/3".into())]);
+        assert_eq!(many.unwrap().iter().map(|o| o.size).collect::<Vec<_>>(), [4, data.len() as u64, 4]);
+        let missing = b.upload_many(&[(dir.path().join("absent"), "m/4".into())]).unwrap_err().to_string();
+        assert!(missing.contains("absent"), "{missing}");
         assert!(!dir.path().join("none").exists());
     }
 

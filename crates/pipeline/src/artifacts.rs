@@ -395,9 +395,9 @@ fn upload_stage(
     let started = Instant::now();
     let manifest_key = remote.key(&format!("{stage}/{MANIFEST_FILE}"));
     remote.bucket.delete(&manifest_key)?;
-    for output in outputs {
-        remote.bucket.upload(&dir.join(&output.file), &remote.key(&format!("{stage}/{}", output.file)))?;
-    }
+    let files: Vec<(PathBuf, String)> =
+        outputs.iter().map(|o| (dir.join(&o.file), remote.key(&format!("{stage}/{}", o.file)))).collect();
+    remote.bucket.upload_many(&files)?;
     remote.bucket.put(&manifest_key, manifest_json)?;
     let listed: Vec<String> = outputs.iter().map(|o| remote.key(&format!("{stage}/{}", o.file))).collect();
     for object in remote.bucket.list(&remote.key(stage))? {
