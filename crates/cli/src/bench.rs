@@ -108,6 +108,7 @@ fn item2item_test_recommend_seconds(artifacts: &Artifacts, n: usize) -> anyhow::
         read_i64_column(&test, "user_id")?.into_iter().filter_map(|id| evaluator.encoders.users.encode(id)).collect();
     users.sort_unstable();
     users.dedup();
+    artifacts.require(Stage::Item2Item, "bench")?;
     let model = Item2Item::load(&artifacts.stage_dir(Stage::Item2Item).join(MODEL_FILE))?;
     let started = Instant::now();
     model.recommend(&users, &evaluator.user_item, n)?;
@@ -236,7 +237,7 @@ pub fn run(args: BenchModels, config_file: Option<&Path>) -> anyhow::Result<()> 
         .collect();
     let status = Command::new(&python)
         .arg(&args.peer_script)
-        .args(["--data", &data.to_string(), "--threads", &args.threads.to_string()])
+        .args(["--data", &data.as_path().display().to_string(), "--threads", &args.threads.to_string()])
         .args(["--train-end", &train_end.to_string(), "--target-end", &target_end.to_string(), "--k", &k.to_string()])
         .args(["--als-factors", &args.factors.to_string(), "--bpr-factors", &args.factors.to_string()])
         .args(["--min-users-per-item", &MIN_USERS_PER_ITEM.to_string(), "--candidates", &CANDIDATES.to_string()])

@@ -9,12 +9,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use musicrec_config::{Config, ConfigError};
+use musicrec_data::location::S3Location;
+use musicrec_data::store::{self, Bucket};
 use musicrec_data::{DataError, Location};
 use musicrec_pipeline::evaluation::{EvalWindow, Evaluator};
 use musicrec_pipeline::{Artifacts, PipelineError, RunContext, Sharding, Stage};
 use musicrec_service::ServiceError;
 use musicrec_synth::{GenerateOptions, Scale};
-use musicrec_tracking::{TrackingError, render, store};
+use musicrec_tracking::{TrackingError, render};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -34,18 +36,20 @@ enum Command {
         /// Seed; the same seed gives the same bytes.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Output directory (created if missing).
+        /// Output directory (created if missing) or s3://bucket/prefix (written locally into
+        /// the prefix's mirror, then uploaded; generator.json last).
         #[arg(long)]
-        out: PathBuf,
+        out: String,
     },
     /// Run pipeline stages (all of them by default) and print where the results are.
     Run {
-        /// Input data directory; default: the embedded synthetic data set (config data.path).
+        /// Input data directory or s3://bucket/prefix; default: the embedded synthetic data set
+        /// (config data.path).
         #[arg(long)]
         data: Option<String>,
-        /// Artifacts directory.
+        /// Artifacts directory or s3://bucket/prefix.
         #[arg(long, default_value = "artifacts")]
-        artifacts: PathBuf,
+        artifacts: String,
         /// YAML configuration file layered over the defaults (see `musicrec config`).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -57,15 +61,16 @@ enum Command {
     },
     /// Evaluate a recommendations parquet file (user_id, track_id, rank) on a window.
     Evaluate {
-        /// Recommendations: parquet with columns user_id, track_id, rank (score optional).
+        /// Recommendations: parquet with columns user_id, track_id, rank (score optional); a
+        /// path or s3://bucket/key.
         #[arg(long)]
-        recs: PathBuf,
+        recs: String,
         /// Window to judge against.
         #[arg(long, value_enum)]
         window: WindowArg,
-        /// Artifacts directory of the run whose windows and encoders to use.
+        /// Artifacts (directory or s3://bucket/prefix) of the run whose windows and encoders to use.
         #[arg(long, default_value = "artifacts")]
-        artifacts: PathBuf,
+        artifacts: String,
         /// Length of the judged lists; default: the config's `k`.
         #[arg(long)]
         k: Option<usize>,
@@ -76,9 +81,10 @@ enum Command {
     /// Serve recommendations over HTTP from a pipeline run's artifacts (SIGHUP or
     /// POST /admin/reload loads them again).
     Serve {
-        /// Artifacts directory of the run to serve.
+        /// Artifacts (directory or s3://bucket/prefix) of the run to serve; on S3 a reload
+        /// mirrors a newer run first.
         #[arg(long, default_value = "artifacts")]
-        artifacts: PathBuf,
+        artifacts: String,
         /// Address to listen on (host:port); default: the config's service.addr.
         #[arg(long)]
         addr: Option<String>,
@@ -105,9 +111,10 @@ enum Command {
         /// Threads of the load generator (the rest of the machine is the service's).
         #[arg(long, default_value_t = 1)]
         threads: usize,
-        /// Artifacts of the served run: old users and tracks are drawn from its encoders.
+        /// Artifacts (directory or s3://bucket/prefix) of the served run: old users and tracks
+        /// are drawn from its encoders.
         #[arg(long, default_value = "artifacts")]
-        artifacts: PathBuf,
+        artifacts: String,
     },
     /// Tracked runs: every stage of every `musicrec run` is recorded under <artifacts>/runs/
     /// (and sent to MLflow when tracking.mlflow_uri or MLFLOW_TRACKING_URI is set).
@@ -155,9 +162,9 @@ enum RunsCommand {
     /// One line per stage run, oldest first: id, stage, status, start, seconds, and the test
     /// NDCG of model stages.
     List {
-        /// Artifacts directory whose runs to list.
+        /// Artifacts (directory or s3://bucket/prefix) whose runs to list.
         #[arg(long, default_value = "artifacts")]
-        artifacts: PathBuf,
+        artifacts: String,
     },
     /// Everything recorded about one stage run: status, timings, tags, params, metrics, loss
     /// history, artifacts, MLflow link.
@@ -165,7 +172,7 @@ enum RunsCommand {
         /// Run id, as `musicrec runs list` prints it.
         id: String,
         #[arg(long, default_value = "artifacts")]
-        artifacts: PathBuf,
+        artifacts: String,
     },
     /// Params and metrics of two stage runs side by side; `*` marks what differs.
     Compare {
@@ -174,7 +181,7 @@ enum RunsCommand {
         /// Second run id (B).
         b: String,
         #[arg(long, default_value = "artifacts")]
-        artifacts: PathBuf,
+        artifacts: String,
     },
 }
 
@@ -228,18 +235,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             print!("{}", musicrec_config::DEFAULT_YAML);
             Ok(())
         }
-        Command::Generate { scale, seed, out } => {
-            let summary = musicrec_synth::generate(&GenerateOptions { scale, seed }, &out)
-                .with_context(|| format!("generating the {scale} data set into {}", out.display()))?;
-            println!(
-                "wrote {} events of {} users over {} tracks to {}",
-                summary.events,
-                summary.users,
-                summary.tracks,
-                out.display()
-            );
-            Ok(())
-        }
+        Command::Generate { scale, seed, out } => generate(scale, seed, &out),
         Command::Run { data, artifacts, config, stages, sharding } => run(data, artifacts, config, stages, sharding),
         Command::Evaluate { recs, window, artifacts, k, config } => evaluate(&recs, window, &artifacts, k, config),
         Command::Runs(command) => runs(command),
@@ -251,9 +247,54 @@ fn execute(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// A location flag, parsed; a bad one is an error naming the flag.
+fn location(flag: &str, text: &str) -> anyhow::Result<Location> {
+    Location::parse(text).with_context(|| flag.to_string())
+}
+
+/// The artifacts of an `--artifacts` flag; on S3 the credentials and bucket are checked here.
+fn open_artifacts(text: &str) -> anyhow::Result<Artifacts> {
+    let location = location("--artifacts", text)?;
+    Artifacts::open(&location).context("--artifacts")
+}
+
+fn generate(scale: Scale, seed: u64, out: &str) -> anyhow::Result<()> {
+    let out = location("--out", out)?;
+    // An S3 destination is checked before the work, then written into its mirror and uploaded.
+    let bucket = match &out {
+        Location::S3(s3) => {
+            let bucket = Bucket::from_env(&s3.bucket)?;
+            bucket.probe(&s3.key).context("--out")?;
+            Some((bucket, s3))
+        }
+        Location::Local(_) => None,
+    };
+    let summary = musicrec_synth::generate(&GenerateOptions { scale, seed }, out.as_path())
+        .with_context(|| format!("generating the {scale} data set into {}", out.as_path().display()))?;
+    if let Some((bucket, s3)) = bucket {
+        upload_data_set(&bucket, s3)?;
+    }
+    println!("wrote {} events of {} users over {} tracks to {out}", summary.events, summary.users, summary.tracks);
+    Ok(())
+}
+
+/// Uploads a generated data set from its mirror with the generator manifest last, as locally:
+/// while it is absent the data set is incomplete. The mirror records what it holds, so a run
+/// on the same machine does not download it again.
+fn upload_data_set(bucket: &Bucket, s3: &S3Location) -> anyhow::Result<()> {
+    let manifest = musicrec_synth::GENERATOR_MANIFEST;
+    bucket.delete(&store::join_key(&s3.key, manifest))?;
+    for file in musicrec_data::schema::DATA_FILES.into_iter().chain([manifest]) {
+        let path = s3.mirror.join(file);
+        let uploaded = bucket.upload(&path, &store::join_key(&s3.key, file))?;
+        store::record_mirrored(&path, &uploaded)?;
+    }
+    Ok(())
+}
+
 fn run(
     data: Option<String>,
-    artifacts: PathBuf,
+    artifacts: String,
     config: Option<PathBuf>,
     stages: Option<String>,
     sharding: ShardingArgs,
@@ -266,10 +307,12 @@ fn run(
     };
     let sharding = Sharding::from_flags(sharding.shards.as_deref(), sharding.shard.as_deref(), sharding.merge_shards)?;
     sharding.check_stages(&stages)?;
-    let data = match data.or_else(|| config.data.path.clone()) {
-        Some(location) => Some(Location::parse(&location)?),
-        None => None,
+    let data = match (data, &config.data.path) {
+        (Some(text), _) => Some(location("--data", &text)?),
+        (None, Some(text)) => Some(location("data.path", text)?),
+        (None, None) => None,
     };
+    let artifacts = open_artifacts(&artifacts)?;
     let scale: Scale = config.data.default_scale.parse().map_err(|e: musicrec_synth::SynthError| {
         ConfigError::Invalid { key: "data.default_scale".into(), reason: e.to_string() }
     })?;
@@ -277,9 +320,9 @@ fn run(
 
     let data = match data {
         Some(location) => location,
-        None => musicrec_pipeline::embedded_data(&artifacts, scale, config.seed)?,
+        None => musicrec_pipeline::embedded_data(artifacts.root(), scale, config.seed)?,
     };
-    let mut ctx = RunContext::new(config, data, Artifacts::new(&artifacts));
+    let mut ctx = RunContext::new(config, data, artifacts);
     ctx.sharding = sharding;
     let result = musicrec_pipeline::run_stages(&ctx, &stages);
     let tracking = ctx.tracking.summary();
@@ -288,7 +331,7 @@ fn run(
         Err(error) => {
             // Where the records went (the failed stage's among them) matters most now.
             if let Some(summary) = &tracking {
-                print_tracking(summary, &artifacts);
+                print_tracking(summary, &ctx.artifacts);
             }
             return Err(error.into());
         }
@@ -305,13 +348,18 @@ fn run(
             outputs.join(", ")
         );
     }
-    println!("results: {}", std::path::absolute(&artifacts).unwrap_or(artifacts.clone()).display());
+    println!("results: {}", ctx.artifacts.location());
+    if ctx.artifacts.is_remote() {
+        println!("local mirror: {}", ctx.artifacts.root().display());
+    }
     if stages.contains(&Stage::Report) {
         let report = musicrec_pipeline::report::load(&ctx.artifacts)?;
         println!();
         print!("{}", musicrec_pipeline::report::headline(&report));
-        let path = ctx.artifacts.stage_dir(Stage::Report).join(musicrec_pipeline::report::REPORT_FILE);
-        println!("report: {}", std::path::absolute(&path).unwrap_or(path).display());
+        println!(
+            "report: {}",
+            ctx.artifacts.location_of(Stage::Report.as_str(), musicrec_pipeline::report::REPORT_FILE)
+        );
         println!("service inputs:");
         for input in &report.service_inputs {
             let files = if input.files.is_empty() { input.status.clone() } else { input.files.join(", ") };
@@ -319,13 +367,13 @@ fn run(
         }
     }
     if let Some(summary) = &tracking {
-        print_tracking(summary, &artifacts);
+        print_tracking(summary, &ctx.artifacts);
     }
     Ok(())
 }
 
-fn print_tracking(summary: &musicrec_tracking::TrackingSummary, artifacts: &std::path::Path) {
-    println!("run records: {} (musicrec runs list --artifacts {})", summary.records, artifacts.display());
+fn print_tracking(summary: &musicrec_tracking::TrackingSummary, artifacts: &Artifacts) {
+    println!("run records: {} (musicrec runs list --artifacts {})", summary.records, artifacts.location());
     if let Some(url) = &summary.mlflow_run_url {
         println!("mlflow: {url} ({} requests)", summary.http_calls);
     }
@@ -343,10 +391,11 @@ fn print_tracking(summary: &musicrec_tracking::TrackingSummary, artifacts: &std:
 }
 
 fn runs(command: RunsCommand) -> anyhow::Result<()> {
+    use musicrec_tracking::store as records;
     match command {
         RunsCommand::List { artifacts } => {
-            let store = Artifacts::new(&artifacts);
-            let records = store::list(&store)?;
+            let store = open_artifacts(&artifacts)?;
+            let records = records::list(&store)?;
             if records.is_empty() {
                 println!("no runs recorded in {}", musicrec_tracking::RecordStore::describe(&store, "runs/"));
             } else {
@@ -354,20 +403,20 @@ fn runs(command: RunsCommand) -> anyhow::Result<()> {
             }
         }
         RunsCommand::Show { id, artifacts } => {
-            print!("{}", render::show(&store::load(&Artifacts::new(&artifacts), &id)?))
+            print!("{}", render::show(&records::load(&open_artifacts(&artifacts)?, &id)?))
         }
         RunsCommand::Compare { a, b, artifacts } => {
-            let store = Artifacts::new(&artifacts);
-            print!("{}", render::compare(&store::load(&store, &a)?, &store::load(&store, &b)?));
+            let store = open_artifacts(&artifacts)?;
+            print!("{}", render::compare(&records::load(&store, &a)?, &records::load(&store, &b)?));
         }
     }
     Ok(())
 }
 
 fn evaluate(
-    recs: &std::path::Path,
+    recs: &str,
     window: WindowArg,
-    artifacts: &std::path::Path,
+    artifacts: &str,
     k: Option<usize>,
     config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
@@ -376,16 +425,18 @@ fn evaluate(
     if k == 0 {
         return Err(ConfigError::Invalid { key: "--k".into(), reason: "must be at least 1".into() }.into());
     }
-    let file = Location::local(recs);
+    let file = location("--recs", recs)?;
+    let artifacts = open_artifacts(artifacts)?;
+    file.fetch()?;
     let lists = musicrec_data::layout::read_recommendations(&file)?;
-    let evaluator = Evaluator::load(&Artifacts::new(artifacts), "evaluate")?;
+    let evaluator = Evaluator::load(&artifacts, "evaluate")?;
     let metrics = evaluator.evaluate_lists(&file.to_string(), &lists, window.window(), k)?;
     let report = serde_json::json!({ window.name(): metrics.to_json() });
     println!("{}", serde_json::to_string_pretty(&report).expect("metrics serialize"));
     Ok(())
 }
 
-fn serve(artifacts: PathBuf, addr: Option<String>, config: Option<PathBuf>) -> anyhow::Result<()> {
+fn serve(artifacts: String, addr: Option<String>, config: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(config.as_deref())?;
     let (flag, addr) = match addr {
         Some(addr) => ("--addr", addr),
@@ -395,7 +446,7 @@ fn serve(artifacts: PathBuf, addr: Option<String>, config: Option<PathBuf>) -> a
         key: flag.into(),
         reason: format!("`{addr}` is not a host:port address: {e}"),
     })?;
-    let settings = musicrec_service::Settings { config: config.service, artifacts };
+    let settings = musicrec_service::Settings { config: config.service, artifacts: open_artifacts(&artifacts)? };
     musicrec_service::serve(settings, addr)?;
     Ok(())
 }
@@ -406,7 +457,7 @@ fn loadtest(
     duration: f64,
     connections: usize,
     threads: usize,
-    artifacts: &std::path::Path,
+    artifacts: &str,
 ) -> anyhow::Result<()> {
     let flag = |key: &str, reason: String| ConfigError::Invalid { key: key.into(), reason };
     let addr = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/');
@@ -416,8 +467,9 @@ fn loadtest(
     if rps == 0 || connections == 0 || threads == 0 || !(duration > 0.0 && duration.is_finite()) {
         return Err(flag("--rps/--duration/--connections/--threads", "must all be positive".into()).into());
     }
-    let matrices = Artifacts::new(artifacts).require(Stage::Matrices, "loadtest")?;
-    let dir = artifacts.join(&matrices.stage);
+    let artifacts = open_artifacts(artifacts)?;
+    let matrices = artifacts.require(Stage::Matrices, "loadtest")?;
+    let dir = artifacts.dir_of(&matrices.stage);
     let read = |file: &str, column: &str| musicrec_pipeline::events::read_i64_column(&dir.join(file), column);
     let options = musicrec_service::loadtest::Options {
         addr: addr.to_string(),

@@ -212,9 +212,18 @@ fn bad_config_and_flags_are_refused_before_work() {
     let out = run_pipeline(&data, &art, Some("preprocess,bogus"), &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown stage `bogus`"), "{}", stderr(&out));
-    let out = musicrec(&["run", "--data", "s3://bucket/x", "--artifacts", art.to_str().unwrap()], &[]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("s3://bucket/x"), "{}", stderr(&out));
+    for (flag, bad, reason) in [
+        ("--data", "s3:///x", "no bucket name"),
+        ("--artifacts", "gs://bucket/x", "`gs://` is not supported"),
+        ("--artifacts", "s3://Bucket_Name/x", "not a bucket name"),
+    ] {
+        let mut args = vec!["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap()];
+        args[if flag == "--data" { 2 } else { 4 }] = bad;
+        let out = musicrec(&args, &[]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = stderr(&out);
+        assert!(err.contains(flag) && err.contains(bad) && err.contains(reason), "{err}");
+    }
     let out = musicrec(&["generate", "--scale", "huge", "--out", art.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("huge"), "{}", stderr(&out));

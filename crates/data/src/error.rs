@@ -43,6 +43,11 @@ pub enum DataError {
     #[error("{location}: {reason}")]
     BadLocation { location: String, reason: String },
 
+    /// An S3 request failed; `access` when the credentials, the endpoint or the bucket are the
+    /// problem (the user's to fix). The reason never holds credentials (see `store`).
+    #[error("{location}: S3 {action} failed: {reason}{}", if *access { "; check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL and the bucket name" } else { "" })]
+    Storage { location: String, action: &'static str, reason: String, access: bool },
+
     #[error("{path}: not a valid artifact: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 }
@@ -62,6 +67,10 @@ impl DataError {
 
     /// True when the error describes the user's input rather than the machine or the program.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Self::Io { .. } | Self::Corrupt { .. })
+        match self {
+            Self::Io { .. } | Self::Corrupt { .. } => false,
+            Self::Storage { access, .. } => *access,
+            _ => true,
+        }
     }
 }

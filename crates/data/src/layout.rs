@@ -58,6 +58,16 @@ impl Kind {
     }
 }
 
+/// Brings the data set's files to where the readers read them: an S3 data set into its local
+/// mirror (each file downloaded unless the mirror already holds that version); a local
+/// directory is read in place.
+pub fn fetch(dir: &Location) -> Result<(), DataError> {
+    for file in DATA_FILES {
+        dir.join(file).fetch()?;
+    }
+    Ok(())
+}
+
 /// Opens `dir/file_name`, checks the required columns exist with acceptable types and that
 /// the table has rows, and returns a reader over exactly those columns, in the given order.
 fn open(

@@ -15,4 +15,5 @@ pub mod location;
 pub use encoder::IdEncoder;
 pub use location::Location;
 pub mod sparse;
+pub mod store;
 pub use sparse::CsrMatrix;

@@ -10,6 +10,8 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 pub const INTERACTIONS_FILE: &str = "interactions.parquet";
 pub const TRACKS_FILE: &str = "tracks.parquet";
 pub const CATALOG_NAMES_FILE: &str = "catalog_names.parquet";
+/// The files of a data set.
+pub const DATA_FILES: [&str; 3] = [INTERACTIONS_FILE, TRACKS_FILE, CATALOG_NAMES_FILE];
 
 pub const USER_ID: &str = "user_id";
 pub const TRACK_ID: &str = "track_id";

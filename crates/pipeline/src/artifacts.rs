@@ -4,15 +4,23 @@
 //! manifest is removed, the outputs are renamed into `artifacts/<stage>/` and the new manifest
 //! is written last. A reader trusts only outputs that a manifest lists with a matching size,
 //! so a kill at any moment leaves either the previous complete outputs or none.
+//!
+//! On S3 (`s3://bucket/prefix`) the local directory is a mirror and S3 is the truth. A commit
+//! publishes locally, then the same way on S3: the stage's manifest object is deleted, every
+//! output uploaded, the manifest object put last. A reader asks S3 for the manifest, checks
+//! every listed object's size, and brings the mirror's copy of the stage up to date (same
+//! protocol, manifest last) when it is not that manifest, then reads local files as ever.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use musicrec_data::DataError;
 use musicrec_data::atomic::write_atomic;
+use musicrec_data::location::S3Location;
 use musicrec_data::parquet_io::WrittenFile;
+use musicrec_data::store::{self, Bucket};
+use musicrec_data::{DataError, Location};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PipelineError;
@@ -52,16 +60,75 @@ pub struct OutputFile {
 
 #[derive(Debug, Clone)]
 pub struct Artifacts {
+    /// The local directory: the artifacts themselves, or the mirror of `remote`.
     root: PathBuf,
+    remote: Option<Remote>,
 }
 
+/// Where the artifacts really are when they are on S3.
+#[derive(Debug, Clone)]
+struct Remote {
+    bucket: Bucket,
+    prefix: String,
+}
+
+impl Remote {
+    fn key(&self, relative: &str) -> String {
+        store::join_key(&self.prefix, relative)
+    }
+}
+
+/// A stage's manifest that cannot be trusted: the reason, for "missing upstream" messages.
+type Untrusted = String;
+
 impl Artifacts {
+    /// Artifacts in a local directory.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self { root: root.into(), remote: None }
     }
 
+    /// Artifacts at `location`. On S3 the credentials and the bucket are checked now, so a bad
+    /// key fails before any work.
+    pub fn open(location: &Location) -> Result<Self, PipelineError> {
+        match location {
+            Location::Local(path) => Ok(Self::new(path)),
+            Location::S3(S3Location { bucket, key, mirror }) => {
+                let bucket = Bucket::from_env(bucket)?;
+                bucket.probe(key)?;
+                Ok(Self::on_bucket(bucket, key, mirror.clone()))
+            }
+        }
+    }
+
+    /// Artifacts under `prefix` in `bucket`, mirrored in `mirror`.
+    pub fn on_bucket(bucket: Bucket, prefix: &str, mirror: impl Into<PathBuf>) -> Self {
+        Self { root: mirror.into(), remote: Some(Remote { bucket, prefix: prefix.to_string() }) }
+    }
+
+    /// Whether the artifacts are on S3 (and `root` is their mirror).
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// The local directory (on S3: the mirror).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where the artifacts are, for people: `s3://bucket/prefix` or the absolute local path.
+    pub fn location(&self) -> String {
+        match &self.remote {
+            Some(r) => r.bucket.url(&r.prefix),
+            None => absolute(&self.root),
+        }
+    }
+
+    /// Where output `file` of stage `name` is, for people (see `location`).
+    pub fn location_of(&self, name: &str, file: &str) -> String {
+        match &self.remote {
+            Some(r) => r.bucket.url(&r.key(&format!("{name}/{file}"))),
+            None => absolute(&self.dir_of(name).join(file)),
+        }
     }
 
     pub fn stage_dir(&self, stage: Stage) -> PathBuf {
@@ -75,57 +142,88 @@ impl Artifacts {
     }
 
     /// The manifest of a stage's complete outputs, after checking every listed output exists
-    /// with its recorded size.
+    /// with its recorded size (on S3: and after mirroring them locally).
     pub fn manifest(&self, stage: Stage) -> Result<Manifest, String> {
         self.manifest_of(stage.as_str())
     }
 
-    /// `manifest` of the stage called `name`.
+    /// `manifest` of the stage called `name`. A failing S3 request is one more reason the
+    /// outputs cannot be used; `require` reports it as the storage error it is.
     pub fn manifest_of(&self, name: &str) -> Result<Manifest, String> {
+        self.trusted_manifest(name).map_err(|e| e.to_string()).and_then(|checked| checked)
+    }
+
+    fn trusted_manifest(&self, name: &str) -> Result<Result<Manifest, Untrusted>, PipelineError> {
+        let Some(remote) = &self.remote else { return Ok(self.local_manifest(name).map(|(m, _)| m)) };
+        let manifest_key = remote.key(&format!("{name}/{MANIFEST_FILE}"));
+        let Some(bytes) = remote.bucket.get(&manifest_key)? else { return Ok(Err(format!("no {MANIFEST_FILE}"))) };
+        let manifest = match parse_manifest(&bytes) {
+            Ok(m) => m,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let keys: Vec<String> = manifest.outputs.iter().map(|o| remote.key(&format!("{name}/{}", o.file))).collect();
+        let heads = remote.bucket.head_many(&keys)?;
+        if let Err(reason) = check_outputs(&manifest.outputs, |i| heads[i].as_ref().map(|h| h.size)) {
+            return Ok(Err(reason));
+        }
+        if self.local_manifest(name).is_ok_and(|(_, local)| local == bytes) {
+            return Ok(Ok(manifest));
+        }
+        tracing::info!(stage = name, from = %remote.bucket.url(&remote.key(name)), "mirroring the stage's outputs");
         let dir = self.dir_of(name);
-        let path = dir.join(MANIFEST_FILE);
-        let text = fs::read_to_string(&path).map_err(|_| format!("no {MANIFEST_FILE}"))?;
-        let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|e| format!("{MANIFEST_FILE} is not a valid manifest: {e}"))?;
-        if manifest.format != MANIFEST_FORMAT {
-            return Err(format!("manifest format {}, this program reads {MANIFEST_FORMAT}", manifest.format));
-        }
-        for output in &manifest.outputs {
-            match fs::metadata(dir.join(&output.file)) {
-                Ok(meta) if meta.len() == output.bytes => {}
-                Ok(meta) => {
-                    return Err(format!(
-                        "{} has {} bytes, the manifest says {}",
-                        output.file,
-                        meta.len(),
-                        output.bytes
-                    ));
-                }
-                Err(_) => return Err(format!("{} is missing", output.file)),
+        publish(&dir, &manifest.outputs, &bytes, |i, output, to| {
+            let got = remote.bucket.download(&keys[i], to)?;
+            match got {
+                Some(got) if got.size == output.bytes => Ok(()),
+                // Another writer replaced the stage meanwhile; this mirror stays without a manifest.
+                _ => Err(PipelineError::Artifact {
+                    path: remote.bucket.url(&keys[i]),
+                    reason: "changed while being downloaded; try again".into(),
+                }),
             }
-        }
-        Ok(manifest)
+        })?;
+        Ok(Ok(manifest))
+    }
+
+    /// The local manifest and its bytes, if every output it lists is there with its size.
+    fn local_manifest(&self, name: &str) -> Result<(Manifest, Vec<u8>), Untrusted> {
+        let dir = self.dir_of(name);
+        let bytes = fs::read(dir.join(MANIFEST_FILE)).map_err(|_| format!("no {MANIFEST_FILE}"))?;
+        let manifest = parse_manifest(&bytes)?;
+        let sizes: Vec<Option<u64>> =
+            manifest.outputs.iter().map(|o| fs::metadata(dir.join(&o.file)).ok().map(|m| m.len())).collect();
+        check_outputs(&manifest.outputs, |i| sizes[i])?;
+        Ok((manifest, bytes))
     }
 
     /// The manifest of `stage`'s outputs that `needed_by` (a stage or a command) reads, or an
     /// error telling the user to run that stage first.
     pub fn require(&self, stage: Stage, needed_by: &'static str) -> Result<Manifest, PipelineError> {
-        self.manifest(stage).map_err(|reason| PipelineError::MissingUpstream {
+        self.trusted_manifest(stage.as_str())?.map_err(|reason| PipelineError::MissingUpstream {
             stage: needed_by,
             upstream: stage.as_str(),
-            dir: self.stage_dir(stage).display().to_string(),
+            dir: self.location_of(stage.as_str(), "").trim_end_matches('/').to_string(),
             reason,
         })
     }
 
-    /// Writes a whole object at `key` (a `/`-separated path under the root) atomically.
+    /// Writes `bytes` as object `key` (a `/`-separated path under the artifacts) atomically,
+    /// and on S3 uploads it too. For records that are not a stage's outputs (run records).
     pub fn write_object(&self, key: &str, bytes: &[u8]) -> Result<(), PipelineError> {
+        checked_key(key)?;
         write_atomic(self.root.join(key), bytes)?;
+        if let Some(r) = &self.remote {
+            r.bucket.put(&r.key(key), bytes.to_vec())?;
+        }
         Ok(())
     }
 
-    /// The object at `key`, or `None` when there is none.
+    /// Object `key` (see `write_object`), or `None` if there is none; on S3 read from S3.
     pub fn read_object(&self, key: &str) -> Result<Option<Vec<u8>>, PipelineError> {
+        checked_key(key)?;
+        if let Some(r) = &self.remote {
+            return Ok(r.bucket.get(&r.key(key))?);
+        }
         let path = self.root.join(key);
         match fs::read(&path) {
             Ok(bytes) => Ok(Some(bytes)),
@@ -134,29 +232,23 @@ impl Artifacts {
         }
     }
 
-    /// Keys (relative to the root, `/`-separated, sorted) of the objects whose key starts with
-    /// `prefix`.
+    /// The keys of every object under `prefix` (a "directory": whole `/`-separated segments, so
+    /// `runs` lists `runs/a.json`, not `runs2/b.json` nor an object named `runs`; empty: all),
+    /// sorted; on S3 listed from S3. Temporary and staging files are not objects.
     pub fn list_objects(&self, prefix: &str) -> Result<Vec<String>, PipelineError> {
-        // Only the directory the prefix ends in (and below) can hold matches.
-        let dir_key = prefix.rsplit_once('/').map_or("", |(dir, _)| dir);
+        let prefix = prefix.trim_matches('/');
+        if !prefix.is_empty() {
+            checked_key(prefix)?;
+        }
+        if let Some(r) = &self.remote {
+            let strip = if r.prefix.is_empty() { String::new() } else { format!("{}/", r.prefix) };
+            let listed = r.bucket.list(&r.key(prefix))?;
+            return Ok(listed.into_iter().filter_map(|o| o.key.strip_prefix(&strip).map(str::to_string)).collect());
+        }
         let mut keys = Vec::new();
-        let mut pending = vec![(self.root.join(dir_key), dir_key.to_string())];
-        while let Some((dir, key)) = pending.pop() {
-            let entries = match fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(DataError::io(&dir, e).into()),
-            };
-            for entry in entries {
-                let entry = entry.map_err(|e| DataError::io(&dir, e))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let child = if key.is_empty() { name } else { format!("{key}/{name}") };
-                if entry.path().is_dir() {
-                    pending.push((entry.path(), child));
-                } else if child.starts_with(prefix) {
-                    keys.push(child);
-                }
-            }
+        let start = if prefix.is_empty() { self.root.clone() } else { self.root.join(prefix) };
+        if start.is_dir() {
+            list_local(&start, prefix, &mut keys)?;
         }
         keys.sort();
         Ok(keys)
@@ -234,27 +326,13 @@ impl StageWriter {
         self.inputs.insert(name.into(), value.into());
     }
 
-    /// Publishes the outputs and writes the manifest last.
+    /// Publishes the outputs and writes the manifest last, locally and then on S3.
     pub fn commit(
         mut self,
         config_fingerprint: String,
         params: serde_json::Value,
         summary: serde_json::Value,
     ) -> Result<Manifest, PipelineError> {
-        let dir = self.artifacts.dir_of(&self.stage);
-        fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
-        let manifest_path = dir.join(MANIFEST_FILE);
-        // From here until the new manifest lands, the stage has no trusted outputs.
-        match fs::remove_file(&manifest_path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(DataError::io(&manifest_path, e).into()),
-        }
-        for output in &self.outputs {
-            let (from, to) = (self.staging.join(&output.file), dir.join(&output.file));
-            fs::rename(&from, &to).map_err(|e| DataError::io(&to, e))?;
-        }
-        remove_unlisted(&dir, &self.outputs)?;
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             stage: self.stage.clone(),
@@ -270,10 +348,126 @@ impl StageWriter {
             summary,
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
-        write_atomic(&manifest_path, &json)?;
+        let dir = self.artifacts.dir_of(&self.stage);
+        publish(&dir, &manifest.outputs, &json, |_, output, to| {
+            let from = self.staging.join(&output.file);
+            fs::rename(&from, to).map_err(|e| DataError::io(to, e).into())
+        })?;
         self.committed = true;
+        if let Some(remote) = &self.artifacts.remote {
+            upload_stage(remote, &self.stage, &dir, &manifest.outputs, json)?;
+        }
         Ok(manifest)
     }
+}
+
+/// The one publication protocol, for a commit and for a mirror alike: the old manifest goes
+/// first (from then on the stage has no trusted outputs), `place` puts each output at its
+/// final path, files the new manifest does not list go, the manifest is written last.
+fn publish(
+    dir: &Path,
+    outputs: &[OutputFile],
+    manifest_json: &[u8],
+    mut place: impl FnMut(usize, &OutputFile, &Path) -> Result<(), PipelineError>,
+) -> Result<(), PipelineError> {
+    fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    let manifest_path = dir.join(MANIFEST_FILE);
+    match fs::remove_file(&manifest_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(DataError::io(&manifest_path, e).into()),
+    }
+    for (i, output) in outputs.iter().enumerate() {
+        place(i, output, &dir.join(&output.file))?;
+    }
+    remove_unlisted(dir, outputs)?;
+    write_atomic(&manifest_path, manifest_json)?;
+    Ok(())
+}
+
+/// `publish` on S3, from the stage's local directory: delete the manifest object, upload the
+/// outputs (large ones in parts), put the manifest last, then delete objects of earlier runs
+/// that it does not list.
+fn upload_stage(
+    remote: &Remote,
+    stage: &str,
+    dir: &Path,
+    outputs: &[OutputFile],
+    manifest_json: Vec<u8>,
+) -> Result<(), PipelineError> {
+    let started = Instant::now();
+    let manifest_key = remote.key(&format!("{stage}/{MANIFEST_FILE}"));
+    remote.bucket.delete(&manifest_key)?;
+    let files: Vec<(PathBuf, String)> =
+        outputs.iter().map(|o| (dir.join(&o.file), remote.key(&format!("{stage}/{}", o.file)))).collect();
+    remote.bucket.upload_many(&files)?;
+    remote.bucket.put(&manifest_key, manifest_json)?;
+    let listed: Vec<String> = outputs.iter().map(|o| remote.key(&format!("{stage}/{}", o.file))).collect();
+    for object in remote.bucket.list(&remote.key(stage))? {
+        if object.key != manifest_key && !listed.contains(&object.key) {
+            remote.bucket.delete(&object.key)?;
+        }
+    }
+    tracing::info!(
+        stage,
+        to = %remote.bucket.url(&remote.key(stage)),
+        files = outputs.len(),
+        bytes = outputs.iter().map(|o| o.bytes).sum::<u64>(),
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        "stage uploaded"
+    );
+    Ok(())
+}
+
+fn parse_manifest(bytes: &[u8]) -> Result<Manifest, Untrusted> {
+    let manifest: Manifest =
+        serde_json::from_slice(bytes).map_err(|e| format!("{MANIFEST_FILE} is not a valid manifest: {e}"))?;
+    if manifest.format != MANIFEST_FORMAT {
+        return Err(format!("manifest format {}, this program reads {MANIFEST_FORMAT}", manifest.format));
+    }
+    Ok(manifest)
+}
+
+/// Every listed output must exist (`size_of(i)` is `Some`) with its recorded size.
+fn check_outputs(outputs: &[OutputFile], size_of: impl Fn(usize) -> Option<u64>) -> Result<(), Untrusted> {
+    for (i, output) in outputs.iter().enumerate() {
+        match size_of(i) {
+            Some(size) if size == output.bytes => {}
+            Some(size) => {
+                return Err(format!("{} has {size} bytes, the manifest says {}", output.file, output.bytes));
+            }
+            None => return Err(format!("{} is missing", output.file)),
+        }
+    }
+    Ok(())
+}
+
+fn checked_key(key: &str) -> Result<(), PipelineError> {
+    store::check_key(key).map_err(|reason| PipelineError::Artifact { path: key.to_string(), reason })
+}
+
+fn absolute(path: &Path) -> String {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
+}
+
+/// Appends the keys of the files under `dir` (whose key is `prefix`), skipping hidden names:
+/// temporary files, mirror sidecars and staging.
+fn list_local(dir: &Path, prefix: &str, keys: &mut Vec<String>) -> Result<(), PipelineError> {
+    for entry in fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        let entry = entry.map_err(|e| DataError::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let key = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let path = entry.path();
+        if path.is_dir() {
+            list_local(&path, &key, keys)?;
+        } else {
+            keys.push(key);
+        }
+    }
+    Ok(())
 }
 
 /// Removes the staging directories of this stage left by processes that no longer run (killed
@@ -315,21 +509,112 @@ impl Drop for StageWriter {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use object_store::memory::InMemory;
+
     use super::*;
 
+    fn commit(artifacts: &Artifacts, stage: &str, run: &str, files: &[(&str, &[u8])]) -> Manifest {
+        let mut out = artifacts.begin_named(stage, run).unwrap();
+        for (file, bytes) in files {
+            out.write_file(file, bytes).unwrap();
+        }
+        out.commit("fp".into(), serde_json::json!({}), serde_json::json!({})).unwrap()
+    }
+
+    fn keys(bucket: &Bucket) -> Vec<String> {
+        bucket.list("").unwrap().into_iter().map(|o| o.key).collect()
+    }
+
     #[test]
-    fn objects_are_written_read_and_listed_by_key() {
+    fn a_commit_lands_on_s3_and_another_mirror_reads_it() {
+        let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let bucket = Bucket::new("b", Arc::new(InMemory::new()));
+        let writer = Artifacts::on_bucket(bucket.clone(), "runs/1", dirs.0.path());
+        let written = commit(&writer, "als", "r1", &[("a.json", b"{}"), ("model.bin", b"12345")]);
+        assert_eq!(keys(&bucket), ["runs/1/als/a.json", "runs/1/als/manifest.json", "runs/1/als/model.bin"]);
+
+        let reader = Artifacts::on_bucket(bucket.clone(), "runs/1", dirs.1.path());
+        assert_eq!(reader.manifest_of("als").unwrap(), written);
+        assert_eq!(fs::read(dirs.1.path().join("als/model.bin")).unwrap(), b"12345");
+        assert_eq!(
+            fs::read(dirs.1.path().join("als").join(MANIFEST_FILE)).unwrap(),
+            fs::read(dirs.0.path().join("als").join(MANIFEST_FILE)).unwrap()
+        );
+        assert_eq!(reader.location_of("als", "a.json"), "s3://b/runs/1/als/a.json");
+
+        // A newer run replaces the outputs: old objects and the mirror's old files go.
+        let newer = commit(&writer, "als", "r2", &[("model.bin", b"6789")]);
+        assert_eq!(keys(&bucket), ["runs/1/als/manifest.json", "runs/1/als/model.bin"]);
+        assert_eq!(reader.manifest_of("als").unwrap(), newer);
+        assert_eq!(fs::read(dirs.1.path().join("als/model.bin")).unwrap(), b"6789");
+        assert!(!dirs.1.path().join("als/a.json").exists());
+        assert_eq!(reader.manifest_of("bpr").unwrap_err(), "no manifest.json");
+        let err = reader.require(Stage::Bpr, "ranking").unwrap_err().to_string();
+        assert!(err.contains("s3://b/runs/1/bpr") && err.contains("no manifest.json"), "{err}");
+    }
+
+    #[test]
+    fn a_mirror_that_is_current_is_not_downloaded_again() {
+        let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let bucket = Bucket::new("b", Arc::new(InMemory::new()));
+        let writer = Artifacts::on_bucket(bucket.clone(), "", dirs.0.path());
+        commit(&writer, "eda", "r1", &[("stats.json", b"[1]")]);
+        let reader = Artifacts::on_bucket(bucket.clone(), "", dirs.1.path());
+        reader.manifest_of("eda").unwrap();
+        // A mirror file edited in place (same size) shows that nothing was downloaded.
+        let local = dirs.1.path().join("eda/stats.json");
+        fs::write(&local, b"[2]").unwrap();
+        reader.manifest_of("eda").unwrap();
+        assert_eq!(fs::read(&local).unwrap(), b"[2]");
+        // A mirror file of the wrong size is not the manifest's: the stage is mirrored again.
+        fs::write(&local, b"[22]").unwrap();
+        reader.manifest_of("eda").unwrap();
+        assert_eq!(fs::read(&local).unwrap(), b"[1]");
+    }
+
+    #[test]
+    fn s3_outputs_are_trusted_only_as_listed() {
         let dir = tempfile::tempdir().unwrap();
-        let artifacts = Artifacts::new(dir.path().join("art"));
-        assert_eq!(artifacts.list_objects("runs/").unwrap(), Vec::<String>::new(), "no directory, no keys");
-        assert_eq!(artifacts.read_object("runs/a.json").unwrap(), None);
-        artifacts.write_object("runs/b.json", b"B").unwrap();
-        artifacts.write_object("runs/a.json", b"A").unwrap();
-        artifacts.write_object("runs/sub/c.json", b"C").unwrap();
-        artifacts.write_object("runsx/d.json", b"D").unwrap();
-        assert_eq!(artifacts.read_object("runs/a.json").unwrap().as_deref(), Some(&b"A"[..]));
-        assert_eq!(artifacts.list_objects("runs/").unwrap(), ["runs/a.json", "runs/b.json", "runs/sub/c.json"]);
-        assert_eq!(artifacts.list_objects("runs/a").unwrap(), ["runs/a.json"]);
-        assert_eq!(artifacts.list_objects("").unwrap().len(), 4);
+        let bucket = Bucket::new("b", Arc::new(InMemory::new()));
+        let artifacts = Artifacts::on_bucket(bucket.clone(), "p", dir.path());
+        commit(&artifacts, "matrices", "r1", &[("users.parquet", b"abc"), ("items.parquet", b"de")]);
+        bucket.put("p/matrices/items.parquet", b"defg".to_vec()).unwrap();
+        assert_eq!(artifacts.manifest_of("matrices").unwrap_err(), "items.parquet has 4 bytes, the manifest says 2");
+        bucket.delete("p/matrices/users.parquet").unwrap();
+        assert_eq!(artifacts.manifest_of("matrices").unwrap_err(), "users.parquet is missing");
+        bucket.put("p/matrices/manifest.json", b"{".to_vec()).unwrap();
+        assert!(artifacts.manifest_of("matrices").unwrap_err().contains("not a valid manifest"));
+        // The local copy does not stand in for S3.
+        bucket.delete("p/matrices/manifest.json").unwrap();
+        assert_eq!(artifacts.manifest_of("matrices").unwrap_err(), "no manifest.json");
+    }
+
+    #[test]
+    fn objects_are_written_read_and_listed_locally_and_on_s3() {
+        let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let bucket = Bucket::new("b", Arc::new(InMemory::new()));
+        let remote = Artifacts::on_bucket(bucket.clone(), "p", dirs.0.path());
+        let local = Artifacts::new(dirs.1.path());
+        for artifacts in [&remote, &local] {
+            artifacts.write_object("runs/a/run.json", b"a").unwrap();
+            artifacts.write_object("runs/b/run.json", b"b").unwrap();
+            artifacts.write_object("runs2/c.json", b"c").unwrap();
+            assert_eq!(artifacts.read_object("runs/a/run.json").unwrap().as_deref(), Some(&b"a"[..]));
+            assert_eq!(artifacts.read_object("runs/none.json").unwrap(), None);
+            assert_eq!(artifacts.list_objects("runs/").unwrap(), ["runs/a/run.json", "runs/b/run.json"]);
+            assert_eq!(artifacts.list_objects("runs/a").unwrap(), ["runs/a/run.json"]);
+            assert_eq!(artifacts.list_objects("runs/a/run.json").unwrap(), Vec::<String>::new());
+            assert_eq!(artifacts.list_objects("none").unwrap(), Vec::<String>::new());
+            assert!(artifacts.write_object("../x", b"").is_err());
+            assert!(artifacts.read_object("a//b").is_err());
+        }
+        assert_eq!(fs::read(dirs.0.path().join("runs/b/run.json")).unwrap(), b"b", "written to the mirror too");
+        assert_eq!(keys(&bucket), ["p/runs/a/run.json", "p/runs/b/run.json", "p/runs2/c.json"]);
+        // Another mirror of the same prefix reads and lists what S3 holds.
+        let other = Artifacts::on_bucket(bucket, "p", dirs.2.path());
+        assert_eq!(other.read_object("runs2/c.json").unwrap().as_deref(), Some(&b"c"[..]));
+        assert_eq!(other.list_objects("").unwrap().len(), 3);
     }
 }

@@ -90,6 +90,7 @@ impl UserSet {
 
 pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let config = &ctx.config;
+    layout::fetch(&ctx.data)?;
     let tracks = layout::read_tracks(&ctx.data)?;
     let names = layout::read_catalog_names(&ctx.data)?;
     tracing::info!(tracks = tracks.len(), names = names.id.len(), "catalogue read");

@@ -146,10 +146,7 @@ pub fn collect(artifacts: &Artifacts, run_id: &str, k: usize) -> Result<ReportMe
         models.push(row);
     }
     if models.iter().all(|m| m.status != OK) {
-        return Err(PipelineError::NothingToReport {
-            dir: artifacts.root().display().to_string(),
-            expected: model_names().join(", "),
-        });
+        return Err(PipelineError::NothingToReport { dir: artifacts.location(), expected: model_names().join(", ") });
     }
 
     let (candidate_recall, feature_importances) = match manifest_of(RANKING) {
@@ -186,9 +183,7 @@ pub fn collect(artifacts: &Artifacts, run_id: &str, k: usize) -> Result<ReportMe
     let total_seconds = stages.iter().filter_map(|s| s.duration_s).sum();
 
     let listed = |stage: &str, file: &str| match manifest_of(stage) {
-        Ok(m) if m.outputs.iter().any(|o| o.file == file) => {
-            Some(std::path::absolute(artifacts.dir_of(stage).join(file)).unwrap_or_default().display().to_string())
-        }
+        Ok(m) if m.outputs.iter().any(|o| o.file == file) => Some(artifacts.location_of(stage, file)),
         _ => None,
     };
     let input = |what: &str, files: Vec<String>, missing: String| ServiceInput {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use musicrec_config::Config;
 use musicrec_data::Location;
 use musicrec_data::schema::{CATALOG_NAMES_FILE, INTERACTIONS_FILE, TRACKS_FILE};
+use musicrec_data::store::{self, Bucket};
 use musicrec_tracking::store::StoreError;
 use musicrec_tracking::{
     MlflowSettings, PipelineRun, RecordStore, StageOutcome, StageRun, Tracker, TrackingSummary, flatten_params,
@@ -147,17 +148,29 @@ fn outcome(artifacts: &Artifacts, stage: Stage, manifest: &Manifest) -> StageOut
 /// without reading gigabytes, and a copy of the same files gets the same fingerprint.
 const FINGERPRINT_TAIL: u64 = 64 << 10;
 
-/// A fingerprint (hex, 16 chars) of the input files: their names, sizes and last bytes.
+/// A fingerprint (hex, 16 chars) of the input files: their names, sizes and last bytes; on S3
+/// their sizes and etags (asked of S3: the mirror may not hold them yet).
 fn data_fingerprint(data: &Location) -> String {
     let mut hash = Sha256::new();
+    let bucket = match data {
+        Location::S3(s3) => Bucket::from_env(&s3.bucket).ok().map(|bucket| (bucket, s3)),
+        Location::Local(_) => None,
+    };
     for name in [INTERACTIONS_FILE, TRACKS_FILE, CATALOG_NAMES_FILE] {
         hash.update(name.as_bytes());
-        match read_tail(data.join(name).as_path()) {
-            Ok((size, tail)) => {
+        let facts = match &bucket {
+            Some((bucket, s3)) => match bucket.head(&store::join_key(&s3.key, name)) {
+                Ok(Some(info)) => Some((info.size, info.etag.unwrap_or_default().into_bytes())),
+                _ => None,
+            },
+            None => read_tail(data.join(name).as_path()).ok(),
+        };
+        match facts {
+            Some((size, tail)) => {
                 hash.update(size.to_le_bytes());
                 hash.update(&tail);
             }
-            Err(_) => hash.update(b"missing"),
+            None => hash.update(b"missing"),
         }
     }
     hash.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()

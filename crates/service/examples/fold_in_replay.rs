@@ -26,10 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sample: usize = args.next().map_or(Ok(2000), |a| a.parse())?;
     let m: usize = args.next().map_or(Ok(2), |a| a.parse())?;
     let config = musicrec_config::Config::load(None)?.service;
-    let on = ServingModel::load(&dir, &musicrec_config::ServiceConfig { fold_in: true, ..config.clone() })?;
-    let off = ServingModel::load(&dir, &musicrec_config::ServiceConfig { fold_in: false, ..config })?;
+    let artifacts = Artifacts::new(&dir);
+    let on = ServingModel::load(&artifacts, &musicrec_config::ServiceConfig { fold_in: true, ..config.clone() })?;
+    let off = ServingModel::load(&artifacts, &musicrec_config::ServiceConfig { fold_in: false, ..config })?;
 
-    let manifest = Artifacts::new(&dir).require(Stage::Preprocess, "fold_in_replay")?;
+    let manifest = artifacts.require(Stage::Preprocess, "fold_in_replay")?;
     let test = dir.join(&manifest.stage).join(Window::Test.file());
     let read = |column| musicrec_pipeline::events::read_i64_column(&test, column);
     let (users, tracks) = (read("user_id")?, read("track_id")?);

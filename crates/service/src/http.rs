@@ -2,7 +2,6 @@
 //! limiting middleware, hot reload.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -32,7 +31,7 @@ use crate::redis_link::RedisLink;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub config: ServiceConfig,
-    pub artifacts: PathBuf,
+    pub artifacts: musicrec_pipeline::Artifacts,
 }
 
 /// A loaded artifact set and when it was loaded.
@@ -52,11 +51,11 @@ pub struct AppState {
 }
 
 async fn load(settings: &Settings) -> Result<Loaded, ServiceError> {
-    let (dir, config) = (settings.artifacts.clone(), settings.config.clone());
+    let (artifacts, config) = (settings.artifacts.clone(), settings.config.clone());
     let started = Instant::now();
-    let model = tokio::task::spawn_blocking(move || ServingModel::load(&dir, &config)).await.map_err(|e| {
-        ServiceError::Artifacts { dir: settings.artifacts.display().to_string(), reason: e.to_string() }
-    })??;
+    let model = tokio::task::spawn_blocking(move || ServingModel::load(&artifacts, &config))
+        .await
+        .map_err(|e| ServiceError::Artifacts { dir: settings.artifacts.location(), reason: e.to_string() })??;
     tracing::info!(
         version = model.version,
         users_with_offline = model.offline.keys_with_lists(),

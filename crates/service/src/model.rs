@@ -39,16 +39,15 @@ pub struct ServingModel {
     pub fold_in_cache: FoldInCache,
 }
 
-/// The artifacts directory and the stage being read, for error messages.
+/// The artifacts and the stages read so far.
 struct Reader<'a> {
-    artifacts: Artifacts,
-    dir: &'a Path,
+    artifacts: &'a Artifacts,
     stages: BTreeMap<String, String>,
 }
 
 impl Reader<'_> {
     fn fail(&self, reason: impl Into<String>) -> ServiceError {
-        ServiceError::Artifacts { dir: self.dir.display().to_string(), reason: reason.into() }
+        ServiceError::Artifacts { dir: self.artifacts.location(), reason: reason.into() }
     }
 
     fn manifest(&mut self, stage: &str) -> Result<Manifest, ServiceError> {
@@ -82,10 +81,11 @@ impl Reader<'_> {
 }
 
 impl ServingModel {
-    /// Loads and checks the artifact set under `dir`; any missing or inconsistent part is an
+    /// Loads and checks the artifact set (on S3: mirrored first, so a newer run is picked up);
+    /// any missing or inconsistent part is an
     /// error naming it.
-    pub fn load(dir: &Path, config: &ServiceConfig) -> Result<Self, ServiceError> {
-        let mut r = Reader { artifacts: Artifacts::new(dir), dir, stages: BTreeMap::new() };
+    pub fn load(artifacts: &Artifacts, config: &ServiceConfig) -> Result<Self, ServiceError> {
+        let mut r = Reader { artifacts, stages: BTreeMap::new() };
         let matrices = r.manifest(Stage::Matrices.as_str())?;
         let users = r.encoder(&r.listed(&matrices, USERS_FILE)?, "user_id")?;
         let items = r.encoder(&r.listed(&matrices, ITEMS_FILE)?, "track_id")?;

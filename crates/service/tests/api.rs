@@ -5,6 +5,7 @@ mod common;
 
 use common::{ADMIN_TOKEN, TestServer, admin_config, config, limited, write_artifacts, write_ranking};
 use musicrec_config::{RateLimitStore, ServiceConfig};
+use musicrec_pipeline::Artifacts;
 use musicrec_service::{Server, Settings};
 use serde_json::json;
 
@@ -171,7 +172,7 @@ async fn admin_reload_needs_the_configured_token() {
 async fn a_missing_or_broken_artifact_set_is_a_clear_startup_error() {
     let dir = tempfile::tempdir().unwrap();
     let start = |config: ServiceConfig| {
-        let settings = Settings { config, artifacts: dir.path().to_path_buf() };
+        let settings = Settings { config, artifacts: Artifacts::new(dir.path()) };
         Server::start(settings, "127.0.0.1:0".parse().unwrap())
     };
     let err = start(config()).await.err().unwrap().to_string();

@@ -242,7 +242,7 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(artifacts: &Path, config: ServiceConfig) -> Self {
-        let settings = Settings { config, artifacts: artifacts.to_path_buf() };
+        let settings = Settings { config, artifacts: Artifacts::new(artifacts) };
         let server = Server::start(settings, SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
         let url = format!("http://{}", server.local_addr());
         let state = server.state();

@@ -1,0 +1,291 @@
+//! Data and artifacts on a real S3 server (the one `scripts/services.sh start` runs), through
+//! the real binary: a whole run, a mirror on another machine (a fresh cache), the service's
+//! reload picking up a newer run, wrong credentials, and kills in the middle of uploads.
+//! Endpoint, bucket and credentials come from `eval "$(scripts/services.sh env)"`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use musicrec_data::store::Bucket;
+use musicrec_pipeline::Stage;
+
+/// Small models keep the debug-build runs quick.
+const SMALL_MODELS: [(&str, &str); 4] = [
+    ("MUSICREC__ALS__FACTORS", "8"),
+    ("MUSICREC__ALS__ITERATIONS", "3"),
+    ("MUSICREC__BPR__FACTORS", "8"),
+    ("MUSICREC__BPR__ITERATIONS", "3"),
+];
+
+/// A prefix of our own in the test bucket, emptied when the test ends, passed or not.
+struct TestPrefix {
+    bucket: Bucket,
+    prefix: String,
+}
+
+impl Drop for TestPrefix {
+    fn drop(&mut self) {
+        for object in self.bucket.list(&self.prefix).unwrap_or_default() {
+            let _ = self.bucket.delete(&object.key);
+        }
+    }
+}
+
+/// The test bucket and a prefix of our own in it; panics (fails the test) when the services'
+/// environment is not set, rather than passing without having tested anything.
+fn test_prefix(test: &str) -> TestPrefix {
+    for var in ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MUSICREC_S3_BUCKET"] {
+        assert!(
+            std::env::var_os(var).is_some(),
+            "{var} is not set: start the services and eval \"$(scripts/services.sh env)\""
+        );
+    }
+    let name = std::env::var("MUSICREC_S3_BUCKET").unwrap();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    TestPrefix {
+        bucket: Bucket::from_env(&name).unwrap(),
+        prefix: format!("test-{test}-{}-{nanos}", std::process::id()),
+    }
+}
+
+fn url(bucket: &Bucket, key: &str) -> String {
+    bucket.url(key)
+}
+
+/// `musicrec` with its S3 mirror in `cache`.
+fn musicrec_with_cache(args: &[&str], cache: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    let mut all = vec![("MUSICREC_CACHE_DIR", cache.to_str().unwrap())];
+    all.extend_from_slice(env);
+    musicrec(args, &all)
+}
+
+/// For every stage with a manifest under `prefix`: each listed output exists with its listed
+/// size, and no other object is in the stage's prefix. Returns the manifests found.
+fn check_manifests(bucket: &Bucket, prefix: &str) -> Vec<serde_json::Value> {
+    let objects = bucket.list(prefix).unwrap();
+    let mut manifests = Vec::new();
+    for stage in Stage::ALL.map(Stage::as_str) {
+        let stage_prefix = format!("{prefix}/{stage}/");
+        let Some(bytes) = bucket.get(&format!("{stage_prefix}manifest.json")).unwrap() else { continue };
+        let manifest: serde_json::Value = serde_json::from_slice(&bytes).expect("a manifest object is whole JSON");
+        let outputs = manifest["outputs"].as_array().unwrap();
+        for output in outputs {
+            let key = format!("{stage_prefix}{}", output["file"].as_str().unwrap());
+            let object = objects.iter().find(|o| o.key == key).unwrap_or_else(|| panic!("{key} listed but missing"));
+            assert_eq!(object.size, output["bytes"].as_u64().unwrap(), "{key} has another size than listed");
+        }
+        for object in objects.iter().filter(|o| o.key.starts_with(&stage_prefix)) {
+            let file = &object.key[stage_prefix.len()..];
+            assert!(
+                file == "manifest.json" || outputs.iter().any(|o| o["file"] == file),
+                "{} is in the stage's prefix but not in its manifest",
+                object.key
+            );
+        }
+        manifests.push(manifest);
+    }
+    manifests
+}
+
+fn generate_on_s3(bucket: &Bucket, data: &str, cache: &Path) {
+    let out = musicrec_with_cache(&["generate", "--scale", "tiny", "--seed", "5", "--out", data], cache, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let keys: Vec<String> = bucket
+        .list(data.strip_prefix(&format!("s3://{}/", bucket.name())).unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(keys, ["catalog_names.parquet", "generator.json", "interactions.parquet", "tracks.parquet"]);
+}
+
+/// A minimal HTTP/1.1 exchange with the service; returns (status, body).
+fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let status = answer.split(' ').nth(1)?.parse().ok()?;
+    Some((status, answer.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+fn model_version(port: u16) -> Option<String> {
+    let (status, body) = http(port, "GET", "/health")?;
+    let health: serde_json::Value = serde_json::from_str(&body).ok()?;
+    (status == 200).then(|| health["model_version"].as_str().unwrap_or_default().to_string())
+}
+
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs scripts/services.sh start (run by .ci/run)"]
+fn a_whole_run_on_s3_lists_only_objects_that_exist_and_other_machines_read_it() {
+    let guard = test_prefix("run");
+    let (bucket, prefix) = (&guard.bucket, &guard.prefix);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = |name: &str| tmp.path().join(name);
+    let (data, art) = (url(bucket, &format!("{prefix}/data")), url(bucket, &format!("{prefix}/art")));
+    generate_on_s3(bucket, &data, &cache("generator"));
+
+    // A fresh cache: the data set is downloaded, every stage uploaded.
+    let out = musicrec_with_cache(&["run", "--data", &data, "--artifacts", &art], &cache("runner"), &SMALL_MODELS);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(printed.starts_with("run ") && printed.contains(&format!("on {data}")), "{printed}");
+    assert!(printed.contains(&format!("results: {art}\n")), "{printed}");
+    assert!(printed.contains(&format!("report: {art}/report/report.md")), "{printed}");
+    assert!(printed.contains(&format!("{art}/ranking/recommendations.parquet")), "{printed}");
+    let manifests = check_manifests(bucket, &format!("{prefix}/art"));
+    assert_eq!(manifests.len(), Stage::ALL.len());
+    let run_id = manifests[0]["run_id"].as_str().unwrap().to_string();
+    assert!(manifests.iter().all(|m| m["run_id"] == run_id.as_str()));
+    assert_eq!(manifests[0]["inputs"]["data"], data.as_str(), "preprocess records the S3 data location");
+
+    // Another machine (a fresh cache) judges the offline lists: the stages it needs and the
+    // file are mirrored from S3, and the numbers are the ranking stage's own.
+    let recs = format!("{art}/ranking/recommendations.parquet");
+    let args = ["evaluate", "--recs", &recs, "--window", "test", "--artifacts", &art];
+    let out = musicrec_with_cache(&args, &cache("evaluator"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let judged: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let metrics_key = format!("{prefix}/art/ranking/metrics.json");
+    let own: serde_json::Value = serde_json::from_slice(&bucket.get(&metrics_key).unwrap().unwrap()).unwrap();
+    assert_eq!(judged["test"]["ndcg@10"], own["test"]["ndcg@10"]);
+    assert!(cache("evaluator").join(bucket.name()).join(prefix).join("art/matrices/users.parquet").is_file());
+
+    // The service serves from its own mirror; after a newer ranking run lands on S3, a reload
+    // mirrors and serves it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let service = Service(
+        Command::new(env!("CARGO_BIN_EXE_musicrec"))
+            .args(["serve", "--artifacts", &art, "--addr", &format!("127.0.0.1:{port}")])
+            .env("MUSICREC_CACHE_DIR", cache("service"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    let mut version = None;
+    while version.is_none() && started.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(200));
+        version = model_version(port);
+    }
+    assert_eq!(version.as_deref(), Some(run_id.as_str()), "the service serves the run on S3");
+    std::thread::sleep(Duration::from_secs(1)); // run ids have a one-second clock
+    let out = musicrec_with_cache(
+        &["run", "--data", &data, "--artifacts", &art, "--stages", "ranking"],
+        &cache("rerunner"),
+        &SMALL_MODELS,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let newer = check_manifests(bucket, &format!("{prefix}/art"));
+    let new_id = newer.iter().find(|m| m["stage"] == "ranking").unwrap()["run_id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, run_id);
+    assert_eq!(model_version(port).as_deref(), Some(run_id.as_str()), "no reload yet");
+    let (status, body) = http(port, "POST", "/admin/reload").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(model_version(port).as_deref(), Some(new_id.as_str()), "the reload mirrored the newer run");
+    drop(service);
+}
+
+#[test]
+#[ignore = "needs scripts/services.sh start (run by .ci/run)"]
+fn wrong_credentials_are_a_clear_error_that_shows_no_secret_and_writes_nothing() {
+    let guard = test_prefix("creds");
+    let (bucket, prefix) = (&guard.bucket, &guard.prefix);
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (url(bucket, &format!("{prefix}/data")), url(bucket, &format!("{prefix}/art")));
+    generate_on_s3(bucket, &data, &tmp.path().join("generator"));
+
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
+    let key_id = std::env::var("AWS_ACCESS_KEY_ID").unwrap();
+    let wrong = "wrongSecretKeyThatMustNotBePrinted0123456789";
+    let cache = tmp.path().join("runner");
+    let (local_art, generated) = (tmp.path().join("local-art"), format!("{art}/data"));
+    let attempts: [&[&str]; 3] = [
+        &["run", "--data", &data, "--artifacts", &art],
+        &["run", "--data", &data, "--artifacts", local_art.to_str().unwrap()],
+        &["generate", "--scale", "tiny", "--out", &generated],
+    ];
+    for args in attempts {
+        let out = musicrec_with_cache(args, &cache, &[("AWS_SECRET_ACCESS_KEY", wrong), ("RUST_LOG", "debug")]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: a user error: {err}");
+        let refused = err.contains("SignatureDoesNotMatch") || err.contains("HTTP 403 Forbidden");
+        assert!(refused && err.contains("check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY"), "{args:?}: {err}");
+        for shown in [wrong, secret.as_str(), key_id.as_str()] {
+            assert!(!err.contains(shown) && !stdout(&out).contains(shown), "{args:?} printed a credential: {err}");
+        }
+    }
+    assert!(!local_art.join("preprocess").exists(), "nothing was written locally either");
+    let unknown_key = musicrec_with_cache(attempts[0], &cache, &[("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")]);
+    assert_eq!(unknown_key.status.code(), Some(2));
+    assert!(!stderr(&unknown_key).contains("AKIAIOSFODNN7EXAMPLE"), "{}", stderr(&unknown_key));
+
+    // With the right key: only the data set is there, no manifest, no stray object.
+    let keys: Vec<String> = bucket.list(prefix).unwrap().into_iter().map(|o| o.key).collect();
+    assert!(keys.iter().all(|k| k.starts_with(&format!("{prefix}/data/"))), "{keys:?}");
+    assert_eq!(keys.len(), 4);
+}
+
+#[test]
+#[ignore = "needs scripts/services.sh start (run by .ci/run)"]
+fn a_kill_mid_upload_leaves_no_manifest_listing_missing_objects() {
+    let guard = test_prefix("kill");
+    let (bucket, prefix) = (&guard.bucket, &guard.prefix);
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, art) = (url(bucket, &format!("{prefix}/data")), url(bucket, &format!("{prefix}/art")));
+    generate_on_s3(bucket, &data, &tmp.path().join("generator"));
+    let args = ["run", "--data", &data, "--artifacts", &art];
+    let cache = tmp.path().join("runner");
+
+    let started = Instant::now();
+    let out = musicrec_with_cache(&args, &cache, &SMALL_MODELS);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let full = started.elapsed();
+
+    // Kill at evenly spaced moments of a full run over the previous run's objects; each
+    // mirror is new, so every stage's download and upload paths are crossed.
+    let mut kills = 0;
+    for step in 0..8u32 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_musicrec"))
+            .args(args)
+            .env("MUSICREC_CACHE_DIR", tmp.path().join(format!("killed-{step}")))
+            .env("RUST_LOG", "off")
+            .envs(SMALL_MODELS)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(full * step / 8);
+        if child.try_wait().unwrap().is_none() {
+            kills += 1;
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        check_manifests(bucket, &format!("{prefix}/art"));
+    }
+    assert!(kills > 0, "no run was interrupted; the test did not test anything");
+
+    let out = musicrec_with_cache(&args, &cache, &SMALL_MODELS);
+    assert!(out.status.success(), "a rerun after kills must succeed: {}", stderr(&out));
+    assert_eq!(check_manifests(bucket, &format!("{prefix}/art")).len(), Stage::ALL.len());
+}
