@@ -105,12 +105,17 @@ fn generate_on_s3(bucket: &Bucket, data: &str, cache: &Path) {
     assert_eq!(keys, ["catalog_names.parquet", "generator.json", "interactions.parquet", "tracks.parquet"]);
 }
 
+/// The service's admin token in these tests (POST /admin/reload needs one).
+const ADMIN_TOKEN: &str = "s3-test-admin-token-0123456789";
+
 /// A minimal HTTP/1.1 exchange with the service; returns (status, body).
+
 fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
-    let request =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     stream.write_all(request.as_bytes()).ok()?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
@@ -157,6 +162,17 @@ fn a_whole_run_on_s3_lists_only_objects_that_exist_and_other_machines_read_it() 
     assert!(manifests.iter().all(|m| m["run_id"] == run_id.as_str()));
     assert_eq!(manifests[0]["inputs"]["data"], data.as_str(), "preprocess records the S3 data location");
 
+    // Every stage's run record is on S3 too, finished, and another machine lists them.
+    let records = bucket.list(&format!("{prefix}/art/runs/")).unwrap();
+    assert_eq!(records.len(), Stage::ALL.len(), "one run record per stage");
+    for object in &records {
+        let record: serde_json::Value = serde_json::from_slice(&bucket.get(&object.key).unwrap().unwrap()).unwrap();
+        assert_eq!(record["status"], "finished", "{}", object.key);
+    }
+    let out = musicrec_with_cache(&["runs", "list", "--artifacts", &art], &cache("lister"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().filter(|l| l.contains(&run_id)).count(), Stage::ALL.len(), "{}", stdout(&out));
+
     // Another machine (a fresh cache) judges the offline lists: the stages it needs and the
     // file are mirrored from S3, and the numbers are the ranking stage's own.
     let recs = format!("{art}/ranking/recommendations.parquet");
@@ -176,6 +192,7 @@ fn a_whole_run_on_s3_lists_only_objects_that_exist_and_other_machines_read_it() 
         Command::new(env!("CARGO_BIN_EXE_musicrec"))
             .args(["serve", "--artifacts", &art, "--addr", &format!("127.0.0.1:{port}")])
             .env("MUSICREC_CACHE_DIR", cache("service"))
+            .env("MUSICREC__SERVICE__ADMIN_TOKEN", ADMIN_TOKEN)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
