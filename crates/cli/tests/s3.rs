@@ -306,3 +306,96 @@ fn a_kill_mid_upload_leaves_no_manifest_listing_missing_objects() {
     assert!(out.status.success(), "a rerun after kills must succeed: {}", stderr(&out));
     assert_eq!(check_manifests(bucket, &format!("{prefix}/art")).len(), Stage::ALL.len());
 }
+
+/// Sharded scoring against S3, as several machines would run it: the fit on one, two scorers
+/// at once each with its own mirror, the merge on a fourth; the merged stage on S3 is exactly
+/// what a single process publishes, and a merge with a part missing publishes nothing.
+#[test]
+#[ignore = "needs scripts/services.sh start (run by .ci/run)"]
+fn sharded_scoring_on_s3_publishes_what_one_process_publishes() {
+    let guard = test_prefix("shards");
+    let (bucket, prefix) = (&guard.bucket, &guard.prefix);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = |name: &str| tmp.path().join(name);
+    let data = url(bucket, &format!("{prefix}/data"));
+    let (single, sharded) = (url(bucket, &format!("{prefix}/single")), url(bucket, &format!("{prefix}/sharded")));
+    generate_on_s3(bucket, &data, &cache("generator"));
+    // One thread: the fits of the two runs must be the same model.
+    let env = [SMALL_MODELS.as_slice(), &[("MUSICREC__THREADS", "1")]].concat();
+    let run = |art: &str, machine: &str, extra: &[&str]| {
+        let mut args = vec!["run", "--data", &data, "--artifacts", art, "--stages"];
+        args.extend(extra);
+        let out = musicrec_with_cache(&args, &cache(machine), &env);
+        assert!(out.status.success(), "{machine}: {}", stderr(&out));
+    };
+    for art in [&single, &sharded] {
+        run(art, "fitter", &["preprocess,matrices"]);
+    }
+    run(&single, "fitter", &["als"]);
+    run(&sharded, "fitter", &["als", "--shards", "2"]);
+
+    let merge = |machine: &str| {
+        musicrec_with_cache(
+            &["run", "--data", &data, "--artifacts", &sharded, "--stages", "als", "--merge-shards"],
+            &cache(machine),
+            &env,
+        )
+    };
+    let scorers: Vec<Child> = (0..2)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_musicrec"))
+                .args([
+                    "run",
+                    "--data",
+                    &data,
+                    "--artifacts",
+                    &sharded,
+                    "--stages",
+                    "als",
+                    "--shard",
+                    &format!("{i}/2"),
+                ])
+                .env("MUSICREC_CACHE_DIR", cache(&format!("scorer-{i}")))
+                .env("RUST_LOG", "warn")
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for scorer in scorers {
+        let out = scorer.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = merge("merger");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let key = |art: &str, file: &str| {
+        format!("{}/als/{file}", art.strip_prefix(&format!("s3://{}/", bucket.name())).unwrap())
+    };
+    for file in ["metrics.json", "model.bin"] {
+        assert_eq!(bucket.get(&key(&single, file)).unwrap(), bucket.get(&key(&sharded, file)).unwrap(), "als/{file}");
+    }
+    let rows = |art: &str| {
+        let path = cache("reader").join(art.rsplit('/').next().unwrap()).with_extension("parquet");
+        bucket.download(&key(art, "candidates.parquet"), &path).unwrap().expect("candidates on S3");
+        musicrec_data::parquet_io::read_batches(&path).unwrap()
+    };
+    assert_eq!(rows(&single), rows(&sharded), "the merged candidates are the single run's rows");
+    check_manifests(bucket, &format!("{prefix}/sharded"));
+
+    // A part gone from S3: the merge names it and publishes nothing new.
+    let part = bucket
+        .list(&format!("{prefix}/sharded/shards/als/"))
+        .unwrap()
+        .into_iter()
+        .find(|o| o.key.contains("part-0001") && o.key.ends_with("candidates.parquet"))
+        .expect("part 1 of 2 is on S3");
+    bucket.delete(&part.key).unwrap();
+    let before = bucket.get(&key(&sharded, "manifest.json")).unwrap();
+    let out = merge("merger-2");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--shard 1/2"), "{}", stderr(&out));
+    assert_eq!(bucket.get(&key(&sharded, "manifest.json")).unwrap(), before, "nothing published");
+}
