@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
@@ -13,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::mlflow::*;
 use common::*;
 use musicrec_tracking::mlflow_key;
 use serde_json::{Value, json};
@@ -25,95 +25,6 @@ const ENV: [(&str, &str); 6] = [
     ("MUSICREC__BPR__ITERATIONS", "4"),
     ("MUSICREC__BPR__REPORT_LOSS", "true"),
 ];
-
-fn server() -> String {
-    std::env::var("MLFLOW_TRACKING_URI")
-        .expect("MLFLOW_TRACKING_URI is not set: run scripts/services.sh start and eval \"$(scripts/services.sh env)\"")
-        .trim_end_matches('/')
-        .to_string()
-}
-
-/// A name no other test or helper uses.
-fn unique(what: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("musicrec-test-{what}-{}-{nanos}", std::process::id())
-}
-
-/// The MLflow REST API, read independently of the program under test.
-struct Rest {
-    base: String,
-    http: reqwest::blocking::Client,
-}
-
-impl Rest {
-    fn new() -> Self {
-        Self { base: server(), http: reqwest::blocking::Client::new() }
-    }
-
-    fn send(&self, request: reqwest::blocking::RequestBuilder) -> reqwest::blocking::Response {
-        let response = request.send().expect("MLflow answers");
-        assert!(response.status().is_success(), "MLflow said {}: {}", response.status(), response.text().unwrap());
-        response
-    }
-
-    fn get(&self, path: &str, query: &[(&str, &str)]) -> Value {
-        let url = reqwest::Url::parse_with_params(&format!("{}/{path}", self.base), query).unwrap();
-        serde_json::from_str(&self.send(self.http.get(url)).text().unwrap()).unwrap()
-    }
-
-    fn post(&self, path: &str, body: &Value) -> Value {
-        let request = self.http.post(format!("{}/{path}", self.base)).body(body.to_string());
-        serde_json::from_str(&self.send(request.header("content-type", "application/json")).text().unwrap()).unwrap()
-    }
-
-    fn experiment_id(&self, name: &str) -> String {
-        let answer = self.get("api/2.0/mlflow/experiments/get-by-name", &[("experiment_name", name)]);
-        answer["experiment"]["experiment_id"].as_str().expect("experiment ids are strings").to_string()
-    }
-
-    /// Every run of the experiment: (stage run name → run) and the pipeline's run(s).
-    fn runs(&self, experiment_id: &str) -> (BTreeMap<String, Value>, Vec<Value>) {
-        let answer =
-            self.post("api/2.0/mlflow/runs/search", &json!({"experiment_ids": [experiment_id], "max_results": 100}));
-        let (mut children, mut parents) = (BTreeMap::new(), Vec::new());
-        for run in answer["runs"].as_array().cloned().unwrap_or_default() {
-            if tag(&run, "mlflow.parentRunId").is_some() {
-                children.insert(run["info"]["run_name"].as_str().unwrap().to_string(), run);
-            } else {
-                parents.push(run);
-            }
-        }
-        (children, parents)
-    }
-
-    fn artifacts(&self, run_id: &str) -> Vec<String> {
-        let answer = self.get("api/2.0/mlflow/artifacts/list", &[("run_id", run_id)]);
-        let files = answer["files"].as_array().cloned().unwrap_or_default();
-        files.iter().map(|f| f["path"].as_str().unwrap().to_string()).collect()
-    }
-
-    fn download(&self, run_id: &str, path: &str) -> Vec<u8> {
-        let url = reqwest::Url::parse_with_params(
-            &format!("{}/get-artifact", self.base),
-            [("path", path), ("run_uuid", run_id)],
-        )
-        .unwrap();
-        self.send(self.http.get(url)).bytes().unwrap().to_vec()
-    }
-}
-
-fn pairs(run: &Value, kind: &str) -> BTreeMap<String, Value> {
-    let items = run["data"][kind].as_array().cloned().unwrap_or_default();
-    items.into_iter().map(|kv| (kv["key"].as_str().unwrap().to_string(), kv["value"].clone())).collect()
-}
-
-fn tag(run: &Value, key: &str) -> Option<String> {
-    pairs(run, "tags").get(key).and_then(|v| v.as_str().map(str::to_string))
-}
-
-fn run_id(run: &Value) -> String {
-    run["info"]["run_id"].as_str().unwrap().to_string()
-}
 
 fn local_record(art: &Path, pipeline_run: &str, stage: &str) -> Value {
     let path = art.join("runs").join(format!("{pipeline_run}-{stage}.json"));

@@ -148,9 +148,17 @@ fn a_whole_run_on_s3_lists_only_objects_that_exist_and_other_machines_read_it() 
     let (data, art) = (url(bucket, &format!("{prefix}/data")), url(bucket, &format!("{prefix}/art")));
     generate_on_s3(bucket, &data, &cache("generator"));
 
-    // A fresh cache: the data set is downloaded, every stage uploaded.
-    let out = musicrec_with_cache(&["run", "--data", &data, "--artifacts", &art], &cache("runner"), &SMALL_MODELS);
+    // A fresh cache: the data set is downloaded, every stage uploaded, every stage tracked to
+    // the MLflow server (Postgres backend, artifacts proxied to S3).
+    let (uri, experiment) = (mlflow::server(), mlflow::unique("s3-run"));
+    let env = [
+        SMALL_MODELS.as_slice(),
+        &[("MLFLOW_TRACKING_URI", uri.as_str()), ("MUSICREC__TRACKING__EXPERIMENT", experiment.as_str())],
+    ]
+    .concat();
+    let out = musicrec_with_cache(&["run", "--data", &data, "--artifacts", &art], &cache("runner"), &env);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("not sent"), "{}", stderr(&out));
     let printed = stdout(&out);
     assert!(printed.starts_with("run ") && printed.contains(&format!("on {data}")), "{printed}");
     assert!(printed.contains(&format!("results: {art}\n")), "{printed}");
@@ -172,6 +180,23 @@ fn a_whole_run_on_s3_lists_only_objects_that_exist_and_other_machines_read_it() 
     let out = musicrec_with_cache(&["runs", "list", "--artifacts", &art], &cache("lister"), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).lines().filter(|l| l.contains(&run_id)).count(), Stage::ALL.len(), "{}", stdout(&out));
+
+    // The same stages are in MLflow, each with its params, metrics and downloadable artifacts.
+    let rest = mlflow::Rest::new();
+    let (children, parents) = rest.runs(&rest.experiment_id(&experiment));
+    assert_eq!(parents.len(), 1);
+    assert_eq!(children.len(), Stage::ALL.len(), "{:?}", children.keys());
+    for (stage, run) in &children {
+        assert_eq!(run["info"]["status"], "FINISHED", "{stage}");
+        assert_eq!(mlflow::tag(run, "pipeline_run_id").as_deref(), Some(run_id.as_str()), "{stage}");
+        assert!(!mlflow::pairs(run, "metrics").is_empty(), "{stage} has metrics");
+        let files = rest.artifacts(&mlflow::run_id(run));
+        let manifest = rest.download(&mlflow::run_id(run), "manifest.json");
+        assert!(files.iter().any(|f| f == "manifest.json"), "{stage}: {files:?}");
+        let uploaded: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        assert_eq!(uploaded["run_id"], run_id.as_str(), "{stage}: the manifest MLflow holds is the run's");
+    }
+    assert!(!mlflow::pairs(&children["als"], "params").is_empty(), "als has params");
 
     // Another machine (a fresh cache) judges the offline lists: the stages it needs and the
     // file are mirrored from S3, and the numbers are the ranking stage's own.
