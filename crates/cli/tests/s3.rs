@@ -109,7 +109,6 @@ fn generate_on_s3(bucket: &Bucket, data: &str, cache: &Path) {
 const ADMIN_TOKEN: &str = "s3-test-admin-token-0123456789";
 
 /// A minimal HTTP/1.1 exchange with the service; returns (status, body).
-
 fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
