@@ -219,7 +219,7 @@ pub fn run(args: BenchModels, config_file: Option<&Path>) -> anyhow::Result<()> 
     let (train_end, target_end) = (config.preprocess.train_end, config.preprocess.target_end);
     let i2i = config.item2item.clone();
     let i2i_metric = serde_json::to_value(i2i.metric)?.as_str().expect("metrics serialize as names").to_string();
-    let ctx = RunContext::new(config, data.clone(), Artifacts::new(&args.artifacts));
+    let ctx = RunContext::new(config, data.clone(), Artifacts::new(&args.artifacts), crate::GIT_COMMIT);
     let manifests = musicrec_pipeline::run_stages(&ctx, &stages)?;
     let ours: Vec<Manifest> = manifests.into_iter().filter(|m| models.iter().any(|s| s.as_str() == m.stage)).collect();
     let i2i_test_recommend_s = if models.contains(&Stage::Item2Item) {

@@ -3,6 +3,9 @@
 
 mod bench;
 
+/// The commit this binary was built from (build.rs), tagged on every tracked run.
+const GIT_COMMIT: &str = env!("MUSICREC_GIT_COMMIT");
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -322,7 +325,7 @@ fn run(
         Some(location) => location,
         None => musicrec_pipeline::embedded_data(artifacts.root(), scale, config.seed)?,
     };
-    let mut ctx = RunContext::new(config, data, artifacts);
+    let mut ctx = RunContext::new(config, data, artifacts, GIT_COMMIT);
     ctx.sharding = sharding;
     let result = musicrec_pipeline::run_stages(&ctx, &stages);
     let tracking = ctx.tracking.summary();

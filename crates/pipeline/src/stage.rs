@@ -111,9 +111,11 @@ pub struct RunContext {
 }
 
 impl RunContext {
-    pub fn new(config: Config, data: Location, artifacts: Artifacts) -> Self {
+    /// `git_commit` names the code that runs (the binary's build captures it), for the run
+    /// records' tags.
+    pub fn new(config: Config, data: Location, artifacts: Artifacts, git_commit: &str) -> Self {
         let run_id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), std::process::id());
-        let tracking = RunTracking::new(&config, &data, &artifacts, &run_id);
+        let tracking = RunTracking::new(&config, &data, &artifacts, &run_id, git_commit);
         Self { config, data, artifacts, run_id, sharding: Sharding::Whole, tracking }
     }
 

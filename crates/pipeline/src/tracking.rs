@@ -50,10 +50,10 @@ pub struct RunTracking {
 }
 
 impl RunTracking {
-    pub(crate) fn new(config: &Config, data: &Location, artifacts: &Artifacts, run_id: &str) -> Self {
+    pub(crate) fn new(config: &Config, data: &Location, artifacts: &Artifacts, run_id: &str, git_commit: &str) -> Self {
         let tags = BTreeMap::from([
             ("pipeline_run_id".to_string(), run_id.to_string()),
-            ("git_commit".to_string(), musicrec_tracking::GIT_COMMIT.to_string()),
+            ("git_commit".to_string(), git_commit.to_string()),
             ("data".to_string(), data.to_string()),
             ("data_fingerprint".to_string(), data_fingerprint(data)),
             ("config_fingerprint".to_string(), config.fingerprint()),

@@ -22,7 +22,7 @@ async fn a_pipeline_run_on_tiny_data_is_served() {
     (pipeline.als.factors, pipeline.als.iterations) = (8, 3);
     (pipeline.bpr.factors, pipeline.bpr.iterations) = (8, 3);
     pipeline.ranking.iterations = 20;
-    let ctx = RunContext::new(pipeline, Location::local(&data), Artifacts::new(&art));
+    let ctx = RunContext::new(pipeline, Location::local(&data), Artifacts::new(&art), "test");
     let run_id = ctx.run_id.clone();
     tokio::task::spawn_blocking(move || musicrec_pipeline::run_stages(&ctx, &Stage::ALL)).await.unwrap().unwrap();
 

@@ -14,4 +14,4 @@ pub use error::TrackingError;
 pub use mlflow::{Mlflow, MlflowSettings, mlflow_key};
 pub use record::{RunRecord, StageOutcome, Status, flatten_params, summary_metrics};
 pub use store::RecordStore;
-pub use tracker::{GIT_COMMIT, PipelineRun, StageRun, Tracker, TrackingSummary};
+pub use tracker::{PipelineRun, StageRun, Tracker, TrackingSummary};
