@@ -7,6 +7,7 @@
 //! answer is read into a reused buffer. Every 200 answer is checked to be well-formed JSON of
 //! the documented shape (a typed parse: track ids, known sources, no repeated track).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -44,19 +45,67 @@ pub struct Options {
     pub tracks: Vec<i64>,
 }
 
+/// Latencies and statuses of one kind of request (the recommendations GET or the event POST)
+/// of one group, each request timed on its own.
+#[derive(Default)]
+struct Timings {
+    latencies_us: Vec<u32>,
+    statuses: BTreeMap<u16, u64>,
+    /// Requests without an answer (connection lost or refused).
+    failed: u64,
+}
+
+impl Timings {
+    fn record(&mut self, sent: Instant, status: u16) {
+        self.latencies_us.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        *self.statuses.entry(status).or_default() += 1;
+    }
+
+    fn merge(&mut self, part: Timings) {
+        self.latencies_us.extend(part.latencies_us);
+        for (status, count) in part.statuses {
+            *self.statuses.entry(status).or_default() += count;
+        }
+        self.failed += part.failed;
+    }
+
+    /// Requests that failed or were answered with another status than `expected`.
+    fn unexpected(&self, expected: u16) -> u64 {
+        self.failed + self.statuses.iter().filter(|(st, _)| **st != expected).map(|(_, c)| c).sum::<u64>()
+    }
+}
+
 #[derive(Default)]
 struct GroupStats {
-    latencies_us: Vec<u32>,
-    statuses: std::collections::BTreeMap<u16, u64>,
+    /// The POST /events of the "+events" groups (empty for the others).
+    events: Timings,
+    recommendations: Timings,
     /// Recommended items per source, in `Source::ALL` order.
     sources: [u64; Source::ALL.len()],
     malformed: u64,
-    failed: u64,
+}
+
+impl GroupStats {
+    fn merge(&mut self, part: GroupStats) {
+        self.events.merge(part.events);
+        self.recommendations.merge(part.recommendations);
+        self.sources.iter_mut().zip(part.sources).for_each(|(t, p)| *t += p);
+        self.malformed += part.malformed;
+    }
+}
+
+/// What the service says it serves (`GET /health`), so a report tells whether the "+events"
+/// requests were fold-in requests.
+#[derive(Deserialize)]
+struct Health {
+    model_version: String,
+    fold_in: bool,
 }
 
 pub struct Report {
     seconds: f64,
     rps: u32,
+    service: Health,
     groups: Vec<(&'static str, GroupStats)>,
 }
 
@@ -209,22 +258,27 @@ async fn worker(options: &Options, scripts: &[Script], id: usize, started: Insta
         let script = &scripts[n % scripts.len()];
         let s = &mut stats[script.group];
         let Some(c) = connection.as_mut() else {
-            s.failed += 1;
+            s.events.failed += u64::from(script.event.is_some());
+            s.recommendations.failed += 1;
             connection = Connection::open(&options.addr).await.ok();
             continue;
         };
-        let sent = Instant::now();
-        let result = async {
-            if let Some(event) = &script.event {
-                c.exchange(event).await?;
+        if let Some(event) = &script.event {
+            let sent = Instant::now();
+            match c.exchange(event).await {
+                Ok((status, _)) => s.events.record(sent, status),
+                Err(_) => {
+                    s.events.failed += 1;
+                    s.recommendations.failed += 1;
+                    connection = Connection::open(&options.addr).await.ok();
+                    continue;
+                }
             }
-            c.exchange(&script.get).await
         }
-        .await;
-        match result {
+        let sent = Instant::now();
+        match c.exchange(&script.get).await {
             Ok((status, body)) => {
-                s.latencies_us.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                *s.statuses.entry(status).or_default() += 1;
+                s.recommendations.record(sent, status);
                 if status == 200 {
                     match well_formed(body, 10) {
                         Some(sources) => {
@@ -237,7 +291,7 @@ async fn worker(options: &Options, scripts: &[Script], id: usize, started: Insta
                 }
             }
             Err(_) => {
-                s.failed += 1;
+                s.recommendations.failed += 1;
                 connection = Connection::open(&options.addr).await.ok();
             }
         }
@@ -255,10 +309,23 @@ pub fn run_blocking(options: Options) -> Result<Report, ServiceError> {
     runtime.block_on(run(options))
 }
 
+/// The service's `GET /health`, before the clock starts.
+async fn health(addr: &str) -> Result<Health, ServiceError> {
+    let failed = |reason: String| ServiceError::LoadTarget { addr: addr.to_string(), reason };
+    let mut c = Connection::open(addr).await.map_err(|e| failed(format!("cannot connect: {e}")))?;
+    let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let (status, body) = c.exchange(request.as_bytes()).await.map_err(|e| failed(format!("GET /health: {e}")))?;
+    if status != 200 {
+        return Err(failed(format!("GET /health answered {status}")));
+    }
+    serde_json::from_slice(body).map_err(|e| failed(format!("GET /health answered an unexpected body: {e}")))
+}
+
 pub async fn run(options: Options) -> Result<Report, ServiceError> {
     if options.old_users.is_empty() || options.tracks.is_empty() {
-        return Err(ServiceError::Artifacts { dir: options.addr, reason: "no users or tracks to draw from".into() });
+        return Err(ServiceError::LoadTarget { addr: options.addr, reason: "no users or tracks to draw from".into() });
     }
+    let service = health(&options.addr).await?;
     let scripts = std::sync::Arc::new(scripts(&options));
     let options = std::sync::Arc::new(options);
     let started = Instant::now();
@@ -272,31 +339,40 @@ pub async fn run(options: Options) -> Result<Report, ServiceError> {
     for w in workers {
         let stats = w.await.map_err(|e| ServiceError::Serve(std::io::Error::other(e)))?;
         for ((_, total), part) in groups.iter_mut().zip(stats) {
-            total.latencies_us.extend(part.latencies_us);
-            for (status, count) in part.statuses {
-                *total.statuses.entry(status).or_default() += count;
-            }
-            total.sources.iter_mut().zip(part.sources).for_each(|(t, p)| *t += p);
-            total.malformed += part.malformed;
-            total.failed += part.failed;
+            total.merge(part);
         }
     }
-    Ok(Report { seconds: started.elapsed().as_secs_f64(), rps: options.rps, groups })
+    Ok(Report { seconds: started.elapsed().as_secs_f64(), rps: options.rps, service, groups })
+}
+
+fn posts_events(group: &str) -> bool {
+    group.ends_with("+events")
 }
 
 impl Report {
-    /// Responses that were not what the group expects: malformed 200s, connection failures,
-    /// and any status other than 200 (400 for the invalid group).
+    /// Answers that were not what the request expects: malformed 200s, requests without an
+    /// answer, and any status other than 200 (400 for the invalid group) for a recommendations
+    /// request or 201 for an event.
     pub fn problems(&self) -> u64 {
         self.groups
             .iter()
             .map(|(name, s)| {
                 let expected = if *name == "invalid" { 400 } else { 200 };
-                s.malformed
-                    + s.failed
-                    + s.statuses.iter().filter(|(st, _)| **st != expected).map(|(_, c)| c).sum::<u64>()
+                s.malformed + s.recommendations.unexpected(expected) + s.events.unexpected(201)
             })
             .sum()
+    }
+
+    /// The latencies of one kind of request over the groups `which` selects, sorted.
+    fn sorted(&self, which: impl Fn(&str) -> bool, kind: impl Fn(&GroupStats) -> &Timings) -> Vec<u32> {
+        let mut all: Vec<u32> = self
+            .groups
+            .iter()
+            .filter(|(n, _)| which(n))
+            .flat_map(|(_, s)| kind(s).latencies_us.iter().copied())
+            .collect();
+        all.sort_unstable();
+        all
     }
 }
 
@@ -308,53 +384,74 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[at]) / 1000.0
 }
 
+const GET: &str = "GET /recommendations";
+const POST: &str = "POST /events";
+
+/// One line of the latency table: count and percentiles of `sorted`, then `notes`.
+fn row(f: &mut fmt::Formatter<'_>, group: &str, request: &str, sorted: &[u32], notes: &str) -> fmt::Result {
+    writeln!(
+        f,
+        "{group:<11} {request:<20} {:>8} {:>7.2} {:>7.2} {:>7.2} {:>7.2}  {notes}",
+        sorted.len(),
+        percentile(sorted, 0.5),
+        percentile(sorted, 0.9),
+        percentile(sorted, 0.99),
+        percentile(sorted, 1.0),
+    )
+}
+
+fn statuses(t: &Timings, malformed: u64) -> String {
+    let mut parts: Vec<String> = t.statuses.iter().map(|(st, c)| format!("{st}: {c}")).collect();
+    if malformed > 0 {
+        parts.push(format!("MALFORMED: {malformed}"));
+    }
+    if t.failed > 0 {
+        parts.push(format!("FAILED: {}", t.failed));
+    }
+    parts.join(", ")
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let total: usize = self.groups.iter().map(|(_, s)| s.latencies_us.len()).sum();
+        let gets = self.sorted(|_| true, |s| &s.recommendations);
+        let posts = self.sorted(|_| true, |s| &s.events);
+        let per_second = |n: usize| n as f64 / self.seconds;
         writeln!(
             f,
-            "{total} requests in {:.1} s: {:.0} requests/s (scheduled {}/s)",
+            "service: model {}, fold-in {}",
+            self.service.model_version,
+            if self.service.fold_in {
+                "on (a +events group's recommendations request follows a new listen: a fold-in request)"
+            } else {
+                "off"
+            }
+        )?;
+        writeln!(
+            f,
+            "{} recommendations requests in {:.1} s: {:.0}/s (scheduled {}/s); {} events posted: {:.0}/s",
+            gets.len(),
             self.seconds,
-            total as f64 / self.seconds,
-            self.rps
+            per_second(gets.len()),
+            self.rps,
+            posts.len(),
+            per_second(posts.len()),
         )?;
         writeln!(
             f,
-            "{:<11} {:>9} {:>8} {:>8} {:>8} {:>8}  statuses",
-            "group", "requests", "p50 ms", "p90 ms", "p99 ms", "max ms"
+            "{:<11} {:<20} {:>8} {:>7} {:>7} {:>7} {:>7}  statuses",
+            "group", "request", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"
         )?;
-        let mut all = Vec::with_capacity(total);
         for (name, s) in &self.groups {
-            let mut sorted = s.latencies_us.clone();
-            sorted.sort_unstable();
-            all.extend_from_slice(&sorted);
-            let statuses: Vec<String> = s.statuses.iter().map(|(st, c)| format!("{st}: {c}")).collect();
-            writeln!(
-                f,
-                "{name:<11} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {}{}{}",
-                sorted.len(),
-                percentile(&sorted, 0.5),
-                percentile(&sorted, 0.9),
-                percentile(&sorted, 0.99),
-                percentile(&sorted, 1.0),
-                statuses.join(", "),
-                if s.malformed > 0 { format!(", MALFORMED: {}", s.malformed) } else { String::new() },
-                if s.failed > 0 { format!(", FAILED: {}", s.failed) } else { String::new() },
-            )?;
+            if posts_events(name) {
+                row(f, name, POST, &self.sorted(|n| n == *name, |s| &s.events), &statuses(&s.events, 0))?;
+            }
+            let notes = statuses(&s.recommendations, s.malformed);
+            row(f, name, GET, &self.sorted(|n| n == *name, |s| &s.recommendations), &notes)?;
         }
-        all.sort_unstable();
-        write!(
-            f,
-            "{:<11} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  problems: {}",
-            "all",
-            all.len(),
-            percentile(&all, 0.5),
-            percentile(&all, 0.9),
-            percentile(&all, 0.99),
-            percentile(&all, 1.0),
-            self.problems()
-        )?;
-        write!(f, "\nrecommended items by source:")?;
+        row(f, "all", GET, &gets, &format!("problems: {}", self.problems()))?;
+        row(f, "all", POST, &posts, "")?;
+        row(f, "+events", GET, &self.sorted(posts_events, |s| &s.recommendations), "")?;
+        write!(f, "recommended items by source:")?;
         for (name, s) in &self.groups {
             let total: u64 = s.sources.iter().sum();
             if total == 0 {
@@ -369,5 +466,104 @@ impl fmt::Display for Report {
             write!(f, "\n  {name:<11} {}", shares.join(", "))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timings(latencies_us: &[u32], status: u16) -> Timings {
+        Timings {
+            latencies_us: latencies_us.to_vec(),
+            statuses: BTreeMap::from([(status, latencies_us.len() as u64)]),
+            failed: 0,
+        }
+    }
+
+    /// 100 latencies 1..=100 µs scaled by `scale`: p50 = 50·scale, p99 = 99·scale.
+    fn ramp(scale: u32) -> Vec<u32> {
+        (1..=100).map(|i| i * scale).collect()
+    }
+
+    /// Every group answered as expected; each +events group's event posts take 1..=100 µs and
+    /// its recommendations 10..=1000 µs ("old+events") or 20..=2000 µs ("new+events").
+    fn report() -> Report {
+        let groups = GROUPS
+            .iter()
+            .map(|&(name, _)| {
+                let mut s = GroupStats::default();
+                match name {
+                    "old" | "new" => s.recommendations = timings(&ramp(5), 200),
+                    "old+events" => (s.events, s.recommendations) = (timings(&ramp(1), 201), timings(&ramp(10), 200)),
+                    "new+events" => (s.events, s.recommendations) = (timings(&ramp(1), 201), timings(&ramp(20), 200)),
+                    _ => s.recommendations = timings(&ramp(2), 400),
+                }
+                s.sources[0] = 3;
+                (name, s)
+            })
+            .collect();
+        Report { seconds: 2.0, rps: 250, service: Health { model_version: "run-1".into(), fold_in: true }, groups }
+    }
+
+    fn line<'a>(text: &'a str, group: &str, request: &str) -> Vec<&'a str> {
+        let found = text.lines().find(|l| l.split_whitespace().next() == Some(group) && l[12..].starts_with(request));
+        found.unwrap_or_else(|| panic!("no {group} {request} line in\n{text}")).split_whitespace().collect()
+    }
+
+    #[test]
+    fn each_request_kind_has_its_own_latency_line() {
+        let text = report().to_string();
+        assert!(text.contains("fold-in on"), "{text}");
+        assert!(
+            text.contains("500 recommendations requests in 2.0 s: 250/s (scheduled 250/s); 200 events posted: 100/s")
+        );
+        // group, method, path, count, p50, p90, p99, max, statuses...
+        assert_eq!(line(&text, "old+events", POST)[3..8], ["100", "0.05", "0.09", "0.10", "0.10"]);
+        assert_eq!(line(&text, "old+events", POST)[8..], ["201:", "100"]);
+        assert_eq!(line(&text, "old+events", GET)[3..8], ["100", "0.50", "0.90", "0.99", "1.00"]);
+        assert_eq!(line(&text, "new+events", GET)[3..8], ["100", "1.00", "1.80", "1.98", "2.00"]);
+        assert_eq!(line(&text, "invalid", GET)[8..], ["400:", "100"]);
+        assert!(!text.lines().any(|l| l.starts_with("old ") && l.contains(POST)), "no events, no POST line: {text}");
+        // The fold-in requests: both +events groups' recommendations, without their posts.
+        assert_eq!(line(&text, "+events", GET)[3..8], ["200", "0.67", "1.60", "1.96", "2.00"]);
+        assert_eq!(line(&text, "all", GET)[3..], ["500", "0.28", "1.00", "1.90", "2.00", "problems:", "0"]);
+        assert_eq!(line(&text, "all", POST)[3..], ["200", "0.05", "0.09", "0.10", "0.10"]);
+    }
+
+    #[test]
+    fn fold_in_off_is_said() {
+        let mut report = report();
+        report.service.fold_in = false;
+        assert!(report.to_string().starts_with("service: model run-1, fold-in off\n"));
+    }
+
+    #[test]
+    fn every_unexpected_answer_is_a_problem() {
+        let mut report = report();
+        assert_eq!(report.problems(), 0);
+        let [old, old_events, _, new_events, invalid] = &mut report.groups[..] else { panic!("five groups") };
+        old.1.malformed += 1;
+        old.1.recommendations.failed += 1;
+        old_events.1.events.statuses.insert(429, 2);
+        new_events.1.events.failed += 1;
+        invalid.1.recommendations.statuses.insert(200, 3);
+        assert_eq!(report.problems(), 8);
+        let text = report.to_string();
+        assert!(line(&text, "old", GET).ends_with(&["200:", "100,", "MALFORMED:", "1,", "FAILED:", "1"]), "{text}");
+        assert!(line(&text, "new+events", POST).ends_with(&["FAILED:", "1"]), "{text}");
+        assert!(line(&text, "all", GET).ends_with(&["problems:", "8"]), "{text}");
+    }
+
+    #[test]
+    fn a_recommendations_answer_is_checked_for_its_shape() {
+        let ok =
+            br#"{"user_id":1,"recommendations":[{"track_id":7,"source":"fold_in"},{"track_id":8,"source":"popular"}]}"#;
+        assert_eq!(well_formed(ok, 10), Some(vec![Source::FoldIn, Source::Popular]));
+        assert_eq!(well_formed(ok, 1), None, "more than k");
+        let twice = br#"{"recommendations":[{"track_id":7,"source":"als"},{"track_id":7,"source":"bpr"}]}"#;
+        assert_eq!(well_formed(twice, 10), None);
+        assert_eq!(well_formed(br#"{"recommendations":[{"track_id":7,"source":"magic"}]}"#, 10), None);
+        assert_eq!(well_formed(b"not json", 10), None);
     }
 }
