@@ -102,7 +102,8 @@ enum Command {
         /// The service, e.g. http://127.0.0.1:8080.
         #[arg(long)]
         url: String,
-        /// Requests per second to send (open loop).
+        /// Recommendation requests per second to send (open loop; the +events groups post their
+        /// events on top).
         #[arg(long, default_value_t = 1000)]
         rps: u32,
         /// Seconds to run.
