@@ -217,11 +217,19 @@ impl Forwarder {
                 let (mut from_upstream, mut to_client) = (upstream, client);
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 65536];
+                    // The answer to the trigger, as far as it has been forwarded.
+                    let mut answer: Vec<u8> = Vec::new();
                     while let Ok(n) = from_upstream.read(&mut buf) {
                         if n == 0 || to_client.write_all(&buf[..n]).is_err() {
                             break;
                         }
-                        if armed_down.load(Ordering::SeqCst) {
+                        if !armed_down.load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        // It may come in several reads (headers, then body): the server dies
+                        // once the whole of it has gone back, not before.
+                        answer.extend_from_slice(&buf[..n]);
+                        if http_answer_is_whole(&answer) {
                             down2.store(true, Ordering::SeqCst);
                             for stream in open2.lock().unwrap().drain(..) {
                                 let _ = stream.shutdown(Shutdown::Both);
@@ -234,6 +242,23 @@ impl Forwarder {
         });
         Self { port }
     }
+}
+
+/// Whether `bytes` hold a whole HTTP/1.1 answer: headers and a body of its Content-Length, or
+/// a chunked body up to its last chunk.
+fn http_answer_is_whole(bytes: &[u8]) -> bool {
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+    let headers = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+    let body = &bytes[end + 4..];
+    if headers.contains("transfer-encoding: chunked") {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    let length = headers
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    body.len() >= length
 }
 
 #[test]
