@@ -222,6 +222,9 @@ pub(crate) struct Scored {
     pub similar: Recommendations,
     /// Seconds spent recommending (summed over the shards of a sharded run).
     pub recommend_seconds: f64,
+    /// Seconds spent on similar tracks, when they were computed apart (a shard times its
+    /// candidates and similar tracks together).
+    pub similar_seconds: Option<f64>,
 }
 
 fn run_whole<M: Recommender>(
@@ -240,9 +243,11 @@ fn run_whole<M: Recommender>(
     let candidates = model.recommend(&users, &evaluator.user_item, job.n_candidates)?;
     let recommend_seconds = started.elapsed().as_secs_f64();
     tracing::info!(model = M::NAME, users = users.len(), seconds = format!("{recommend_seconds:.2}"), "recommended");
+    let started = Instant::now();
     let items: Vec<u32> = (0..evaluator.user_item.cols as u32).collect();
     let similar = model.similar_items(&items, SIMILAR_PER_TRACK);
-    let scored = Scored { candidates, similar, recommend_seconds };
+    let similar_seconds = Some(started.elapsed().as_secs_f64());
+    let scored = Scored { candidates, similar, recommend_seconds, similar_seconds };
     let write_model = |out: &mut StageWriter| {
         let bytes = model.save(&out.path(MODEL_FILE))?;
         out.add_file(MODEL_FILE, bytes);
@@ -263,8 +268,11 @@ pub(crate) fn publish<M: Recommender>(
     write_model: impl FnOnce(&mut StageWriter) -> Result<(), PipelineError>,
     shards: Option<serde_json::Value>,
 ) -> Result<Manifest, PipelineError> {
-    let Scored { candidates: recs, similar, recommend_seconds } = scored;
+    let Scored { candidates: recs, similar, recommend_seconds, similar_seconds } = scored;
+    let started = Instant::now();
     let metrics = evaluate_windows(evaluator, recs, job.ctx.config.k)?;
+    let evaluate_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
     let item_ids = evaluator.encoders.items.ids();
     let table = ranked_table(recs, &evaluator.user_ids(), item_ids, "user_id", "track_id");
     out.add_parquet(parquet_io::write_batch(out.path(CANDIDATES_FILE), &table)?);
@@ -275,9 +283,14 @@ pub(crate) fn publish<M: Recommender>(
     }
     write_model(&mut out)?;
     out.write_file(METRICS_FILE, &serde_json::to_vec_pretty(&metrics).expect("metrics serialize"))?;
+    let write_seconds = started.elapsed().as_secs_f64();
 
+    // Where a stage's time goes at scale: fit, recommend, similar tracks, evaluation, writing.
     let mut summary = json!({
         "recommend_seconds": recommend_seconds,
+        "similar_seconds": similar_seconds,
+        "evaluate_seconds": evaluate_seconds,
+        "write_seconds": write_seconds,
         "users_per_second": recs.len() as f64 / recommend_seconds.max(1e-9),
         "users_with_candidates": (0..recs.len()).filter(|&q| !recs.get(q).1.is_empty()).count(),
         "candidate_pairs": recs.pairs(),

@@ -377,8 +377,12 @@ pub(crate) fn merge<M: Recommender>(job: &ModelJob<'_>) -> Result<Manifest, Pipe
     let mut out = ctx.artifacts.begin(stage, &ctx.run_id)?;
     out.add_input("matrices", fitted.inputs.get("matrices").cloned().unwrap_or_default());
     out.add_input("model", fitted.run_id.clone());
-    let mut scored =
-        Scored { candidates: Recommendations::new(), similar: Recommendations::new(), recommend_seconds: 0.0 };
+    let mut scored = Scored {
+        candidates: Recommendations::new(),
+        similar: Recommendations::new(),
+        recommend_seconds: 0.0,
+        similar_seconds: None,
+    };
     for (shard, (manifest, record)) in &parts {
         let dir = ctx.artifacts.dir_of(&shard.unit_name(stage));
         out.add_input(shard.unit_name(stage), manifest.run_id.clone());
