@@ -8,13 +8,10 @@
 //! Host header must be localhost or 127.0.0.1 for a local server; metric and param names may
 //! only contain alphanumerics and `_ - . / space` (see `mlflow_key`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use object_store::ObjectStoreExt;
-use object_store::aws::AmazonS3Builder;
-use object_store::path::Path as ObjectPath;
+use musicrec_data::store::{self, Bucket};
 use reqwest::{Method, Url};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -271,11 +268,11 @@ impl Mlflow {
         let names: Vec<String> = files.iter().map(|(name, _)| name.clone()).collect();
         let store = ArtifactRoot::parse(&run.artifact_uri).and_then(|root| match root {
             ArtifactRoot::Proxy(path) => Ok(Uploader::Proxy(path)),
-            ArtifactRoot::S3 { bucket, prefix } => AmazonS3Builder::from_env()
-                .with_bucket_name(&bucket)
-                .build()
-                .map(|s3| Uploader::S3 { store: Arc::new(s3), bucket, prefix })
-                .map_err(|e| e.to_string()),
+            // The data crate's S3 client: one place that reads the AWS environment and keeps
+            // credentials out of its errors.
+            ArtifactRoot::S3 { bucket, prefix } => {
+                Bucket::from_env(&bucket).map(|bucket| Uploader::S3 { bucket, prefix }).map_err(|e| e.to_string())
+            }
         });
         let store = match store {
             Ok(store) => store,
@@ -284,57 +281,54 @@ impl Mlflow {
                 return names.iter().map(|name| (name.clone(), error(name))).collect();
             }
         };
-        let results = self.runtime.block_on(async {
-            let mut tasks = tokio::task::JoinSet::new();
-            for (i, (name, bytes)) in files.into_iter().enumerate() {
-                self.calls.fetch_add(1, Ordering::Relaxed);
-                match &store {
-                    Uploader::Proxy(path) => {
-                        let call = format!("PUT artifact {name}");
-                        let request = self
-                            .http
-                            .put(self.url(&format!("api/2.0/mlflow-artifacts/artifacts/{path}/{name}")))
-                            .body(bytes);
-                        tasks.spawn(async move {
-                            let result = match request.send().await {
-                                Err(e) => Err(unreachable(&call, &e)),
-                                Ok(r) => {
-                                    let status = r.status();
-                                    // Reading the answer to its end keeps the connection reusable.
-                                    match r.text().await {
-                                        Err(e) => Err(unreachable(&call, &e)),
-                                        Ok(_) if status.is_success() => Ok(()),
-                                        Ok(text) => Err(refused(&call, status.as_u16(), &text)),
-                                    }
+        let results = match &store {
+            // Report, plots and JSON files: small, so one after the other.
+            Uploader::S3 { bucket, prefix } => files
+                .into_iter()
+                .map(|(name, bytes)| {
+                    self.calls.fetch_add(1, Ordering::Relaxed);
+                    let key = store::join_key(prefix, &name);
+                    bucket
+                        .put(&key, bytes)
+                        .map(drop)
+                        .map_err(|e| TrackingError::Artifact { uri: bucket.url(&key), reason: e.to_string() })
+                })
+                .collect(),
+            Uploader::Proxy(path) => self.runtime.block_on(async {
+                let mut tasks = tokio::task::JoinSet::new();
+                for (i, (name, bytes)) in files.into_iter().enumerate() {
+                    self.calls.fetch_add(1, Ordering::Relaxed);
+                    let call = format!("PUT artifact {name}");
+                    let request = self
+                        .http
+                        .put(self.url(&format!("api/2.0/mlflow-artifacts/artifacts/{path}/{name}")))
+                        .body(bytes);
+                    tasks.spawn(async move {
+                        let result = match request.send().await {
+                            Err(e) => Err(unreachable(&call, &e)),
+                            Ok(r) => {
+                                let status = r.status();
+                                // Reading the answer to its end keeps the connection reusable.
+                                match r.text().await {
+                                    Err(e) => Err(unreachable(&call, &e)),
+                                    Ok(_) if status.is_success() => Ok(()),
+                                    Ok(text) => Err(refused(&call, status.as_u16(), &text)),
                                 }
-                            };
-                            (i, result)
-                        });
-                    }
-                    Uploader::S3 { store, bucket, prefix } => {
-                        let store = store.clone();
-                        let key = ObjectPath::from(format!("{prefix}/{name}").trim_start_matches('/'));
-                        let uri = format!("s3://{bucket}/{key}");
-                        tasks.spawn(async move {
-                            let result = store
-                                .put(&key, bytes.into())
-                                .await
-                                .map(drop)
-                                .map_err(|e| TrackingError::Artifact { uri, reason: e.to_string() });
-                            (i, result)
-                        });
-                    }
+                            }
+                        };
+                        (i, result)
+                    });
                 }
-            }
-            collect_in_order(tasks, names.len()).await
-        });
+                collect_in_order(tasks, names.len()).await
+            }),
+        };
         names.into_iter().zip(results).collect()
     }
 }
 
 enum Uploader {
     Proxy(String),
-    S3 { store: Arc<object_store::aws::AmazonS3>, bucket: String, prefix: String },
+    S3 { bucket: Bucket, prefix: String },
 }
 
 async fn collect_in_order(
