@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use common::*;
@@ -50,24 +50,14 @@ fn kill_at_any_moment_leaves_complete_outputs_or_none() {
     assert_eq!(complete_stages(&art), Stage::ALL.len());
 
     // Kill at evenly spaced moments of a full run, over the outputs of the previous runs.
-    let mut kills = 0;
-    for step in 0..12u32 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_musicrec"))
-            .args(args)
-            .env("RUST_LOG", "off")
-            .envs(ENV)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(full * step / 12);
-        if child.try_wait().unwrap().is_none() {
-            kills += 1;
-        }
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
+    let start = |_| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_musicrec"));
+        command.args(args).env("RUST_LOG", "off").envs(ENV);
+        command
+    };
+    let kills = kill_at_spaced_moments(12, full, start, |_| {
         complete_stages(&art);
-    }
+    });
     assert!(kills > 0, "no run was interrupted; the test did not test anything");
 
     let out = musicrec(&args, &ENV);

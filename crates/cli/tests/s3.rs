@@ -305,25 +305,18 @@ fn a_kill_mid_upload_leaves_no_manifest_listing_missing_objects() {
 
     // Kill at evenly spaced moments of a full run over the previous run's objects; each
     // mirror is new, so every stage's download and upload paths are crossed.
-    let mut kills = 0;
-    for step in 0..8u32 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_musicrec"))
+    let start = |step: u32| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_musicrec"));
+        command
             .args(args)
             .env("MUSICREC_CACHE_DIR", tmp.path().join(format!("killed-{step}")))
             .env("RUST_LOG", "off")
-            .envs(SMALL_MODELS)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(full * step / 8);
-        if child.try_wait().unwrap().is_none() {
-            kills += 1;
-        }
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
+            .envs(SMALL_MODELS);
+        command
+    };
+    let kills = kill_at_spaced_moments(8, full, start, |_| {
         check_manifests(bucket, &format!("{prefix}/art"));
-    }
+    });
     assert!(kills > 0, "no run was interrupted; the test did not test anything");
 
     let out = musicrec_with_cache(&args, &cache, &SMALL_MODELS);

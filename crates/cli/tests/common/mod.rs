@@ -6,11 +6,34 @@ pub mod fixture;
 pub mod mlflow;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch};
 use parquet::arrow::ArrowWriter;
+
+/// Starts the command `start(step)` builds at `steps` evenly spaced moments of a run lasting
+/// `full`, SIGKILLs it there and calls `after_kill(step)` once it is gone. Returns how many
+/// runs were still going when killed.
+pub fn kill_at_spaced_moments(
+    steps: u32,
+    full: std::time::Duration,
+    mut start: impl FnMut(u32) -> Command,
+    mut after_kill: impl FnMut(u32),
+) -> usize {
+    let mut kills = 0;
+    for step in 0..steps {
+        let mut child = start(step).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(full * step / steps);
+        if child.try_wait().unwrap().is_none() {
+            kills += 1;
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        after_kill(step);
+    }
+    kills
+}
 
 pub fn musicrec(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_musicrec"));
