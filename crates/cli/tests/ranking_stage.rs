@@ -89,4 +89,16 @@ fn ranking_writes_final_recommendations_importances_and_metrics() {
     assert!(out.status.success(), "{}", stderr(&out));
     let judged: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(judged["test"]["ndcg@10"], metrics["test"]["ndcg@10"]);
+
+    // Merging and scoring the users a few at a time changes nothing but memory.
+    assert_eq!(summary["user_chunks"], 1);
+    let chunked_env: Vec<_> = env.iter().copied().chain([("MUSICREC__RANKING__USERS_PER_CHUNK", "7")]).collect();
+    let out = run_pipeline(&data, &art, Some("ranking"), &chunked_env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let chunked = read_json(&dir.join("manifest.json"));
+    assert!(chunked["summary"]["user_chunks"].as_u64().unwrap() > 10, "{}", chunked["summary"]);
+    for key in ["candidate_pairs", "candidate_users", "candidate_recall", "training_rows", "metrics"] {
+        assert_eq!(chunked["summary"][key], summary[key], "{key}");
+    }
+    assert_eq!(read_batches(&dir.join("recommendations.parquet")).unwrap(), recs);
 }

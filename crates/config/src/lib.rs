@@ -139,6 +139,7 @@ pub struct RankingConfig {
     pub iterations: usize,
     pub learning_rate: f32,
     pub depth: usize,
+    pub users_per_chunk: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -347,6 +348,7 @@ impl Config {
         in_range("ranking.recent_tracks", r.recent_tracks, 1, 1000)?;
         in_range("ranking.top_n", r.top_n, 1, 10_000)?;
         in_range("ranking.iterations", r.iterations, 1, 100_000)?;
+        in_range("ranking.users_per_chunk", r.users_per_chunk, 1, usize::MAX)?;
         positive_finite("ranking.learning_rate", r.learning_rate)?;
         in_range("ranking.depth", r.depth, 1, 16)?;
         self.service.check()?;

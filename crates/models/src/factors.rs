@@ -154,15 +154,29 @@ impl FactorModel {
     pub(crate) fn similar_items_on(&self, items: &[u32], n: usize, columns: usize) -> Recommendations {
         assert!((1..=self.dim).contains(&columns), "similarity columns out of range");
         let normalised = self.normalised_item_factors(columns);
-        let row_of = |item: u32| self.items.binary_search(&item).ok();
+        // Only items with a vector are queried, packed together: with a filtered catalogue
+        // (the original keeps tracks with >= 300 listeners, 1 in 10) the vectored items lie
+        // sparse among all, and blocks of a few queries would each stream the whole candidate
+        // matrix through the GEMM for a handful of rows.
+        let (queried, rows): (Vec<u32>, Vec<usize>) =
+            items.iter().filter_map(|&item| Some((item, self.items.binary_search(&item).ok()?))).unzip();
         let candidates = Candidates { vectors: &normalised, ids: &self.items, dim: columns };
-        top_k(
-            items,
-            |q| row_of(items[q]).map(|row| &normalised[row * columns..(row + 1) * columns]),
-            |q| std::slice::from_ref(&items[q]),
+        let found = top_k(
+            &queried,
+            |q| Some(&normalised[rows[q] * columns..(rows[q] + 1) * columns]),
+            |q| std::slice::from_ref(&queried[q]),
             candidates,
             n,
-        )
+        );
+        let mut found = found.iter().peekable();
+        let mut out = Recommendations::new();
+        for &item in items {
+            match found.next_if(|&(query, _, _)| query == item) {
+                Some((_, similar, scores)) => out.push(item, similar, scores),
+                None => out.push(item, &[], &[]),
+            }
+        }
+        out
     }
 
     /// The first `columns` values of each item vector, scaled to unit length; a zero vector

@@ -50,16 +50,9 @@ impl Kernel {
     /// (both row-major with `dim` values per row).
     fn score(self, queries: &[f32], candidates: &[f32], m: usize, dim: usize, n: usize, out: &mut [f32]) {
         match self {
-            // One query (the service's fold-in): the GEMM would pack the whole candidate block
-            // for a single row of products, several times the cost of the products themselves.
-            Kernel::Dot if m == 1 => {
-                #[cfg(target_arch = "x86_64")]
-                if let Some(simd) = Avx2Fma::detect() {
-                    // SAFETY: the token proves AVX2 and FMA are present.
-                    return unsafe { dot_scan_avx2(simd, queries, candidates, dim, n, out) };
-                }
-                dot_scan(Portable, queries, candidates, dim, n, out)
-            }
+            // Always the GEMM, even for a block of one query: its kernel sums every score in the
+            // same order whatever the block's size, so a query's scores do not depend on which
+            // queries share its block (sharded and compacted calls give bit-identical lists).
             Kernel::Dot => mul_transposed(queries, candidates, m, dim, n, out),
             Kernel::NegManhattan => {
                 #[cfg(target_arch = "x86_64")]
@@ -85,20 +78,6 @@ fn neg_manhattan_avx2(
     out: &mut [f32],
 ) {
     neg_manhattan(simd, queries, candidates, m, dim, n, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn dot_scan_avx2(simd: Avx2Fma, query: &[f32], candidates: &[f32], dim: usize, n: usize, out: &mut [f32]) {
-    dot_scan(simd, query, candidates, dim, n, out)
-}
-
-#[inline(always)]
-fn dot_scan<S: Simd>(simd: S, query: &[f32], candidates: &[f32], dim: usize, n: usize, out: &mut [f32]) {
-    let query = &query[..dim];
-    for (score, candidate) in out[..n].iter_mut().zip(candidates.chunks_exact(dim)) {
-        *score = simd.dot(query, candidate);
-    }
 }
 
 /// Candidates scanned by all queries of a block before the next ones: 64 candidates of 100

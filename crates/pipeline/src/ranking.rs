@@ -9,6 +9,7 @@
 //! all of them, its top `ranking.top_n` per user are the offline recommendations, and the test
 //! window judges them honestly (the target window trained the ranker, so its metrics flatter).
 
+use std::ops::Range;
 use std::path::Path;
 use std::time::Instant;
 
@@ -18,10 +19,11 @@ use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, UInt32T
 use arrow_schema::DataType;
 use musicrec_data::parquet_io::{self, for_each_batch, read_batches};
 use musicrec_data::{CsrMatrix, DataError, IdEncoder};
-use musicrec_models::{Als, Recommender};
+use indicatif::ProgressBar;
+use musicrec_models::{Als, Recommendations, Recommender};
 use musicrec_ranking::features::recent_items;
 use musicrec_ranking::{
-    CandidateSet, EntityColumns, FeatureBuilder, FeatureInputs, ItemEmbedding, ItemGroups, Ranker, RankerParams,
+    CandidateSet, EntityColumns, FeatureBuilder, FeatureInputs, FeatureMatrix, ItemEmbedding, ItemGroups, Ranker, RankerParams,
     SourceCandidates,
 };
 use rayon::prelude::*;
@@ -82,6 +84,9 @@ fn read_candidates(
     })?;
     if unknown_tracks > 0 {
         return Err(artifact_error(path, format!("{unknown_tracks} candidates name tracks outside the catalogue")));
+    }
+    if !src.is_grouped_by_user() {
+        return Err(artifact_error(path, format!("candidates are not grouped by user in matrix order; rerun {name}")));
     }
     Ok(src)
 }
@@ -155,12 +160,15 @@ fn feature_groups(path: &Path) -> Result<Vec<usize>, PipelineError> {
     Ok(groups)
 }
 
-/// Share of a window's (old user, track) pairs that the candidates hold.
-fn candidate_recall(set: &CandidateSet, evaluator: &Evaluator, window: EvalWindow, n_old: usize) -> f64 {
+/// Number of a window's (old user, track) pairs: the denominator of candidate recall.
+fn relevant_pairs(evaluator: &Evaluator, window: EvalWindow, n_old: usize) -> usize {
     let relevance = evaluator.relevance(window);
-    let found = set.labels(|u| relevance.relevant(u)).iter().filter(|&&l| l).count();
-    let total: usize = (0..n_old as u32).map(|u| relevance.relevant(u).len()).sum();
-    found as f64 / total.max(1) as f64
+    (0..n_old as u32).map(|u| relevance.relevant(u).len()).sum()
+}
+
+/// The old users `0..n_old` in consecutive ranges of `per_chunk`.
+fn user_chunks(n_old: usize, per_chunk: usize) -> Vec<Range<u32>> {
+    (0..n_old).step_by(per_chunk).map(|start| start as u32..start.saturating_add(per_chunk).min(n_old) as u32).collect()
 }
 
 pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
@@ -184,17 +192,6 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         let max_rank = u32::try_from(cfg.popular_candidates).unwrap_or(u32::MAX);
         sources.push(read_candidates(&path, Stage::TopItems.as_str(), &evaluator, max_rank)?);
     }
-    let set = CandidateSet::merge(&sources);
-    drop(sources);
-    let recall = EvalWindow::ALL.map(|w| candidate_recall(&set, &evaluator, w, n_old));
-    tracing::info!(
-        pairs = set.len(),
-        users = set.users().len(),
-        target_recall = recall[0],
-        test_recall = recall[1],
-        "candidates merged"
-    );
-
     let encoders = &evaluator.encoders;
     let features_dir = ctx.artifacts.stage_dir(Stage::Features);
     let users = read_entity_columns(&features_dir.join(USER_FEATURES_FILE), "user_id", &encoders.users)?;
@@ -212,8 +209,9 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let als = Als::load(&ctx.artifacts.stage_dir(Stage::Als).join(MODEL_FILE))?;
     let embedding = ItemEmbedding::from_factors(als.factors());
     drop(als);
+    let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
     let builder = FeatureBuilder::new(
-        &set,
+        &source_names,
         FeatureInputs {
             users: &users,
             items: &items,
@@ -228,11 +226,43 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         },
     );
 
+    // Users a chunk at a time, twice (training rows, then scoring): memory holds the sources'
+    // lists and one chunk's merged pairs and features, never all pairs at once (at the real
+    // data's size, 1.3M users × ~160 pairs). Users are independent in every step, so the
+    // result does not depend on the chunk size.
+    let chunks = user_chunks(n_old, cfg.users_per_chunk);
+    let merge_chunk =
+        |users: &Range<u32>| CandidateSet::merge(&sources.iter().map(|s| s.users_in(users.clone())).collect::<Vec<_>>());
     let target = evaluator.relevance(EvalWindow::Target);
-    let labels = set.labels(|u| target.relevant(u));
-    let rows = set.sample(&labels, cfg.negatives_per_user, ctx.config.seed);
-    let train_labels: Vec<bool> = rows.iter().map(|&p| labels[p]).collect();
-    let train_features = builder.build(&rows);
+    let test = evaluator.relevance(EvalWindow::Test);
+    let (mut pairs, mut candidate_users, mut found) = (0, 0, [0usize; 2]);
+    let (mut train_parts, mut train_labels, mut train_users) = (Vec::new(), Vec::new(), 0);
+    for users in &chunks {
+        let set = merge_chunk(users);
+        pairs += set.len();
+        candidate_users += set.users().len();
+        let labels = set.labels(|u| target.relevant(u));
+        found[0] += labels.iter().filter(|&&l| l).count();
+        found[1] += set.labels(|u| test.relevant(u)).iter().filter(|&&l| l).count();
+        let rows = set.sample(&labels, cfg.negatives_per_user, ctx.config.seed);
+        train_labels.extend(rows.iter().map(|&p| labels[p]));
+        train_users += rows.iter().map(|&p| set.group_of(p)).collect::<std::collections::BTreeSet<_>>().len();
+        train_parts.push(builder.build(&set, &rows));
+    }
+    // Both in `EvalWindow::ALL`'s order.
+    let recall = std::array::from_fn::<f64, 2, _>(|w| {
+        found[w] as f64 / relevant_pairs(&evaluator, EvalWindow::ALL[w], n_old).max(1) as f64
+    });
+    tracing::info!(
+        pairs,
+        users = candidate_users,
+        chunks = chunks.len(),
+        target_recall = recall[0],
+        test_recall = recall[1],
+        "candidates merged"
+    );
+    let train_features = FeatureMatrix::concat(builder.names().to_vec(), &train_parts);
+    drop(train_parts);
     let params = RankerParams {
         iterations: cfg.iterations,
         learning_rate: cfg.learning_rate,
@@ -242,16 +272,27 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let started = Instant::now();
     let ranker = Ranker::fit(&params, &train_features, &train_labels)?;
     let train_s = started.elapsed().as_secs_f64();
-    let train_users = rows.iter().map(|&p| set.group_of(p)).collect::<std::collections::BTreeSet<_>>().len();
-    tracing::info!(rows = rows.len(), users = train_users, seconds = format!("{train_s:.2}"), "ranker trained");
+    tracing::info!(rows = train_labels.len(), users = train_users, seconds = format!("{train_s:.2}"), "ranker trained");
     drop(train_features);
 
     let started = Instant::now();
-    let scores = predict_all(&set, &builder, &ranker)?;
+    let bar = progress::bar(pairs as u64, "rank pairs");
+    let (mut recs, mut thread_seconds) = (Recommendations::new(), [0.0; 2]);
+    for users in &chunks {
+        let set = merge_chunk(users);
+        let scores = predict_all(&set, &builder, &ranker, &bar, &mut thread_seconds)?;
+        recs.append(&musicrec_ranking::top_n(&set, &scores, &evaluator.user_item, cfg.top_n));
+    }
+    bar.finish_and_clear();
     let predict_s = started.elapsed().as_secs_f64();
-    let recs = musicrec_ranking::top_n(&set, &scores, &evaluator.user_item, cfg.top_n);
+    // Summed over the pool's threads: the split between building features and walking trees.
+    tracing::info!(
+        pairs,
+        feature_thread_seconds = format!("{:.2}", thread_seconds[0]),
+        tree_thread_seconds = format!("{:.2}", thread_seconds[1]),
+        "candidates scored"
+    );
     let metrics = evaluate_windows(&evaluator, &recs, ctx.config.k)?;
-    let test = evaluator.relevance(EvalWindow::Test);
     let old_test_users = (0..n_old as u32).filter(|&u| !test.relevant(u).is_empty()).count();
     let served_old_test_users =
         recs.iter().filter(|(u, items, _)| !items.is_empty() && !test.relevant(*u).is_empty()).count();
@@ -269,11 +310,12 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         "candidate_recall": {"target": recall[0], "test": recall[1]},
         "train_seconds": train_s,
         "predict_seconds": predict_s,
-        "users_per_second": set.users().len() as f64 / predict_s.max(1e-9),
-        "sources": set.sources(),
-        "candidate_pairs": set.len(),
-        "candidate_users": set.users().len(),
-        "training_rows": rows.len(),
+        "users_per_second": candidate_users as f64 / predict_s.max(1e-9),
+        "sources": source_names,
+        "candidate_pairs": pairs,
+        "candidate_users": candidate_users,
+        "user_chunks": chunks.len(),
+        "training_rows": train_labels.len(),
         "training_positives": train_labels.iter().filter(|&&l| l).count(),
         "training_users": train_users,
         "features": ranker.features(),
@@ -285,8 +327,15 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     out.commit(musicrec_config::fingerprint_of(&params_json), params_json, summary)
 }
 
-/// Scores every candidate pair, batches of whole users in parallel.
-fn predict_all(set: &CandidateSet, builder: &FeatureBuilder, ranker: &Ranker) -> Result<Vec<f64>, PipelineError> {
+/// Scores every candidate pair of `set`, batches of whole users in parallel; adds the thread
+/// seconds spent building features and walking trees to `thread_seconds`.
+fn predict_all(
+    set: &CandidateSet,
+    builder: &FeatureBuilder,
+    ranker: &Ranker,
+    bar: &ProgressBar,
+    thread_seconds: &mut [f64; 2],
+) -> Result<Vec<f64>, PipelineError> {
     let mut batches = Vec::new();
     let groups = set.users().len();
     let mut g = 0;
@@ -300,27 +349,21 @@ fn predict_all(set: &CandidateSet, builder: &FeatureBuilder, ranker: &Ranker) ->
         }
         batches.push(start..end);
     }
-    let bar = progress::bar(set.len() as u64, "rank pairs");
     let scored = batches
         .into_par_iter()
         .map(|range| {
             let rows: Vec<usize> = range.collect();
             let started = Instant::now();
-            let features = builder.build(&rows);
+            let features = builder.build(set, &rows);
             let built = started.elapsed().as_secs_f64();
             let scores = ranker.predict(&features)?;
             bar.inc(rows.len() as u64);
             Ok((scores, built, started.elapsed().as_secs_f64() - built))
         })
         .collect::<Result<Vec<_>, PipelineError>>()?;
-    bar.finish_and_clear();
-    // Summed over the pool's threads: the split between building features and walking trees.
-    let (features_s, trees_s) = scored.iter().fold((0.0, 0.0), |(f, t), s| (f + s.1, t + s.2));
-    tracing::info!(
-        pairs = set.len(),
-        feature_thread_seconds = format!("{features_s:.2}"),
-        tree_thread_seconds = format!("{trees_s:.2}"),
-        "candidates scored"
-    );
+    for (_, features_s, trees_s) in &scored {
+        thread_seconds[0] += features_s;
+        thread_seconds[1] += trees_s;
+    }
     Ok(scored.into_iter().flat_map(|s| s.0).collect())
 }

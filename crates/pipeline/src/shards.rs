@@ -98,10 +98,10 @@ impl Shard {
         Ok(Self { index, count })
     }
 
-    /// The indices `0..n` this shard scores: a contiguous range in whole blocks of the scorer's
-    /// `QUERY_BLOCK`, so every user meets the same block neighbours as in a single-process run
-    /// and gets bit-identical scores (a lone query in a block takes another kernel), and the
-    /// parts concatenated in shard order are the single run's lists in its order. Scoring cost
+    /// The indices `0..n` this shard scores: a contiguous range, so the parts concatenated in
+    /// shard order are the single run's lists in its order (a query's scores do not depend on
+    /// the queries scored with it, so they are bit-identical too), in whole blocks of the
+    /// scorer's `QUERY_BLOCK`, so no shard scores a part-filled block but its last. Scoring cost
     /// per user does not depend on its index (every user is scored against the whole
     /// catalogue), so equal ranges are balanced ranges.
     pub fn range(self, n: usize) -> Range<usize> {

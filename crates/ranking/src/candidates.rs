@@ -17,6 +17,28 @@ pub struct SourceCandidates {
     pub ranks: Vec<u32>,
 }
 
+impl SourceCandidates {
+    /// Whether the entries come user by user (ascending), as every candidate model writes them:
+    /// what `users_in` needs.
+    pub fn is_grouped_by_user(&self) -> bool {
+        self.users.is_sorted()
+    }
+
+    /// The entries of the users in `users`, for an entry list grouped by user.
+    pub fn users_in(&self, users: std::ops::Range<u32>) -> SourceCandidates {
+        debug_assert!(self.is_grouped_by_user(), "users_in needs entries grouped by user");
+        let from = self.users.partition_point(|&u| u < users.start);
+        let to = self.users.partition_point(|&u| u < users.end);
+        SourceCandidates {
+            name: self.name.clone(),
+            users: self.users[from..to].to_vec(),
+            items: self.items[from..to].to_vec(),
+            scores: self.scores[from..to].to_vec(),
+            ranks: self.ranks[from..to].to_vec(),
+        }
+    }
+}
+
 /// The merged candidates: pairs grouped by user (ascending), items ascending within a user.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CandidateSet {

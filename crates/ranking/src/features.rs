@@ -145,28 +145,48 @@ impl FeatureMatrix {
     pub fn column(&self, c: usize) -> &[f64] {
         &self.data[c * self.rows..(c + 1) * self.rows]
     }
+
+    /// The rows of `parts` one after the other: the features of consecutive chunks of pairs
+    /// as one matrix.
+    ///
+    /// # Panics
+    /// If the parts do not have the same features.
+    pub fn concat(names: Vec<String>, parts: &[FeatureMatrix]) -> Self {
+        assert!(parts.iter().all(|p| p.names == names), "feature matrices with other features");
+        let rows = parts.iter().map(|p| p.rows).sum();
+        let mut data = Vec::with_capacity(rows * names.len());
+        for c in 0..names.len() {
+            for part in parts {
+                data.extend_from_slice(part.column(c));
+            }
+        }
+        Self { names, rows, data }
+    }
 }
 
+/// Builds the features of candidate pairs of any `CandidateSet` merged from the same sources,
+/// so the ranking stage can merge and describe its users a chunk at a time.
 pub struct FeatureBuilder<'a> {
-    set: &'a CandidateSet,
     inputs: FeatureInputs<'a>,
+    sources: Vec<String>,
     /// Computed once: every user's block needs the width.
     names: Vec<String>,
 }
 
 impl<'a> FeatureBuilder<'a> {
-    pub fn new(set: &'a CandidateSet, inputs: FeatureInputs<'a>) -> Self {
-        let names = Self::feature_names(set, &inputs);
-        Self { set, inputs, names }
+    /// For sets merged from sources named `sources`, in that order.
+    pub fn new(sources: &[String], inputs: FeatureInputs<'a>) -> Self {
+        let names = Self::feature_names(sources, &inputs);
+        Self { inputs, sources: sources.to_vec(), names }
     }
 
     pub fn names(&self) -> &[String] {
         &self.names
     }
 
-    fn feature_names(set: &CandidateSet, inputs: &FeatureInputs) -> Vec<String> {
+    fn feature_names(sources: &[String], inputs: &FeatureInputs) -> Vec<String> {
         let mut names = Vec::new();
-        for s in set.sources() {
+        for s in sources {
             names.push(format!("{s}_score"));
             names.push(format!("{s}_rank"));
         }
@@ -179,21 +199,25 @@ impl<'a> FeatureBuilder<'a> {
         names
     }
 
-    /// The features of candidate pairs `rows` (ascending pair indices), in that order.
-    pub fn build(&self, rows: &[usize]) -> FeatureMatrix {
+    /// The features of candidate pairs `rows` (ascending pair indices of `set`), in that order.
+    ///
+    /// # Panics
+    /// If `set` was not merged from the sources the builder was made for.
+    pub fn build(&self, set: &CandidateSet, rows: &[usize]) -> FeatureMatrix {
+        assert_eq!(set.sources(), self.sources, "candidate set from other sources than the feature builder's");
         let names = self.names.clone();
         let width = names.len();
         // Runs of rows of one user: the user's history is summarised once per run.
         let mut runs = Vec::new();
         let mut start = 0;
         while start < rows.len() {
-            let g = self.set.group_of(rows[start]);
-            let end = self.set.group(g).end;
+            let g = set.group_of(rows[start]);
+            let end = set.group(g).end;
             let stop = start + rows[start..].partition_point(|&p| p < end);
             runs.push((g, start..stop));
             start = stop;
         }
-        let blocks: Vec<Vec<f64>> = runs.par_iter().map(|(g, r)| self.user_block(*g, &rows[r.clone()])).collect();
+        let blocks: Vec<Vec<f64>> = runs.par_iter().map(|(g, r)| self.user_block(set, *g, &rows[r.clone()])).collect();
         let mut data = vec![0.0; rows.len() * width];
         let mut row = 0;
         for block in &blocks {
@@ -207,10 +231,10 @@ impl<'a> FeatureBuilder<'a> {
         FeatureMatrix { names, rows: rows.len(), data }
     }
 
-    /// Row-major features of `pairs`, all of user group `g`.
-    fn user_block(&self, g: usize, pairs: &[usize]) -> Vec<f64> {
+    /// Row-major features of `pairs`, all of user group `g` of `set`.
+    fn user_block(&self, set: &CandidateSet, g: usize, pairs: &[usize]) -> Vec<f64> {
         let inputs = &self.inputs;
-        let user = self.set.users()[g] as usize;
+        let user = set.users()[g] as usize;
         let groups = &inputs.groups;
         // Listens per item-feature value (e.g. per artist) in the user's train history.
         let (mut per_value, mut total) = (HashMap::<u32, f32>::new(), 0f32);
@@ -235,12 +259,12 @@ impl<'a> FeatureBuilder<'a> {
         let mut out = Vec::with_capacity(pairs.len() * self.names.len());
         let mut shares = vec![f64::NAN; groups.names.len()];
         for &p in pairs {
-            let item = self.set.items()[p] as usize;
-            for (s, r) in self.set.scores(p).iter().zip(self.set.ranks(p)) {
+            let item = set.items()[p] as usize;
+            for (s, r) in set.scores(p).iter().zip(set.ranks(p)) {
                 out.push(f64::from(*s));
                 out.push(f64::from(*r));
             }
-            out.push(self.set.scores(p).iter().filter(|s| !s.is_nan()).count() as f64);
+            out.push(set.scores(p).iter().filter(|s| !s.is_nan()).count() as f64);
             out.extend(inputs.users.columns.iter().map(|c| c.get(user).copied().unwrap_or(f64::NAN)));
             out.extend(inputs.items.columns.iter().map(|c| c.get(item).copied().unwrap_or(f64::NAN)));
             // NaN where the track has no value in a group or the user no history.
@@ -329,8 +353,8 @@ mod tests {
             recent: &recent,
             embedding: &embedding,
         };
-        let builder = FeatureBuilder::new(&set, inputs);
-        let m = builder.build(&[0]);
+        let builder = FeatureBuilder::new(set.sources(), inputs);
+        let m = builder.build(&set, &[0]);
         let value = |name: &str| m.column(m.names.iter().position(|n| n == name).unwrap())[0];
         assert_eq!(value("a_rank"), 1.0);
         assert_eq!(value("n_sources"), 2.0);
