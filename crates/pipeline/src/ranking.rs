@@ -17,14 +17,14 @@ use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, UInt32Type, UInt64Type};
 use arrow_schema::DataType;
+use indicatif::ProgressBar;
 use musicrec_data::parquet_io::{self, for_each_batch, read_batches};
 use musicrec_data::{CsrMatrix, DataError, IdEncoder};
-use indicatif::ProgressBar;
 use musicrec_models::{Als, Recommendations, Recommender};
 use musicrec_ranking::features::recent_items;
 use musicrec_ranking::{
-    CandidateSet, EntityColumns, FeatureBuilder, FeatureInputs, FeatureMatrix, ItemEmbedding, ItemGroups, Ranker, RankerParams,
-    SourceCandidates,
+    CandidateSet, EntityColumns, FeatureBuilder, FeatureInputs, FeatureMatrix, ItemEmbedding, ItemGroups, Ranker,
+    RankerParams, SourceCandidates,
 };
 use rayon::prelude::*;
 use serde_json::json;
@@ -231,8 +231,9 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     // data's size, 1.3M users × ~160 pairs). Users are independent in every step, so the
     // result does not depend on the chunk size.
     let chunks = user_chunks(n_old, cfg.users_per_chunk);
-    let merge_chunk =
-        |users: &Range<u32>| CandidateSet::merge(&sources.iter().map(|s| s.users_in(users.clone())).collect::<Vec<_>>());
+    let merge_chunk = |users: &Range<u32>| {
+        CandidateSet::merge(&sources.iter().map(|s| s.users_in(users.clone())).collect::<Vec<_>>())
+    };
     let target = evaluator.relevance(EvalWindow::Target);
     let test = evaluator.relevance(EvalWindow::Test);
     let (mut pairs, mut candidate_users, mut found) = (0, 0, [0usize; 2]);
