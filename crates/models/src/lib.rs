@@ -21,6 +21,8 @@ pub mod item2item;
 pub mod params;
 pub mod popular;
 pub mod recommendations;
+#[cfg(target_arch = "x86_64")]
+mod score_panels;
 mod simd;
 #[cfg(test)]
 mod test_fixture;

@@ -1,10 +1,10 @@
 //! Batched top-K over query × candidate scores, for all queries at once: dot products, or
 //! negated manhattan distances (Item2Item's metric that no product expresses).
 //!
-//! Queries are taken in blocks; each block is scored against a block of candidates (dot: one
-//! dense product, GEMM; manhattan: a SIMD scan of every pair, the query block staying in L1)
-//! into a buffer that fits in cache, and each query's row of that buffer
-//! is scanned straight away into a small selection of its best `n`. The full queries ×
+//! Queries are taken in blocks; each block is scored against a block of candidates (on
+//! AVX-512 CPUs by `score_panels`; else dot: one dense product, `matrixmultiply`'s GEMM,
+//! manhattan: a SIMD scan of every pair, the query block staying in L1) into a buffer that
+//! fits in cache, and each query's row of that buffer is scanned straight away into a small selection of its best `n`. The full queries ×
 //! candidates matrix never exists: memory stays at a few blocks per thread, whatever the
 //! number of users and items. Blocks of queries run in parallel on the current rayon pool.
 //!
@@ -15,6 +15,14 @@
 use rayon::prelude::*;
 
 use crate::dense::mul_transposed;
+#[cfg(target_arch = "x86_64")]
+use crate::score_panels::{PanelScorer, TILE_CANDIDATES};
+
+/// The candidates copied for the AVX-512 kernel (x86-64 only).
+#[cfg(target_arch = "x86_64")]
+type Panels = PanelScorer;
+#[cfg(not(target_arch = "x86_64"))]
+type Panels = std::convert::Infallible;
 use crate::recommendations::Recommendations;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::Avx2Fma;
@@ -25,6 +33,9 @@ use crate::simd::{Portable, Simd};
 pub const QUERY_BLOCK: usize = 64;
 /// Candidates scored together: a QUERY_BLOCK × CANDIDATE_BLOCK score buffer is 512 KiB.
 const CANDIDATE_BLOCK: usize = 2048;
+// The panel kernel scores candidate blocks that start on its tiles.
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(CANDIDATE_BLOCK.is_multiple_of(TILE_CANDIDATES));
 
 /// The rows queries are scored against.
 #[derive(Debug, Clone, Copy)]
@@ -50,9 +61,6 @@ impl Kernel {
     /// (both row-major with `dim` values per row).
     fn score(self, queries: &[f32], candidates: &[f32], m: usize, dim: usize, n: usize, out: &mut [f32]) {
         match self {
-            // Always the GEMM, even for a block of one query: its kernel sums every score in the
-            // same order whatever the block's size, so a query's scores do not depend on which
-            // queries share its block (sharded and compacted calls give bit-identical lists).
             Kernel::Dot => mul_transposed(queries, candidates, m, dim, n, out),
             Kernel::NegManhattan => {
                 #[cfg(target_arch = "x86_64")]
@@ -144,12 +152,17 @@ pub fn top_k_by<'v>(
     let dim = candidates.dim;
     assert_eq!(candidates.vectors.len(), candidates.ids.len() * dim, "candidate matrix shape");
     debug_assert!(candidates.ids.windows(2).all(|w| w[0] < w[1]), "candidate ids must be strictly ascending");
+    // Copied once per search; every block of queries reads the same panels.
+    #[cfg(target_arch = "x86_64")]
+    let panels = PanelScorer::for_candidates(candidates.vectors, dim);
+    #[cfg(not(target_arch = "x86_64"))]
+    let panels: Option<Panels> = None;
     let blocks: Vec<Recommendations> = queries
         .par_chunks(QUERY_BLOCK)
         .enumerate()
         .map(|(block, chunk)| {
             let first = block * QUERY_BLOCK;
-            top_k_block(kernel, chunk, first, &vector, &excluded, candidates, n)
+            top_k_block(kernel, panels.as_ref(), chunk, first, &vector, &excluded, candidates, n)
         })
         .collect();
     let mut out = Recommendations::new();
@@ -159,8 +172,10 @@ pub fn top_k_by<'v>(
     out
 }
 
+#[allow(clippy::too_many_arguments)]
 fn top_k_block<'v>(
     kernel: Kernel,
+    panels: Option<&Panels>,
     chunk: &[u32],
     first: usize,
     vector: &(impl Fn(usize) -> Option<&'v [f32]> + Sync),
@@ -189,7 +204,18 @@ fn top_k_block<'v>(
         let end = (start + CANDIDATE_BLOCK).min(total);
         let width = end - start;
         let ids = &candidates.ids[start..end];
-        kernel.score(&packed, &candidates.vectors[start * dim..end * dim], scored.len(), dim, width, &mut scores);
+        match panels {
+            #[cfg(target_arch = "x86_64")]
+            Some(panels) => panels.scores(kernel, &packed, scored.len(), start..end, &mut scores),
+            _ => kernel.score(
+                &packed,
+                &candidates.vectors[start * dim..end * dim],
+                scored.len(),
+                dim,
+                width,
+                &mut scores,
+            ),
+        }
         for (q, (selection, pending)) in selections.iter_mut().zip(&mut pending).enumerate() {
             scan_skipping(selection, &scores[q * width..(q + 1) * width], ids, pending);
         }
