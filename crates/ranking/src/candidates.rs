@@ -208,6 +208,41 @@ mod tests {
     }
 
     #[test]
+    fn users_in_cuts_a_user_range_and_merging_the_cuts_gives_the_whole() {
+        let a = source("a", &[(1, 10, 0.9), (1, 11, 0.5), (3, 10, 0.7), (4, 12, 0.1)]);
+        let b = source("b", &[(0, 11, 2.0), (1, 12, 1.0), (2, 10, 3.0), (4, 12, 0.3)]);
+        assert!(a.is_grouped_by_user() && b.is_grouped_by_user());
+        assert!(!source("c", &[(2, 1, 0.0), (1, 1, 0.0)]).is_grouped_by_user());
+        let cut = a.users_in(1..4);
+        assert_eq!((cut.users, cut.items, cut.ranks), (vec![1, 1, 3], vec![10, 11, 10], vec![1, 2, 1]));
+        assert!(a.users_in(5..9).users.is_empty());
+        let whole = CandidateSet::merge(&[a.clone(), b.clone()]);
+        let mut parts = Vec::new();
+        for users in [0..2, 2..3, 3..5] {
+            let part = CandidateSet::merge(&[a.users_in(users.clone()), b.users_in(users)]);
+            parts.extend((0..part.len()).map(|p| {
+                let user = part.users()[part.group_of(p)];
+                (user, part.items()[p], part.scores(p).to_vec(), part.ranks(p).to_vec())
+            }));
+        }
+        let expected: Vec<_> = (0..whole.len())
+            .map(|p| {
+                let user = whole.users()[whole.group_of(p)];
+                (user, whole.items()[p], whole.scores(p).to_vec(), whole.ranks(p).to_vec())
+            })
+            .collect();
+        // NaN != NaN: compare the bits.
+        let bits = |rows: &[(u32, u32, Vec<f32>, Vec<f32>)]| -> Vec<(u32, u32, Vec<u32>, Vec<u32>)> {
+            rows.iter()
+                .map(|(u, i, s, r)| {
+                    (*u, *i, s.iter().map(|x| x.to_bits()).collect(), r.iter().map(|x| x.to_bits()).collect())
+                })
+                .collect()
+        };
+        assert_eq!(bits(&parts), bits(&expected));
+    }
+
+    #[test]
     fn merge_is_an_outer_join_that_keeps_missing_as_missing() {
         let a = source("a", &[(1, 10, 0.9), (1, 11, 0.5), (3, 10, 0.7)]);
         let b = source("b", &[(1, 11, 2.0), (1, 12, 1.0), (2, 10, 3.0)]);
