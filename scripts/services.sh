@@ -54,12 +54,19 @@ ensure_venv() {
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"
 }
 
+# Runs a server in the state directory, replacing the calling (background) shell so `$!` is
+# the server's pid. Not the caller's directory: a server started from a checkout that is later
+# deleted fails every request that resolves a path (MLflow's artifact listing calls getcwd).
+serve_from_state() {
+    cd "$STATE" && exec nohup "$@"
+}
+
 start_s3() {
     if running s3; then return; fi
     log "starting the S3 server on 127.0.0.1:$S3_PORT"
     # The first actions (creating the IAM user, its key, its policy) run unauthenticated;
     # everything after them must be signed with that user's key.
-    INITIAL_NO_AUTH_ACTION_COUNT=3 nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" \
+    serve_from_state env INITIAL_NO_AUTH_ACTION_COUNT=3 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" \
         >"$STATE/s3.log" 2>&1 &
     echo $! >"$STATE/s3.pid"
     wait_http s3 "http://127.0.0.1:$S3_PORT/moto-api/" 30
@@ -95,10 +102,10 @@ start_mlflow() {
     fi
     read -r key secret <<<"$(credentials)"
     log "starting MLflow on 127.0.0.1:$MLFLOW_PORT (backend $db, artifacts s3://$MLFLOW_BUCKET/)"
-    AWS_ACCESS_KEY_ID="$key" AWS_SECRET_ACCESS_KEY="$secret" AWS_DEFAULT_REGION=us-east-1 \
+    serve_from_state env AWS_ACCESS_KEY_ID="$key" AWS_SECRET_ACCESS_KEY="$secret" AWS_DEFAULT_REGION=us-east-1 \
         MLFLOW_S3_ENDPOINT_URL="http://127.0.0.1:$S3_PORT" \
         MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
-        nohup "$VENV/bin/mlflow" server --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 \
+        "$VENV/bin/mlflow" server --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 \
         --backend-store-uri "${db/postgresql:/postgresql+psycopg:}" \
         --serve-artifacts --artifacts-destination "s3://$MLFLOW_BUCKET/artifacts" \
         >"$STATE/mlflow.log" 2>&1 &
