@@ -129,8 +129,8 @@ struct Tile<'a> {
 }
 
 impl Tile<'_> {
-    #[target_feature(enable = "avx512f")]
     /// `MANHATTAN`: each score is `−Σ|q_d − c_d|`, else `Σ q_d·c_d` (fused).
+    #[target_feature(enable = "avx512f")]
     unsafe fn run<const ROWS: usize, const MANHATTAN: bool>(self) {
         let dim = self.dim;
         assert!(self.queries.len() >= ROWS * dim && self.panel.len() >= 2 * LANES * dim, "tile shapes");
@@ -203,7 +203,8 @@ mod tests {
                     } else {
                         a.iter().zip(b).fold(0f32, |s, (x, y)| x.mul_add(*y, s))
                     };
-                    prop_assert_eq!(out[q * width + c - first].to_bits(), expected.to_bits(), "query {} candidate {}", q, c);
+                    let got = out[q * width + c - first];
+                    prop_assert_eq!(got.to_bits(), expected.to_bits(), "query {} candidate {}", q, c);
                 }
             }
         }

@@ -4,9 +4,10 @@
 //! Queries are taken in blocks; each block is scored against a block of candidates (on
 //! AVX-512 CPUs by `score_panels`; else dot: one dense product, `matrixmultiply`'s GEMM,
 //! manhattan: a SIMD scan of every pair, the query block staying in L1) into a buffer that
-//! fits in cache, and each query's row of that buffer is scanned straight away into a small selection of its best `n`. The full queries ×
-//! candidates matrix never exists: memory stays at a few blocks per thread, whatever the
-//! number of users and items. Blocks of queries run in parallel on the current rayon pool.
+//! fits in cache, and each query's row of that buffer is scanned straight away into a small
+//! selection of its best `n`. The full queries × candidates matrix never exists: memory stays
+//! at a few blocks per thread, whatever the number of users and items. Blocks of queries run
+//! in parallel on the current rayon pool.
 //!
 //! Order: higher score first; equal scores by ascending candidate id, so results are
 //! deterministic. Only scores greater than −∞ are returned (finite factors never give NaN or
@@ -15,18 +16,18 @@
 use rayon::prelude::*;
 
 use crate::dense::mul_transposed;
+use crate::recommendations::Recommendations;
 #[cfg(target_arch = "x86_64")]
 use crate::score_panels::{PanelScorer, TILE_CANDIDATES};
+#[cfg(target_arch = "x86_64")]
+use crate::simd::Avx2Fma;
+use crate::simd::{Portable, Simd};
 
 /// The candidates copied for the AVX-512 kernel (x86-64 only).
 #[cfg(target_arch = "x86_64")]
 type Panels = PanelScorer;
 #[cfg(not(target_arch = "x86_64"))]
 type Panels = std::convert::Infallible;
-use crate::recommendations::Recommendations;
-#[cfg(target_arch = "x86_64")]
-use crate::simd::Avx2Fma;
-use crate::simd::{Portable, Simd};
 
 /// Queries scored together: one GEMM's rows, and the unit of parallel work. A caller that
 /// splits its queries at multiples of it scores every query exactly as one call would.
