@@ -1,4 +1,4 @@
-"""The `preprocess` stage (SPEC §2.1) on Apache Spark, for data past one machine.
+"""The `preprocess` stage (docs/pipeline.md#preprocess) on Apache Spark, for data past one machine.
 
 Same inputs (the Yandex Music layout), same outputs and the same manifest as
 crates/pipeline/src/preprocess.rs, so `musicrec run --stages matrices,...` continues from it:
@@ -109,10 +109,10 @@ class Store:
 
 
 def read_input(spark, store, data, file, columns):
-    """Reads `data/file`, checking the columns exist with acceptable types (SPEC §1)."""
+    """Reads `data/file`, checking the columns exist with acceptable types (docs/data.md#layout)."""
     path = f"{data}/{file}"
     if not store.exists(path):
-        raise InputError(f"{path}: file not found; expected a parquet file `{file}` in {data} (SPEC §1 layout)")
+        raise InputError(f"{path}: file not found; expected a parquet file `{file}` in {data} (docs/data.md#layout)")
     df = spark.read.parquet(path)
     fields = {f.name: f.dataType for f in df.schema.fields}
     for column, kind in columns:

@@ -31,9 +31,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write a deterministic synthetic data set in the Yandex Music layout.
+    /// Write a deterministic synthetic data set in the Yandex Music layout (docs/data.md).
     Generate {
-        /// Size of the data set: tiny | small | medium | yandex.
+        /// Size of the data set: tiny (tests), small (the default demo), medium (~10× small) or
+        /// yandex (the real data set's size: ~1.37M users, 1M tracks, 220M events).
         #[arg(long, default_value = "small")]
         scale: Scale,
         /// Seed; the same seed gives the same bytes.
@@ -44,7 +45,8 @@ enum Command {
         #[arg(long)]
         out: String,
     },
-    /// Run pipeline stages (all of them by default) and print where the results are.
+    /// Run pipeline stages (all of them by default) and print where the results are; with
+    /// `report`, the headline metrics table too (docs/pipeline.md).
     Run {
         /// Input data directory or s3://bucket/prefix; default: the embedded synthetic data set
         /// (config data.path).
@@ -56,13 +58,16 @@ enum Command {
         /// YAML configuration file layered over the defaults (see `musicrec config`).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Comma-separated stages to run, e.g. preprocess,matrices; default: every stage.
+        /// Comma-separated stages to run, in any order (they run in pipeline order): preprocess,
+        /// eda, matrices, features, als, bpr, item2item, top_items, ranking, report; default:
+        /// every stage.
         #[arg(long)]
         stages: Option<String>,
         #[command(flatten)]
         sharding: ShardingArgs,
     },
-    /// Evaluate a recommendations parquet file (user_id, track_id, rank) on a window.
+    /// Evaluate a recommendations parquet file (user_id, track_id, rank) on a window of a
+    /// finished run and print the metrics (docs/metrics.md) as JSON.
     Evaluate {
         /// Recommendations: parquet with columns user_id, track_id, rank (score optional); a
         /// path or s3://bucket/key.
@@ -82,7 +87,8 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Serve recommendations over HTTP from a pipeline run's artifacts (SIGHUP or
-    /// POST /admin/reload loads them again).
+    /// POST /admin/reload loads them again); the API is in docs/service.md and at
+    /// GET /openapi.json.
     Serve {
         /// Artifacts (directory or s3://bucket/prefix) of the run to serve; on S3 a reload
         /// mirrors a newer run first.
@@ -95,9 +101,10 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Load-test a running service with the five request groups (old, old+events, new,
-    /// new+events, invalid); prints throughput, latency percentiles and status counts, and
-    /// fails if any answer was not as expected.
+    /// Load-test a running service with the five request groups (old 40 %, old+events 20 %,
+    /// new 20 %, new+events 10 %, invalid 10 %); prints throughput, latency percentiles per
+    /// group and request kind, status counts and items by source, and fails if any answer was
+    /// not as expected (docs/service.md#load-test).
     Loadtest {
         /// The service, e.g. http://127.0.0.1:8080.
         #[arg(long)]
@@ -150,7 +157,10 @@ struct ShardingArgs {
 
 #[derive(Subcommand)]
 enum BenchCommand {
-    /// Candidate models vs implicit/scikit-learn: fit time ratios and test NDCG side by side.
+    /// Candidate models and the ranker vs the Python reference (implicit, scikit-learn,
+    /// CatBoost) on the same data, split, parameters and threads: time ratios (fit; for
+    /// Item2Item fit + recommend for the test window's users), test NDCG@10 of both and our
+    /// recommendation throughput, written to bench.json (bench/README.md).
     Models {
         #[command(flatten)]
         args: bench::BenchModels,
