@@ -43,7 +43,7 @@ fn assert_refused_before_work(data: &Path, env: &[(&str, &str)], needles: &[&str
 fn fixture() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    common::fixture::write_fixture(&data);
+    fixture::write_fixture(&data);
     (tmp, data)
 }
 

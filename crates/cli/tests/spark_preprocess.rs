@@ -39,7 +39,7 @@ fn table(path: &Path) -> (Vec<String>, Vec<String>) {
     let mut rows = Vec::new();
     for batch in &batches {
         let options = FormatOptions::default();
-        let formatters: Vec<ArrayFormatter> =
+        let formatters: Vec<ArrayFormatter<'_>> =
             batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
         rows.extend(
             (0..batch.num_rows())
@@ -95,7 +95,7 @@ fn spark_preprocess_on_two_executors_equals_the_rust_stage() {
     generate_tiny(&tiny, 5);
     compare(&tiny, &tmp.path().join("tiny-out"));
     let hand = tmp.path().join("hand");
-    common::fixture::write_fixture(&hand);
+    fixture::write_fixture(&hand);
     compare(&hand, &tmp.path().join("hand-out"));
 }
 
@@ -105,7 +105,7 @@ fn spark_preprocess_refuses_bad_input_naming_it_and_publishes_nothing() {
     use arrow_array::{Date32Array, Int32Array, Int64Array};
     let tmp = tempfile::tempdir().unwrap();
     let (data, art) = (tmp.path().join("hand"), tmp.path().join("artifacts"));
-    common::fixture::write_fixture(&data);
+    fixture::write_fixture(&data);
     write_parquet(
         &data.join("interactions.parquet"),
         vec![

@@ -332,7 +332,7 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
 /// seconds spent building features and walking trees to `thread_seconds`.
 fn predict_all(
     set: &CandidateSet,
-    builder: &FeatureBuilder,
+    builder: &FeatureBuilder<'_>,
     ranker: &Ranker,
     bar: &ProgressBar,
     thread_seconds: &mut [f64; 2],

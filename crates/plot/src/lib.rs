@@ -121,7 +121,7 @@ fn axis_label(scale: Scale, v: f64, span: f64) -> String {
 fn render(
     title: &str,
     height: u32,
-    draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<(), Box<dyn Error>>,
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), Box<dyn Error>>,
 ) -> Result<Vec<u8>, PlotError> {
     static FONT_ONCE: Once = Once::new();
     FONT_ONCE.call_once(|| {
@@ -246,7 +246,7 @@ pub fn grouped_bars(
 }
 
 /// Lines with optional log axes and vertical markers.
-pub fn lines(spec: &LineChart) -> Result<Vec<u8>, PlotError> {
+pub fn lines(spec: &LineChart<'_>) -> Result<Vec<u8>, PlotError> {
     let mapped: Vec<Vec<(f64, f64)>> = spec
         .lines
         .iter()

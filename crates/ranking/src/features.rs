@@ -184,7 +184,7 @@ impl<'a> FeatureBuilder<'a> {
         &self.names
     }
 
-    fn feature_names(sources: &[String], inputs: &FeatureInputs) -> Vec<String> {
+    fn feature_names(sources: &[String], inputs: &FeatureInputs<'_>) -> Vec<String> {
         let mut names = Vec::new();
         for s in sources {
             names.push(format!("{s}_score"));

@@ -48,7 +48,7 @@ impl RankedLists {
 
     /// Heap bytes held.
     pub fn bytes(&self) -> usize {
-        (self.offsets.capacity() + self.items.capacity()) * std::mem::size_of::<u32>()
+        (self.offsets.capacity() + self.items.capacity()) * size_of::<u32>()
     }
 }
 

@@ -166,7 +166,7 @@ pub fn read_manifest(dir: &Path) -> Result<Option<GenerateSummary>, SynthError> 
 /// Streams the users' listening out chunk by chunk: a window of chunks is generated in
 /// parallel while the previous window is written, in chunk order, so memory stays bounded by
 /// two windows whatever the data size.
-fn write_interactions(model: &ListeningModel, users: u64, path: &Path) -> Result<StatsAccumulator, SynthError> {
+fn write_interactions(model: &ListeningModel<'_>, users: u64, path: &Path) -> Result<StatsAccumulator, SynthError> {
     let mut sink = ParquetSink::create(path, interactions_schema())?;
     let mut accumulator = StatsAccumulator::default();
     let progress = ProgressBar::new(users);
