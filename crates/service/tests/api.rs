@@ -3,22 +3,15 @@
 
 mod common;
 
-use common::{ADMIN_TOKEN, TestServer, admin_config, config, limited, write_artifacts, write_ranking};
+use common::{ADMIN_TOKEN, TestServer, admin_config, config, limited, serve_hand_made, write_artifacts, write_ranking};
 use musicrec_config::{RateLimitStore, ServiceConfig};
 use musicrec_pipeline::Artifacts;
 use musicrec_service::{Server, Settings};
 use serde_json::json;
 
-async fn served() -> (tempfile::TempDir, TestServer) {
-    let dir = tempfile::tempdir().unwrap();
-    write_artifacts(dir.path(), "run-1");
-    let server = TestServer::start(dir.path(), config()).await;
-    (dir, server)
-}
-
 #[tokio::test]
 async fn endpoints_answer_in_json() {
-    let (_dir, server) = served().await;
+    let (_dir, server) = serve_hand_made(config()).await;
     let (status, body) = server.get("/similar?track_id=100&k=4").await;
     assert_eq!(status, 200);
     let similar: Vec<(i64, &str)> = body["similar"]
@@ -59,7 +52,7 @@ async fn endpoints_answer_in_json() {
 
 #[tokio::test]
 async fn every_bad_request_is_a_4xx_naming_the_problem() {
-    let (_dir, server) = served().await;
+    let (_dir, server) = serve_hand_made(config()).await;
     for (path, status, names) in [
         ("/recommendations", 400, "user_id"),
         ("/recommendations?user_id=abc", 400, "abc"),
@@ -114,9 +107,7 @@ async fn every_bad_request_is_a_4xx_naming_the_problem() {
 
 #[tokio::test]
 async fn over_the_in_memory_rate_limits_is_a_429_with_retry_after() {
-    let dir = tempfile::tempdir().unwrap();
-    write_artifacts(dir.path(), "run-1");
-    let server = TestServer::start(dir.path(), limited(config())).await;
+    let (_dir, server) = serve_hand_made(limited(config())).await;
     common::assert_rate_limits(&server).await;
     server.stop().await;
 }
@@ -125,15 +116,13 @@ async fn over_the_in_memory_rate_limits_is_a_429_with_retry_after() {
 /// still limits with this instance's budgets, and counts every failed Redis call.
 #[tokio::test]
 async fn a_redis_limiter_that_cannot_reach_redis_falls_back_to_local_budgets() {
-    let dir = tempfile::tempdir().unwrap();
-    write_artifacts(dir.path(), "run-1");
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("redis://{}", closed.local_addr().unwrap());
     drop(closed);
     let mut config = limited(config());
     config.redis_url = Some(url);
     config.rate_limits.store = RateLimitStore::Redis;
-    let server = TestServer::start(dir.path(), config).await;
+    let (_dir, server) = serve_hand_made(config).await;
     common::assert_rate_limits(&server).await;
     let errors = server.state.metrics.redis_errors_rate_limits.load(std::sync::atomic::Ordering::Relaxed);
     // Every check of a budget (10 requests) failed over to local budgets; /popular (unlimited)
@@ -146,9 +135,7 @@ async fn a_redis_limiter_that_cannot_reach_redis_falls_back_to_local_budgets() {
 
 #[tokio::test]
 async fn admin_reload_needs_the_configured_token() {
-    let dir = tempfile::tempdir().unwrap();
-    write_artifacts(dir.path(), "run-1");
-    let disabled = TestServer::start(dir.path(), config()).await;
+    let (dir, disabled) = serve_hand_made(config()).await;
     let (status, body, _) = disabled.reload(Some(ADMIN_TOKEN)).await;
     assert_eq!(status, 403, "{body}");
     assert!(body["error"].as_str().unwrap().contains("service.admin_token"), "{body}");
@@ -189,9 +176,7 @@ async fn a_missing_or_broken_artifact_set_is_a_clear_startup_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_reload_under_load_drops_nothing_and_refuses_a_broken_set() {
-    let dir = tempfile::tempdir().unwrap();
-    write_artifacts(dir.path(), "run-1");
-    let server = TestServer::start(dir.path(), admin_config()).await;
+    let (dir, server) = serve_hand_made(admin_config()).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
     for worker in 0..4 {

@@ -2,13 +2,11 @@
 
 mod common;
 
-use common::{TestServer, config, expect, write_artifacts};
+use common::{config, expect, serve_hand_made};
 
 #[tokio::test]
 async fn old_user_without_listens_gets_the_offline_list() {
-    let dir = tempfile::tempdir().unwrap();
-    write_artifacts(dir.path(), "run-1");
-    let server = TestServer::start(dir.path(), config()).await;
+    let (_dir, server) = serve_hand_made(config()).await;
     let want = expect(&[(110, "offline"), (100, "offline"), (111, "offline"), (112, "offline"), (113, "offline")]);
     assert_eq!(server.recommend(1, 10).await, want);
     assert_eq!(server.recommend(1, 2).await, want[..2]);
@@ -17,18 +15,14 @@ async fn old_user_without_listens_gets_the_offline_list() {
 
 #[tokio::test]
 async fn new_user_without_listens_gets_the_popular_list() {
-    let dir = tempfile::tempdir().unwrap();
-    write_artifacts(dir.path(), "run-1");
-    let server = TestServer::start(dir.path(), config()).await;
+    let (_dir, server) = serve_hand_made(config()).await;
     assert_eq!(server.recommend(99, 10).await, expect(&[(119, "popular"), (117, "popular"), (118, "popular")]));
     server.stop().await;
 }
 
 #[tokio::test]
 async fn old_user_with_listens_gets_online_then_offline_round_robin() {
-    let dir = tempfile::tempdir().unwrap();
-    write_artifacts(dir.path(), "run-1");
-    let server = TestServer::start(dir.path(), config()).await;
+    let (_dir, server) = serve_hand_made(config()).await;
     server.listen(1, 104).await;
     server.listen(1, 100).await;
     // Recent listens newest first: 100, 104. ALS: 100 → 101 102 103, 104 → 105 106, by rank
@@ -53,9 +47,7 @@ async fn old_user_with_listens_gets_online_then_offline_round_robin() {
 
 #[tokio::test]
 async fn new_user_with_listens_gets_online_then_popular_round_robin() {
-    let dir = tempfile::tempdir().unwrap();
-    write_artifacts(dir.path(), "run-1");
-    let server = TestServer::start(dir.path(), config()).await;
+    let (_dir, server) = serve_hand_made(config()).await;
     server.listen(99, 100).await;
     let want = expect(&[(101, "als"), (119, "popular"), (107, "bpr"), (117, "popular"), (102, "als")]);
     assert_eq!(server.recommend(99, 5).await, want);
@@ -64,9 +56,7 @@ async fn new_user_with_listens_gets_online_then_popular_round_robin() {
 
 #[tokio::test]
 async fn fold_in_adds_a_personal_source_after_one_listen() {
-    let dir = tempfile::tempdir().unwrap();
-    write_artifacts(dir.path(), "run-1");
-    let server = TestServer::start(dir.path(), musicrec_service_config_with_fold_in()).await;
+    let (_dir, server) = serve_hand_made(musicrec_service_config_with_fold_in()).await;
     server.listen(99, 117).await;
     let recs = server.recommend(99, 10).await;
     // 117 has no similar tracks; the fold-in scores the tracks with ALS factors (117, 118,

@@ -307,6 +307,14 @@ impl TestServer {
     }
 }
 
+/// The hand-made artifact set (run id `run-1`) in a temporary directory, served with `config`.
+pub async fn serve_hand_made(config: ServiceConfig) -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    write_artifacts(dir.path(), "run-1");
+    let server = TestServer::start(dir.path(), config).await;
+    (dir, server)
+}
+
 /// `[(track, source)]` from a compact literal.
 pub fn expect(items: &[(i64, &str)]) -> Vec<(i64, String)> {
     items.iter().map(|&(t, s)| (t, s.to_string())).collect()

@@ -1,9 +1,7 @@
 //! `musicrec serve` refuses what it cannot serve with exit code 2 and a message naming it.
 //! (The service itself is tested through HTTP in crates/service/tests.)
 
-mod common;
-
-use common::{musicrec, stderr};
+use crate::common::{musicrec, stderr};
 
 #[test]
 fn serve_refuses_a_missing_artifact_set_and_a_bad_address() {

@@ -3,32 +3,32 @@
 //! and the same matrices downstream. Needs Java 17+ and scripts/spark.sh's venv (created on
 //! first use, ~40 s), hence ignored in the quick suite and run by .ci/run.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
-use common::*;
 use musicrec_data::parquet_io::read_batches;
+
+use crate::common::*;
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
-/// Runs the Spark job on `data` into `art` on a local cluster of two one-core executors.
-fn spark_preprocess(data: &Path, art: &Path) {
-    let out = Command::new(format!("{REPO}/scripts/spark.sh"))
-        .args(["submit", "--master", "local-cluster[2,1,1024]", "--conf", "spark.ui.enabled=false"])
+/// The Spark job on `data` into `art`, on the Spark `master` given.
+fn spark_submit(master: &str, data: &Path, art: &Path) -> Output {
+    Command::new(format!("{REPO}/scripts/spark.sh"))
+        .args(["submit", "--master", master, "--conf", "spark.ui.enabled=false"])
         .arg(format!("{REPO}/engines/spark/preprocess.py"))
         .args(["--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap()])
         .output()
-        .expect("scripts/spark.sh runs");
-    assert!(out.status.success(), "the Spark job failed:\n{}", stderr(&out));
-    assert!(stdout(&out).contains("(2 executors)"), "two executors took part: {}", stdout(&out));
+        .expect("scripts/spark.sh runs")
 }
 
-fn manifest(art: &Path, stage: &str) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(art.join(stage).join("manifest.json")).unwrap()).unwrap()
+/// Runs the Spark job on `data` into `art` on a local cluster of two one-core executors.
+fn spark_preprocess(data: &Path, art: &Path) {
+    let out = spark_submit("local-cluster[2,1,1024]", data, art);
+    assert!(out.status.success(), "the Spark job failed:\n{}", stderr(&out));
+    assert!(stdout(&out).contains("(2 executors)"), "two executors took part: {}", stdout(&out));
 }
 
 /// A table's column types and its rows as text, sorted (the engines may order events differently).
@@ -39,7 +39,7 @@ fn table(path: &Path) -> (Vec<String>, Vec<String>) {
     let mut rows = Vec::new();
     for batch in &batches {
         let options = FormatOptions::default();
-        let formatters: Vec<ArrayFormatter<'_>> =
+        let formatters: Vec<ArrayFormatter> =
             batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
         rows.extend(
             (0..batch.num_rows())
@@ -50,13 +50,13 @@ fn table(path: &Path) -> (Vec<String>, Vec<String>) {
     (types, rows)
 }
 
-fn compare(data: &Path, root: &Path) {
-    let (rust, spark) = (root.join("rust"), root.join("spark"));
-    let out = run_pipeline(data, &rust, Some("preprocess,matrices"), &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
+/// The Rust stages on `tiny` (in its artifacts directory), then Spark's preprocess beside them.
+fn compare(tiny: &RunDirs) {
+    let (data, rust, spark) = (&tiny.data, &tiny.art, tiny.scratch("spark"));
+    tiny.succeed(Some("preprocess,matrices"), &[]);
     spark_preprocess(data, &spark);
 
-    let (r, s) = (manifest(&rust, "preprocess"), manifest(&spark, "preprocess"));
+    let (r, s) = (manifest(rust, "preprocess"), manifest(&spark, "preprocess"));
     let files = |m: &serde_json::Value| -> BTreeMap<String, u64> {
         m["outputs"]
             .as_array()
@@ -68,7 +68,7 @@ fn compare(data: &Path, root: &Path) {
     assert_eq!(files(&s), files(&r), "the same files with the same row counts");
     for file in files(&r).keys() {
         let path = |art: &Path| art.join("preprocess").join(file);
-        assert_eq!(table(&path(&spark)), table(&path(&rust)), "{file}: column types and rows");
+        assert_eq!(table(&path(&spark)), table(&path(rust)), "{file}: column types and rows");
     }
     for (key, value) in r["summary"].as_object().unwrap() {
         assert_eq!(&s["summary"][key], value, "summary {key}");
@@ -80,7 +80,7 @@ fn compare(data: &Path, root: &Path) {
     assert!(out.status.success(), "{}", stderr(&out));
     for file in ["user_item.csr", "item_feature.csr", "users.parquet", "items.parquet", "features.parquet"] {
         let read = |art: &Path| std::fs::read(art.join("matrices").join(file)).unwrap();
-        assert!(read(&spark) == read(&rust), "matrices/{file} differs");
+        assert!(read(&spark) == read(rust), "matrices/{file} differs");
     }
     assert!(files_under(&spark.join(".staging")).is_empty(), "no staging left behind");
 }
@@ -88,24 +88,18 @@ fn compare(data: &Path, root: &Path) {
 #[test]
 #[ignore = "needs Java 17+ and scripts/spark.sh's venv (run by .ci/run)"]
 fn spark_preprocess_on_two_executors_equals_the_rust_stage() {
-    let tmp = tempfile::tempdir().unwrap();
     // Generated data, and the hand-made set: an unknown track, new users, millisecond
     // timestamps with times of day, narrow and unsigned integer types.
-    let tiny = tmp.path().join("tiny");
-    generate_tiny(&tiny, 5);
-    compare(&tiny, &tmp.path().join("tiny-out"));
-    let hand = tmp.path().join("hand");
-    fixture::write_fixture(&hand);
-    compare(&hand, &tmp.path().join("hand-out"));
+    compare(&TinyRun::generated(5).prepare());
+    compare(&TinyRun::hand_made().prepare());
 }
 
 #[test]
 #[ignore = "needs Java 17+ and scripts/spark.sh's venv (run by .ci/run)"]
 fn spark_preprocess_refuses_bad_input_naming_it_and_publishes_nothing() {
     use arrow_array::{Date32Array, Int32Array, Int64Array};
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("hand"), tmp.path().join("artifacts"));
-    fixture::write_fixture(&data);
+    let hand = TinyRun::hand_made().prepare();
+    let (data, art) = (&hand.data, &hand.art);
     write_parquet(
         &data.join("interactions.parquet"),
         vec![
@@ -116,12 +110,7 @@ fn spark_preprocess_refuses_bad_input_naming_it_and_publishes_nothing() {
         ],
     );
     // One local JVM is enough to see the refusal.
-    let out = Command::new(format!("{REPO}/scripts/spark.sh"))
-        .args(["submit", "--master", "local[2]", "--conf", "spark.ui.enabled=false"])
-        .arg(format!("{REPO}/engines/spark/preprocess.py"))
-        .args(["--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap()])
-        .output()
-        .expect("scripts/spark.sh runs");
+    let out = spark_submit("local[2]", data, art);
     // spark-submit passes the Python driver's stderr on through its stdout.
     let err = stdout(&out) + &stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");

@@ -3,8 +3,6 @@
 //! history and downloadable artifacts), artifacts straight to S3 for an `s3://` experiment,
 //! and a server that goes away mid-run.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
@@ -12,10 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::mlflow::*;
-use common::*;
 use musicrec_tracking::mlflow_key;
 use serde_json::{Value, json};
+
+use crate::common::mlflow::*;
+use crate::common::*;
 
 const ENV: [(&str, &str); 6] = [
     ("MUSICREC__ALS__FACTORS", "8"),
@@ -27,8 +26,7 @@ const ENV: [(&str, &str); 6] = [
 ];
 
 fn local_record(art: &Path, pipeline_run: &str, stage: &str) -> Value {
-    let path = art.join("runs").join(format!("{pipeline_run}-{stage}.json"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    json_file(&art.join("runs").join(format!("{pipeline_run}-{stage}.json")))
 }
 
 /// The pipeline run id `musicrec run` printed ("run <id> on <data>").
@@ -42,23 +40,21 @@ fn pipeline_run_id(out: &std::process::Output) -> String {
 #[ignore = "needs scripts/services.sh start (run by .ci/run)"]
 fn a_full_tiny_run_is_in_mlflow_with_params_metrics_losses_and_artifacts() {
     let rest = Rest::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    generate_tiny(&data, 11);
     let experiment = unique("full");
     let uri = server();
-    let mut env = ENV.to_vec();
-    env.extend([("MLFLOW_TRACKING_URI", uri.as_str()), ("MUSICREC__TRACKING__EXPERIMENT", experiment.as_str())]);
-    let out = run_pipeline(&data, &art, None, &env);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(!stderr(&out).contains("not sent"), "{}", stderr(&out));
-    let pipeline_run = pipeline_run_id(&out);
+    let tiny = TinyRun::generated(11)
+        .config(&ENV)
+        .config(&[("MLFLOW_TRACKING_URI", uri.as_str()), ("MUSICREC__TRACKING__EXPERIMENT", experiment.as_str())])
+        .build();
+    let (art, out) = (&tiny.art, tiny.output());
+    assert!(!stderr(out).contains("not sent"), "{}", stderr(out));
+    let pipeline_run = pipeline_run_id(out);
 
     let experiment_id = rest.experiment_id(&experiment);
     let (children, parents) = rest.runs(&experiment_id);
     assert_eq!(parents.len(), 1, "one MLflow run per pipeline run");
     let parent = &parents[0];
-    assert!(stdout(&out).contains(&format!("mlflow: {uri}/#/experiments/{experiment_id}/runs/{}", run_id(parent))));
+    assert!(stdout(out).contains(&format!("mlflow: {uri}/#/experiments/{experiment_id}/runs/{}", run_id(parent))));
     assert_eq!(parent["info"]["status"], "FINISHED");
     assert_eq!(tag(parent, "pipeline_run_id").as_deref(), Some(pipeline_run.as_str()));
     assert_eq!(pairs(parent, "params")["als.factors"], "8", "the pipeline's run holds the whole configuration");
@@ -71,7 +67,7 @@ fn a_full_tiny_run_is_in_mlflow_with_params_metrics_losses_and_artifacts() {
     assert_eq!(children.keys().map(String::as_str).collect::<Vec<_>>(), stages);
     for (stage, run) in &children {
         let id = run_id(run);
-        let record = local_record(&art, &pipeline_run, stage);
+        let record = local_record(art, &pipeline_run, stage);
         assert_eq!(record["mlflow"]["run_id"], id.as_str(), "{stage}: the local record links its MLflow run");
         assert_eq!(run["info"]["status"], "FINISHED", "{stage}");
         assert_eq!(tag(run, "mlflow.parentRunId"), Some(run_id(parent)), "{stage}");
@@ -129,7 +125,7 @@ fn a_full_tiny_run_is_in_mlflow_with_params_metrics_losses_and_artifacts() {
             .map(|m| (m["step"].as_i64().unwrap_or(0), m["value"].as_f64().unwrap()))
             .collect();
         points.sort_by_key(|p| p.0);
-        let local = local_record(&art, &pipeline_run, stage)["metric_history"]["loss"].clone();
+        let local = local_record(art, &pipeline_run, stage)["metric_history"]["loss"].clone();
         let local: Vec<f64> = local.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         assert_eq!(points.iter().map(|p| p.0).collect::<Vec<_>>(), (0..iterations).collect::<Vec<_>>(), "{stage}");
         assert_eq!(points.iter().map(|p| p.1).collect::<Vec<_>>(), local, "{stage}");
@@ -150,15 +146,13 @@ fn artifacts_go_straight_to_s3_for_an_s3_experiment() {
         rest.post("api/2.0/mlflow/experiments/create", &json!({"name": experiment, "artifact_location": location}));
     let experiment_id = created["experiment_id"].as_str().unwrap().to_string();
 
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    generate_tiny(&data, 12);
     let uri = server();
-    let mut env = ENV.to_vec();
-    env.extend([("MLFLOW_TRACKING_URI", uri.as_str()), ("MUSICREC__TRACKING__EXPERIMENT", experiment.as_str())]);
-    let out = run_pipeline(&data, &art, Some("preprocess,eda"), &env);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(!stderr(&out).contains("not sent"), "{}", stderr(&out));
+    let tiny = TinyRun::generated(12)
+        .stages("preprocess,eda")
+        .config(&ENV)
+        .config(&[("MLFLOW_TRACKING_URI", uri.as_str()), ("MUSICREC__TRACKING__EXPERIMENT", experiment.as_str())])
+        .build();
+    assert!(!stderr(tiny.output()).contains("not sent"), "{}", stderr(tiny.output()));
 
     let (children, _) = rest.runs(&experiment_id);
     let eda = &children["eda"];
@@ -166,7 +160,7 @@ fn artifacts_go_straight_to_s3_for_an_s3_experiment() {
     assert!(root.starts_with(&format!("{location}/")), "{root}");
     let files = rest.artifacts(&run_id(eda));
     assert!(files.contains(&"report.md".to_string()) && files.iter().any(|f| f.ends_with(".png")), "{files:?}");
-    assert_eq!(rest.download(&run_id(eda), "report.md"), std::fs::read(art.join("eda/report.md")).unwrap());
+    assert_eq!(rest.download(&run_id(eda), "report.md"), std::fs::read(tiny.art.join("eda/report.md")).unwrap());
 }
 
 /// Forwards TCP connections to `target` until the client has sent `trigger` and the answer to
@@ -270,16 +264,15 @@ fn a_server_that_dies_mid_run_loses_nothing_locally() {
     let forwarder = Forwarder::start(target, b"/api/2.0/mlflow/runs/update");
     let uri = format!("http://127.0.0.1:{}", forwarder.port);
 
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    generate_tiny(&data, 13);
     let experiment = unique("down");
-    let mut env = ENV.to_vec();
-    env.extend([("MLFLOW_TRACKING_URI", uri.as_str()), ("MUSICREC__TRACKING__EXPERIMENT", experiment.as_str())]);
     let stages = ["preprocess", "eda", "matrices", "features"];
-    let out = run_pipeline(&data, &art, Some(&stages.join(",")), &env);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let err = stderr(&out);
+    let tiny = TinyRun::generated(13)
+        .stages(&stages.join(","))
+        .config(&ENV)
+        .config(&[("MLFLOW_TRACKING_URI", uri.as_str()), ("MUSICREC__TRACKING__EXPERIMENT", experiment.as_str())])
+        .build();
+    let (art, out) = (&tiny.art, tiny.output());
+    let err = stderr(out);
     assert!(err.contains("MLflow unreachable: the rest of this run is recorded locally only"), "{err}");
     assert!(err.contains(&format!("warning: MLflow at {uri} did not get")), "{err}");
     for stage in &stages[1..] {
@@ -288,9 +281,9 @@ fn a_server_that_dies_mid_run_loses_nothing_locally() {
     assert!(err.contains("not sent: pipeline run: status"), "{err}");
 
     // Locally, every stage is complete.
-    let pipeline_run = pipeline_run_id(&out);
+    let pipeline_run = pipeline_run_id(out);
     for stage in stages {
-        let record = local_record(&art, &pipeline_run, stage);
+        let record = local_record(art, &pipeline_run, stage);
         assert_eq!(record["status"], "finished", "{stage}");
         assert!(!record["metrics"].as_object().unwrap().is_empty(), "{stage}: {record}");
         assert_eq!(record["mlflow"].is_null(), stage != "preprocess", "{stage}: {record}");
@@ -303,7 +296,7 @@ fn a_server_that_dies_mid_run_loses_nothing_locally() {
     assert_eq!(preprocess["info"]["status"], "FINISHED", "{err}");
     assert_eq!(
         pairs(preprocess, "metrics").len(),
-        local_record(&art, &pipeline_run, "preprocess")["metrics"].as_object().unwrap().len() + 1
+        local_record(art, &pipeline_run, "preprocess")["metrics"].as_object().unwrap().len() + 1
     );
     assert_eq!(parents.len(), 1);
     assert_eq!(parents[0]["info"]["status"], "RUNNING", "the server was gone when the pipeline's run ended");

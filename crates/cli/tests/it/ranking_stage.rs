@@ -2,45 +2,30 @@
 //! recommendations never repeat a listen or a track, the ranker's files have the shapes the
 //! report and the service read, and the manifest carries candidate recall and training time.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, UInt32Type};
-use common::*;
+use arrow_array::types::UInt32Type;
 use musicrec_data::parquet_io::read_batches;
 
-fn column_i64(batches: &[arrow_array::RecordBatch], name: &str) -> Vec<i64> {
-    batches.iter().flat_map(|b| b.column_by_name(name).unwrap().as_primitive::<Int64Type>().values().to_vec()).collect()
-}
-
-fn read_json(path: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use crate::common::*;
 
 #[test]
 fn ranking_writes_final_recommendations_importances_and_metrics() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    generate_tiny(&data, 7);
-    let env = [
-        ("MUSICREC__ALS__FACTORS", "16"),
-        ("MUSICREC__ALS__ITERATIONS", "5"),
-        ("MUSICREC__BPR__FACTORS", "16"),
-        ("MUSICREC__BPR__ITERATIONS", "20"),
-        ("MUSICREC__RANKING__ITERATIONS", "30"),
-        ("MUSICREC__RANKING__TOP_N", "15"),
-    ];
-    let out = run_pipeline(&data, &art, None, &env);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let tiny = TinyRun::generated(7)
+        .config(&[
+            ("MUSICREC__ALS__FACTORS", "16"),
+            ("MUSICREC__ALS__ITERATIONS", "5"),
+            ("MUSICREC__BPR__FACTORS", "16"),
+            ("MUSICREC__BPR__ITERATIONS", "20"),
+            ("MUSICREC__RANKING__ITERATIONS", "30"),
+            ("MUSICREC__RANKING__TOP_N", "15"),
+        ])
+        .build();
+    let art = &tiny.art;
     let dir = art.join("ranking");
 
-    let train = read_batches(&art.join("preprocess/train.parquet")).unwrap();
-    let mut heard: HashMap<i64, HashSet<i64>> = HashMap::new();
-    for (u, t) in column_i64(&train, "user_id").into_iter().zip(column_i64(&train, "track_id")) {
-        heard.entry(u).or_default().insert(t);
-    }
+    let heard = train_history(art);
     let recs = read_batches(&dir.join("recommendations.parquet")).unwrap();
     let (users, tracks) = (column_i64(&recs, "user_id"), column_i64(&recs, "track_id"));
     let ranks: Vec<u32> = recs
@@ -61,13 +46,13 @@ fn ranking_writes_final_recommendations_importances_and_metrics() {
         assert_eq!(list.iter().map(|e| e.1).collect::<HashSet<_>>().len(), list.len(), "no duplicate for {user}");
     }
 
-    let metrics = read_json(&dir.join("metrics.json"));
+    let metrics = json_file(&dir.join("metrics.json"));
     for window in ["target", "test"] {
         let ndcg = metrics[window]["ndcg@10"].as_f64().unwrap();
         assert!(ndcg > 0.0 && ndcg <= 1.0, "{window} NDCG {ndcg}");
         assert_eq!(metrics[window]["novelty@10"].as_f64().unwrap(), 1.0);
     }
-    let importances = read_json(&dir.join("feature_importances.json"));
+    let importances = json_file(&dir.join("feature_importances.json"));
     let values: Vec<f64> = importances.as_array().unwrap().iter().map(|f| f["importance"].as_f64().unwrap()).collect();
     assert!(values.windows(2).all(|w| w[0] >= w[1]), "sorted descending");
     let names: Vec<&str> = importances.as_array().unwrap().iter().map(|f| f["feature"].as_str().unwrap()).collect();
@@ -76,8 +61,8 @@ fn ranking_writes_final_recommendations_importances_and_metrics() {
     }
     assert!(dir.join("model.json").is_file());
 
-    let manifest = read_json(&dir.join("manifest.json"));
-    let summary = &manifest["summary"];
+    let published = manifest(art, "ranking");
+    let summary = &published["summary"];
     for window in ["target", "test"] {
         let recall = summary["candidate_recall"][window].as_f64().unwrap();
         assert!(recall > 0.0 && recall <= 1.0, "{window} candidate recall {recall}");
@@ -85,17 +70,15 @@ fn ranking_writes_final_recommendations_importances_and_metrics() {
     assert!(summary["train_seconds"].as_f64().unwrap() >= 0.0);
 
     // The evaluate command agrees with the stage's own judgement of its recommendations.
-    let out = evaluate(&dir.join("recommendations.parquet"), "test", &art, None);
+    let out = evaluate(&dir.join("recommendations.parquet"), "test", art, None);
     assert!(out.status.success(), "{}", stderr(&out));
     let judged: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(judged["test"]["ndcg@10"], metrics["test"]["ndcg@10"]);
 
     // Merging and scoring the users a few at a time changes nothing but memory.
     assert_eq!(summary["user_chunks"], 1);
-    let chunked_env: Vec<_> = env.iter().copied().chain([("MUSICREC__RANKING__USERS_PER_CHUNK", "7")]).collect();
-    let out = run_pipeline(&data, &art, Some("ranking"), &chunked_env);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let chunked = read_json(&dir.join("manifest.json"));
+    tiny.succeed(Some("ranking"), &[("MUSICREC__RANKING__USERS_PER_CHUNK", "7")]);
+    let chunked = manifest(art, "ranking");
     assert!(chunked["summary"]["user_chunks"].as_u64().unwrap() > 10, "{}", chunked["summary"]);
     for key in ["candidate_pairs", "candidate_users", "candidate_recall", "training_rows", "metrics"] {
         assert_eq!(chunked["summary"][key], summary[key], "{key}");

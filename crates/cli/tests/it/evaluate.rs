@@ -1,11 +1,9 @@
 //! `musicrec evaluate` judges a recommendations file on a window of a finished run, with the
 //! metrics of SPEC §3; values checked by hand on the fixture.
 
-mod common;
-
 use arrow_array::{Float32Array, Int64Array};
-use common::fixture::write_fixture;
-use common::*;
+
+use crate::common::*;
 
 fn recs(path: &std::path::Path, rows: &[(i64, i64, i64)]) {
     write_parquet(
@@ -21,22 +19,19 @@ fn recs(path: &std::path::Path, rows: &[(i64, i64, i64)]) {
 
 #[test]
 fn metrics_by_hand_on_the_test_window() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    write_fixture(&data);
-    let out = run_pipeline(&data, &art, Some("preprocess,matrices,features"), &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let tiny = TinyRun::hand_made().stages("preprocess,matrices,features").build();
+    let art = &tiny.art;
 
     // Test window: user 1 played 40, new user 4 played 30. Rows deliberately out of rank order;
     // user 2 is not in the window and user 999 is unknown: both ignored.
-    let file = tmp.path().join("recs.parquet");
+    let file = tiny.scratch("recs.parquet");
     recs(&file, &[(1, 50, 2), (1, 40, 1), (4, 30, 2), (4, 10, 1), (2, 10, 1), (999, 10, 1)]);
-    let run = |k: &str| {
-        let out = evaluate(&file, "test", &art, Some(k));
+    let judge = |k: &str| {
+        let out = evaluate(&file, "test", art, Some(k));
         assert!(out.status.success(), "{}", stderr(&out));
         serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()["test"].clone()
     };
-    let m = run("2");
+    let m = judge("2");
     let close = |key: &str, want: f64| {
         let got = m[key].as_f64().unwrap_or_else(|| panic!("{key} missing in {m}"));
         assert!((got - want).abs() < 1e-9, "{key}: {got} != {want}");
@@ -48,28 +43,28 @@ fn metrics_by_hand_on_the_test_window() {
     close("coverage_item@2", 1.0);
     close("novelty@2", 1.0);
     assert_eq!(m["evaluated_users"], 2);
-    let m1 = run("1");
+    let m1 = judge("1");
     assert_eq!(m1["precision@1"].as_f64().unwrap(), 0.5);
     assert_eq!(m1["ndcg@1"].as_f64().unwrap(), 0.5);
 
     // Bad files: an unknown track, a missing column, a repeated pair.
     recs(&file, &[(1, 40, 1), (1, 77, 2), (4, 78, 1)]);
-    let out = evaluate(&file, "test", &art, None);
+    let out = evaluate(&file, "test", art, None);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("2 row(s) name tracks that are not in the catalogue"), "{}", stderr(&out));
     recs(&file, &[(1, 40, 1), (1, 40, 2)]);
-    let out = evaluate(&file, "target", &art, None);
+    let out = evaluate(&file, "target", art, None);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("repeat a track"), "{}", stderr(&out));
     write_parquet(
         &file,
         vec![("user_id", arr(Int64Array::from(vec![1]))), ("track_id", arr(Int64Array::from(vec![40])))],
     );
-    let out = evaluate(&file, "test", &art, None);
+    let out = evaluate(&file, "test", art, None);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("missing column `rank`"), "{}", stderr(&out));
     recs(&file, &[(1, 40, 1)]);
-    let out = evaluate(&file, "test", &tmp.path().join("none"), None);
+    let out = evaluate(&file, "test", &tiny.scratch("none"), None);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("`evaluate` needs the outputs of stage `preprocess`"), "{}", stderr(&out));
 }

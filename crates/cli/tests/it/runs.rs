@@ -2,12 +2,11 @@
 //! (`runs list`, `runs show`, `runs compare`), a failed stage with its error, and a tracking
 //! server that cannot be reached costs nothing but a warning.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
 use serde_json::Value;
+
+use crate::common::*;
 
 /// Small models keep the debug-build test quick; ALS reports its loss so a history exists.
 const ENV: [(&str, &str); 5] = [
@@ -42,20 +41,17 @@ fn listed(art: &Path) -> Vec<(String, String, String, String)> {
 }
 
 fn record(art: &Path, id: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(art.join("runs").join(format!("{id}.json"))).unwrap()).unwrap()
+    json_file(&art.join("runs").join(format!("{id}.json")))
 }
 
 #[test]
 fn every_stage_is_recorded_listed_shown_and_compared() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    generate_tiny(&data, 3);
-    let out = run_pipeline(&data, &art, None, &ENV);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains(&format!("run records: {}", art.join("runs/").display())), "{}", stdout(&out));
-    assert!(!stdout(&out).contains("mlflow:"), "no server configured, none named");
+    let tiny = TinyRun::generated(3).config(&ENV).build();
+    let (art, printed) = (&tiny.art, stdout(tiny.output()));
+    assert!(printed.contains(&format!("run records: {}", art.join("runs/").display())), "{printed}");
+    assert!(!printed.contains("mlflow:"), "no server configured, none named");
 
-    let rows = listed(&art);
+    let rows = listed(art);
     let stages: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
     assert_eq!(
         stages,
@@ -65,7 +61,7 @@ fn every_stage_is_recorded_listed_shown_and_compared() {
         assert_eq!(status, "finished", "{line}");
         let model = ["als", "bpr", "item2item", "top_items", "ranking"].contains(&stage.as_str());
         assert_eq!(line.contains("test.ndcg@10"), model, "{line}");
-        let r = record(&art, id);
+        let r = record(art, id);
         assert_eq!((r["stage"].as_str(), r["status"].as_str()), (Some(stage.as_str()), Some("finished")));
         assert!(r["artifacts"].as_array().unwrap().iter().any(|a| a == &format!("{stage}/manifest.json")), "{r}");
         let tags = &r["tags"];
@@ -74,10 +70,10 @@ fn every_stage_is_recorded_listed_shown_and_compared() {
         assert!(commit == "unknown" || commit.len() == 40, "{commit}");
     }
     let als = &rows[4].0;
-    let pipeline_run = record(&art, als)["pipeline_run_id"].as_str().unwrap().to_string();
-    assert!(rows.iter().all(|r| record(&art, &r.0)["pipeline_run_id"] == pipeline_run.as_str()));
+    let pipeline_run = record(art, als)["pipeline_run_id"].as_str().unwrap().to_string();
+    assert!(rows.iter().all(|r| record(art, &r.0)["pipeline_run_id"] == pipeline_run.as_str()));
 
-    let out = runs(&["show", als], &art);
+    let out = runs(&["show", als], art);
     assert!(out.status.success(), "{}", stderr(&out));
     let shown = stdout(&out);
     for needle in ["status    finished", "als.factors", "test.ndcg@10", "history loss (3 steps)", "data_fingerprint"] {
@@ -87,17 +83,14 @@ fn every_stage_is_recorded_listed_shown_and_compared() {
     assert!(factors_line.trim_end().ends_with(" 8"), "{factors_line}");
 
     // A second run of one stage with other parameters, compared with the first.
-    let mut env = ENV.to_vec();
-    env[0] = ("MUSICREC__ALS__FACTORS", "16");
-    let out = run_pipeline(&data, &art, Some("als"), &env);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rows = listed(&art);
+    tiny.succeed(Some("als"), &[("MUSICREC__ALS__FACTORS", "16")]);
+    let rows = listed(art);
     assert_eq!(rows.len(), 11);
     let (second, stage, status, _) = rows.last().unwrap();
     assert_eq!((stage.as_str(), status.as_str()), ("als", "finished"));
     assert_ne!(second, als);
 
-    let out = runs(&["compare", als, second], &art);
+    let out = runs(&["compare", als, second], art);
     assert!(out.status.success(), "{}", stderr(&out));
     let compared = stdout(&out);
     let line = |key: &str| {
@@ -115,28 +108,27 @@ fn every_stage_is_recorded_listed_shown_and_compared() {
 
 #[test]
 fn unknown_ids_and_failed_stages_are_explained() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    generate_tiny(&data, 4);
+    let tiny = TinyRun::generated(4).config(&ENV).prepare();
+    let art = &tiny.art;
 
-    let out = runs(&["list"], &art);
+    let out = runs(&["list"], art);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).starts_with("no runs recorded in"), "{}", stdout(&out));
 
     // `als` without its upstream stages fails; the record says so, with the error.
-    let out = run_pipeline(&data, &art, Some("als"), &ENV);
+    let out = tiny.pipeline(Some("als"), &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stdout(&out).contains("run records:"), "where the records went is said on failure too");
-    let rows = listed(&art);
+    let rows = listed(art);
     assert_eq!(rows.len(), 1);
     let (id, stage, status, _) = &rows[0];
     assert_eq!((stage.as_str(), status.as_str()), ("als", "failed"));
-    let out = runs(&["show", id], &art);
+    let out = runs(&["show", id], art);
     let shown = stdout(&out);
     assert!(shown.contains("status    failed") && shown.contains("error     stage `als` needs"), "{shown}");
 
     for args in [vec!["show", "no-such-run"], vec!["compare", id.as_str(), "no-such-run"]] {
-        let out = runs(&args, &art);
+        let out = runs(&args, art);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
         assert!(err.contains("no-such-run") && err.contains("musicrec runs list --artifacts"), "{err}");
@@ -147,27 +139,26 @@ fn unknown_ids_and_failed_stages_are_explained() {
 /// the end of the run says what was not sent.
 #[test]
 fn a_tracking_server_that_is_down_costs_a_warning_not_the_run() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    generate_tiny(&data, 5);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let uri = format!("http://127.0.0.1:{port}");
-    let mut env = ENV.to_vec();
-    env.push(("MLFLOW_TRACKING_URI", &uri));
-    let out = run_pipeline(&data, &art, Some("preprocess,eda,matrices"), &env);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let err = stderr(&out);
+    let tiny = TinyRun::generated(5)
+        .stages("preprocess,eda,matrices")
+        .config(&ENV)
+        .config(&[("MLFLOW_TRACKING_URI", &uri)])
+        .build();
+    let art = &tiny.art;
+    let err = stderr(tiny.output());
     assert!(err.contains("MLflow unreachable"), "{err}");
     assert!(err.contains(&format!("warning: MLflow at {uri} did not get 4 item(s)")), "{err}");
     for stage in ["preprocess", "eda", "matrices"] {
         assert!(err.contains(&format!("not sent: {stage}: run not sent (server unreachable)")), "{err}");
     }
-    let rows = listed(&art);
+    let rows = listed(art);
     assert_eq!(
         rows.iter().map(|r| (r.1.as_str(), r.2.as_str())).collect::<Vec<_>>(),
         [("preprocess", "finished"), ("eda", "finished"), ("matrices", "finished")]
     );
-    assert!(rows.iter().all(|r| record(&art, &r.0)["mlflow"].is_null()));
+    assert!(rows.iter().all(|r| record(art, &r.0)["mlflow"].is_null()));
 }
 
 /// A stand-in tracking server that accepts the experiment and runs but refuses every
@@ -230,25 +221,22 @@ fn refusing_server() -> String {
 /// summary, the others still go, and the local records are complete.
 #[test]
 fn a_tracking_server_that_refuses_items_costs_warnings_not_the_run() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    generate_tiny(&data, 6);
     let uri = refusing_server();
-    let mut env = ENV.to_vec();
-    env.push(("MLFLOW_TRACKING_URI", &uri));
-    let out = run_pipeline(&data, &art, Some("preprocess,eda"), &env);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let err = stderr(&out);
+    let tiny =
+        TinyRun::generated(6).stages("preprocess,eda").config(&ENV).config(&[("MLFLOW_TRACKING_URI", &uri)]).build();
+    let art = &tiny.art;
+    let err = stderr(tiny.output());
     assert!(!err.contains("unreachable"), "errors answered are not a dead server: {err}");
     assert!(err.contains("pipeline run: params: MLflow POST api/2.0/mlflow/runs/log-batch: HTTP 400"), "{err}");
     assert!(err.contains("pipeline run: artifact config.yaml: MLflow PUT artifact config.yaml: HTTP 500"), "{err}");
     assert!(err.contains("not sent: eda: 2 params,") && err.contains("INVALID_PARAMETER_VALUE: refused"), "{err}");
     assert!(err.contains("not sent: eda: artifact report.md") && err.contains("storage is full"), "{err}");
-    assert!(stdout(&out).contains(&format!("mlflow: {uri}/#/experiments/1/runs/r1")), "{}", stdout(&out));
-    let rows = listed(&art);
+    let printed = stdout(tiny.output());
+    assert!(printed.contains(&format!("mlflow: {uri}/#/experiments/1/runs/r1")), "{printed}");
+    let rows = listed(art);
     assert_eq!(rows.len(), 2);
     for (i, (id, _, status, _)) in rows.iter().enumerate() {
         assert_eq!(status, "finished");
-        assert_eq!(record(&art, id)["mlflow"]["run_id"], format!("r{}", i + 2), "stage runs were created");
+        assert_eq!(record(art, id)["mlflow"]["run_id"], format!("r{}", i + 2), "stage runs were created");
     }
 }

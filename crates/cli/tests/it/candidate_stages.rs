@@ -2,46 +2,37 @@
 //! artifact the ranker and the service need is present and well-formed, no candidate is a track the user already played,
 //! and the metrics file has the shape the report reads.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int64Type, UInt32Type};
-use common::*;
 use musicrec_data::parquet_io::read_batches;
 
-fn column_i64(batches: &[arrow_array::RecordBatch], name: &str) -> Vec<i64> {
-    batches.iter().flat_map(|b| b.column_by_name(name).unwrap().as_primitive::<Int64Type>().values().to_vec()).collect()
-}
+use crate::common::*;
 
 #[test]
 fn factor_model_stages_write_candidates_similar_tracks_model_and_metrics() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    generate_tiny(&data, 5);
-    let env = [
-        ("MUSICREC__ALS__FACTORS", "16"),
-        ("MUSICREC__ALS__ITERATIONS", "5"),
-        ("MUSICREC__ALS__N_CANDIDATES", "20"),
-        ("MUSICREC__BPR__FACTORS", "16"),
-        ("MUSICREC__BPR__ITERATIONS", "20"),
-        ("MUSICREC__BPR__N_CANDIDATES", "20"),
-    ];
-    let out = run_pipeline(&data, &art, None, &env);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let tiny = TinyRun::generated(5)
+        .config(&[
+            ("MUSICREC__ALS__FACTORS", "16"),
+            ("MUSICREC__ALS__ITERATIONS", "5"),
+            ("MUSICREC__ALS__N_CANDIDATES", "20"),
+            ("MUSICREC__BPR__FACTORS", "16"),
+            ("MUSICREC__BPR__ITERATIONS", "20"),
+            ("MUSICREC__BPR__N_CANDIDATES", "20"),
+        ])
+        .build();
 
-    let heard = train_history(&art);
+    let heard = train_history(&tiny.art);
     for model in ["als", "bpr"] {
-        check_candidates_and_metrics(&art, model, &heard);
-        check_similar_tracks(&art, model);
-        assert!(summary(&art, model).get("loss_per_iteration").is_none(), "{model}: losses only when asked");
+        check_candidates_and_metrics(&tiny.art, model, &heard);
+        check_similar_tracks(&tiny.art, model);
+        assert!(summary(&tiny.art, model).get("loss_per_iteration").is_none(), "{model}: losses only when asked");
     }
 }
 
 fn summary(art: &std::path::Path, stage: &str) -> serde_json::Value {
-    let manifest = std::fs::read_to_string(art.join(stage).join("manifest.json")).unwrap();
-    serde_json::from_str::<serde_json::Value>(&manifest).unwrap()["summary"].clone()
+    manifest(art, stage)["summary"].clone()
 }
 
 fn losses(art: &std::path::Path, stage: &str) -> Vec<f64> {
@@ -52,43 +43,30 @@ fn losses(art: &std::path::Path, stage: &str) -> Vec<f64> {
 
 #[test]
 fn report_loss_lists_the_training_loss_per_iteration_in_the_manifest() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    generate_tiny(&data, 5);
-    let env = [
-        ("MUSICREC__ALS__FACTORS", "16"),
-        ("MUSICREC__ALS__ITERATIONS", "6"),
-        ("MUSICREC__ALS__REPORT_LOSS", "true"),
-        ("MUSICREC__BPR__FACTORS", "16"),
-        ("MUSICREC__BPR__ITERATIONS", "10"),
-        ("MUSICREC__BPR__REPORT_LOSS", "true"),
-    ];
-    let out = run_pipeline(&data, &art, Some("preprocess,matrices,als,bpr"), &env);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let als = losses(&art, "als");
+    let tiny = TinyRun::generated(5)
+        .stages("preprocess,matrices,als,bpr")
+        .config(&[
+            ("MUSICREC__ALS__FACTORS", "16"),
+            ("MUSICREC__ALS__ITERATIONS", "6"),
+            ("MUSICREC__ALS__REPORT_LOSS", "true"),
+            ("MUSICREC__BPR__FACTORS", "16"),
+            ("MUSICREC__BPR__ITERATIONS", "10"),
+            ("MUSICREC__BPR__REPORT_LOSS", "true"),
+        ])
+        .build();
+    let als = losses(&tiny.art, "als");
     assert_eq!(als.len(), 6);
     assert!(als.windows(2).all(|w| w[1] < w[0]), "the ALS objective decreases every iteration: {als:?}");
     // SGD's epoch means need not fall every epoch, but training lowers them.
-    let bpr = losses(&art, "bpr");
+    let bpr = losses(&tiny.art, "bpr");
     assert_eq!(bpr.len(), 10);
     assert!(bpr.iter().all(|l| l.is_finite() && *l > 0.0) && bpr[9] < bpr[0], "{bpr:?}");
 }
 
-/// Every (user, track) the train window holds.
-fn train_history(art: &std::path::Path) -> HashMap<i64, HashSet<i64>> {
-    let train = read_batches(&art.join("preprocess/train.parquet")).unwrap();
-    let mut heard: HashMap<i64, HashSet<i64>> = HashMap::new();
-    for (u, t) in column_i64(&train, "user_id").into_iter().zip(column_i64(&train, "track_id")) {
-        heard.entry(u).or_default().insert(t);
-    }
-    heard
-}
-
 #[test]
 fn item2item_stage_writes_candidates_model_metrics_and_its_svd_facts() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    generate_tiny(&data, 7);
+    let tiny = TinyRun::generated(7).prepare();
+    let art = &tiny.art;
     for metric in ["manhattan", "cosine"] {
         let env = [
             ("MUSICREC__ITEM2ITEM__N_COMPONENTS", "16"),
@@ -96,12 +74,10 @@ fn item2item_stage_writes_candidates_model_metrics_and_its_svd_facts() {
             ("MUSICREC__ITEM2ITEM__N_CANDIDATES", "20"),
             ("MUSICREC__ITEM2ITEM__METRIC", metric),
         ];
-        let out = run_pipeline(&data, &art, Some("preprocess,matrices,item2item"), &env);
-        assert!(out.status.success(), "{}", stderr(&out));
-        check_candidates_and_metrics(&art, "item2item", &train_history(&art));
+        tiny.succeed(Some("preprocess,matrices,item2item"), &env);
+        check_candidates_and_metrics(art, "item2item", &train_history(art));
         assert!(!art.join("item2item/similar.parquet").exists(), "similar tracks come from ALS and BPR only");
-        let manifest: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(art.join("item2item/manifest.json")).unwrap()).unwrap();
+        let manifest = manifest(art, "item2item");
         let facts = &manifest["summary"]["model"];
         assert_eq!(facts["components"].as_f64(), Some(16.0), "{facts}");
         let explained = facts["explained_variance"].as_f64().unwrap();
@@ -145,8 +121,7 @@ fn check_candidates_and_metrics(art: &std::path::Path, model: &str, heard: &Hash
         assert_eq!(list.iter().map(|e| e.1).collect::<HashSet<_>>().len(), list.len(), "no duplicate for user {user}");
     }
 
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    let metrics = json_file(&dir.join("metrics.json"));
     for window in ["target", "test"] {
         for key in ["precision@10", "recall@10", "ndcg@10", "coverage_user@10", "coverage_item@10", "novelty@10"] {
             let v = metrics[window][key].as_f64().unwrap_or_else(|| panic!("{window}.{key} missing"));
@@ -177,11 +152,11 @@ fn check_similar_tracks(art: &std::path::Path, model: &str) {
 
 #[test]
 fn top_items_serves_new_users_and_never_repeats_a_listen() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    generate_tiny(&data, 6);
-    let out = run_pipeline(&data, &art, Some("preprocess,matrices,top_items"), &[("MUSICREC__TOP_ITEMS__TOP_N", "30")]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let tiny = TinyRun::generated(6)
+        .stages("preprocess,matrices,top_items")
+        .config(&[("MUSICREC__TOP_ITEMS__TOP_N", "30")])
+        .build();
+    let art = &tiny.art;
     let users = read_batches(&art.join("preprocess/users.parquet")).unwrap();
     let new_in_windows: HashSet<i64> = users
         .iter()
@@ -196,8 +171,7 @@ fn top_items_serves_new_users_and_never_repeats_a_listen() {
     let served: HashSet<i64> = column_i64(&cands, "user_id").into_iter().collect();
     assert!(new_in_windows.is_subset(&served), "every new user of a window gets popular tracks");
     assert!(!art.join("top_items/similar.parquet").exists(), "popularity has no similar tracks");
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(art.join("top_items/metrics.json")).unwrap()).unwrap();
+    let metrics = json_file(&art.join("top_items/metrics.json"));
     assert_eq!(metrics["test"]["coverage_user@10"].as_f64().unwrap(), 1.0);
     assert_eq!(metrics["test"]["novelty@10"].as_f64().unwrap(), 1.0);
 }

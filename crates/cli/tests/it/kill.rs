@@ -1,14 +1,12 @@
 //! kill -9 at any moment leaves, for every stage, either its previous complete outputs or
 //! none: never a manifest whose outputs are missing or of another size. A rerun then succeeds.
 
-mod common;
-
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
-use common::*;
 use musicrec_pipeline::Stage;
+
+use crate::common::*;
 
 /// Small models keep the debug-build test quick; the kill points cover every stage all the same.
 const ENV: [(&str, &str); 4] = [
@@ -38,30 +36,27 @@ fn complete_stages(art: &Path) -> usize {
 
 #[test]
 fn kill_at_any_moment_leaves_complete_outputs_or_none() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    generate_tiny(&data, 3);
-    let args = ["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap()];
+    let tiny = TinyRun::generated(3).config(&ENV).prepare();
+    let art = &tiny.art;
 
     let started = Instant::now();
-    let out = musicrec(&args, &ENV);
-    assert!(out.status.success(), "{}", stderr(&out));
+    tiny.succeed(None, &[]);
     let full = started.elapsed();
-    assert_eq!(complete_stages(&art), Stage::ALL.len());
+    assert_eq!(complete_stages(art), Stage::ALL.len());
 
     // Kill at evenly spaced moments of a full run, over the outputs of the previous runs.
     let start = |_| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_musicrec"));
-        command.args(args).env("RUST_LOG", "off").envs(ENV);
+        let mut command = tiny.command(&[], &[]);
+        command.env("RUST_LOG", "off");
         command
     };
     let kills = kill_at_spaced_moments(12, full, start, |_| {
-        complete_stages(&art);
+        complete_stages(art);
     });
     assert!(kills > 0, "no run was interrupted; the test did not test anything");
 
-    let out = musicrec(&args, &ENV);
+    let out = tiny.pipeline(None, &[]);
     assert!(out.status.success(), "a rerun after kills must succeed: {}", stderr(&out));
-    assert_eq!(complete_stages(&art), Stage::ALL.len());
+    assert_eq!(complete_stages(art), Stage::ALL.len());
     assert!(!art.join(".staging").exists(), "abandoned staging directories are cleaned up");
 }

@@ -1,31 +1,29 @@
 //! Every bad input gets a clear error naming the file, the column and how many rows are bad,
 //! exit code 2, and nothing is written.
 
-mod common;
-
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow_array::{Date32Array, Int16Array, Int32Array, Int64Array, StringArray};
-use common::*;
 
-/// Runs preprocess on `data` and checks the failure: exit 2, every `needles` in stderr; returns
-/// stderr and the files written under the artifacts directory.
-fn refused(data: &Path, env: &[(&str, &str)], needles: &[&str]) -> (String, Vec<std::path::PathBuf>) {
-    let art = data.parent().unwrap().join("artifacts");
-    let out = run_pipeline(data, &art, None, env);
+use crate::common::*;
+
+/// Runs preprocess on the hand-made data and checks the failure: exit 2, every `needles` in
+/// stderr; returns stderr and the files written under the artifacts directory.
+fn refused(tiny: &RunDirs, env: &[(&str, &str)], needles: &[&str]) -> (String, Vec<PathBuf>) {
+    let out = tiny.pipeline(None, env);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "stderr: {err}");
     for needle in needles {
         assert!(err.contains(needle), "expected {needle:?} in: {err}");
     }
     assert!(!err.contains("panicked"), "{err}");
-    (err, files_under(&art))
+    (err, files_under(&tiny.art))
 }
 
 /// `refused`, by the preprocess stage: nothing written under the artifacts directory but the
 /// failed stage's run record, which holds the error.
-fn assert_refused(data: &Path, env: &[(&str, &str)], needles: &[&str]) {
-    let (err, files) = refused(data, env, needles);
+fn assert_refused(tiny: &RunDirs, env: &[(&str, &str)], needles: &[&str]) {
+    let (err, files) = refused(tiny, env, needles);
     let [record] = files.as_slice() else { panic!("nothing but the run record may be written: {files:?}") };
     assert!(record.to_string_lossy().ends_with("-preprocess.json"), "{}", record.display());
     let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(record).unwrap()).unwrap();
@@ -35,16 +33,9 @@ fn assert_refused(data: &Path, env: &[(&str, &str)], needles: &[&str]) {
 }
 
 /// `refused` before any stage starts: nothing written at all.
-fn assert_refused_before_work(data: &Path, env: &[(&str, &str)], needles: &[&str]) {
-    let (_, files) = refused(data, env, needles);
-    assert_eq!(files, Vec::<std::path::PathBuf>::new(), "nothing may be written");
-}
-
-fn fixture() -> (tempfile::TempDir, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    fixture::write_fixture(&data);
-    (tmp, data)
+fn assert_refused_before_work(tiny: &RunDirs, env: &[(&str, &str)], needles: &[&str]) {
+    let (_, files) = refused(tiny, env, needles);
+    assert_eq!(files, Vec::<PathBuf>::new(), "nothing may be written");
 }
 
 fn interactions(data: &Path, columns: Vec<(&str, arrow_array::ArrayRef)>) {
@@ -53,16 +44,16 @@ fn interactions(data: &Path, columns: Vec<(&str, arrow_array::ArrayRef)>) {
 
 #[test]
 fn missing_file() {
-    let (_tmp, data) = fixture();
-    std::fs::remove_file(data.join("tracks.parquet")).unwrap();
-    assert_refused(&data, &[], &["tracks.parquet", "file not found"]);
+    let tiny = TinyRun::hand_made().prepare();
+    std::fs::remove_file(tiny.data.join("tracks.parquet")).unwrap();
+    assert_refused(&tiny, &[], &["tracks.parquet", "file not found"]);
 }
 
 #[test]
 fn missing_column() {
-    let (_tmp, data) = fixture();
+    let tiny = TinyRun::hand_made().prepare();
     interactions(
-        &data,
+        &tiny.data,
         vec![
             ("user_id", arr(Int32Array::from(vec![1]))),
             ("track_id", arr(Int32Array::from(vec![10]))),
@@ -70,7 +61,7 @@ fn missing_column() {
         ],
     );
     assert_refused(
-        &data,
+        &tiny,
         &[],
         &["interactions.parquet", "missing column `started_at`", "user_id, track_id, track_seq"],
     );
@@ -78,9 +69,9 @@ fn missing_column() {
 
 #[test]
 fn wrong_type() {
-    let (_tmp, data) = fixture();
+    let tiny = TinyRun::hand_made().prepare();
     interactions(
-        &data,
+        &tiny.data,
         vec![
             ("user_id", arr(StringArray::from(vec!["u1"]))),
             ("track_id", arr(Int32Array::from(vec![10]))),
@@ -88,14 +79,14 @@ fn wrong_type() {
             ("started_at", arr(Date32Array::from(vec![19000]))),
         ],
     );
-    assert_refused(&data, &[], &["interactions.parquet", "column `user_id`", "expected an integer type"]);
+    assert_refused(&tiny, &[], &["interactions.parquet", "column `user_id`", "expected an integer type"]);
 }
 
 #[test]
 fn null_ids_are_counted() {
-    let (_tmp, data) = fixture();
+    let tiny = TinyRun::hand_made().prepare();
     interactions(
-        &data,
+        &tiny.data,
         vec![
             ("user_id", arr(Int32Array::from(vec![Some(1), None, Some(2), None, None]))),
             ("track_id", arr(Int32Array::from(vec![10, 10, 20, 20, 30]))),
@@ -103,18 +94,18 @@ fn null_ids_are_counted() {
             ("started_at", arr(Date32Array::from(vec![19000; 5]))),
         ],
     );
-    assert_refused(&data, &[], &["interactions.parquet", "column `user_id`", "3 null value(s)"]);
+    assert_refused(&tiny, &[], &["interactions.parquet", "column `user_id`", "3 null value(s)"]);
 }
 
 #[test]
 fn null_list_element_in_tracks() {
-    let (_tmp, data) = fixture();
+    let tiny = TinyRun::hand_made().prepare();
     let mut genres = arrow_array::builder::ListBuilder::new(arrow_array::builder::Int64Builder::new());
     genres.values().append_value(3);
     genres.values().append_null();
     genres.append(true);
     write_parquet(
-        &data.join("tracks.parquet"),
+        &tiny.data.join("tracks.parquet"),
         vec![
             ("track_id", arr(Int64Array::from(vec![10]))),
             ("albums", arr(genres.finish())),
@@ -136,40 +127,40 @@ fn null_list_element_in_tracks() {
             ),
         ],
     );
-    assert_refused(&data, &[], &["tracks.parquet", "column `albums`", "1 null value(s)"]);
+    assert_refused(&tiny, &[], &["tracks.parquet", "column `albums`", "1 null value(s)"]);
 }
 
 #[test]
 fn empty_table() {
-    let (_tmp, data) = fixture();
+    let tiny = TinyRun::hand_made().prepare();
     write_parquet(
-        &data.join("catalog_names.parquet"),
+        &tiny.data.join("catalog_names.parquet"),
         vec![
             ("id", arr(Int64Array::from(Vec::<i64>::new()))),
             ("type", arr(StringArray::from(Vec::<&str>::new()))),
             ("name", arr(StringArray::from(Vec::<&str>::new()))),
         ],
     );
-    assert_refused(&data, &[], &["catalog_names.parquet", "empty"]);
+    assert_refused(&tiny, &[], &["catalog_names.parquet", "empty"]);
 }
 
 #[test]
 fn type_outside_the_four_values() {
-    let (_tmp, data) = fixture();
+    let tiny = TinyRun::hand_made().prepare();
     write_parquet(
-        &data.join("catalog_names.parquet"),
+        &tiny.data.join("catalog_names.parquet"),
         vec![
             ("id", arr(Int64Array::from(vec![1, 2, 3]))),
             ("type", arr(StringArray::from(vec!["album", "playlist", "podcast"]))),
             ("name", arr(StringArray::from(vec!["a", "b", "c"]))),
         ],
     );
-    assert_refused(&data, &[], &["catalog_names.parquet", "column `type`", "2 row(s)", "\"playlist\""]);
+    assert_refused(&tiny, &[], &["catalog_names.parquet", "column `type`", "2 row(s)", "\"playlist\""]);
 }
 
 #[test]
 fn duplicate_track_ids() {
-    let (_tmp, data) = fixture();
+    let tiny = TinyRun::hand_made().prepare();
     let empty = || {
         let mut b = arrow_array::builder::ListBuilder::new(arrow_array::builder::Int64Builder::new());
         b.append(true);
@@ -177,7 +168,7 @@ fn duplicate_track_ids() {
         b.finish()
     };
     write_parquet(
-        &data.join("tracks.parquet"),
+        &tiny.data.join("tracks.parquet"),
         vec![
             ("track_id", arr(Int64Array::from(vec![10, 10]))),
             ("albums", arr(empty())),
@@ -185,14 +176,14 @@ fn duplicate_track_ids() {
             ("genres", arr(empty())),
         ],
     );
-    assert_refused(&data, &[], &["tracks.parquet", "column `track_id`", "1 row(s)", "e.g. 10"]);
+    assert_refused(&tiny, &[], &["tracks.parquet", "column `track_id`", "1 row(s)", "e.g. 10"]);
 }
 
 #[test]
 fn unknown_tracks_fail_when_configured() {
-    let (_tmp, data) = fixture();
+    let tiny = TinyRun::hand_made().prepare();
     assert_refused(
-        &data,
+        &tiny,
         &[("MUSICREC__DATA__UNKNOWN_TRACKS", "fail")],
         &["interactions.parquet", "1 event(s) of 1 track id(s)", "e.g. 99"],
     );
@@ -200,16 +191,16 @@ fn unknown_tracks_fail_when_configured() {
 
 #[test]
 fn bad_config_and_flags_are_refused_before_work() {
-    let (_tmp, data) = fixture();
-    assert_refused_before_work(&data, &[("MUSICREC__ALS__FACTORS", "-3")], &["als.factors"]);
-    assert_refused_before_work(&data, &[("MUSICREC__PREPROCESS__TRAIN_END", "2023-01-01")], &["preprocess.target_end"]);
+    let tiny = TinyRun::hand_made().prepare();
+    assert_refused_before_work(&tiny, &[("MUSICREC__ALS__FACTORS", "-3")], &["als.factors"]);
+    assert_refused_before_work(&tiny, &[("MUSICREC__PREPROCESS__TRAIN_END", "2023-01-01")], &["preprocess.target_end"]);
     assert_refused_before_work(
-        &data,
+        &tiny,
         &[("MUSICREC__TRACKING__MLFLOW_URI", "file:///mlruns")],
         &["tracking.mlflow_uri"],
     );
-    let art = data.parent().unwrap().join("artifacts");
-    let out = run_pipeline(&data, &art, Some("preprocess,bogus"), &[]);
+    let (data, art) = (&tiny.data, &tiny.art);
+    let out = tiny.pipeline(Some("preprocess,bogus"), &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown stage `bogus`"), "{}", stderr(&out));
     for (flag, bad, reason) in [
@@ -227,14 +218,14 @@ fn bad_config_and_flags_are_refused_before_work() {
     let out = musicrec(&["generate", "--scale", "huge", "--out", art.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("huge"), "{}", stderr(&out));
-    assert!(files_under(&art).is_empty());
+    assert!(files_under(art).is_empty());
 }
 
 #[test]
 fn split_dates_that_leave_a_window_empty() {
-    let (_tmp, data) = fixture();
+    let tiny = TinyRun::hand_made().prepare();
     assert_refused(
-        &data,
+        &tiny,
         &[("MUSICREC__PREPROCESS__TRAIN_END", "2023-02-01"), ("MUSICREC__PREPROCESS__TARGET_END", "2023-03-01")],
         &["the target window has no events", "2022-06-01..2022-12-24", "preprocess.train_end"],
     );
@@ -242,12 +233,10 @@ fn split_dates_that_leave_a_window_empty() {
 
 #[test]
 fn a_failed_rerun_keeps_the_previous_outputs() {
-    let (_tmp, data) = fixture();
-    let art = data.parent().unwrap().join("artifacts");
-    let run = |env: &[(&str, &str)]| run_pipeline(&data, &art, Some("preprocess"), env);
-    assert!(run(&[]).status.success());
+    let tiny = TinyRun::hand_made().stages("preprocess").build();
+    let art = &tiny.art;
     let before = std::fs::read(art.join("preprocess/manifest.json")).unwrap();
-    let out = run(&[("MUSICREC__DATA__UNKNOWN_TRACKS", "fail")]);
+    let out = tiny.pipeline(Some("preprocess"), &[("MUSICREC__DATA__UNKNOWN_TRACKS", "fail")]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(std::fs::read(art.join("preprocess/manifest.json")).unwrap(), before);
     assert!(!art.join(".staging").exists());
@@ -255,8 +244,8 @@ fn a_failed_rerun_keeps_the_previous_outputs() {
 
 #[test]
 fn bench_without_the_reference_says_how_to_set_it_up() {
-    let (_tmp, data) = fixture();
-    let art = data.parent().unwrap().join("artifacts");
+    let tiny = TinyRun::hand_made().prepare();
+    let (data, art) = (&tiny.data, &tiny.art);
     let out = musicrec(
         &[
             "bench",
@@ -279,7 +268,7 @@ fn bench_without_the_reference_says_how_to_set_it_up() {
     let out = musicrec(&["bench", "models", "--data", data.to_str().unwrap(), "--models", "als,features"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("`features` is not a candidate model"), "{}", stderr(&out));
-    assert!(files_under(&art).is_empty());
+    assert!(files_under(art).is_empty());
 }
 
 #[test]

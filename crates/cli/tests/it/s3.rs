@@ -3,17 +3,16 @@
 //! reload picking up a newer run, wrong credentials, and kills in the middle of uploads.
 //! Endpoint, bucket and credentials come from `eval "$(scripts/services.sh env)"`.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use musicrec_data::store::Bucket;
 use musicrec_pipeline::Stage;
+
+use crate::common::*;
 
 /// Small models keep the debug-build runs quick.
 const SMALL_MODELS: [(&str, &str); 4] = [
@@ -58,11 +57,15 @@ fn url(bucket: &Bucket, key: &str) -> String {
     bucket.url(key)
 }
 
-/// `musicrec` with its S3 mirror in `cache`.
-fn musicrec_with_cache(args: &[&str], cache: &Path, env: &[(&str, &str)]) -> std::process::Output {
+/// `musicrec` with its S3 mirror in `cache`, not started yet.
+fn command_with_cache(args: &[&str], cache: &Path, env: &[(&str, &str)]) -> Command {
     let mut all = vec![("MUSICREC_CACHE_DIR", cache.to_str().unwrap())];
     all.extend_from_slice(env);
-    musicrec(args, &all)
+    command(args, &all)
+}
+
+fn musicrec_with_cache(args: &[&str], cache: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    command_with_cache(args, cache, env).output().expect("the musicrec binary runs")
 }
 
 /// For every stage with a manifest under `prefix`: each listed output exists with its listed
@@ -212,16 +215,17 @@ fn a_whole_run_on_s3_lists_only_objects_that_exist_and_other_machines_read_it() 
     // The service serves from its own mirror; after a newer ranking run lands on S3, a reload
     // mirrors and serves it.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
     let service = Service(
-        Command::new(env!("CARGO_BIN_EXE_musicrec"))
-            .args(["serve", "--artifacts", &art, "--addr", &format!("127.0.0.1:{port}")])
-            .env("MUSICREC_CACHE_DIR", cache("service"))
-            .env("MUSICREC__SERVICE__ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+        command_with_cache(
+            &["serve", "--artifacts", &art, "--addr", &addr],
+            &cache("service"),
+            &[("MUSICREC__SERVICE__ADMIN_TOKEN", ADMIN_TOKEN)],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
     );
     let started = Instant::now();
     let mut version = None;
@@ -306,12 +310,8 @@ fn a_kill_mid_upload_leaves_no_manifest_listing_missing_objects() {
     // Kill at evenly spaced moments of a full run over the previous run's objects; each
     // mirror is new, so every stage's download and upload paths are crossed.
     let start = |step: u32| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_musicrec"));
-        command
-            .args(args)
-            .env("MUSICREC_CACHE_DIR", tmp.path().join(format!("killed-{step}")))
-            .env("RUST_LOG", "off")
-            .envs(SMALL_MODELS);
+        let mut command = command_with_cache(&args, &tmp.path().join(format!("killed-{step}")), &SMALL_MODELS);
+        command.env("RUST_LOG", "off");
         command
     };
     let kills = kill_at_spaced_moments(8, full, start, |_| {
@@ -360,21 +360,9 @@ fn sharded_scoring_on_s3_publishes_what_one_process_publishes() {
     };
     let scorers: Vec<Child> = (0..2)
         .map(|i| {
-            Command::new(env!("CARGO_BIN_EXE_musicrec"))
-                .args([
-                    "run",
-                    "--data",
-                    &data,
-                    "--artifacts",
-                    &sharded,
-                    "--stages",
-                    "als",
-                    "--shard",
-                    &format!("{i}/2"),
-                ])
-                .env("MUSICREC_CACHE_DIR", cache(&format!("scorer-{i}")))
-                .env("RUST_LOG", "warn")
-                .envs(env.iter().copied())
+            let shard = format!("{i}/2");
+            let args = ["run", "--data", &data, "--artifacts", &sharded, "--stages", "als", "--shard", &shard];
+            command_with_cache(&args, &cache(&format!("scorer-{i}")), &env)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()

@@ -3,17 +3,11 @@
 //! ranker's run is read with its candidate recall and feature importances), every PNG is a
 //! PNG, and missing upstream stages give clear errors.
 
-mod common;
-
 use std::path::Path;
 
-use common::fixture::write_fixture;
-use common::*;
 use serde_json::{Value, json};
 
-fn json_file(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use crate::common::*;
 
 /// Every PNG a manifest lists starts with the PNG signature and an IHDR of a non-empty image.
 fn assert_pngs(dir: &Path, at_least: usize) {
@@ -44,11 +38,8 @@ fn close(a: &Value, b: f64) -> bool {
 
 #[test]
 fn eda_statistics_match_the_hand_made_data() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    write_fixture(&data);
-    let out = run_pipeline(&data, &art, Some("preprocess,eda"), &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let tiny = TinyRun::hand_made().stages("preprocess,eda").build();
+    let art = &tiny.art;
     let stats = json_file(&art.join("eda/stats.json"));
 
     let w = &stats["windows"];
@@ -109,15 +100,13 @@ fn eda_statistics_match_the_hand_made_data() {
 
 #[test]
 fn eda_and_report_need_their_inputs() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    write_fixture(&data);
-    let out = run_pipeline(&data, &art, Some("eda"), &[]);
+    let tiny = TinyRun::hand_made().prepare();
+    let out = tiny.pipeline(Some("eda"), &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("stage `eda` needs the outputs of stage `preprocess`"), "{}", stderr(&out));
 
-    assert!(run_pipeline(&data, &art, Some("preprocess"), &[]).status.success());
-    let out = run_pipeline(&data, &art, Some("report"), &[]);
+    assert!(tiny.pipeline(Some("preprocess"), &[]).status.success());
+    let out = tiny.pipeline(Some("report"), &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("found no model outputs")
@@ -125,24 +114,22 @@ fn eda_and_report_need_their_inputs() {
         "{}",
         stderr(&out)
     );
-    assert!(!art.join("report").exists());
+    assert!(!tiny.art.join("report").exists());
 }
 
 #[test]
 fn report_covers_every_model_and_says_what_was_not_run() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    generate_tiny(&data, 8);
-    let env = [
-        ("MUSICREC__ALS__FACTORS", "8"),
-        ("MUSICREC__ALS__ITERATIONS", "3"),
-        ("MUSICREC__BPR__FACTORS", "8"),
-        ("MUSICREC__BPR__ITERATIONS", "3"),
-    ];
-    let without_ranker = "preprocess,eda,matrices,features,als,bpr,top_items,report";
-    let out = run_pipeline(&data, &art, Some(without_ranker), &env);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let printed = stdout(&out);
+    let tiny = TinyRun::generated(8)
+        .stages("preprocess,eda,matrices,features,als,bpr,top_items,report")
+        .config(&[
+            ("MUSICREC__ALS__FACTORS", "8"),
+            ("MUSICREC__ALS__ITERATIONS", "3"),
+            ("MUSICREC__BPR__FACTORS", "8"),
+            ("MUSICREC__BPR__ITERATIONS", "3"),
+        ])
+        .build();
+    let art = &tiny.art;
+    let printed = stdout(tiny.output());
     let report_dir = art.join("report");
     assert!(
         printed.contains(&format!("report: {}", std::path::absolute(report_dir.join("report.md")).unwrap().display()))
@@ -179,8 +166,7 @@ fn report_covers_every_model_and_says_what_was_not_run() {
     assert_pngs(&report_dir, 4);
 
     // A ranker run appears beside the models, with recall, importances and the service's recs.
-    let out = run_pipeline(&data, &art, Some("item2item,ranking,report"), &[("MUSICREC__RANKING__ITERATIONS", "20")]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = tiny.succeed(Some("item2item,ranking,report"), &[("MUSICREC__RANKING__ITERATIONS", "20")]);
     let printed = stdout(&out);
     assert!(printed.contains("Ranker NDCG@10 on test: "), "{printed}");
     assert!(printed.contains("ranking/recommendations.parquet"), "{printed}");
@@ -188,7 +174,7 @@ fn report_covers_every_model_and_says_what_was_not_run() {
     let ranking = &metrics["models"][4];
     assert_eq!((ranking["status"].as_str(), ranking["ranker"].as_bool()), (Some("ok"), Some(true)));
     assert_eq!(ranking["test"], json_file(&art.join("ranking/metrics.json"))["test"]);
-    let ranking_manifest = json_file(&art.join("ranking/manifest.json"));
+    let ranking_manifest = manifest(art, "ranking");
     assert_eq!(metrics["candidate_recall"], ranking_manifest["summary"]["candidate_recall"]);
     let importances: Vec<f64> =
         metrics["feature_importances"].as_array().unwrap().iter().map(|f| f["importance"].as_f64().unwrap()).collect();

@@ -1,16 +1,21 @@
-//! Helpers shared by the CLI integration tests: run the real binary, write parquet fixtures.
-
-#![allow(dead_code)] // each test file uses a different subset
+//! Helpers shared by the CLI integration tests: run the real binary, build a finished tiny run,
+//! write and read parquet and JSON.
 
 pub mod fixture;
 pub mod mlflow;
+mod tiny_run;
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
 use arrow_array::{ArrayRef, RecordBatch};
+use musicrec_data::parquet_io::read_batches;
 use parquet::arrow::ArrowWriter;
+pub use tiny_run::{RunDirs, TinyRun};
 
 /// Starts the command `start(step)` builds at `steps` evenly spaced moments of a run lasting
 /// `full`, SIGKILLs it there and calls `after_kill(step)` once it is gone. Returns how many
@@ -35,14 +40,17 @@ pub fn kill_at_spaced_moments(
     kills
 }
 
-pub fn musicrec(args: &[&str], env: &[(&str, &str)]) -> Output {
+/// The musicrec binary with `args` and `env`, quiet but for warnings.
+pub fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_musicrec"));
     // Runs go to a tracking server only in the tests that set one.
     cmd.args(args).env("RUST_LOG", "warn").env_remove("MLFLOW_TRACKING_URI");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("the musicrec binary runs")
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+pub fn musicrec(args: &[&str], env: &[(&str, &str)]) -> Output {
+    command(args, env).output().expect("the musicrec binary runs")
 }
 
 /// `musicrec run` on `data` into `art`, all stages or the listed ones.
@@ -52,13 +60,6 @@ pub fn run_pipeline(data: &Path, art: &Path, stages: Option<&str>, env: &[(&str,
         args.extend(["--stages", stages]);
     }
     musicrec(&args, env)
-}
-
-/// `musicrec generate --scale tiny` into `out`; panics if it fails.
-pub fn generate_tiny(out: &Path, seed: u64) {
-    let result =
-        musicrec(&["generate", "--scale", "tiny", "--seed", &seed.to_string(), "--out", out.to_str().unwrap()], &[]);
-    assert!(result.status.success(), "{}", stderr(&result));
 }
 
 /// `musicrec evaluate` of `recs` on `window` of the run in `art`, with `k` if given.
@@ -89,6 +90,30 @@ pub fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
 
 pub fn arr<A: arrow_array::Array + 'static>(a: A) -> ArrayRef {
     Arc::new(a)
+}
+
+pub fn column_i64(batches: &[RecordBatch], name: &str) -> Vec<i64> {
+    batches.iter().flat_map(|b| b.column_by_name(name).unwrap().as_primitive::<Int64Type>().values().to_vec()).collect()
+}
+
+/// Every (user, track) the train window of the run in `art` holds.
+pub fn train_history(art: &Path) -> HashMap<i64, HashSet<i64>> {
+    let train = read_batches(&art.join("preprocess/train.parquet")).unwrap();
+    let mut heard: HashMap<i64, HashSet<i64>> = HashMap::new();
+    for (u, t) in column_i64(&train, "user_id").into_iter().zip(column_i64(&train, "track_id")) {
+        heard.entry(u).or_default().insert(t);
+    }
+    heard
+}
+
+pub fn json_file(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The manifest a stage of the run in `art` published.
+pub fn manifest(art: &Path, stage: &str) -> serde_json::Value {
+    json_file(&art.join(stage).join("manifest.json"))
 }
 
 /// Every file under `dir`, recursively (empty when `dir` does not exist).

@@ -3,13 +3,12 @@
 //! (`--merge-shards`) publishing exactly what a single process publishes, and refusing
 //! missing, stale or damaged parts.
 
-mod common;
-
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Output, Stdio};
 
-use common::*;
 use musicrec_data::parquet_io::read_batches;
+
+use crate::common::*;
 
 /// Small models, one thread: BPR's parallel SGD is deterministic only on one thread, and the
 /// comparison needs the fit of the sharded run to be the single run's.
@@ -24,30 +23,25 @@ const ENV: [(&str, &str); 8] = [
     ("MUSICREC__RANKING__NEGATIVES_PER_USER", "5"),
 ];
 
-fn run(data: &Path, art: &Path, stages: &str, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap()];
-    args.extend(["--stages", stages]);
+/// `musicrec run --stages <stages>` with `extra` flags on the tiny run.
+fn run(tiny: &RunDirs, stages: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["--stages", stages];
     args.extend(extra);
-    musicrec(&args, &ENV)
+    tiny.command(&args, &[]).output().expect("the musicrec binary runs")
 }
 
-fn ok(out: std::process::Output) -> std::process::Output {
+fn ok(out: Output) -> Output {
     assert!(out.status.success(), "{}", stderr(&out));
     out
 }
 
 /// Runs `--shard i/n` for every `i` in `shards` as concurrent processes; all must succeed.
-fn score_concurrently(data: &Path, art: &Path, stages: &str, shards: &[u32], n: u32) {
+fn score_concurrently(tiny: &RunDirs, stages: &str, shards: &[u32], n: u32) {
     let children: Vec<_> = shards
         .iter()
         .map(|i| {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_musicrec"));
-            cmd.args(["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap()])
-                .args(["--stages", stages, "--shard", &format!("{i}/{n}")])
-                .env("RUST_LOG", "warn")
-                .envs(ENV)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
+            let mut cmd = tiny.command(&["--stages", stages, "--shard", &format!("{i}/{n}")], &[]);
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
             cmd.spawn().expect("the musicrec binary starts")
         })
         .collect();
@@ -65,9 +59,7 @@ enum Content {
 
 /// Everything a stage published, by file.
 fn published(art: &Path, stage: &str) -> Vec<(String, Content)> {
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(art.join(stage).join("manifest.json")).unwrap()).unwrap();
-    let mut files: Vec<(String, Content)> = manifest["outputs"]
+    let mut files: Vec<(String, Content)> = manifest(art, stage)["outputs"]
         .as_array()
         .unwrap()
         .iter()
@@ -87,30 +79,26 @@ fn published(art: &Path, stage: &str) -> Vec<(String, Content)> {
 }
 
 fn summary(art: &Path, stage: &str) -> serde_json::Value {
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(art.join(stage).join("manifest.json")).unwrap()).unwrap();
-    manifest["summary"].clone()
+    manifest(art, stage)["summary"].clone()
 }
 
 const MODELS: &str = "als,bpr,item2item,top_items";
 
 #[test]
 fn three_concurrent_shards_publish_what_one_process_publishes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    generate_tiny(&data, 11);
-    ok(run(&data, &art, "preprocess,matrices", &[]));
-    ok(run(&data, &art, MODELS, &[]));
+    let tiny = TinyRun::generated(11).stages("preprocess,matrices").config(&ENV).build();
+    let art = &tiny.art;
+    ok(run(&tiny, MODELS, &[]));
     let models: Vec<&str> = MODELS.split(',').collect();
-    let whole: Vec<_> = models.iter().map(|m| published(&art, m)).collect();
-    let whole_summaries: Vec<_> = models.iter().map(|m| summary(&art, m)).collect();
+    let whole: Vec<_> = models.iter().map(|m| published(art, m)).collect();
+    let whole_summaries: Vec<_> = models.iter().map(|m| summary(art, m)).collect();
 
-    ok(run(&data, &art, MODELS, &["--shards", "3"]));
-    score_concurrently(&data, &art, MODELS, &[0, 1, 2], 3);
-    ok(run(&data, &art, MODELS, &["--merge-shards"]));
+    ok(run(&tiny, MODELS, &["--shards", "3"]));
+    score_concurrently(&tiny, MODELS, &[0, 1, 2], 3);
+    ok(run(&tiny, MODELS, &["--merge-shards"]));
 
     for (i, model) in models.iter().enumerate() {
-        let sharded = published(&art, model);
+        let sharded = published(art, model);
         let files: Vec<&str> = sharded.iter().map(|f| f.0.as_str()).collect();
         assert_eq!(files, whole[i].iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), "{model}: the same files");
         for (a, b) in sharded.iter().zip(&whole[i]) {
@@ -121,7 +109,7 @@ fn three_concurrent_shards_publish_what_one_process_publishes() {
             Content::Bytes(_) => 0,
         };
         assert!(sharded.iter().any(|f| f.0 == "candidates.parquet" && rows(&f.1) > 0), "{model}: has candidates");
-        let summary = summary(&art, model);
+        let summary = summary(art, model);
         for key in ["candidate_pairs", "similar_pairs", "users_with_candidates", "metrics", "model"] {
             assert_eq!(summary[key], whole_summaries[i][key], "{model}: summary {key}");
         }
@@ -132,10 +120,10 @@ fn three_concurrent_shards_publish_what_one_process_publishes() {
         assert!(users.windows(2).all(|w| w[0]["end"] == w[1]["start"]), "{model}: {users:?}");
     }
     // Downstream cannot tell: the ranker and the report run on the merged stages.
-    ok(run(&data, &art, "features,ranking,report", &[]));
+    ok(run(&tiny, "features,ranking,report", &[]));
 }
 
-fn refused(out: std::process::Output, needles: &[&str]) {
+fn refused(out: Output, needles: &[&str]) {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     for needle in needles {
@@ -145,52 +133,45 @@ fn refused(out: std::process::Output, needles: &[&str]) {
 
 #[test]
 fn the_merge_refuses_missing_stale_and_damaged_parts() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    generate_tiny(&data, 12);
-    ok(run(&data, &art, "preprocess,matrices", &[]));
+    let tiny = TinyRun::generated(12).stages("preprocess,matrices").config(&ENV).build();
+    let art = &tiny.art;
 
-    refused(run(&data, &art, "als", &["--shard", "0/2"]), &["--shard 0/2 needs the model fitted by", "--shards N"]);
-    ok(run(&data, &art, "als", &["--shards", "2"]));
-    refused(run(&data, &art, "als", &["--shard", "0/3"]), &["fitted for 2 shards", "--shard I/2"]);
-    score_concurrently(&data, &art, "als", &[0], 2);
+    refused(run(&tiny, "als", &["--shard", "0/2"]), &["--shard 0/2 needs the model fitted by", "--shards N"]);
+    ok(run(&tiny, "als", &["--shards", "2"]));
+    refused(run(&tiny, "als", &["--shard", "0/3"]), &["fitted for 2 shards", "--shard I/2"]);
+    score_concurrently(&tiny, "als", &[0], 2);
     refused(
-        run(&data, &art, "als", &["--merge-shards"]),
+        run(&tiny, "als", &["--merge-shards"]),
         &["cannot merge: 1 of 2 parts", "shards/als/part-0001-of-0002: missing", "--shard 1/2"],
     );
     assert!(!art.join("als/manifest.json").exists(), "a refused merge publishes nothing");
 
     // A new fit makes the earlier parts stale: lists of two models never mix.
-    score_concurrently(&data, &art, "als", &[1], 2);
-    ok(run(&data, &art, "als", &["--shards", "2"]));
-    score_concurrently(&data, &art, "als", &[0], 2);
+    score_concurrently(&tiny, "als", &[1], 2);
+    ok(run(&tiny, "als", &["--shards", "2"]));
+    score_concurrently(&tiny, "als", &[0], 2);
     refused(
-        run(&data, &art, "als", &["--merge-shards"]),
+        run(&tiny, "als", &["--merge-shards"]),
         &["1 of 2 parts", "part-0001-of-0002: stale: scored with model run"],
     );
     assert!(!art.join("als/manifest.json").exists());
 
     // Another configuration is refused when scoring, not found out at the merge.
-    let out = musicrec(
-        &["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap(), "--stages", "als"],
-        &[],
-    );
+    let out = run_pipeline(&tiny.data, art, Some("als"), &[]);
     assert!(out.status.success(), "a whole run is independent of the shards: {}", stderr(&out));
-    let mut other = ENV.to_vec();
-    other.push(("MUSICREC__ALS__N_CANDIDATES", "7"));
-    let args = ["run", "--data", data.to_str().unwrap(), "--artifacts", art.to_str().unwrap()];
-    let out = musicrec(&[&args[..], &["--stages", "als", "--shard", "1/2"]].concat(), &other);
+    let other_config = [("MUSICREC__ALS__N_CANDIDATES", "7")];
+    let out = tiny.command(&["--stages", "als", "--shard", "1/2"], &other_config).output().unwrap();
     refused(out, &["configuration differs from the one the model", "was fitted with"]);
 
     // A damaged part (its file no longer the size its manifest records) is not merged.
-    score_concurrently(&data, &art, "als", &[1], 2);
+    score_concurrently(&tiny, "als", &[1], 2);
     let part = art.join("shards/als/part-0001-of-0002/candidates.parquet");
     let bytes = std::fs::read(&part).unwrap();
     std::fs::write(&part, &bytes[..bytes.len() / 2]).unwrap();
-    refused(run(&data, &art, "als", &["--merge-shards"]), &["part-0001-of-0002: missing or incomplete", "bytes"]);
+    refused(run(&tiny, "als", &["--merge-shards"]), &["part-0001-of-0002: missing or incomplete", "bytes"]);
     std::fs::write(&part, &bytes).unwrap();
-    ok(run(&data, &art, "als", &["--merge-shards"]));
-    assert_eq!(summary(&art, "als")["shards"]["count"], 2);
+    ok(run(&tiny, "als", &["--merge-shards"]));
+    assert_eq!(summary(art, "als")["shards"]["count"], 2);
     assert!(files_under(&art.join(".staging")).is_empty(), "no staging left behind");
 }
 

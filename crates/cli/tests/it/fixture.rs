@@ -1,17 +1,15 @@
 //! A hand-made data set (6 tracks, 5 users, events around the split dates) run through
 //! preprocess, matrices and features; every output checked against hand-computed values.
 
-mod common;
-
 use std::path::Path;
 
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, UInt32Type};
-use common::fixture::write_fixture;
-use common::*;
 use musicrec_data::CsrMatrix;
 use musicrec_data::parquet_io::read_batches;
+
+use crate::common::*;
 
 /// The single batch of a small output file.
 fn one(path: &Path) -> RecordBatch {
@@ -34,12 +32,9 @@ fn opt_i32s(batch: &RecordBatch, column: &str) -> Vec<Option<i32>> {
 
 #[test]
 fn stages_match_hand_computed_values() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    write_fixture(&data);
-    let out = run_pipeline(&data, &art, Some("preprocess,matrices,features"), &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("results:"), "{}", stdout(&out));
+    let tiny = TinyRun::hand_made().stages("preprocess,matrices,features").build();
+    let art = &tiny.art;
+    assert!(stdout(tiny.output()).contains("results:"), "{}", stdout(tiny.output()));
 
     // preprocess: the split, old/new users, the dropped unknown-track event.
     let pre = art.join("preprocess");
@@ -59,12 +54,11 @@ fn stages_match_hand_computed_values() {
     assert_eq!(i64s(&users, "user_id"), vec![1, 2, 3, 4, 5]);
     let old: Vec<bool> = users.column_by_name("old").unwrap().as_boolean().iter().map(Option::unwrap).collect();
     assert_eq!(old, vec![true, true, false, false, true]);
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(pre.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["summary"]["unknown_track_events_dropped"], 1);
-    assert_eq!(manifest["summary"]["unknown_track_examples"][0], 99);
-    assert_eq!(manifest["summary"]["windows"]["target"]["new_users"], 1);
-    assert_eq!(manifest["summary"]["windows"]["test"]["old_users"], 1);
+    let preprocess = manifest(art, "preprocess");
+    assert_eq!(preprocess["summary"]["unknown_track_events_dropped"], 1);
+    assert_eq!(preprocess["summary"]["unknown_track_examples"][0], 99);
+    assert_eq!(preprocess["summary"]["windows"]["target"]["new_users"], 1);
+    assert_eq!(preprocess["summary"]["windows"]["test"]["old_users"], 1);
     let genres = one(&pre.join("track_genres.parquet"));
     assert_eq!(i64s(&genres, "track_id"), vec![10, 20, 20, 30, 40, 50]);
     assert_eq!(i64s(&genres, "genre_id"), vec![3, 3, 4, 4, 4, 5]);
@@ -110,10 +104,9 @@ fn stages_match_hand_computed_values() {
 
     // Every stage's manifest lists its outputs and the run id; no staging left behind.
     for stage in ["preprocess", "matrices", "features"] {
-        let m: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(art.join(stage).join("manifest.json")).unwrap()).unwrap();
+        let m = manifest(art, stage);
         assert_eq!(m["stage"], stage);
-        assert_eq!(m["run_id"], manifest["run_id"]);
+        assert_eq!(m["run_id"], preprocess["run_id"]);
         assert!(!m["outputs"].as_array().unwrap().is_empty());
     }
     assert!(!art.join(".staging").exists());
@@ -121,10 +114,9 @@ fn stages_match_hand_computed_values() {
 
 #[test]
 fn stages_can_be_rerun_alone_and_need_their_upstream() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, art) = (tmp.path().join("data"), tmp.path().join("artifacts"));
-    write_fixture(&data);
-    let run = |stages: &str| run_pipeline(&data, &art, Some(stages), &[]);
+    let tiny = TinyRun::hand_made().prepare();
+    let art = &tiny.art;
+    let run = |stages: &str| tiny.pipeline(Some(stages), &[]);
 
     let out = run("matrices");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

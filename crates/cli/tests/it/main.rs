@@ -1,0 +1,18 @@
+//! The CLI's integration tests, one binary: each module drives the real `musicrec` binary on
+//! its own temporary directories, so they share one link of the whole stack.
+
+mod common;
+
+mod bad_input;
+mod candidate_stages;
+mod eda_report;
+mod evaluate;
+mod fixture;
+mod kill;
+mod mlflow;
+mod ranking_stage;
+mod runs;
+mod s3;
+mod serve;
+mod sharded_scoring;
+mod spark_preprocess;
