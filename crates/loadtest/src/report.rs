@@ -10,9 +10,12 @@ use serde::Deserialize;
 
 use crate::GROUPS;
 
+/// Longest latency told apart, in microseconds: a minute (a longer one counts as a minute).
+const LONGEST_US: u64 = 60_000_000;
+
 /// Latencies in microseconds, to three significant digits (exact below 2 ms).
 fn latencies() -> Histogram<u64> {
-    Histogram::new(3).expect("three significant digits are within hdrhistogram's range")
+    Histogram::new_with_bounds(1, LONGEST_US, 3).expect("1 µs to a minute at three digits is a valid range")
 }
 
 pub(crate) fn posts_events(group: &str) -> bool {
@@ -303,6 +306,22 @@ mod tests {
         assert_eq!(line(&text, "all", GET)[3..], ["500", "0.28", "1.00", "1.90", "2.00", "problems:", "0"]);
         assert_eq!(line(&text, "all", POST)[3..], ["200", "0.05", "0.09", "0.10", "0.10"]);
         assert!(text.ends_with("\n  invalid     als 100%"), "{text}");
+    }
+
+    #[test]
+    fn long_latencies_keep_three_digits() {
+        let mut stats = Stats::default();
+        for ms in 1..=100 {
+            stats.record(group("old"), Kind::Recommendations, Duration::from_millis(ms), 200);
+        }
+        stats.record(group("old"), Kind::Recommendations, Duration::from_secs(3600), 200);
+        let report = Report { stats, ..report() };
+        let text = report.to_string();
+        let columns = line(&text, "old", GET);
+        let [p50, p90, p99, max] = [4, 5, 6, 7].map(|c| columns[c].parse::<f64>().unwrap());
+        let near = |value: f64, expected: f64| (value - expected).abs() <= expected * 1e-3;
+        assert!(near(p50, 51.0) && near(p90, 91.0) && near(p99, 100.0), "{text}");
+        assert!(near(max, 60_000.0), "an hour counts as a minute: {text}");
     }
 
     #[test]
