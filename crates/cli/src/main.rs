@@ -15,6 +15,7 @@ use musicrec_config::{Config, ConfigError};
 use musicrec_data::location::S3Location;
 use musicrec_data::store::{self, Bucket};
 use musicrec_data::{DataError, Location};
+use musicrec_loadtest::LoadtestError;
 use musicrec_pipeline::evaluation::{EvalWindow, Evaluator};
 use musicrec_pipeline::{Artifacts, PipelineError, RunContext, Sharding, Stage};
 use musicrec_service::ServiceError;
@@ -239,6 +240,7 @@ fn is_user_error(error: &anyhow::Error) -> bool {
             || cause.downcast_ref::<PipelineError>().is_some_and(PipelineError::is_user_error)
             || cause.downcast_ref::<DataError>().is_some_and(DataError::is_user_error)
             || cause.downcast_ref::<ServiceError>().is_some_and(ServiceError::is_user_error)
+            || cause.downcast_ref::<LoadtestError>().is_some_and(LoadtestError::is_user_error)
             || cause.downcast_ref::<TrackingError>().is_some_and(TrackingError::is_user_error)
     })
 }
@@ -485,7 +487,7 @@ fn loadtest(
     let matrices = artifacts.require(Stage::Matrices, "loadtest")?;
     let dir = artifacts.dir_of(&matrices.stage);
     let read = |file: &str, column: &str| musicrec_pipeline::events::read_i64_column(&dir.join(file), column);
-    let options = musicrec_service::loadtest::Options {
+    let options = musicrec_loadtest::Options {
         addr: addr.to_string(),
         rps,
         duration: std::time::Duration::from_secs_f64(duration),
@@ -494,7 +496,7 @@ fn loadtest(
         old_users: read(musicrec_pipeline::matrices::USERS_FILE, "user_id")?,
         tracks: read(musicrec_pipeline::matrices::ITEMS_FILE, "track_id")?,
     };
-    let report = musicrec_service::loadtest::run_blocking(options)?;
+    let report = musicrec_loadtest::run_blocking(options)?;
     println!("{report}");
     anyhow::ensure!(report.problems() == 0, "{} answers were not as expected", report.problems());
     Ok(())

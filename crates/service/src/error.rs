@@ -21,9 +21,6 @@ pub enum ServiceError {
     #[error("service.redis_url `{url}`: {reason}")]
     Redis { url: String, reason: String },
 
-    #[error("load test of {addr}: {reason}")]
-    LoadTarget { addr: String, reason: String },
-
     #[error("the server stopped: {0}")]
     Serve(std::io::Error),
 }
@@ -33,7 +30,7 @@ impl ServiceError {
     /// rather than the machine or the program.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Self::Artifacts { .. } | Self::Bind { .. } | Self::Redis { .. } | Self::LoadTarget { .. } => true,
+            Self::Artifacts { .. } | Self::Bind { .. } | Self::Redis { .. } => true,
             Self::Data(e) => e.is_user_error(),
             Self::Model(e) => e.is_user_error(),
             Self::Serve(_) => false,

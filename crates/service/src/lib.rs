@@ -11,7 +11,6 @@ pub mod fold_in_cache;
 pub mod http;
 pub mod limits;
 pub mod lists;
-pub mod loadtest;
 pub mod metrics;
 pub mod model;
 mod openapi;
