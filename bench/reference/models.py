@@ -28,10 +28,6 @@ def ranked(user, item, score):
     return frame
 
 
-def nothing():
-    return ranked(np.array([], np.int64), np.array([], np.int64), np.array([]))
-
-
 class TrainingSet:
     """The item filter of ALS, BPR and Item2Item: tracks with at least `min_users` distinct train
     listeners, then the users left with at least one of them."""

@@ -92,7 +92,7 @@ def main():
             facts.setdefault(name, {})["users_with_candidates"] = int(frame["user"].nunique())
     if "ranking" in ARGS.models:
         results["ranking"], facts["ranking"] = ranker.run(
-            data, config, recs, recs["top_items"], models["als"], timer, evaluate)
+            data, config, recs, models["als"], timer, evaluate)
     timer.seconds["total"] = round(time.perf_counter() - started, 4)
 
     report = {

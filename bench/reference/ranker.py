@@ -165,11 +165,12 @@ class Features:
         return best, mean
 
 
-def run(data, config, recs, top_items, als, timer, evaluate):
+def run(data, config, recs, als, timer, evaluate):
     """Trains and applies the ranker; returns its metrics and facts about its training set."""
     c = config["ranking"]
     with timer.step("ranking_candidates"):
-        popular = top_items[(top_items["user"] < data.n_old) & (top_items["rank"] <= c["popular_candidates"])]
+        top = recs["top_items"]
+        popular = top[(top["user"] < data.n_old) & (top["rank"] <= c["popular_candidates"])]
         sources = [(name, recs[name]) for name in ("als", "bpr", "item2item")] + [("top_items", popular)]
         candidates = Candidates(sources, data.n_items)
         labels = candidates.labels(data.relevant["target"])
