@@ -1,10 +1,10 @@
 //! ALS on a data directory in the Yandex layout, measured the way the Python reference
-//! (`../shared/bench/peer_pipeline.py --only als`, i.e. `implicit`) measures itself, so that
+//! (`bench/reference/pipeline.py --models als`, i.e. `implicit`) measures itself, so that
 //! the two can be compared as ratios in one session:
 //!
 //! ```text
 //! cargo bench -p musicrec-models --bench als -- --data DIR --threads 2 --factors 64 --min-users-per-item 5
-//! python peer_pipeline.py --data DIR --threads 2 --als-factors 64 --min-users-per-item 5 --only als
+//! python bench/reference/pipeline.py --data DIR --models als --set threads=2 --set als.factors=64 --set als.min_users_per_item=5
 //! ```
 //!
 //! Data, split and NDCG as the reference (see `common`), same parameters, and the training

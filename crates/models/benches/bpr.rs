@@ -1,10 +1,10 @@
 //! BPR on a data directory in the Yandex layout, measured the way the Python reference
-//! (`../shared/bench/peer_pipeline.py --only bpr`, i.e. `implicit`) measures itself, so that
+//! (`bench/reference/pipeline.py --models bpr`, i.e. `implicit`) measures itself, so that
 //! the two can be compared as ratios in one session:
 //!
 //! ```text
 //! cargo bench -p musicrec-models --bench bpr -- --data DIR --threads 2 --factors 64 --min-users-per-item 5
-//! python peer_pipeline.py --data DIR --threads 2 --bpr-factors 64 --min-users-per-item 5 --only bpr
+//! python bench/reference/pipeline.py --data DIR --models bpr --set threads=2 --set bpr.factors=64 --set bpr.min_users_per_item=5
 //! ```
 //!
 //! Data, split and NDCG as the reference (see `common`), same parameters (factors 64,

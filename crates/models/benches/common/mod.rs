@@ -1,5 +1,5 @@
 //! What the model benches share: the data directory read and split the way the Python
-//! reference (`../shared/bench/peer_pipeline.py`) does it, the common flags, CPU time, and
+//! reference (`bench/reference/`) does it, the common flags, CPU time, and
 //! test NDCG@K as the reference computes it.
 //!
 //! Same split (train = days before --train-end, test = days from --target-end), same encoding
