@@ -127,7 +127,7 @@ mod tests {
         for (key, value, reason) in [
             ("als.factors", "0", "must be between 1 and 4096, got 0"),
             ("als.iterations", "10001", "must be between 1 and 10000, got 10001"),
-            ("als.regularization", ".nan", "must be a finite number >= 0, got NaN"),
+            ("als.regularization", "-0.1", "must be a finite number >= 0, got -0.1"),
             ("als.min_users_per_item", "0", "must be at least 1, got 0"),
             ("bpr.factors", "4096", "must be between 1 and 4095, got 4096"),
             ("bpr.learning_rate", "-1", "must be a finite number > 0, got -1"),
