@@ -160,6 +160,7 @@ fn prepare(args: BenchModels, config_file: Option<&Path>) -> anyhow::Result<Benc
     config.bpr.factors = args.factors;
     config.item2item.n_neighbors = args.i2i_neighbors;
     config.check()?;
+    musicrec_pipeline::StageParams::from_config(&config)?;
     let models = Stage::parse_list(&args.models)?;
     let compared =
         |s: &Stage| matches!(s, Stage::Als | Stage::Bpr | Stage::Item2Item | Stage::TopItems | Stage::Ranking);

@@ -317,6 +317,7 @@ fn run(
 ) -> anyhow::Result<()> {
     // Everything the user gave is checked before any work starts.
     let config = Config::load(config.as_deref())?;
+    musicrec_pipeline::StageParams::from_config(&config)?;
     let stages = match stages {
         Some(list) => Stage::parse_list(&list)?,
         None => Stage::ALL.to_vec(),

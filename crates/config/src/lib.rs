@@ -1,10 +1,16 @@
 //! Layered configuration: the documented defaults in `default.yaml`, then a YAML file, then
 //! environment variables `MUSICREC__SECTION__KEY`. The embedded `default.yaml` is both the
 //! documentation (`musicrec config` prints it) and the base layer, so the two cannot drift.
+//!
+//! `Config::check` checks the values only the configuration gives a meaning to. A model's
+//! hyperparameters (`als.factors`, `ranking.depth`, ...) are checked by the model itself: the
+//! pipeline builds every stage's parameters from this configuration and checks them before
+//! its first stage, naming the key the same way.
 
 use std::path::Path;
 
 use chrono::NaiveDate;
+use musicrec_models::{Metric, SIMILAR_ITEM_MODELS};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -105,20 +111,12 @@ pub struct BprConfig {
     pub report_loss: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Distance {
-    Manhattan,
-    Euclidean,
-    Cosine,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Item2ItemConfig {
     pub n_components: usize,
     pub n_neighbors: usize,
-    pub metric: Distance,
+    pub metric: Metric,
     pub min_users_per_item: usize,
     pub n_candidates: usize,
 }
@@ -215,31 +213,12 @@ pub struct TrackingConfig {
     pub timeout_ms: u64,
 }
 
-/// Stages that write a similar.parquet the service can read.
-pub const SIMILAR_SOURCES: [&str; 2] = ["als", "bpr"];
-
 /// Checks that `value` lies in `[lo, hi]`, naming the key when it does not.
 fn in_range<T: PartialOrd + std::fmt::Display>(key: &str, value: T, lo: T, hi: T) -> Result<(), ConfigError> {
     if value >= lo && value <= hi {
         Ok(())
     } else {
         Err(invalid(key, format!("{value} is out of range; allowed {lo} ..= {hi}")))
-    }
-}
-
-fn positive_finite(key: &str, value: f32) -> Result<(), ConfigError> {
-    if value.is_finite() && value > 0.0 {
-        Ok(())
-    } else {
-        Err(invalid(key, format!("{value} must be a finite number > 0")))
-    }
-}
-
-fn non_negative_finite(key: &str, value: f32) -> Result<(), ConfigError> {
-    if value.is_finite() && value >= 0.0 {
-        Ok(())
-    } else {
-        Err(invalid(key, format!("{value} must be a finite number >= 0")))
     }
 }
 
@@ -298,7 +277,8 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks every value; the first bad one is returned with its key.
+    /// Checks every value but the models' hyperparameters (see the crate doc); the first bad
+    /// one is returned with its key.
     pub fn check(&self) -> Result<(), ConfigError> {
         in_range("threads", self.threads, 0, 1024)?;
         in_range("k", self.k, 1, 1000)?;
@@ -324,33 +304,15 @@ impl Config {
                 return Err(invalid(&format!("features.recent_days[{i}]"), format!("window {d} is listed twice")));
             }
         }
-        let als = &self.als;
-        in_range("als.factors", als.factors, 1, 4096)?;
-        in_range("als.iterations", als.iterations, 1, 10_000)?;
-        non_negative_finite("als.regularization", als.regularization)?;
-        positive_finite("als.alpha", als.alpha)?;
-        in_range("als.n_candidates", als.n_candidates, 1, 10_000)?;
-        let bpr = &self.bpr;
-        in_range("bpr.factors", bpr.factors, 1, 4096)?;
-        in_range("bpr.iterations", bpr.iterations, 1, 10_000)?;
-        positive_finite("bpr.learning_rate", bpr.learning_rate)?;
-        non_negative_finite("bpr.regularization", bpr.regularization)?;
-        in_range("bpr.n_candidates", bpr.n_candidates, 1, 10_000)?;
-        let i2i = &self.item2item;
-        in_range("item2item.n_components", i2i.n_components, 1, 1000)?;
-        in_range("item2item.n_neighbors", i2i.n_neighbors, 1, 10_000)?;
-        in_range("item2item.min_users_per_item", i2i.min_users_per_item, 1, usize::MAX)?;
-        in_range("item2item.n_candidates", i2i.n_candidates, 1, 10_000)?;
-        in_range("top_items.top_n", self.top_items.top_n, 1, 100_000)?;
+        in_range("als.n_candidates", self.als.n_candidates, 1, 10_000)?;
+        in_range("bpr.n_candidates", self.bpr.n_candidates, 1, 10_000)?;
+        in_range("item2item.n_candidates", self.item2item.n_candidates, 1, 10_000)?;
         let r = &self.ranking;
         in_range("ranking.popular_candidates", r.popular_candidates, 0, 100_000)?;
         in_range("ranking.negatives_per_user", r.negatives_per_user, 1, 1000)?;
         in_range("ranking.recent_tracks", r.recent_tracks, 1, 1000)?;
         in_range("ranking.top_n", r.top_n, 1, 10_000)?;
-        in_range("ranking.iterations", r.iterations, 1, 100_000)?;
         in_range("ranking.users_per_chunk", r.users_per_chunk, 1, usize::MAX)?;
-        positive_finite("ranking.learning_rate", r.learning_rate)?;
-        in_range("ranking.depth", r.depth, 1, 16)?;
         self.service.check()?;
         self.tracking.check()?;
         Ok(())
@@ -377,8 +339,14 @@ impl ServiceConfig {
         in_range("service.events_per_user", self.events_per_user, 1, 1000)?;
         for (i, source) in self.similar_sources.iter().enumerate() {
             let key = format!("service.similar_sources[{i}]");
-            if !SIMILAR_SOURCES.contains(&source.as_str()) {
-                return Err(invalid(&key, format!("`{source}` is not one of {}", SIMILAR_SOURCES.join(", "))));
+            if !SIMILAR_ITEM_MODELS.contains(&source.as_str()) {
+                return Err(invalid(
+                    &key,
+                    format!(
+                        "`{source}` is not one of the models with similar items: {}",
+                        SIMILAR_ITEM_MODELS.join(", ")
+                    ),
+                ));
             }
             if self.similar_sources[..i].contains(source) {
                 return Err(invalid(&key, format!("`{source}` is listed twice")));
@@ -494,29 +462,11 @@ mod tests {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
-    fn write_yaml(text: &str) -> tempfile_lite::TempYaml {
-        tempfile_lite::TempYaml::new(text)
-    }
-
-    /// A self-deleting YAML file, so this light crate needs no tempfile dependency.
-    mod tempfile_lite {
-        use std::path::PathBuf;
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        pub struct TempYaml(pub PathBuf);
-        impl TempYaml {
-            pub fn new(text: &str) -> Self {
-                let n = N.fetch_add(1, Ordering::Relaxed);
-                let path = std::env::temp_dir().join(format!("musicrec-config-test-{}-{n}.yaml", std::process::id()));
-                std::fs::write(&path, text).unwrap();
-                Self(path)
-            }
-        }
-        impl Drop for TempYaml {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_file(&self.0);
-            }
-        }
+    /// A YAML file that is deleted when dropped.
+    fn write_yaml(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+        file
     }
 
     #[test]
@@ -528,7 +478,7 @@ mod tests {
         assert_eq!((c.als.factors, c.als.iterations, c.als.regularization, c.als.alpha), (200, 15, 0.05, 1.0));
         assert_eq!((c.bpr.factors, c.bpr.iterations, c.bpr.learning_rate), (200, 50, 0.05));
         assert!(!c.als.report_loss && !c.bpr.report_loss, "losses are computed only when asked");
-        assert_eq!(c.item2item.metric, Distance::Manhattan);
+        assert_eq!(c.item2item.metric, Metric::Manhattan);
         assert_eq!(c.item2item.n_components, 100);
         assert_eq!(c.top_items.top_n, 100);
         assert_eq!(c.ranking.negatives_per_user, 5);
@@ -540,7 +490,8 @@ mod tests {
     #[test]
     fn file_then_env_override_in_order() {
         let file = write_yaml("als:\n  factors: 64\n  iterations: 3\nseed: 7\n");
-        let c = Config::from_layers(Some(&file.0), env(&[("MUSICREC__ALS__FACTORS", "32"), ("OTHER", "x")])).unwrap();
+        let c =
+            Config::from_layers(Some(file.path()), env(&[("MUSICREC__ALS__FACTORS", "32"), ("OTHER", "x")])).unwrap();
         assert_eq!(c.als.factors, 32, "environment wins over the file");
         assert_eq!(c.als.iterations, 3, "file wins over defaults");
         assert_eq!(c.seed, 7);
@@ -555,7 +506,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.features.recent_days, vec![3, 14]);
-        assert_eq!(c.item2item.metric, Distance::Cosine);
+        assert_eq!(c.item2item.metric, Metric::Cosine);
     }
 
     #[test]
@@ -578,9 +529,9 @@ mod tests {
     #[test]
     fn misspelt_file_key_is_named() {
         let file = write_yaml("als:\n  factrs: 64\n");
-        let err = Config::from_layers(Some(&file.0), env(&[])).unwrap_err().to_string();
+        let err = Config::from_layers(Some(file.path()), env(&[])).unwrap_err().to_string();
         assert!(err.contains("unknown key `als.factrs`"), "{err}");
-        assert!(err.contains(&file.0.display().to_string()), "{err}");
+        assert!(err.contains(&file.path().display().to_string()), "{err}");
     }
 
     #[test]
@@ -592,17 +543,14 @@ mod tests {
     #[test]
     fn wrong_type_names_the_key() {
         let file = write_yaml("bpr:\n  learning_rate: fast\n");
-        let err = Config::from_layers(Some(&file.0), env(&[])).unwrap_err().to_string();
+        let err = Config::from_layers(Some(file.path()), env(&[])).unwrap_err().to_string();
         assert!(err.contains("bpr.learning_rate"), "{err}");
     }
 
     #[test]
     fn out_of_range_values_name_the_key() {
         for (var, value, key) in [
-            ("MUSICREC__ALS__FACTORS", "0", "als.factors"),
             ("MUSICREC__K", "0", "k"),
-            ("MUSICREC__BPR__LEARNING_RATE", "-1", "bpr.learning_rate"),
-            ("MUSICREC__ALS__REGULARIZATION", ".nan", "als.regularization"),
             ("MUSICREC__PREPROCESS__TARGET_END", "2022-12-01", "preprocess.target_end"),
             ("MUSICREC__PREPROCESS__TRAIN_END", "2022-13-01", "preprocess.train_end"),
             ("MUSICREC__ITEM2ITEM__METRIC", "hamming", "item2item.metric"),
@@ -613,6 +561,8 @@ mod tests {
             ("MUSICREC__SERVICE__MAX_K", "0", "service.max_k"),
             ("MUSICREC__SERVICE__SIMILAR_SOURCES", "[als, als]", "service.similar_sources[1]"),
             ("MUSICREC__SERVICE__SIMILAR_SOURCES", "[top_items]", "service.similar_sources[0]"),
+            ("MUSICREC__SERVICE__SIMILAR_SOURCES", "[als, item2item]", "service.similar_sources[1]"),
+            ("MUSICREC__ALS__N_CANDIDATES", "0", "als.n_candidates"),
             ("MUSICREC__SERVICE__REDIS_URL", "http://x", "service.redis_url"),
             ("MUSICREC__TRACKING__MLFLOW_URI", "file:///tmp/mlruns", "tracking.mlflow_uri"),
             ("MLFLOW_TRACKING_URI", "databricks", "tracking.mlflow_uri"),
@@ -625,6 +575,15 @@ mod tests {
             assert!(matches!(err, ConfigError::Invalid { .. }), "{var}={value}: {err}");
             assert!(err.to_string().contains(&format!("`{key}`")), "{var}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn similar_sources_are_the_models_with_similar_items() {
+        let err = Config::from_layers(None, env(&[("MUSICREC__SERVICE__SIMILAR_SOURCES", "[item2item]")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config key `service.similar_sources[0]`: `item2item` is not one of the models with similar items: als, bpr"
+        );
     }
 
     #[test]
@@ -641,9 +600,9 @@ mod tests {
     #[test]
     fn invalid_yaml_names_the_file() {
         let file = write_yaml("als: [unclosed\n");
-        let err = Config::from_layers(Some(&file.0), env(&[])).unwrap_err();
+        let err = Config::from_layers(Some(file.path()), env(&[])).unwrap_err();
         assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
-        assert!(err.to_string().contains(&file.0.display().to_string()));
+        assert!(err.to_string().contains(&file.path().display().to_string()));
     }
 
     #[test]
@@ -655,7 +614,7 @@ mod tests {
     #[test]
     fn empty_file_means_defaults() {
         let file = write_yaml("# nothing\n");
-        assert_eq!(Config::from_layers(Some(&file.0), env(&[])).unwrap(), Config::defaults());
+        assert_eq!(Config::from_layers(Some(file.path()), env(&[])).unwrap(), Config::defaults());
     }
 
     #[test]
@@ -664,7 +623,7 @@ mod tests {
         c.als.alpha = 2.5;
         c.tracking.mlflow_uri = Some("http://127.0.0.1:5000".into());
         let file = write_yaml(&c.to_yaml());
-        assert_eq!(Config::from_layers(Some(&file.0), env(&[])).unwrap(), c);
+        assert_eq!(Config::from_layers(Some(file.path()), env(&[])).unwrap(), c);
     }
 
     #[test]

@@ -2,14 +2,16 @@ use std::path::{Path, PathBuf};
 
 use musicrec_data::DataError;
 
+use crate::params::InvalidParameter;
+
 /// Everything that can go wrong fitting, using, saving or loading a model.
 ///
 /// All but `Io`, `Corrupt` and some `Data` errors describe the user's input (configuration or
 /// data): the CLI maps them to exit code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("{model}.{parameter} = {value}: {expected}")]
-    InvalidParameter { model: &'static str, parameter: &'static str, value: String, expected: &'static str },
+    #[error(transparent)]
+    InvalidParameter(#[from] InvalidParameter),
 
     #[error("{model}: nothing to train on: {reason}")]
     NothingToTrain { model: &'static str, reason: String },
@@ -54,7 +56,7 @@ impl ModelError {
     /// True when the error describes the user's input rather than the machine or the program.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Self::InvalidParameter { .. }
+            Self::InvalidParameter(_)
             | Self::NothingToTrain { .. }
             | Self::BadTrainingValues { .. }
             | Self::TrainingFailed { .. }

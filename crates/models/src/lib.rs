@@ -1,12 +1,13 @@
 //! Candidate models of musicrec and the machinery they share.
 //!
-//! Every model has one shape (the `Recommender` trait): hyperparameters with the original
-//! system's defaults and a `check`, `fit` on the training data (the train user × item matrix
-//! of listen counts, and the item × feature matrix for content models), `recommend` (never an item the user has, never an item the model filtered out),
-//! `similar_items`, and `save`/`load` in the versioned, checksummed `MRMODEL` format
-//! (`format`). Factor models (ALS, BPR) share `FactorModel`, Item2Item (`item2item`) works on
-//! item-feature vectors, and everything that ranks items goes through one batched top-K
-//! (`topk`).
+//! Every model has one shape (the `Recommender` trait): hyperparameters with defaults and a
+//! `check` (`params`), `fit` on the training data (the train user × item matrix of listen
+//! counts, and the item × feature matrix for content models), optionally with the training
+//! loss per iteration, `recommend` (never an item the user has, never an item the model
+//! filtered out), similar items for the models that have them (`SimilarItems`), and
+//! `save`/`load` in the versioned, checksummed `MRMODEL` format (`format`). Factor models
+//! (ALS, BPR) share `FactorModel`, Item2Item (`item2item`) works on item-feature vectors, and
+//! everything that ranks items goes through one batched top-K (`topk`).
 //!
 //! Users and items are the dense `u32` indices of the train matrix's rows and columns.
 //! Parallel work runs on the caller's rayon pool: install a pool to bound the threads.
@@ -38,7 +39,7 @@ pub use bpr::{Bpr, BprParams, EpochReport};
 pub use error::ModelError;
 pub use factors::FactorModel;
 pub use item2item::{Item2Item, Item2ItemParams, Metric};
-pub use params::Hyperparameters;
+pub use params::{Hyperparameters, InvalidParameter, ParamCheck};
 pub use popular::{TopItems, TopItemsParams};
 pub use recommendations::Recommendations;
 
@@ -61,6 +62,10 @@ impl<'a> From<&'a CsrMatrix> for TrainingData<'a> {
     }
 }
 
+/// The models whose `Recommender::similar` is `Some`, by name (their stage and configuration
+/// section): the stages whose similar tracks the service can serve.
+pub const SIMILAR_ITEM_MODELS: [&str; 2] = [Als::NAME, Bpr::NAME];
+
 /// The shape every model has, so that one generic stage (fit, write candidates for the
 /// window users, write similar items, save, evaluate) serves all of them.
 pub trait Recommender: Sized + Send + Sync {
@@ -73,6 +78,15 @@ pub trait Recommender: Sized + Send + Sync {
     /// Checks `params`, then trains on `data`.
     fn fit<'a>(params: &Self::Params, data: impl Into<TrainingData<'a>>) -> Result<Self, ModelError>;
 
+    /// Fits like `fit`, also computing the training loss after every iteration (at a cost each
+    /// model states); the losses in order. A model that does not train by iterations has none.
+    fn fit_with_loss<'a>(
+        params: &Self::Params,
+        data: impl Into<TrainingData<'a>>,
+    ) -> Result<(Self, Vec<f64>), ModelError> {
+        Ok((Self::fit(params, data)?, Vec::new()))
+    }
+
     fn params(&self) -> &Self::Params;
 
     /// The `n` best items for each of `users`, best first with scores. Never an item of the
@@ -81,9 +95,10 @@ pub trait Recommender: Sized + Send + Sync {
     /// empty list.
     fn recommend(&self, users: &[u32], user_items: &CsrMatrix, n: usize) -> Result<Recommendations, ModelError>;
 
-    /// The `n` items most similar to each of `items`, the item itself excluded; an item the
-    /// model has no representation of gets an empty list.
-    fn similar_items(&self, items: &[u32], n: usize) -> Recommendations;
+    /// The model's similar items, for the models that have them (`SIMILAR_ITEM_MODELS`).
+    fn similar(&self) -> Option<&dyn SimilarItems> {
+        None
+    }
 
     /// Facts about the fitted model for a stage's manifest (e.g. Item2Item's SVD components
     /// and explained variance); none by default.
@@ -96,4 +111,12 @@ pub trait Recommender: Sized + Send + Sync {
 
     /// Reads a model written by `save`; a damaged or foreign file is `ModelError::Corrupt`.
     fn load(path: &Path) -> Result<Self, ModelError>;
+}
+
+/// What a model that knows which items resemble each other answers (see
+/// `Recommender::similar`).
+pub trait SimilarItems: Send + Sync {
+    /// The `n` items most similar to each of `items`, the item itself excluded; an item the
+    /// model has no representation of gets an empty list.
+    fn similar_items(&self, items: &[u32], n: usize) -> Recommendations;
 }

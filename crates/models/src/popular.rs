@@ -12,7 +12,7 @@ use musicrec_data::CsrMatrix;
 
 use crate::error::ModelError;
 use crate::format::{ModelReader, ModelWriter};
-use crate::params::{Hyperparameters, ParamCheck};
+use crate::params::{Hyperparameters, InvalidParameter, ParamCheck};
 use crate::recommendations::Recommendations;
 use crate::{Recommender, TrainingData};
 
@@ -31,8 +31,8 @@ impl Default for TopItemsParams {
 }
 
 impl Hyperparameters for TopItemsParams {
-    fn check(&self) -> Result<(), ModelError> {
-        ParamCheck { model: NAME }.count_in("top_n", self.top_n, 1..=1_000_000, "must be in 1..=1000000")
+    fn check(&self) -> Result<(), InvalidParameter> {
+        ParamCheck { section: NAME }.count_in("top_n", self.top_n, 1..=100_000)
     }
 }
 
@@ -112,13 +112,6 @@ impl Recommender for TopItems {
         Ok(recs)
     }
 
-    /// Popularity says nothing about which tracks resemble each other: every list is empty.
-    fn similar_items(&self, items: &[u32], _n: usize) -> Recommendations {
-        let mut recs = Recommendations::new();
-        items.iter().for_each(|&item| recs.push(item, &[], &[]));
-        recs
-    }
-
     fn save(&self, path: &Path) -> Result<u64, ModelError> {
         let mut out = ModelWriter::create(path, "TOP")?;
         out.u64(self.params.top_n as u64)?;
@@ -164,7 +157,7 @@ mod tests {
         assert_eq!(recs.get(1).1, &[0, 3]);
         assert_eq!(recs.get(2).1, &[1]);
         assert_eq!(recs.get(3).1, &[2, 0], "a new user gets the top list");
-        assert!(m.similar_items(&[0, 1], 10).get(1).1.is_empty());
+        assert!(m.similar().is_none(), "popularity says nothing about which tracks resemble each other");
     }
 
     #[test]
@@ -175,7 +168,7 @@ mod tests {
         m.save(&path).unwrap();
         assert_eq!(TopItems::load(&path).unwrap(), m);
         let err = TopItems::fit(&TopItemsParams { top_n: 0 }, &history()).unwrap_err().to_string();
-        assert!(err.contains("top_items.top_n"), "{err}");
+        assert!(err.contains("top_items.top_n: must be between 1 and 100000, got 0"), "{err}");
         let empty = CsrMatrix::from_coo(2, 3, &[], &[], &[]);
         assert!(matches!(TopItems::fit(&TopItemsParams::default(), &empty), Err(ModelError::NothingToTrain { .. })));
     }

@@ -127,7 +127,8 @@ pub(crate) fn assert_recommends_only_eligible_items<M: Recommender>(model: &M, f
     assert_eq!(model.recommend(&[USERS + 5], &f.matrix, 5).unwrap().get(0).1.len(), 0);
 }
 
-/// Saving then loading gives the same model, recommendations and similar items.
+/// Saving then loading gives the same model, recommendations and similar items; the model
+/// has similar items exactly when `SIMILAR_ITEM_MODELS` says so.
 pub(crate) fn assert_save_load_round_trip<M: Recommender + PartialEq + std::fmt::Debug>(
     model: &M,
     f: &Fixture,
@@ -141,5 +142,7 @@ pub(crate) fn assert_save_load_round_trip<M: Recommender + PartialEq + std::fmt:
         loaded.recommend(&all_users(), &f.matrix, 10).unwrap(),
         model.recommend(&all_users(), &f.matrix, 10).unwrap()
     );
-    assert_eq!(loaded.similar_items(similar_queries, 5), model.similar_items(similar_queries, 5));
+    let similar = |m: &M| m.similar().map(|s| s.similar_items(similar_queries, 5));
+    assert_eq!(similar(&loaded), similar(model));
+    assert_eq!(model.similar().is_some(), crate::SIMILAR_ITEM_MODELS.contains(&M::NAME), "{}", M::NAME);
 }

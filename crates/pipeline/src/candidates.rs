@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, UInt32Array};
 use musicrec_data::{CsrMatrix, parquet_io};
-use musicrec_models::{Als, Bpr, ModelError, Recommendations, Recommender, TrainingData};
+use musicrec_models::{Recommendations, Recommender, TrainingData};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -15,6 +15,7 @@ use crate::artifacts::{Manifest, StageWriter};
 use crate::error::PipelineError;
 use crate::evaluation::{EvalWindow, Evaluator};
 use crate::matrices::ITEM_FEATURE_FILE;
+use crate::params::ModelStage;
 use crate::shards::{self, Sharding};
 use crate::stage::{RunContext, Stage};
 
@@ -78,94 +79,38 @@ pub enum Audience {
     AllUsers,
 }
 
-/// A model that can report its training loss after every iteration.
-pub trait LossReporting: Recommender {
-    /// Fits like `Recommender::fit`; also returns the loss of each iteration, in order.
-    fn fit_with_losses(params: &Self::Params, data: TrainingData<'_>) -> Result<(Self, Vec<f64>), ModelError>;
-}
-
-impl LossReporting for Als {
-    fn fit_with_losses(params: &Self::Params, data: TrainingData<'_>) -> Result<(Self, Vec<f64>), ModelError> {
-        let mut losses = Vec::with_capacity(params.iterations);
-        let model = Als::fit_reporting(params, data.user_items, &mut |r| losses.push(r.loss))?;
-        Ok((model, losses))
-    }
-}
-
-impl LossReporting for Bpr {
-    fn fit_with_losses(params: &Self::Params, data: TrainingData<'_>) -> Result<(Self, Vec<f64>), ModelError> {
-        let mut losses = Vec::with_capacity(params.iterations);
-        let model = Bpr::fit_reporting(params, data.user_items, &mut |r| losses.push(r.loss))?;
-        Ok((model, losses))
-    }
-}
-
-/// A fitted model and, when it was asked for, its training loss per iteration.
-pub type Fitted<M> = (M, Option<Vec<f64>>);
-
-/// The fit of a stage whose config has a `report_loss` switch: with the losses when it is on,
-/// a plain `fit` (no loss computed) when it is off.
-pub fn fit_reporting_loss<M: LossReporting>(
-    params: M::Params,
-    report_loss: bool,
-) -> impl FnOnce(TrainingData<'_>) -> Result<Fitted<M>, ModelError> {
-    move |data| {
-        if report_loss {
-            let (model, losses) = M::fit_with_losses(&params, data)?;
-            Ok((model, Some(losses)))
-        } else {
-            Ok((M::fit(&params, data)?, None))
-        }
-    }
-}
-
-/// Runs one candidate-model stage for model `M`.
+/// Runs one candidate-model stage for model `M` with `params`; `section` is the model's
+/// configuration section, recorded in the manifest. The fit computes the training loss per
+/// iteration when `params.report_loss` is on; it is logged and listed in the manifest's summary
+/// (`loss_per_iteration`). With `ctx.sharding` set, it runs the asked step of sharded scoring
+/// instead (see `shards`).
 pub fn run_model_stage<M: Recommender>(
     ctx: &RunContext,
     stage: Stage,
-    params: M::Params,
-    n_candidates: usize,
-    audience: Audience,
+    params: &ModelStage<M::Params>,
     section: serde_json::Value,
 ) -> Result<Manifest, PipelineError> {
-    let fit = |data: TrainingData<'_>| Ok((M::fit(&params, data)?, None));
-    run_model_stage_with(ctx, stage, fit, n_candidates, audience, section)
-}
-
-/// Runs one candidate-model stage for model `M`, fitted on the train matrix by `fit`; a loss
-/// per iteration it returns is logged and listed in the manifest's summary
-/// (`loss_per_iteration`). With `ctx.sharding` set, it runs the asked step of sharded scoring
-/// instead (see `shards`).
-pub fn run_model_stage_with<M: Recommender>(
-    ctx: &RunContext,
-    stage: Stage,
-    fit: impl FnOnce(TrainingData<'_>) -> Result<Fitted<M>, ModelError>,
-    n_candidates: usize,
-    audience: Audience,
-    section: serde_json::Value,
-) -> Result<Manifest, PipelineError> {
-    let job = ModelJob { ctx, stage, n_candidates, audience, section };
+    let job = ModelJob::<M> { ctx, stage, params, section };
     match ctx.sharding {
-        Sharding::Whole => run_whole(&job, fit),
-        Sharding::Fit { shards } => shards::fit(&job, fit, shards),
-        Sharding::Score(shard) => shards::score::<M>(&job, shard),
-        Sharding::Merge => shards::merge::<M>(&job),
+        Sharding::Whole => run_whole(&job),
+        Sharding::Fit { shards } => shards::fit(&job, shards),
+        Sharding::Score(shard) => shards::score(&job, shard),
+        Sharding::Merge => shards::merge(&job),
     }
 }
 
 /// One candidate-model stage as asked: what every step of it (whole or sharded) shares.
-pub(crate) struct ModelJob<'a> {
+pub(crate) struct ModelJob<'a, M: Recommender> {
     pub ctx: &'a RunContext,
     pub stage: Stage,
-    pub n_candidates: usize,
-    pub audience: Audience,
+    pub params: &'a ModelStage<M::Params>,
     pub section: serde_json::Value,
 }
 
-impl ModelJob<'_> {
+impl<M: Recommender> ModelJob<'_, M> {
     /// The configuration the stage used and its fingerprint: the same for the whole stage and
     /// every step of a sharded one, which is how the steps prove they agree.
-    pub fn params<M: Recommender>(&self) -> (String, serde_json::Value) {
+    pub fn recorded_config(&self) -> (String, serde_json::Value) {
         let config = &self.ctx.config;
         let params = self.ctx.params(json!({"k": config.k, "seed": config.seed, M::NAME: self.section}));
         (musicrec_config::fingerprint_of(&params), params)
@@ -173,10 +118,36 @@ impl ModelJob<'_> {
 
     /// The users the stage recommends to, as evaluation indices `0..n`.
     pub fn audience_size(&self, evaluator: &Evaluator) -> usize {
-        match self.audience {
+        match self.params.audience {
             Audience::OldUsers => evaluator.user_item.rows,
             Audience::AllUsers => evaluator.user_ids().len(),
         }
+    }
+
+    /// Fits the model on the train matrix (and the item features for content models), logging
+    /// the time and losses.
+    pub fn fit(&self, evaluator: &Evaluator) -> Result<(M, FitRecord), PipelineError> {
+        // Only content models read the item × feature matrix.
+        let item_features = if M::USES_ITEM_FEATURES {
+            Some(CsrMatrix::load(&self.ctx.artifacts.stage_dir(Stage::Matrices).join(ITEM_FEATURE_FILE))?)
+        } else {
+            None
+        };
+        let started = Instant::now();
+        let data = TrainingData { user_items: &evaluator.user_item, item_features: item_features.as_ref() };
+        let (model, losses) = if self.params.report_loss {
+            let (model, losses) = M::fit_with_loss(&self.params.model, data)?;
+            (model, Some(losses))
+        } else {
+            (M::fit(&self.params.model, data)?, None)
+        };
+        let fit_seconds = started.elapsed().as_secs_f64();
+        tracing::info!(model = M::NAME, seconds = format!("{fit_seconds:.2}"), "fitted");
+        if let Some(losses) = &losses {
+            tracing::info!(model = M::NAME, loss_per_iteration = ?losses, "training loss");
+        }
+        let facts = model.summary().into_iter().map(|(fact, value)| (fact.to_string(), json!(value))).collect();
+        Ok((model, FitRecord { fit_seconds, loss_per_iteration: losses, model: facts }))
     }
 }
 
@@ -190,77 +161,53 @@ pub(crate) struct FitRecord {
     pub model: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Fits the model on the train matrix (and the item features for content models), logging
-/// the time and losses.
-pub(crate) fn fit_model<M: Recommender>(
-    ctx: &RunContext,
-    evaluator: &Evaluator,
-    fit: impl FnOnce(TrainingData<'_>) -> Result<Fitted<M>, ModelError>,
-) -> Result<(M, FitRecord), PipelineError> {
-    // Only content models read the item × feature matrix.
-    let item_features = if M::USES_ITEM_FEATURES {
-        Some(CsrMatrix::load(&ctx.artifacts.stage_dir(Stage::Matrices).join(ITEM_FEATURE_FILE))?)
-    } else {
-        None
-    };
-    let started = Instant::now();
-    let data = TrainingData { user_items: &evaluator.user_item, item_features: item_features.as_ref() };
-    let (model, losses) = fit(data)?;
-    let fit_seconds = started.elapsed().as_secs_f64();
-    tracing::info!(model = M::NAME, seconds = format!("{fit_seconds:.2}"), "fitted");
-    if let Some(losses) = &losses {
-        tracing::info!(model = M::NAME, loss_per_iteration = ?losses, "training loss");
-    }
-    let facts = model.summary().into_iter().map(|(fact, value)| (fact.to_string(), json!(value))).collect();
-    Ok((model, FitRecord { fit_seconds, loss_per_iteration: losses, model: facts }))
-}
-
 /// The lists of a model stage: candidates of every audience user, similar tracks of every
-/// catalogue track (empty for models without them).
+/// catalogue track (none for models without them).
 pub(crate) struct Scored {
     pub candidates: Recommendations,
     pub similar: Recommendations,
     /// Seconds spent recommending (summed over the shards of a sharded run).
     pub recommend_seconds: f64,
-    /// Seconds spent on similar tracks, when they were computed apart (a shard times its
-    /// candidates and similar tracks together).
+    /// Seconds spent on similar tracks, when the model has them and they were computed apart
+    /// (a shard times its candidates and similar tracks together).
     pub similar_seconds: Option<f64>,
 }
 
-fn run_whole<M: Recommender>(
-    job: &ModelJob<'_>,
-    fit: impl FnOnce(TrainingData<'_>) -> Result<Fitted<M>, ModelError>,
-) -> Result<Manifest, PipelineError> {
+fn run_whole<M: Recommender>(job: &ModelJob<'_, M>) -> Result<Manifest, PipelineError> {
     let ctx = job.ctx;
     let evaluator = Evaluator::load(&ctx.artifacts, job.stage.as_str())?;
     let matrices = ctx.upstream(job.stage, Stage::Matrices)?;
     let mut out = ctx.artifacts.begin(job.stage, &ctx.run_id)?;
     out.add_input("matrices", matrices.run_id);
-    let (model, fitted) = fit_model(ctx, &evaluator, fit)?;
+    let (model, fitted) = job.fit(&evaluator)?;
 
     let started = Instant::now();
     let users: Vec<u32> = (0..job.audience_size(&evaluator) as u32).collect();
-    let candidates = model.recommend(&users, &evaluator.user_item, job.n_candidates)?;
+    let candidates = model.recommend(&users, &evaluator.user_item, job.params.n_candidates)?;
     let recommend_seconds = started.elapsed().as_secs_f64();
     tracing::info!(model = M::NAME, users = users.len(), seconds = format!("{recommend_seconds:.2}"), "recommended");
-    let started = Instant::now();
-    let items: Vec<u32> = (0..evaluator.user_item.cols as u32).collect();
-    let similar = model.similar_items(&items, SIMILAR_PER_TRACK);
-    let similar_seconds = Some(started.elapsed().as_secs_f64());
+    let (similar, similar_seconds) = match model.similar() {
+        Some(model) => {
+            let started = Instant::now();
+            let items: Vec<u32> = (0..evaluator.user_item.cols as u32).collect();
+            (model.similar_items(&items, SIMILAR_PER_TRACK), Some(started.elapsed().as_secs_f64()))
+        }
+        None => (Recommendations::new(), None),
+    };
     let scored = Scored { candidates, similar, recommend_seconds, similar_seconds };
     let write_model = |out: &mut StageWriter| {
         let bytes = model.save(&out.path(MODEL_FILE))?;
         out.add_file(MODEL_FILE, bytes);
         Ok(())
     };
-    publish::<M>(job, &evaluator, out, &scored, &fitted, write_model, None)
+    publish(job, &evaluator, out, &scored, &fitted, write_model, None)
 }
 
 /// Evaluates the lists and publishes the stage: candidates, similar tracks, the model (written
 /// by `write_model`), metrics, and the manifest last. `shards`, for a merged run, goes into
 /// the summary as is.
 pub(crate) fn publish<M: Recommender>(
-    job: &ModelJob<'_>,
+    job: &ModelJob<'_, M>,
     evaluator: &Evaluator,
     mut out: StageWriter,
     scored: &Scored,
@@ -302,6 +249,6 @@ pub(crate) fn publish<M: Recommender>(
     if let Some(shards) = shards {
         summary["shards"] = shards;
     }
-    let (fingerprint, params) = job.params::<M>();
+    let (fingerprint, params) = job.recorded_config();
     out.commit(fingerprint, params, summary)
 }

@@ -10,6 +10,7 @@ pub mod evaluation;
 pub mod events;
 pub mod features;
 pub mod matrices;
+pub mod params;
 pub mod preprocess;
 pub mod progress;
 pub mod ranking;
@@ -22,6 +23,7 @@ use std::path::Path;
 
 pub use artifacts::{Artifacts, Manifest};
 pub use error::PipelineError;
+pub use params::StageParams;
 pub use shards::{Shard, Sharding};
 pub use stage::{RunContext, Stage, run_stages};
 

@@ -171,7 +171,7 @@ fn user_chunks(n_old: usize, per_chunk: usize) -> Vec<Range<u32>> {
     (0..n_old).step_by(per_chunk).map(|start| start as u32..start.saturating_add(per_chunk).min(n_old) as u32).collect()
 }
 
-pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
+pub fn run(ctx: &RunContext, params: &RankerParams) -> Result<Manifest, PipelineError> {
     let stage = Stage::Ranking;
     let cfg = &ctx.config.ranking;
     let evaluator = Evaluator::load(&ctx.artifacts, stage.as_str())?;
@@ -264,14 +264,8 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     );
     let train_features = FeatureMatrix::concat(builder.names().to_vec(), &train_parts);
     drop(train_parts);
-    let params = RankerParams {
-        iterations: cfg.iterations,
-        learning_rate: cfg.learning_rate,
-        depth: cfg.depth,
-        seed: ctx.config.seed,
-    };
     let started = Instant::now();
-    let ranker = Ranker::fit(&params, &train_features, &train_labels)?;
+    let ranker = Ranker::fit(params, &train_features, &train_labels)?;
     let train_s = started.elapsed().as_secs_f64();
     tracing::info!(rows = train_labels.len(), users = train_users, seconds = format!("{train_s:.2}"), "ranker trained");
     drop(train_features);

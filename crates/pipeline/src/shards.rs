@@ -23,12 +23,12 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int64Type};
 use musicrec_data::parquet_io::{self, for_each_batch};
 use musicrec_models::topk::QUERY_BLOCK;
-use musicrec_models::{ModelError, Recommendations, Recommender, TrainingData};
+use musicrec_models::{Recommendations, Recommender};
 use serde::{Deserialize, Serialize};
 
 use crate::artifacts::Manifest;
 use crate::candidates::{
-    self, CANDIDATES_FILE, FitRecord, Fitted, MODEL_FILE, ModelJob, SIMILAR_FILE, SIMILAR_PER_TRACK, Scored,
+    self, CANDIDATES_FILE, FitRecord, MODEL_FILE, ModelJob, SIMILAR_FILE, SIMILAR_PER_TRACK, Scored,
 };
 use crate::error::PipelineError;
 use crate::evaluation::Evaluator;
@@ -200,21 +200,17 @@ fn problem(stage: Stage, problem: impl Into<String>) -> PipelineError {
 }
 
 /// Step 1: fit once and publish the model for `shards` scoring processes.
-pub(crate) fn fit<M: Recommender>(
-    job: &ModelJob<'_>,
-    fit: impl FnOnce(TrainingData<'_>) -> Result<Fitted<M>, ModelError>,
-    shards: u32,
-) -> Result<Manifest, PipelineError> {
+pub(crate) fn fit<M: Recommender>(job: &ModelJob<'_, M>, shards: u32) -> Result<Manifest, PipelineError> {
     let ctx = job.ctx;
     let evaluator = Evaluator::load(&ctx.artifacts, job.stage.as_str())?;
     let matrices = ctx.upstream(job.stage, Stage::Matrices)?;
     let mut out = ctx.artifacts.begin_named(&model_unit_name(job.stage), &ctx.run_id)?;
     out.add_input("matrices", matrices.run_id);
-    let (model, fit) = candidates::fit_model(ctx, &evaluator, fit)?;
+    let (model, fit) = job.fit(&evaluator)?;
     let bytes = model.save(&out.path(MODEL_FILE))?;
     out.add_file(MODEL_FILE, bytes);
     let plan = Plan { shards, users: job.audience_size(&evaluator), items: evaluator.user_item.cols, fit };
-    let (fingerprint, params) = job.params::<M>();
+    let (fingerprint, params) = job.recorded_config();
     out.commit(fingerprint, params, serde_json::to_value(&plan).expect("plans serialize"))
 }
 
@@ -226,7 +222,7 @@ struct Published {
     evaluator: Evaluator,
 }
 
-fn load_fitted<M: Recommender>(job: &ModelJob<'_>, step: &str) -> Result<Published, PipelineError> {
+fn load_fitted<M: Recommender>(job: &ModelJob<'_, M>, step: &str) -> Result<Published, PipelineError> {
     let (ctx, stage) = (job.ctx, job.stage);
     let name = model_unit_name(stage);
     let dir = ctx.artifacts.dir_of(&name);
@@ -244,7 +240,7 @@ fn load_fitted<M: Recommender>(job: &ModelJob<'_>, step: &str) -> Result<Publish
         path: dir.display().to_string(),
         reason: format!("the fitted model's manifest summary is not a shard plan: {e}"),
     })?;
-    let (fingerprint, _) = job.params::<M>();
+    let (fingerprint, _) = job.recorded_config();
     if manifest.config_fingerprint != fingerprint {
         return Err(problem(
             stage,
@@ -289,9 +285,9 @@ fn index_range(range: &Range<usize>) -> Vec<u32> {
 }
 
 /// Step 2: score one shard's users and tracks with the published model.
-pub(crate) fn score<M: Recommender>(job: &ModelJob<'_>, shard: Shard) -> Result<Manifest, PipelineError> {
+pub(crate) fn score<M: Recommender>(job: &ModelJob<'_, M>, shard: Shard) -> Result<Manifest, PipelineError> {
     let (ctx, stage) = (job.ctx, job.stage);
-    let Published { manifest: fitted, plan, evaluator } = load_fitted::<M>(job, &format!("--shard {shard}"))?;
+    let Published { manifest: fitted, plan, evaluator } = load_fitted(job, &format!("--shard {shard}"))?;
     if plan.shards != shard.count {
         return Err(problem(
             stage,
@@ -308,10 +304,13 @@ pub(crate) fn score<M: Recommender>(job: &ModelJob<'_>, shard: Shard) -> Result<
     let (users, items) = (shard.range(plan.users), shard.range(plan.items));
 
     let started = Instant::now();
-    let candidates = model.recommend(&index_range(&users), &evaluator.user_item, job.n_candidates)?;
+    let candidates = model.recommend(&index_range(&users), &evaluator.user_item, job.params.n_candidates)?;
     let recommend_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let similar = model.similar_items(&index_range(&items), SIMILAR_PER_TRACK);
+    let similar = match model.similar() {
+        Some(model) => model.similar_items(&index_range(&items), SIMILAR_PER_TRACK),
+        None => Recommendations::new(),
+    };
     let similar_seconds = started.elapsed().as_secs_f64();
     tracing::info!(
         model = M::NAME,
@@ -342,15 +341,15 @@ pub(crate) fn score<M: Recommender>(job: &ModelJob<'_>, shard: Shard) -> Result<
         recommend_seconds,
         similar_seconds,
     };
-    let (fingerprint, params) = job.params::<M>();
+    let (fingerprint, params) = job.recorded_config();
     out.commit(fingerprint, params, serde_json::to_value(&record).expect("part records serialize"))
 }
 
 /// Step 3: check every part, then publish the stage from them.
-pub(crate) fn merge<M: Recommender>(job: &ModelJob<'_>) -> Result<Manifest, PipelineError> {
+pub(crate) fn merge<M: Recommender>(job: &ModelJob<'_, M>) -> Result<Manifest, PipelineError> {
     let (ctx, stage) = (job.ctx, job.stage);
-    let Published { manifest: fitted, plan, evaluator } = load_fitted::<M>(job, "--merge-shards")?;
-    let (fingerprint, _) = job.params::<M>();
+    let Published { manifest: fitted, plan, evaluator } = load_fitted(job, "--merge-shards")?;
+    let (fingerprint, _) = job.recorded_config();
     let mut problems = Vec::new();
     let mut parts = Vec::with_capacity(plan.shards as usize);
     for index in 0..plan.shards {
@@ -414,7 +413,7 @@ pub(crate) fn merge<M: Recommender>(job: &ModelJob<'_>) -> Result<Manifest, Pipe
             "similar_seconds": record.similar_seconds,
         })).collect::<Vec<_>>(),
     });
-    candidates::publish::<M>(job, &evaluator, out, &scored, &plan.fit, write_model, Some(shards))
+    candidates::publish(job, &evaluator, out, &scored, &plan.fit, write_model, Some(shards))
 }
 
 /// A part that is complete, scored with the current model and configuration, and covers

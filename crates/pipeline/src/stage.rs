@@ -2,14 +2,14 @@
 
 use std::time::Instant;
 
-use musicrec_config::{Config, Distance};
+use musicrec_config::Config;
 use musicrec_data::Location;
-use musicrec_models::{Als, AlsParams, Bpr, BprParams, Item2Item, Item2ItemParams, Metric, TopItems, TopItemsParams};
+use musicrec_models::{Als, Bpr, Item2Item, TopItems};
 use serde::Serialize;
 
 use crate::artifacts::{Artifacts, Manifest};
-use crate::candidates::Audience;
 use crate::error::PipelineError;
+use crate::params::StageParams;
 use crate::shards::Sharding;
 use crate::tracking::RunTracking;
 use crate::{candidates, eda, features, matrices, preprocess, ranking, report};
@@ -130,23 +130,25 @@ impl RunContext {
     }
 }
 
-/// Runs `stages` in order; stops at the first failure, whose stage keeps its previous outputs.
-/// Each stage is on record (`runs/`) while it runs and after it ends, failed ones with their
-/// error; `ctx.tracking.summary()` then says where the records went.
+/// Runs `stages` in order, every stage's parameters checked first; stops at the first failure,
+/// whose stage keeps its previous outputs. Each stage is on record (`runs/`) while it runs and
+/// after it ends, failed ones with their error; `ctx.tracking.summary()` then says where the
+/// records went.
 pub fn run_stages(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, PipelineError> {
+    let params = StageParams::from_config(&ctx.config)?;
     ctx.sharding.check_stages(stages)?;
-    let result = run_tracked(ctx, stages);
+    let result = run_tracked(ctx, &params, stages);
     ctx.tracking.finish(result.is_ok());
     result
 }
 
-fn run_tracked(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, PipelineError> {
+fn run_tracked(ctx: &RunContext, params: &StageParams, stages: &[Stage]) -> Result<Vec<Manifest>, PipelineError> {
     let mut manifests = Vec::with_capacity(stages.len());
     for &stage in stages {
         let started = Instant::now();
         tracing::info!(stage = stage.as_str(), run_id = %ctx.run_id, "stage started");
         let tracked = ctx.tracking.stage_started(stage)?;
-        let result = run_stage(ctx, stage);
+        let result = run_stage(ctx, params, stage);
         ctx.tracking.stage_ended(&ctx.artifacts, stage, tracked, &result)?;
         let manifest = result?;
         tracing::info!(
@@ -160,81 +162,22 @@ fn run_tracked(ctx: &RunContext, stages: &[Stage]) -> Result<Vec<Manifest>, Pipe
     Ok(manifests)
 }
 
-fn run_stage(ctx: &RunContext, stage: Stage) -> Result<Manifest, PipelineError> {
+fn run_stage(ctx: &RunContext, params: &StageParams, stage: Stage) -> Result<Manifest, PipelineError> {
+    let config = &ctx.config;
     Ok(match stage {
         Stage::Preprocess => preprocess::run(ctx)?,
         Stage::Eda => eda::run(ctx)?,
         Stage::Matrices => matrices::run(ctx)?,
         Stage::Features => features::run(ctx)?,
-        Stage::Als => {
-            let c = &ctx.config.als;
-            let params = AlsParams {
-                factors: c.factors,
-                iterations: c.iterations,
-                regularization: c.regularization,
-                alpha: c.alpha,
-                min_users_per_item: c.min_users_per_item,
-                seed: ctx.config.seed,
-                ..AlsParams::default()
-            };
-            candidates::run_model_stage_with(
-                ctx,
-                stage,
-                candidates::fit_reporting_loss::<Als>(params, c.report_loss),
-                c.n_candidates,
-                Audience::OldUsers,
-                ctx.params(c),
-            )?
-        }
-        Stage::Bpr => {
-            let c = &ctx.config.bpr;
-            let params = BprParams {
-                factors: c.factors,
-                iterations: c.iterations,
-                learning_rate: c.learning_rate,
-                regularization: c.regularization,
-                min_users_per_item: c.min_users_per_item,
-                seed: ctx.config.seed,
-                ..BprParams::default()
-            };
-            candidates::run_model_stage_with(
-                ctx,
-                stage,
-                candidates::fit_reporting_loss::<Bpr>(params, c.report_loss),
-                c.n_candidates,
-                Audience::OldUsers,
-                ctx.params(c),
-            )?
-        }
+        Stage::Als => candidates::run_model_stage::<Als>(ctx, stage, &params.als, ctx.params(&config.als))?,
+        Stage::Bpr => candidates::run_model_stage::<Bpr>(ctx, stage, &params.bpr, ctx.params(&config.bpr))?,
         Stage::Item2Item => {
-            let c = &ctx.config.item2item;
-            let params = Item2ItemParams {
-                n_components: c.n_components,
-                n_neighbors: c.n_neighbors,
-                metric: match c.metric {
-                    Distance::Manhattan => Metric::Manhattan,
-                    Distance::Euclidean => Metric::Euclidean,
-                    Distance::Cosine => Metric::Cosine,
-                },
-                min_users_per_item: c.min_users_per_item,
-                seed: ctx.config.seed,
-            };
-            candidates::run_model_stage::<Item2Item>(
-                ctx,
-                stage,
-                params,
-                c.n_candidates,
-                Audience::OldUsers,
-                ctx.params(c),
-            )?
+            candidates::run_model_stage::<Item2Item>(ctx, stage, &params.item2item, ctx.params(&config.item2item))?
         }
         Stage::TopItems => {
-            let c = &ctx.config.top_items;
-            let params = TopItemsParams { top_n: c.top_n };
-            // Every popular track the user has not heard is a candidate.
-            candidates::run_model_stage::<TopItems>(ctx, stage, params, c.top_n, Audience::AllUsers, ctx.params(c))?
+            candidates::run_model_stage::<TopItems>(ctx, stage, &params.top_items, ctx.params(&config.top_items))?
         }
-        Stage::Ranking => ranking::run(ctx)?,
+        Stage::Ranking => ranking::run(ctx, &params.ranker)?,
         Stage::Report => report::run(ctx)?,
     })
 }

@@ -1,13 +1,14 @@
 use std::path::PathBuf;
 
 use musicrec_data::DataError;
+use musicrec_models::InvalidParameter;
 
 /// Everything that can go wrong building the ranker's training set, training it, or saving and
 /// loading it.
 #[derive(Debug, thiserror::Error)]
 pub enum RankingError {
-    #[error("ranking.{parameter} = {value}: {expected}")]
-    InvalidParameter { parameter: &'static str, value: String, expected: &'static str },
+    #[error(transparent)]
+    InvalidParameter(#[from] InvalidParameter),
 
     #[error("ranking: nothing to train on: {reason}")]
     NothingToTrain { reason: String },
@@ -30,7 +31,7 @@ impl RankingError {
     /// machine or the program.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Self::InvalidParameter { .. } | Self::NothingToTrain { .. } => true,
+            Self::InvalidParameter(_) | Self::NothingToTrain { .. } => true,
             Self::Gbdt(_) | Self::FeatureMismatch { .. } | Self::Corrupt { .. } => false,
             Self::Data(e) => e.is_user_error(),
         }

@@ -7,12 +7,15 @@ use std::path::Path;
 use forust_ml::gradientbooster::ImportanceMethod;
 use forust_ml::objective::ObjectiveType;
 use forust_ml::{GradientBooster, Matrix};
+use musicrec_models::{Hyperparameters, InvalidParameter, ParamCheck};
 use rayon::prelude::*;
 
 use crate::error::RankingError;
 use crate::features::FeatureMatrix;
 
 const FEATURES_KEY: &str = "musicrec_features";
+/// The ranker's configuration section, which its parameter errors name.
+const SECTION: &str = "ranking";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RankerParams {
@@ -24,20 +27,19 @@ pub struct RankerParams {
     pub seed: u64,
 }
 
-impl RankerParams {
-    pub fn check(&self) -> Result<(), RankingError> {
-        let bad =
-            |parameter, value: String, expected| Err(RankingError::InvalidParameter { parameter, value, expected });
-        if !(1..=100_000).contains(&self.iterations) {
-            return bad("iterations", self.iterations.to_string(), "must be in 1..=100000");
-        }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return bad("learning_rate", self.learning_rate.to_string(), "must be a finite number > 0");
-        }
-        if !(1..=16).contains(&self.depth) {
-            return bad("depth", self.depth.to_string(), "must be in 1..=16");
-        }
-        Ok(())
+impl Default for RankerParams {
+    /// The configuration's documented defaults (`ranking` in `musicrec config`).
+    fn default() -> Self {
+        Self { iterations: 200, learning_rate: 0.1, depth: 4, seed: 42 }
+    }
+}
+
+impl Hyperparameters for RankerParams {
+    fn check(&self) -> Result<(), InvalidParameter> {
+        let check = ParamCheck { section: SECTION };
+        check.count_in("iterations", self.iterations, 1..=100_000)?;
+        check.positive("learning_rate", self.learning_rate)?;
+        check.count_in("depth", self.depth, 1..=16)
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use musicrec_data::layout::{read_tracks, scan_interactions};
 use musicrec_data::{CsrMatrix, IdEncoder, Location};
-use musicrec_models::{Recommendations, Recommender};
+use musicrec_models::{Recommendations, Recommender, SimilarItems};
 
 /// The flags every model bench takes; a bench parses its own model's flags through `parse`.
 pub struct Common {
@@ -161,7 +161,7 @@ pub fn ndcg(data: &Data, recs: &Recommendations, k: usize) -> (f64, usize) {
 /// Times top-k for the test users and similar items for every modelled item, and scores the
 /// test NDCG: the part of a factor-model bench that does not depend on the model. Returns
 /// the JSON fields to splice into the bench's one-line report.
-pub fn serving_json<M: Recommender>(
+pub fn serving_json<M: Recommender + SimilarItems>(
     pool: &rayon::ThreadPool,
     model: &M,
     items: &[u32],

@@ -41,14 +41,16 @@ use crate::dense::gram;
 use crate::error::ModelError;
 use crate::factors::FactorModel;
 use crate::format::{ModelReader, ModelWriter};
-use crate::params::{Hyperparameters, ParamCheck};
+use crate::params::{Hyperparameters, InvalidParameter, ParamCheck};
 use crate::recommendations::Recommendations;
 use crate::training::{initial_factors, training_set};
-use crate::{Recommender, TrainingData};
+use crate::{Recommender, SimilarItems, TrainingData};
 
 const NAME: &str = "als";
 /// Above this the factor matrices of a real catalogue no longer fit in memory.
 const MAX_FACTORS: usize = 4096;
+/// Catches a misplaced digit: a run needs tens of iterations.
+const MAX_ITERATIONS: usize = 10_000;
 const MAX_CG_STEPS: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,15 +72,15 @@ pub struct AlsParams {
 }
 
 impl Default for AlsParams {
-    /// The original system's values (experiments/config/components.yaml) and implicit's
-    /// CG default.
+    /// The configuration's documented defaults (the original system's values, but for
+    /// `min_users_per_item`, sized for the small data set) and implicit's CG default.
     fn default() -> Self {
         Self {
             factors: 200,
             iterations: 15,
             regularization: 0.05,
             alpha: 1.0,
-            min_users_per_item: 300,
+            min_users_per_item: 5,
             cg_steps: 3,
             seed: 42,
         }
@@ -86,14 +88,14 @@ impl Default for AlsParams {
 }
 
 impl Hyperparameters for AlsParams {
-    fn check(&self) -> Result<(), ModelError> {
-        let check = ParamCheck { model: NAME };
-        check.count_in("factors", self.factors, 1..=MAX_FACTORS, "must be between 1 and 4096")?;
-        check.count_in("iterations", self.iterations, 1..=usize::MAX, "must be at least 1")?;
+    fn check(&self) -> Result<(), InvalidParameter> {
+        let check = ParamCheck { section: NAME };
+        check.count_in("factors", self.factors, 1..=MAX_FACTORS)?;
+        check.count_in("iterations", self.iterations, 1..=MAX_ITERATIONS)?;
         check.non_negative("regularization", self.regularization)?;
         check.positive("alpha", self.alpha)?;
-        check.count_in("min_users_per_item", self.min_users_per_item, 1..=usize::MAX, "must be at least 1")?;
-        check.count_in("cg_steps", self.cg_steps, 1..=MAX_CG_STEPS, "must be between 1 and 1000")
+        check.count_in("min_users_per_item", self.min_users_per_item, 1..=usize::MAX)?;
+        check.count_in("cg_steps", self.cg_steps, 1..=MAX_CG_STEPS)
     }
 }
 
@@ -137,12 +139,8 @@ impl Als {
         if params.alpha != 1.0 {
             set.matrix.values.par_iter_mut().for_each(|v| *v *= params.alpha);
             if set.matrix.values.iter().any(|v| !v.is_finite()) {
-                return Err(ModelError::InvalidParameter {
-                    model: NAME,
-                    parameter: "alpha",
-                    value: params.alpha.to_string(),
-                    expected: "times the largest listen count must be a finite f32",
-                });
+                let rule = "times the largest listen count must be a finite f32";
+                return Err(ParamCheck { section: NAME }.invalid("alpha", params.alpha, rule).into());
             }
         }
         let user_side = set.matrix;
@@ -230,6 +228,16 @@ impl Recommender for Als {
         Self::fit_inner(params, data.into().user_items, None)
     }
 
+    /// The loss costs one more dot product per nonzero and iteration.
+    fn fit_with_loss<'a>(
+        params: &AlsParams,
+        data: impl Into<TrainingData<'a>>,
+    ) -> Result<(Self, Vec<f64>), ModelError> {
+        let mut losses = Vec::with_capacity(params.iterations);
+        let model = Self::fit_reporting(params, data.into().user_items, &mut |r| losses.push(r.loss))?;
+        Ok((model, losses))
+    }
+
     fn params(&self) -> &AlsParams {
         &self.params
     }
@@ -238,8 +246,8 @@ impl Recommender for Als {
         self.factors.recommend(NAME, users, user_items, n)
     }
 
-    fn similar_items(&self, items: &[u32], n: usize) -> Recommendations {
-        self.factors.similar_items(items, n)
+    fn similar(&self) -> Option<&dyn SimilarItems> {
+        Some(self)
     }
 
     fn save(&self, path: &Path) -> Result<u64, ModelError> {
@@ -278,6 +286,13 @@ impl Recommender for Als {
         }
         input.finish()?;
         Ok(Self { params, factors })
+    }
+}
+
+impl SimilarItems for Als {
+    /// By the cosine of the item factors.
+    fn similar_items(&self, items: &[u32], n: usize) -> Recommendations {
+        self.factors.similar_items(items, n)
     }
 }
 

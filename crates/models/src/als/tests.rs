@@ -63,20 +63,22 @@ fn damaged_or_foreign_files_are_refused() {
 
 #[test]
 fn check_rejects_bad_hyperparameters_naming_them() {
-    let cases: Vec<(AlsParams, &str)> = vec![
-        (AlsParams { factors: 0, ..AlsParams::default() }, "als.factors = 0"),
-        (AlsParams { iterations: 0, ..AlsParams::default() }, "als.iterations = 0"),
-        (AlsParams { regularization: -0.1, ..AlsParams::default() }, "als.regularization = -0.1"),
-        (AlsParams { regularization: f32::INFINITY, ..AlsParams::default() }, "als.regularization = inf"),
-        (AlsParams { alpha: f32::NAN, ..AlsParams::default() }, "als.alpha = NaN"),
-        (AlsParams { alpha: 0.0, ..AlsParams::default() }, "als.alpha = 0"),
-        (AlsParams { min_users_per_item: 0, ..AlsParams::default() }, "als.min_users_per_item = 0"),
-        (AlsParams { cg_steps: 0, ..AlsParams::default() }, "als.cg_steps = 0"),
+    let cases: Vec<(AlsParams, (&str, &str))> = vec![
+        (AlsParams { factors: 0, ..AlsParams::default() }, ("als.factors", "0")),
+        (AlsParams { iterations: 0, ..AlsParams::default() }, ("als.iterations", "0")),
+        (AlsParams { regularization: -0.1, ..AlsParams::default() }, ("als.regularization", "-0.1")),
+        (AlsParams { regularization: f32::INFINITY, ..AlsParams::default() }, ("als.regularization", "inf")),
+        (AlsParams { alpha: f32::NAN, ..AlsParams::default() }, ("als.alpha", "NaN")),
+        (AlsParams { alpha: 0.0, ..AlsParams::default() }, ("als.alpha", "0")),
+        (AlsParams { min_users_per_item: 0, ..AlsParams::default() }, ("als.min_users_per_item", "0")),
+        (AlsParams { cg_steps: 0, ..AlsParams::default() }, ("als.cg_steps", "0")),
     ];
     let f = fixture();
-    for (params, expected) in cases {
+    for (params, (key, value)) in cases {
         let err = params.check().unwrap_err();
-        assert!(err.to_string().starts_with(expected) && err.is_user_error(), "{err}");
+        assert_eq!((err.key().as_str(), err.value.as_str()), (key, value), "{err}");
+        assert!(err.to_string().starts_with(&format!("{key}: ")), "{err}");
+        assert!(ModelError::from(err.clone()).is_user_error());
         assert_eq!(Als::fit(&params, &f.matrix).unwrap_err().to_string(), err.to_string());
     }
     assert!(AlsParams::default().check().is_ok());
@@ -133,7 +135,7 @@ fn similar_items_exclude_the_item_and_come_from_its_group() {
     let f = fixture();
     let model = Als::fit(&params(), &f.matrix).unwrap();
     let items: Vec<u32> = (0..GROUPED_ITEMS).chain(RARE_ITEMS).collect();
-    let similar = model.similar_items(&items, 5);
+    let similar = model.similar().expect("factor models have similar items").similar_items(&items, 5);
     for (item, neighbours, scores) in similar.iter() {
         if RARE_ITEMS.contains(&item) {
             assert!(neighbours.is_empty(), "filtered item {item} has no vector");
@@ -150,7 +152,7 @@ fn similar_items_exclude_the_item_and_come_from_its_group() {
 fn an_alpha_that_overflows_the_confidences_is_an_error() {
     let f = fixture();
     let err = Als::fit(&AlsParams { alpha: f32::MAX, ..params() }, &f.matrix).unwrap_err();
-    assert!(err.to_string().starts_with("als.alpha = ") && err.is_user_error(), "{err}");
+    assert!(err.to_string().starts_with("als.alpha: times the largest") && err.is_user_error(), "{err}");
 }
 
 #[test]

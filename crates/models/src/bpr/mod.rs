@@ -60,19 +60,21 @@ use musicrec_data::CsrMatrix;
 use crate::error::ModelError;
 use crate::factors::FactorModel;
 use crate::format::{ModelReader, ModelWriter};
-use crate::params::{Hyperparameters, ParamCheck};
+use crate::params::{Hyperparameters, InvalidParameter, ParamCheck};
 use crate::recommendations::Recommendations;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::Avx2Fma;
 use crate::simd::{Portable, Simd};
 use crate::training::{initial_factors, training_set};
-use crate::{Recommender, TrainingData};
+use crate::{Recommender, SimilarItems, TrainingData};
 use pairs::PairFilter;
 
 const NAME: &str = "bpr";
 /// Vectors hold factors + 1 values; ALS's bound on the vector length (memory of a real
 /// catalogue) applies to that.
 const MAX_FACTORS: usize = 4095;
+/// Catches a misplaced digit: a run needs tens of iterations.
+const MAX_ITERATIONS: usize = 10_000;
 /// Samples per random stream and per parallel task: the unit that makes the samples drawn
 /// independent of the thread count.
 const SAMPLES_PER_BLOCK: usize = 1 << 14;
@@ -96,14 +98,15 @@ pub struct BprParams {
 }
 
 impl Default for BprParams {
-    /// The original system's values (experiments/config/components.yaml).
+    /// The configuration's documented defaults: the original system's values, but for
+    /// `min_users_per_item`, sized for the small data set.
     fn default() -> Self {
         Self {
             factors: 200,
             iterations: 50,
             learning_rate: 0.05,
             regularization: 0.0001,
-            min_users_per_item: 300,
+            min_users_per_item: 5,
             seed: 42,
             verify_negative_samples: true,
         }
@@ -111,13 +114,13 @@ impl Default for BprParams {
 }
 
 impl Hyperparameters for BprParams {
-    fn check(&self) -> Result<(), ModelError> {
-        let check = ParamCheck { model: NAME };
-        check.count_in("factors", self.factors, 1..=MAX_FACTORS, "must be between 1 and 4095")?;
-        check.count_in("iterations", self.iterations, 1..=usize::MAX, "must be at least 1")?;
+    fn check(&self) -> Result<(), InvalidParameter> {
+        let check = ParamCheck { section: NAME };
+        check.count_in("factors", self.factors, 1..=MAX_FACTORS)?;
+        check.count_in("iterations", self.iterations, 1..=MAX_ITERATIONS)?;
         check.positive("learning_rate", self.learning_rate)?;
         check.non_negative("regularization", self.regularization)?;
-        check.count_in("min_users_per_item", self.min_users_per_item, 1..=usize::MAX, "must be at least 1")
+        check.count_in("min_users_per_item", self.min_users_per_item, 1..=usize::MAX)
     }
 }
 
@@ -566,6 +569,17 @@ impl Recommender for Bpr {
         Self::fit_inner(params, data.into().user_items, None)
     }
 
+    /// The mean loss of each epoch's samples (`EpochReport::loss`); costs a logarithm per
+    /// sample.
+    fn fit_with_loss<'a>(
+        params: &BprParams,
+        data: impl Into<TrainingData<'a>>,
+    ) -> Result<(Self, Vec<f64>), ModelError> {
+        let mut losses = Vec::with_capacity(params.iterations);
+        let model = Self::fit_reporting(params, data.into().user_items, &mut |r| losses.push(r.loss))?;
+        Ok((model, losses))
+    }
+
     fn params(&self) -> &BprParams {
         &self.params
     }
@@ -575,9 +589,8 @@ impl Recommender for Bpr {
         self.factors.recommend(NAME, users, user_items, n)
     }
 
-    /// By cosine of the taste columns, the bias left out (see the module doc).
-    fn similar_items(&self, items: &[u32], n: usize) -> Recommendations {
-        self.factors.similar_items_on(items, n, self.params.factors)
+    fn similar(&self) -> Option<&dyn SimilarItems> {
+        Some(self)
     }
 
     fn save(&self, path: &Path) -> Result<u64, ModelError> {
@@ -627,6 +640,13 @@ impl Recommender for Bpr {
         }
         input.finish()?;
         Ok(Self { params, factors: model })
+    }
+}
+
+impl SimilarItems for Bpr {
+    /// By cosine of the taste columns, the bias left out (see the module doc).
+    fn similar_items(&self, items: &[u32], n: usize) -> Recommendations {
+        self.factors.similar_items_on(items, n, self.params.factors)
     }
 }
 

@@ -53,20 +53,22 @@ fn save_and_load_give_identical_recommendations() {
 
 #[test]
 fn check_rejects_bad_hyperparameters_naming_them() {
-    let cases: Vec<(BprParams, &str)> = vec![
-        (BprParams { factors: 0, ..BprParams::default() }, "bpr.factors = 0"),
-        (BprParams { factors: 4096, ..BprParams::default() }, "bpr.factors = 4096"),
-        (BprParams { iterations: 0, ..BprParams::default() }, "bpr.iterations = 0"),
-        (BprParams { learning_rate: 0.0, ..BprParams::default() }, "bpr.learning_rate = 0"),
-        (BprParams { learning_rate: -0.05, ..BprParams::default() }, "bpr.learning_rate = -0.05"),
-        (BprParams { regularization: f32::NAN, ..BprParams::default() }, "bpr.regularization = NaN"),
-        (BprParams { regularization: -1.0, ..BprParams::default() }, "bpr.regularization = -1"),
-        (BprParams { min_users_per_item: 0, ..BprParams::default() }, "bpr.min_users_per_item = 0"),
+    let cases: Vec<(BprParams, (&str, &str))> = vec![
+        (BprParams { factors: 0, ..BprParams::default() }, ("bpr.factors", "0")),
+        (BprParams { factors: 4096, ..BprParams::default() }, ("bpr.factors", "4096")),
+        (BprParams { iterations: 0, ..BprParams::default() }, ("bpr.iterations", "0")),
+        (BprParams { learning_rate: 0.0, ..BprParams::default() }, ("bpr.learning_rate", "0")),
+        (BprParams { learning_rate: -0.05, ..BprParams::default() }, ("bpr.learning_rate", "-0.05")),
+        (BprParams { regularization: f32::NAN, ..BprParams::default() }, ("bpr.regularization", "NaN")),
+        (BprParams { regularization: -1.0, ..BprParams::default() }, ("bpr.regularization", "-1")),
+        (BprParams { min_users_per_item: 0, ..BprParams::default() }, ("bpr.min_users_per_item", "0")),
     ];
     let f = fixture();
-    for (params, expected) in cases {
+    for (params, (key, value)) in cases {
         let err = params.check().unwrap_err();
-        assert!(err.to_string().starts_with(expected) && err.is_user_error(), "{err}");
+        assert_eq!((err.key().as_str(), err.value.as_str()), (key, value), "{err}");
+        assert!(err.to_string().starts_with(&format!("{key}: ")), "{err}");
+        assert!(ModelError::from(err.clone()).is_user_error());
         assert_eq!(Bpr::fit(&params, &f.matrix).unwrap_err().to_string(), err.to_string());
     }
     assert!(BprParams::default().check().is_ok());
@@ -141,7 +143,9 @@ fn the_bias_column_scores_recommendations_but_not_similarity() {
         a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (norm(a) * norm(b))
     };
     let items: Vec<u32> = (0..GROUPED_ITEMS).chain(RARE_ITEMS).collect();
-    for (item, neighbours, scores) in model.similar_items(&items, 5).iter() {
+    for (item, neighbours, scores) in
+        model.similar().expect("factor models have similar items").similar_items(&items, 5).iter()
+    {
         if RARE_ITEMS.contains(&item) {
             assert!(neighbours.is_empty(), "filtered item {item} has no vector");
             continue;

@@ -15,7 +15,7 @@
 //!   items. The original asked a ball tree for its n_neighbors nearest items and then dropped
 //!   the listened ones, so its lists are these lists cut short whenever a user had listened to
 //!   more than n_neighbors − n of them; here listened items are skipped inside the search.
-//! - Similar items: none (empty lists); the SPEC takes similar tracks from ALS and BPR only.
+//! - Similar items: none; similar tracks come from the factor models.
 //!
 //! Model file: the `MRMODEL` container (see `format`) of kind `I2I`, whose payload is the
 //! hyperparameters (`u64` n_components, `u64` n_neighbors, `u64` metric: 0 manhattan,
@@ -29,12 +29,13 @@ mod svd;
 use std::path::Path;
 
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use musicrec_data::CsrMatrix;
 
 use crate::error::ModelError;
 use crate::format::{ModelReader, ModelWriter};
-use crate::params::{Hyperparameters, ParamCheck};
+use crate::params::{Hyperparameters, InvalidParameter, ParamCheck};
 use crate::recommendations::Recommendations;
 use crate::topk::{Candidates, Kernel, top_k_by};
 use crate::training::eligible_items;
@@ -43,12 +44,16 @@ use crate::{Recommender, TrainingData};
 const NAME: &str = "item2item";
 /// Above this the Jacobi eigensolver of the SVD's small matrix takes minutes.
 const MAX_COMPONENTS: usize = 1000;
+/// Catches a misplaced digit: the ranker takes tens of candidates per model.
+const MAX_NEIGHBORS: usize = 10_000;
 /// Users whose profiles are built and searched together: bounds the profile memory whatever
 /// the number of users.
 const USERS_PER_BATCH: usize = 1 << 16;
 
-/// The distance between an item vector and a user profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The distance between an item vector and a user profile; in the configuration
+/// (`item2item.metric`) by its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Metric {
     Manhattan,
     Euclidean,
@@ -129,18 +134,19 @@ pub struct Item2ItemParams {
 }
 
 impl Default for Item2ItemParams {
-    /// The original system's values.
+    /// The configuration's documented defaults: the original system's values, but for
+    /// `n_neighbors` and `min_users_per_item`, sized for the small data set.
     fn default() -> Self {
-        Self { n_components: 100, n_neighbors: 1000, metric: Metric::Manhattan, min_users_per_item: 1000, seed: 42 }
+        Self { n_components: 100, n_neighbors: 50, metric: Metric::Manhattan, min_users_per_item: 20, seed: 42 }
     }
 }
 
 impl Hyperparameters for Item2ItemParams {
-    fn check(&self) -> Result<(), ModelError> {
-        let check = ParamCheck { model: NAME };
-        check.count_in("n_components", self.n_components, 1..=MAX_COMPONENTS, "must be between 1 and 1000")?;
-        check.count_in("n_neighbors", self.n_neighbors, 1..=usize::MAX, "must be at least 1")?;
-        check.count_in("min_users_per_item", self.min_users_per_item, 1..=usize::MAX, "must be at least 1")
+    fn check(&self) -> Result<(), InvalidParameter> {
+        let check = ParamCheck { section: NAME };
+        check.count_in("n_components", self.n_components, 1..=MAX_COMPONENTS)?;
+        check.count_in("n_neighbors", self.n_neighbors, 1..=MAX_NEIGHBORS)?;
+        check.count_in("min_users_per_item", self.min_users_per_item, 1..=usize::MAX)
     }
 }
 
@@ -374,13 +380,6 @@ impl Recommender for Item2Item {
             }
         }
         Ok(out)
-    }
-
-    /// The SPEC takes similar tracks from the factor models: every list is empty.
-    fn similar_items(&self, items: &[u32], _n: usize) -> Recommendations {
-        let mut recs = Recommendations::new();
-        items.iter().for_each(|&item| recs.push(item, &[], &[]));
-        recs
     }
 
     fn summary(&self) -> Vec<(&'static str, f64)> {

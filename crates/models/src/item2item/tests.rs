@@ -70,12 +70,12 @@ fn scores_are_one_over_one_plus_the_exact_distance_to_the_mean_profile() {
 }
 
 #[test]
-fn n_neighbors_bounds_the_list_and_similar_items_are_empty() {
+fn n_neighbors_bounds_the_list_and_there_are_no_similar_items() {
     let f = fixture();
     let model = Item2Item::fit(&Item2ItemParams { n_neighbors: 3, ..params(Metric::Cosine) }, f.data()).unwrap();
     let recs = model.recommend(&all_users(), &f.matrix, 10).unwrap();
     assert!(recs.iter().all(|(_, items, _)| items.len() == 3));
-    assert!(model.similar_items(&[0, 1], 10).iter().all(|(_, items, _)| items.is_empty()));
+    assert!(model.similar().is_none());
 }
 
 #[test]
@@ -96,16 +96,21 @@ fn explained_variance_is_a_share_that_grows_with_the_components() {
 
 #[test]
 fn check_rejects_bad_hyperparameters_naming_them() {
-    let cases: Vec<(Item2ItemParams, &str)> = vec![
-        (Item2ItemParams { n_components: 0, ..Item2ItemParams::default() }, "item2item.n_components = 0"),
-        (Item2ItemParams { n_components: 5000, ..Item2ItemParams::default() }, "item2item.n_components = 5000"),
-        (Item2ItemParams { n_neighbors: 0, ..Item2ItemParams::default() }, "item2item.n_neighbors = 0"),
-        (Item2ItemParams { min_users_per_item: 0, ..Item2ItemParams::default() }, "item2item.min_users_per_item = 0"),
+    let cases: Vec<(Item2ItemParams, (&str, &str))> = vec![
+        (Item2ItemParams { n_components: 0, ..Item2ItemParams::default() }, ("item2item.n_components", "0")),
+        (Item2ItemParams { n_components: 5000, ..Item2ItemParams::default() }, ("item2item.n_components", "5000")),
+        (Item2ItemParams { n_neighbors: 0, ..Item2ItemParams::default() }, ("item2item.n_neighbors", "0")),
+        (
+            Item2ItemParams { min_users_per_item: 0, ..Item2ItemParams::default() },
+            ("item2item.min_users_per_item", "0"),
+        ),
     ];
     let f = fixture();
-    for (params, expected) in cases {
+    for (params, (key, value)) in cases {
         let err = params.check().unwrap_err();
-        assert!(err.to_string().starts_with(expected) && err.is_user_error(), "{err}");
+        assert_eq!((err.key().as_str(), err.value.as_str()), (key, value), "{err}");
+        assert!(err.to_string().starts_with(&format!("{key}: ")), "{err}");
+        assert!(ModelError::from(err.clone()).is_user_error());
         assert_eq!(Item2Item::fit(&params, f.data()).unwrap_err().to_string(), err.to_string());
     }
     assert!(Item2ItemParams::default().check().is_ok());
