@@ -39,7 +39,7 @@ fn table(path: &Path) -> (Vec<String>, Vec<String>) {
     let mut rows = Vec::new();
     for batch in &batches {
         let options = FormatOptions::default();
-        let formatters: Vec<ArrayFormatter> =
+        let formatters: Vec<ArrayFormatter<'_>> =
             batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
         rows.extend(
             (0..batch.num_rows())
