@@ -13,14 +13,14 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use musicrec_artifacts::layout::candidates::MODEL_FILE;
+use musicrec_artifacts::layout::preprocess::Window;
 use musicrec_config::{Config, ConfigError};
 use musicrec_data::Location;
+use musicrec_data::parquet_io::read_i64_column;
 use musicrec_models::{Item2Item, Recommender};
-use musicrec_pipeline::candidates::MODEL_FILE;
 use musicrec_pipeline::evaluation::Evaluator;
-use musicrec_pipeline::events::read_i64_column;
-use musicrec_pipeline::preprocess::Window;
-use musicrec_pipeline::{Artifacts, Manifest, RunContext, Stage};
+use musicrec_pipeline::{Artifacts, Manifest, RunContext, Stage, require};
 use serde_json::{Value, json};
 
 /// Item filter of ALS/BPR and the candidates per user, as the reference's README runs it.
@@ -103,13 +103,13 @@ fn peer_name(stage: &str) -> (&str, &'static str) {
 /// test window: the users the reference's `item2item_recommend_test` serves.
 fn item2item_test_recommend_seconds(artifacts: &Artifacts, n: usize) -> anyhow::Result<f64> {
     let evaluator = Evaluator::load(artifacts, "bench")?;
-    let test = artifacts.stage_dir(Stage::Preprocess).join(Window::Test.file());
+    let test = artifacts.dir(Stage::Preprocess).join(Window::Test.file());
     let mut users: Vec<u32> =
         read_i64_column(&test, "user_id")?.into_iter().filter_map(|id| evaluator.encoders.users.encode(id)).collect();
     users.sort_unstable();
     users.dedup();
-    artifacts.require(Stage::Item2Item, "bench")?;
-    let model = Item2Item::load(&artifacts.stage_dir(Stage::Item2Item).join(MODEL_FILE))?;
+    require(artifacts, Stage::Item2Item, "bench")?;
+    let model = Item2Item::load(&artifacts.dir(Stage::Item2Item).join(MODEL_FILE))?;
     let started = Instant::now();
     model.recommend(&users, &evaluator.user_item, n)?;
     Ok(started.elapsed().as_secs_f64())
