@@ -11,13 +11,17 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use musicrec_artifacts::layout::matrices::{ITEMS_FILE, USERS_FILE};
+use musicrec_artifacts::layout::report::REPORT_FILE;
+use musicrec_artifacts::{Artifacts, ArtifactsError, Stage};
 use musicrec_config::{Config, ConfigError};
 use musicrec_data::location::S3Location;
+use musicrec_data::parquet_io::read_i64_column;
 use musicrec_data::store::{self, Bucket};
 use musicrec_data::{DataError, Location};
 use musicrec_loadtest::LoadtestError;
 use musicrec_pipeline::evaluation::{EvalWindow, Evaluator};
-use musicrec_pipeline::{Artifacts, PipelineError, RunContext, Sharding, Stage};
+use musicrec_pipeline::{PipelineError, RunContext, Sharding, require};
 use musicrec_service::ServiceError;
 use musicrec_synth::{GenerateOptions, Scale};
 use musicrec_tracking::{TrackingError, render};
@@ -238,6 +242,7 @@ fn is_user_error(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<PipelineError>().is_some_and(PipelineError::is_user_error)
+            || cause.downcast_ref::<ArtifactsError>().is_some_and(ArtifactsError::is_user_error)
             || cause.downcast_ref::<DataError>().is_some_and(DataError::is_user_error)
             || cause.downcast_ref::<ServiceError>().is_some_and(ServiceError::is_user_error)
             || cause.downcast_ref::<LoadtestError>().is_some_and(LoadtestError::is_user_error)
@@ -373,10 +378,7 @@ fn run(
         let report = musicrec_pipeline::report::load(&ctx.artifacts)?;
         println!();
         print!("{}", musicrec_pipeline::report::headline(&report));
-        println!(
-            "report: {}",
-            ctx.artifacts.location_of(Stage::Report.as_str(), musicrec_pipeline::report::REPORT_FILE)
-        );
+        println!("report: {}", ctx.artifacts.location_of(Stage::Report, REPORT_FILE));
         println!("service inputs:");
         for input in &report.service_inputs {
             let files = if input.files.is_empty() { input.status.clone() } else { input.files.join(", ") };
@@ -485,17 +487,17 @@ fn loadtest(
         return Err(flag("--rps/--duration/--connections/--threads", "must all be positive".into()).into());
     }
     let artifacts = open_artifacts(artifacts)?;
-    let matrices = artifacts.require(Stage::Matrices, "loadtest")?;
-    let dir = artifacts.dir_of(&matrices.stage);
-    let read = |file: &str, column: &str| musicrec_pipeline::events::read_i64_column(&dir.join(file), column);
+    let matrices = require(&artifacts, Stage::Matrices, "loadtest")?;
+    let dir = artifacts.dir(&matrices.stage);
+    let read = |file: &str, column: &str| read_i64_column(&dir.join(file), column);
     let options = musicrec_loadtest::Options {
         addr: addr.to_string(),
         rps,
         duration: std::time::Duration::from_secs_f64(duration),
         connections,
         threads,
-        old_users: read(musicrec_pipeline::matrices::USERS_FILE, "user_id")?,
-        tracks: read(musicrec_pipeline::matrices::ITEMS_FILE, "track_id")?,
+        old_users: read(USERS_FILE, "user_id")?,
+        tracks: read(ITEMS_FILE, "track_id")?,
     };
     let report = musicrec_loadtest::run_blocking(options)?;
     println!("{report}");

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -107,4 +109,14 @@ pub fn for_each_batch(
         each(&batch)?;
     }
     Ok(())
+}
+
+/// Reads one int64 column whole (encoder id lists, small tables).
+pub fn read_i64_column(path: &Path, column: &str) -> Result<Vec<i64>, DataError> {
+    let mut out = Vec::new();
+    for_each_batch(path, &[column], |batch| {
+        out.extend_from_slice(batch.column(0).as_primitive::<Int64Type>().values());
+        Ok(())
+    })?;
+    Ok(out)
 }

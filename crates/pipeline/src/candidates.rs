@@ -6,23 +6,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, UInt32Array};
+use musicrec_artifacts::layout::METRICS_FILE;
+use musicrec_artifacts::layout::candidates::{CANDIDATES_FILE, MODEL_FILE, SIMILAR_FILE};
+use musicrec_artifacts::layout::matrices::ITEM_FEATURE_FILE;
+use musicrec_artifacts::{Manifest, Stage, StageWriter};
 use musicrec_data::{CsrMatrix, parquet_io};
 use musicrec_models::{Recommendations, Recommender, TrainingData};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::artifacts::{Manifest, StageWriter};
 use crate::error::PipelineError;
 use crate::evaluation::{EvalWindow, Evaluator};
-use crate::matrices::ITEM_FEATURE_FILE;
 use crate::params::ModelStage;
 use crate::shards::{self, Sharding};
-use crate::stage::{RunContext, Stage};
+use crate::stage::RunContext;
 
-pub const CANDIDATES_FILE: &str = "candidates.parquet";
-pub const SIMILAR_FILE: &str = "similar.parquet";
-pub const MODEL_FILE: &str = "model.bin";
-pub const METRICS_FILE: &str = "metrics.json";
 /// Similar tracks kept per track: the online model of the service (SPEC §2.5).
 pub const SIMILAR_PER_TRACK: usize = 10;
 
@@ -129,7 +127,7 @@ impl<M: Recommender> ModelJob<'_, M> {
     pub fn fit(&self, evaluator: &Evaluator) -> Result<(M, FitRecord), PipelineError> {
         // Only content models read the item × feature matrix.
         let item_features = if M::USES_ITEM_FEATURES {
-            Some(CsrMatrix::load(&self.ctx.artifacts.stage_dir(Stage::Matrices).join(ITEM_FEATURE_FILE))?)
+            Some(CsrMatrix::load(&self.ctx.artifacts.dir(Stage::Matrices).join(ITEM_FEATURE_FILE))?)
         } else {
             None
         };
@@ -250,5 +248,5 @@ pub(crate) fn publish<M: Recommender>(
         summary["shards"] = shards;
     }
     let (fingerprint, params) = job.recorded_config();
-    out.commit(fingerprint, params, summary)
+    Ok(out.commit(fingerprint, params, summary)?)
 }

@@ -8,22 +8,25 @@ use std::path::Path;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Int64Type};
+use musicrec_artifacts::layout::eda::{
+    ACTIVITY_PLOT, ACTIVITY_SPLIT_PLOT, EVENTS_PER_TRACK_PLOT, EVENTS_PER_USER_PLOT, GENRES_PLOT, POPULARITY_PLOT,
+    REPORT_FILE, STATS_FILE, USERS_PLOT,
+};
+use musicrec_artifacts::layout::preprocess::Window;
+use musicrec_artifacts::layout::{MANIFEST_FILE, preprocess};
+use musicrec_artifacts::{Manifest, Stage, StageWriter};
 use musicrec_data::IdEncoder;
-use musicrec_data::parquet_io::for_each_batch;
+use musicrec_data::parquet_io::{for_each_batch, read_i64_column};
 use musicrec_data::schema::EntityType;
 use musicrec_plot::{Line, LineChart, Scale};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::artifacts::{Manifest, StageWriter};
 use crate::error::PipelineError;
-use crate::events::read_i64_column;
-use crate::preprocess::{self, Window, epoch_date, epoch_day};
-use crate::stage::{RunContext, Stage};
+use crate::preprocess::{epoch_date, epoch_day};
+use crate::stage::RunContext;
 
-pub const STATS_FILE: &str = "stats.json";
-pub const REPORT_FILE: &str = "report.md";
 /// Genres and tracks listed by name in the report and plots.
 const TOP_GENRES: usize = 15;
 const TOP_TRACKS: usize = 10;
@@ -416,13 +419,13 @@ fn plot(
     };
     add(
         out,
-        "events_per_user.png",
+        EVENTS_PER_USER_PLOT,
         "Events per user",
         musicrec_plot::bars("Users by number of events", "users", &log2_bins(user_events.iter().copied()))?,
     )?;
     add(
         out,
-        "events_per_track.png",
+        EVENTS_PER_TRACK_PLOT,
         "Events per track",
         musicrec_plot::bars("Tracks by number of events", "tracks", &log2_bins(track_events.iter().copied()))?,
     )?;
@@ -434,7 +437,7 @@ fn plot(
     };
     add(
         out,
-        "popularity.png",
+        POPULARITY_PLOT,
         "Popularity curve (log-log)",
         musicrec_plot::lines(&LineChart {
             title: "Plays by popularity rank",
@@ -451,7 +454,7 @@ fn plot(
         stats.genres.iter().take(TOP_GENRES).map(|g| (g.name.clone(), 100.0 * g.share)).collect();
     add(
         out,
-        "genres.png",
+        GENRES_PLOT,
         "Genre shares",
         musicrec_plot::bars("Listening share by genre", "% of events", &genre_bars)?,
     )?;
@@ -463,8 +466,8 @@ fn plot(
     // The whole history, then the weeks around the split, where the windows are visible.
     let recent_from = markers.first().map_or(f64::MIN, |m| m.0 - RECENT_DAYS);
     for (file, caption, title, from) in [
-        ("activity.png", "Activity by day", "Events per day", f64::MIN),
-        ("activity_split.png", "The split windows", "Events per day around the split", recent_from),
+        (ACTIVITY_PLOT, "Activity by day", "Events per day", f64::MIN),
+        (ACTIVITY_SPLIT_PLOT, "The split windows", "Events per day around the split", recent_from),
     ] {
         let day_lines: Vec<Line> = Window::ALL
             .iter()
@@ -499,7 +502,7 @@ fn plot(
     ];
     add(
         out,
-        "users.png",
+        USERS_PLOT,
         "Old and new users per window",
         musicrec_plot::grouped_bars("Users per window", "users", &cats, &series)?,
     )?;
@@ -561,11 +564,11 @@ fn markdown(stats: &EdaStats, plots: &[(&str, &str)]) -> String {
 
 pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let upstream = ctx.upstream(Stage::Eda, Stage::Preprocess)?;
-    let pre = ctx.artifacts.stage_dir(Stage::Preprocess);
+    let pre = ctx.artifacts.dir(Stage::Preprocess);
     // The split preprocess actually used, which the config may no longer hold.
     let split = |key: &str| {
         upstream.params["preprocess"][key].as_str().map(str::to_string).ok_or_else(|| PipelineError::Artifact {
-            path: pre.join(crate::artifacts::MANIFEST_FILE).display().to_string(),
+            path: pre.join(MANIFEST_FILE).display().to_string(),
             reason: format!("params.preprocess.{key} is missing"),
         })
     };
@@ -587,7 +590,7 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         "plots": plots.len(),
     });
     let params = ctx.params(json!({"train_end": train_end, "target_end": target_end}));
-    out.commit(musicrec_config::fingerprint_of(&params), params, summary)
+    Ok(out.commit(musicrec_config::fingerprint_of(&params), params, summary)?)
 }
 
 #[cfg(test)]

@@ -1,3 +1,4 @@
+use musicrec_artifacts::{ArtifactsError, Untrusted};
 use musicrec_config::ConfigError;
 use musicrec_data::DataError;
 use musicrec_synth::SynthError;
@@ -9,6 +10,9 @@ pub enum PipelineError {
 
     #[error(transparent)]
     Data(#[from] DataError),
+
+    #[error(transparent)]
+    Artifacts(#[from] ArtifactsError),
 
     #[error(transparent)]
     Model(#[from] musicrec_models::ModelError),
@@ -28,14 +32,11 @@ pub enum PipelineError {
     #[error("run records: {0}")]
     Tracking(#[from] musicrec_tracking::TrackingError),
 
-    #[error("unknown stage `{name}`; stages are: {valid}")]
-    UnknownStage { name: String, valid: String },
-
     #[error(
         "stage `{stage}` needs the outputs of stage `{upstream}`, which are missing or incomplete \
          in {dir} ({reason}); run it first, e.g. --stages {upstream},{stage}"
     )]
-    MissingUpstream { stage: &'static str, upstream: &'static str, dir: String, reason: String },
+    MissingUpstream { stage: &'static str, upstream: &'static str, dir: String, reason: Untrusted },
 
     #[error(
         "the {window} window has no events: the data spans {first_day}..{last_day}, the split is \
@@ -65,13 +66,13 @@ impl PipelineError {
     pub fn is_user_error(&self) -> bool {
         match self {
             Self::Config(_)
-            | Self::UnknownStage { .. }
             | Self::MissingUpstream { .. }
             | Self::EmptyWindow { .. }
             | Self::NothingToReport { .. }
             | Self::BadFlag { .. }
             | Self::Shards { .. } => true,
             Self::Data(e) => e.is_user_error(),
+            Self::Artifacts(e) => e.is_user_error(),
             Self::Model(e) => e.is_user_error(),
             Self::Ranking(e) => e.is_user_error(),
             Self::Tracking(e) => e.is_user_error(),

@@ -9,16 +9,17 @@ use std::path::Path;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
+use musicrec_artifacts::layout::matrices::USER_ITEM_FILE;
+use musicrec_artifacts::layout::preprocess::Window;
+use musicrec_artifacts::{Artifacts, Stage};
 use musicrec_data::layout::RankedLists;
 use musicrec_data::parquet_io::for_each_batch;
 use musicrec_data::{CsrMatrix, IdEncoder};
 use musicrec_eval::{Metrics, Recommendations, Relevance, TrainHistory};
 
-use crate::artifacts::Artifacts;
 use crate::error::PipelineError;
-use crate::matrices::{self, Encoders};
-use crate::preprocess::Window;
-use crate::stage::Stage;
+use crate::matrices::Encoders;
+use crate::stage::require;
 
 /// The windows recommendations are judged on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,15 +67,15 @@ fn evaluation_index(old_users: &IdEncoder, new_users: &IdEncoder, id: i64) -> Op
 impl Evaluator {
     /// Loads encoders, the train history and both windows from the artifacts.
     pub fn load(artifacts: &Artifacts, needed_by: &'static str) -> Result<Self, PipelineError> {
-        artifacts.require(Stage::Preprocess, needed_by)?;
+        require(artifacts, Stage::Preprocess, needed_by)?;
         let (encoders, _) = Encoders::load(artifacts, needed_by)?;
-        let user_item = CsrMatrix::load(&artifacts.stage_dir(Stage::Matrices).join(matrices::USER_ITEM_FILE))?;
+        let user_item = CsrMatrix::load(&artifacts.dir(Stage::Matrices).join(USER_ITEM_FILE))?;
         let history = TrainHistory::from_csr(
             user_item.indptr.iter().map(|&o| o as usize).collect(),
             user_item.indices.clone(),
             user_item.cols,
         )?;
-        let pre = artifacts.stage_dir(Stage::Preprocess);
+        let pre = artifacts.dir(Stage::Preprocess);
         let windows = EvalWindow::ALL.map(|w| read_pairs(&pre.join(w.window().file())));
         let [target, test] = windows;
         let (target, test) = (target?, test?);

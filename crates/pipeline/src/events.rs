@@ -47,13 +47,3 @@ pub fn read_encoded(path: &Path, users: &IdEncoder, items: &IdEncoder) -> Result
     bar.finish_and_clear();
     Ok((events, skipped))
 }
-
-/// Reads one int64 column whole (encoder id lists, small tables).
-pub fn read_i64_column(path: &Path, column: &str) -> Result<Vec<i64>, DataError> {
-    let mut out = Vec::new();
-    for_each_batch(path, &[column], |batch| {
-        out.extend_from_slice(batch.column(0).as_primitive::<Int64Type>().values());
-        Ok(())
-    })?;
-    Ok(out)
-}

@@ -8,19 +8,19 @@
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, UInt32Array};
+use musicrec_artifacts::layout::features::{ITEM_FEATURES_FILE, USER_FEATURES_FILE};
+use musicrec_artifacts::layout::matrices::USER_ITEM_FILE;
+use musicrec_artifacts::layout::preprocess::Window;
+use musicrec_artifacts::{Manifest, Stage};
 use musicrec_data::CsrMatrix;
 use musicrec_data::parquet_io;
 use serde_json::json;
 
-use crate::artifacts::Manifest;
 use crate::error::PipelineError;
 use crate::events::{EncodedEvents, read_encoded};
-use crate::matrices::{self, Encoders};
-use crate::preprocess::{Window, epoch_day};
-use crate::stage::{RunContext, Stage};
-
-pub const USER_FEATURES_FILE: &str = "user_features.parquet";
-pub const ITEM_FEATURES_FILE: &str = "item_features.parquet";
+use crate::matrices::Encoders;
+use crate::preprocess::epoch_day;
+use crate::stage::RunContext;
 
 /// Activity counters of one side (users or items) of the train events.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,9 +94,9 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
 
     let as_of = epoch_day(ctx.config.preprocess.train_end);
     let recent = &ctx.config.features.recent_days;
-    let pre = ctx.artifacts.stage_dir(Stage::Preprocess);
+    let pre = ctx.artifacts.dir(Stage::Preprocess);
     let (train, _) = read_encoded(&pre.join(Window::Train.file()), &encoders.users, &encoders.items)?;
-    let user_item = CsrMatrix::load(&ctx.artifacts.stage_dir(Stage::Matrices).join(matrices::USER_ITEM_FILE))?;
+    let user_item = CsrMatrix::load(&ctx.artifacts.dir(Stage::Matrices).join(USER_ITEM_FILE))?;
     let (users, items) = activity(&train, &user_item, as_of, recent);
 
     let user_table = table(
@@ -124,7 +124,7 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         "item_columns": item_table.schema().fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>(),
     });
     let params = ctx.params(json!({"preprocess": ctx.config.preprocess, "features": ctx.config.features}));
-    out.commit(musicrec_config::fingerprint_of(&params), params, summary)
+    Ok(out.commit(musicrec_config::fingerprint_of(&params), params, summary)?)
 }
 
 fn activity(train: &EncodedEvents, user_item: &CsrMatrix, as_of: i32, recent: &[u32]) -> (Activity, Activity) {

@@ -1,8 +1,7 @@
 //! The offline pipeline: each stage reads the artifacts of earlier stages and publishes its
-//! own atomically with a manifest (see `artifacts`). `run_stages` executes any subset in
+//! own atomically with a manifest (see `musicrec_artifacts`). `run_stages` executes any subset in
 //! order; `embedded_data` provides the default synthetic data set.
 
-pub mod artifacts;
 pub mod candidates;
 pub mod eda;
 pub mod error;
@@ -21,11 +20,11 @@ pub mod tracking;
 
 use std::path::Path;
 
-pub use artifacts::{Artifacts, Manifest};
 pub use error::PipelineError;
+pub use musicrec_artifacts::{Artifacts, Manifest, Stage};
 pub use params::StageParams;
 pub use shards::{Shard, Sharding};
-pub use stage::{RunContext, Stage, run_stages};
+pub use stage::{RunContext, require, run_stages};
 
 use musicrec_data::Location;
 use musicrec_synth::{GENERATOR_VERSION, GenerateOptions, Scale};

@@ -9,22 +9,17 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use musicrec_data::parquet_io::{self, for_each_batch};
+use musicrec_artifacts::layout::matrices::{FEATURES_FILE, ITEM_FEATURE_FILE, ITEMS_FILE, USER_ITEM_FILE, USERS_FILE};
+use musicrec_artifacts::layout::preprocess::{self, Window};
+use musicrec_artifacts::{Artifacts, Manifest, Stage};
+use musicrec_data::parquet_io::{self, for_each_batch, read_i64_column};
 use musicrec_data::schema::EntityType;
 use musicrec_data::{CsrMatrix, IdEncoder};
 use serde_json::json;
 
-use crate::artifacts::{Artifacts, Manifest};
 use crate::error::PipelineError;
-use crate::events::{read_encoded, read_i64_column};
-use crate::preprocess::{self, Window};
-use crate::stage::{RunContext, Stage};
-
-pub const USERS_FILE: &str = "users.parquet";
-pub const ITEMS_FILE: &str = "items.parquet";
-pub const FEATURES_FILE: &str = "features.parquet";
-pub const USER_ITEM_FILE: &str = "user_item.csr";
-pub const ITEM_FEATURE_FILE: &str = "item_feature.csr";
+use crate::events::read_encoded;
+use crate::stage::{RunContext, require};
 
 /// Feature columns of the item × feature matrix, in column order.
 pub const FEATURE_KINDS: [EntityType; 3] = [EntityType::Album, EntityType::Artist, EntityType::Genre];
@@ -38,8 +33,8 @@ pub struct Encoders {
 impl Encoders {
     /// Loads the encoders written by the `matrices` stage.
     pub fn load(artifacts: &Artifacts, needed_by: &'static str) -> Result<(Self, Manifest), PipelineError> {
-        let manifest = artifacts.require(Stage::Matrices, needed_by)?;
-        let dir = artifacts.stage_dir(Stage::Matrices);
+        let manifest = require(artifacts, Stage::Matrices, needed_by)?;
+        let dir = artifacts.dir(Stage::Matrices);
         let users = IdEncoder::from_sorted_unique(read_i64_column(&dir.join(USERS_FILE), "user_id")?);
         let items = IdEncoder::from_sorted_unique(read_i64_column(&dir.join(ITEMS_FILE), "track_id")?);
         Ok((Self { users, items }, manifest))
@@ -48,7 +43,7 @@ impl Encoders {
 
 pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let upstream = ctx.upstream(Stage::Matrices, Stage::Preprocess)?;
-    let pre = ctx.artifacts.stage_dir(Stage::Preprocess);
+    let pre = ctx.artifacts.dir(Stage::Preprocess);
     let mut out = ctx.artifacts.begin(Stage::Matrices, &ctx.run_id)?;
     out.add_input("preprocess", upstream.run_id);
 
@@ -107,7 +102,7 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         "item_feature_nnz": item_feature.nnz(),
     });
     let params = ctx.params(json!({"preprocess": ctx.config.preprocess}));
-    out.commit(musicrec_config::fingerprint_of(&params), params, summary)
+    Ok(out.commit(musicrec_config::fingerprint_of(&params), params, summary)?)
 }
 
 /// The one-hot item × feature matrix: columns are albums, then artists, then genres, each in

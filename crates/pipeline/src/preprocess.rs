@@ -6,48 +6,17 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BooleanArray, Date32Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use musicrec_artifacts::layout::preprocess::{TRACKS_FILE, USERS_FILE, Window, names_file, track_entities_file};
+use musicrec_artifacts::{Manifest, Stage};
 use musicrec_config::UnknownTracks;
 use musicrec_data::layout::{self, IdLists, InteractionRows, Tracks};
 use musicrec_data::parquet_io::{self, ParquetSink};
 use musicrec_data::schema::EntityType;
 use serde_json::json;
 
-use crate::artifacts::Manifest;
 use crate::error::PipelineError;
 use crate::progress;
-use crate::stage::{RunContext, Stage};
-
-/// The three evaluation windows, in time order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Window {
-    Train,
-    Target,
-    Test,
-}
-
-impl Window {
-    pub const ALL: [Window; 3] = [Window::Train, Window::Target, Window::Test];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Window::Train => "train",
-            Window::Target => "target",
-            Window::Test => "test",
-        }
-    }
-
-    /// The events file of this window in the preprocess outputs.
-    pub fn file(self) -> &'static str {
-        match self {
-            Window::Train => "train.parquet",
-            Window::Target => "target.parquet",
-            Window::Test => "test.parquet",
-        }
-    }
-}
-
-pub const USERS_FILE: &str = "users.parquet";
-pub const TRACKS_FILE: &str = "tracks.parquet";
+use crate::stage::RunContext;
 
 /// Days since 1970-01-01 of a date, the unit of `started_at` everywhere.
 pub fn epoch_day(date: chrono::NaiveDate) -> i32 {
@@ -206,17 +175,7 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     }
     let params = ctx.params(json!({"preprocess": config.preprocess, "data": config.data}));
     let fingerprint = musicrec_config::fingerprint_of(&params);
-    out.commit(fingerprint, params, summary)
-}
-
-/// `track_<kind>s.parquet`: one row per (track, entity) pair.
-pub fn track_entities_file(kind: EntityType) -> String {
-    format!("track_{}s.parquet", kind.as_str())
-}
-
-/// `names_<kind>.parquet`: id and name of every entity of one type.
-pub fn names_file(kind: EntityType) -> String {
-    format!("names_{}.parquet", kind.as_str())
+    Ok(out.commit(fingerprint, params, summary)?)
 }
 
 fn events_batch(schema: &SchemaRef, rows: &InteractionRows, part: &[usize], tracks: &Tracks) -> RecordBatch {

@@ -18,6 +18,13 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, UInt32Type, UInt64Type};
 use arrow_schema::DataType;
 use indicatif::ProgressBar;
+use musicrec_artifacts::layout::METRICS_FILE;
+use musicrec_artifacts::layout::candidates::{CANDIDATES_FILE, MODEL_FILE};
+use musicrec_artifacts::layout::features::{ITEM_FEATURES_FILE, USER_FEATURES_FILE};
+use musicrec_artifacts::layout::matrices::{FEATURES_FILE, ITEM_FEATURE_FILE};
+use musicrec_artifacts::layout::preprocess::Window;
+use musicrec_artifacts::layout::ranking::{FEATURE_IMPORTANCES_FILE, RANKER_FILE, RECOMMENDATIONS_FILE};
+use musicrec_artifacts::{Manifest, Stage};
 use musicrec_data::parquet_io::{self, for_each_batch, read_batches};
 use musicrec_data::{CsrMatrix, DataError, IdEncoder};
 use musicrec_models::{Als, Recommendations, Recommender};
@@ -29,20 +36,14 @@ use musicrec_ranking::{
 use rayon::prelude::*;
 use serde_json::json;
 
-use crate::artifacts::Manifest;
-use crate::candidates::{CANDIDATES_FILE, METRICS_FILE, MODEL_FILE, evaluate_windows, ranked_table};
+use crate::candidates::{evaluate_windows, ranked_table};
 use crate::error::PipelineError;
 use crate::evaluation::{EvalWindow, Evaluator};
 use crate::events::read_encoded;
-use crate::features::{ITEM_FEATURES_FILE, USER_FEATURES_FILE};
-use crate::matrices::{FEATURE_KINDS, FEATURES_FILE, ITEM_FEATURE_FILE};
-use crate::preprocess::Window;
+use crate::matrices::FEATURE_KINDS;
 use crate::progress;
-use crate::stage::{RunContext, Stage};
+use crate::stage::RunContext;
 
-pub const RECOMMENDATIONS_FILE: &str = "recommendations.parquet";
-pub const FEATURE_IMPORTANCES_FILE: &str = "feature_importances.json";
-pub const RANKER_FILE: &str = "model.json";
 /// Candidate pairs scored per batch: small enough that a batch's features stay in cache while
 /// every tree walks them.
 const PREDICT_BATCH_PAIRS: usize = 4096;
@@ -184,29 +185,29 @@ pub fn run(ctx: &RunContext, params: &RankerParams) -> Result<Manifest, Pipeline
     let mut sources = Vec::new();
     for model in Stage::CANDIDATE_MODELS {
         out.add_input(model.as_str(), ctx.upstream(stage, model)?.run_id);
-        let path = ctx.artifacts.stage_dir(model).join(CANDIDATES_FILE);
+        let path = ctx.artifacts.dir(model).join(CANDIDATES_FILE);
         sources.push(read_candidates(&path, model.as_str(), &evaluator, u32::MAX)?);
     }
     if cfg.popular_candidates > 0 {
-        let path = ctx.artifacts.stage_dir(Stage::TopItems).join(CANDIDATES_FILE);
+        let path = ctx.artifacts.dir(Stage::TopItems).join(CANDIDATES_FILE);
         let max_rank = u32::try_from(cfg.popular_candidates).unwrap_or(u32::MAX);
         sources.push(read_candidates(&path, Stage::TopItems.as_str(), &evaluator, max_rank)?);
     }
     let encoders = &evaluator.encoders;
-    let features_dir = ctx.artifacts.stage_dir(Stage::Features);
+    let features_dir = ctx.artifacts.dir(Stage::Features);
     let users = read_entity_columns(&features_dir.join(USER_FEATURES_FILE), "user_id", &encoders.users)?;
     let items = read_entity_columns(&features_dir.join(ITEM_FEATURES_FILE), "track_id", &encoders.items)?;
-    let matrices_dir = ctx.artifacts.stage_dir(Stage::Matrices);
+    let matrices_dir = ctx.artifacts.dir(Stage::Matrices);
     let item_features = CsrMatrix::load(&matrices_dir.join(ITEM_FEATURE_FILE))?;
     let group_of_column = feature_groups(&matrices_dir.join(FEATURES_FILE))?;
     if group_of_column.len() != item_features.cols {
         return Err(artifact_error(&matrices_dir.join(FEATURES_FILE), "does not describe every item-feature column"));
     }
-    let train_file = ctx.artifacts.stage_dir(Stage::Preprocess).join(Window::Train.file());
+    let train_file = ctx.artifacts.dir(Stage::Preprocess).join(Window::Train.file());
     let (train, _) = read_encoded(&train_file, &encoders.users, &encoders.items)?;
     let recent = recent_items(n_old, &train.user, &train.item, &train.day, cfg.recent_tracks);
     drop(train);
-    let als = Als::load(&ctx.artifacts.stage_dir(Stage::Als).join(MODEL_FILE))?;
+    let als = Als::load(&ctx.artifacts.dir(Stage::Als).join(MODEL_FILE))?;
     let embedding = ItemEmbedding::from_factors(als.factors());
     drop(als);
     let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
@@ -319,7 +320,7 @@ pub fn run(ctx: &RunContext, params: &RankerParams) -> Result<Manifest, Pipeline
         "metrics": metrics,
     });
     let params_json = ctx.params(json!({"k": ctx.config.k, "seed": ctx.config.seed, "ranking": cfg}));
-    out.commit(musicrec_config::fingerprint_of(&params_json), params_json, summary)
+    Ok(out.commit(musicrec_config::fingerprint_of(&params_json), params_json, summary)?)
 }
 
 /// Scores every candidate pair of `set`, batches of whole users in parallel; adds the thread

@@ -7,16 +7,19 @@
 
 use std::fmt::Write as _;
 
+use musicrec_artifacts::layout::METRICS_FILE;
+use musicrec_artifacts::layout::candidates::{CANDIDATES_FILE, MODEL_FILE, SIMILAR_FILE};
+use musicrec_artifacts::layout::ranking::{FEATURE_IMPORTANCES_FILE, RECOMMENDATIONS_FILE};
+use musicrec_artifacts::layout::report::{
+    FEATURE_IMPORTANCES_PLOT, METRICS_PLOT, NDCG_PLOT, REPORT_FILE, STAGE_MEMORY_PLOT, STAGE_SECONDS_PLOT,
+};
+use musicrec_artifacts::{Artifacts, Manifest, Stage, StageWriter};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::artifacts::{Artifacts, Manifest, StageWriter};
-use crate::candidates::{CANDIDATES_FILE, METRICS_FILE, MODEL_FILE, SIMILAR_FILE};
 use crate::error::PipelineError;
-use crate::ranking::{FEATURE_IMPORTANCES_FILE, RECOMMENDATIONS_FILE};
-use crate::stage::{RunContext, Stage};
+use crate::stage::{RunContext, require};
 
-pub const REPORT_FILE: &str = "report.md";
 const RANKING: &str = Stage::Ranking.as_str();
 /// Metrics of the SPEC §3 table, in column order (each `name@k` in metrics.json).
 pub const METRICS: [&str; 8] = [
@@ -107,7 +110,7 @@ fn read_listed<T: serde::de::DeserializeOwned>(
     if !manifest.outputs.iter().any(|o| o.file == file) {
         return Ok(None);
     }
-    let path = artifacts.dir_of(stage).join(file);
+    let path = artifacts.dir(stage).join(file);
     let text = std::fs::read_to_string(&path).map_err(|e| musicrec_data::DataError::io(&path, e))?;
     serde_json::from_str(&text)
         .map(Some)
@@ -117,7 +120,7 @@ fn read_listed<T: serde::de::DeserializeOwned>(
 /// Gathers the report's content from the artifacts.
 pub fn collect(artifacts: &Artifacts, run_id: &str, k: usize) -> Result<ReportMetrics, PipelineError> {
     let manifests: Vec<(&str, Result<Manifest, String>)> =
-        stage_names().into_iter().map(|name| (name, artifacts.manifest_of(name))).collect();
+        stage_names().into_iter().map(|name| (name, artifacts.manifest(name).map_err(|e| e.reason()))).collect();
     let manifest_of = |name: &str| manifests.iter().find(|m| m.0 == name).map(|m| &m.1).expect("listed stage");
 
     let mut models = Vec::new();
@@ -136,7 +139,11 @@ pub fn collect(artifacts: &Artifacts, run_id: &str, k: usize) -> Result<ReportMe
                 ModelRow {
                     model: name.to_string(),
                     ranker: name == RANKING,
-                    status: if metrics.is_some() { OK.into() } else { not_run("no metrics.json in its outputs") },
+                    status: if metrics.is_some() {
+                        OK.into()
+                    } else {
+                        not_run(&format!("no {METRICS_FILE} in its outputs"))
+                    },
                     run_id: Some(manifest.run_id.clone()),
                     target: metrics.as_ref().map(|m| m["target"].clone()),
                     test: metrics.as_ref().map(|m| m["test"].clone()),
@@ -199,7 +206,7 @@ pub fn collect(artifacts: &Artifacts, run_id: &str, k: usize) -> Result<ReportMe
             listed(RANKING, RECOMMENDATIONS_FILE).into_iter().collect(),
             format!("stage {RANKING}"),
         ),
-        input("similar tracks", similar, "no model wrote similar.parquet".into()),
+        input("similar tracks", similar, format!("no model wrote {SIMILAR_FILE}")),
         input(
             "popular tracks",
             [MODEL_FILE, CANDIDATES_FILE].iter().filter_map(|f| listed(top, f)).collect(),
@@ -377,26 +384,26 @@ fn plot(out: &mut StageWriter, report: &ReportMetrics) -> Result<Vec<(&'static s
         .map(|m| (m.label(), PLOTTED.iter().map(|metric| m.value("test", metric, k).unwrap_or(0.0)).collect()))
         .collect();
     let chart = musicrec_plot::grouped_bars("Test window", "value", &categories, &series)?;
-    add(out, "metrics_test.png", "Models on the test window", chart)?;
+    add(out, METRICS_PLOT, "Models on the test window", chart)?;
     let ndcg: Vec<(String, f64)> = ran.iter().map(|m| (m.label(), m.value("test", "ndcg", k).unwrap_or(0.0))).collect();
     let chart = musicrec_plot::bars(&format!("NDCG@{k} on the test window"), "NDCG", &ndcg)?;
-    add(out, "ndcg_test.png", "NDCG on the test window", chart)?;
+    add(out, NDCG_PLOT, "NDCG on the test window", chart)?;
     if let Some(list) = &report.feature_importances {
         let bars: Vec<(String, f64)> =
             list.iter().take(TOP_FEATURES).map(|f| (f.feature.clone(), f.importance)).collect();
         let chart = musicrec_plot::bars("Ranker feature importances", "importance", &bars)?;
-        add(out, "feature_importances.png", "Feature importances", chart)?;
+        add(out, FEATURE_IMPORTANCES_PLOT, "Feature importances", chart)?;
     }
     let ran_stages: Vec<&StageRow> = report.stages.iter().filter(|s| s.duration_s.is_some()).collect();
     let seconds: Vec<(String, f64)> =
         ran_stages.iter().map(|s| (s.stage.clone(), s.duration_s.unwrap_or(0.0))).collect();
-    add(out, "stage_seconds.png", "Time per stage", musicrec_plot::bars("Time per stage", "seconds", &seconds)?)?;
+    add(out, STAGE_SECONDS_PLOT, "Time per stage", musicrec_plot::bars("Time per stage", "seconds", &seconds)?)?;
     let memory: Vec<(String, f64)> = ran_stages
         .iter()
         .map(|s| (s.stage.clone(), s.peak_rss_bytes.unwrap_or(0) as f64 / (1u64 << 20) as f64))
         .collect();
     let chart = musicrec_plot::bars("Peak memory per stage", "MB", &memory)?;
-    add(out, "stage_memory.png", "Peak memory per stage", chart)?;
+    add(out, STAGE_MEMORY_PLOT, "Peak memory per stage", chart)?;
     Ok(plots)
 }
 
@@ -416,14 +423,14 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         "plots": plots.len(),
     });
     let params = ctx.params(json!({"k": k}));
-    out.commit(musicrec_config::fingerprint_of(&params), params, summary)
+    Ok(out.commit(musicrec_config::fingerprint_of(&params), params, summary)?)
 }
 
 /// The report of a finished `report` stage.
 pub fn load(artifacts: &Artifacts) -> Result<ReportMetrics, PipelineError> {
-    let manifest = artifacts.require(Stage::Report, "the headline")?;
+    let manifest = require(artifacts, Stage::Report, "the headline")?;
     read_listed(artifacts, Stage::Report.as_str(), &manifest, METRICS_FILE)?.ok_or_else(|| PipelineError::Artifact {
-        path: artifacts.stage_dir(Stage::Report).display().to_string(),
+        path: artifacts.dir(Stage::Report).display().to_string(),
         reason: format!("the manifest does not list {METRICS_FILE}"),
     })
 }

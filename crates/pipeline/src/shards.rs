@@ -21,18 +21,18 @@ use std::time::Instant;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int64Type};
+use musicrec_artifacts::layout;
+use musicrec_artifacts::layout::candidates::{CANDIDATES_FILE, MODEL_FILE, SIMILAR_FILE};
+use musicrec_artifacts::{Manifest, Stage, StageWriter};
 use musicrec_data::parquet_io::{self, for_each_batch};
 use musicrec_models::topk::QUERY_BLOCK;
 use musicrec_models::{Recommendations, Recommender};
 use serde::{Deserialize, Serialize};
 
-use crate::artifacts::Manifest;
-use crate::candidates::{
-    self, CANDIDATES_FILE, FitRecord, MODEL_FILE, ModelJob, SIMILAR_FILE, SIMILAR_PER_TRACK, Scored,
-};
+use crate::candidates::{self, FitRecord, ModelJob, SIMILAR_PER_TRACK, Scored};
 use crate::error::PipelineError;
 use crate::evaluation::Evaluator;
-use crate::stage::{RunContext, Stage};
+use crate::stage::RunContext;
 
 /// Parts of one stage are numbered with four digits, so their directories sort in order.
 const MAX_SHARDS: u32 = 9999;
@@ -112,13 +112,8 @@ impl Shard {
 
     /// The artifact-store name of this shard's part of `stage`.
     pub fn unit_name(self, stage: Stage) -> String {
-        format!("shards/{}/part-{:04}-of-{:04}", stage.as_str(), self.index, self.count)
+        layout::shards::part(stage, self.index, self.count)
     }
-}
-
-/// The artifact-store name of the model fitted for a sharded run of `stage`.
-pub fn model_unit_name(stage: Stage) -> String {
-    format!("shards/{}/model", stage.as_str())
 }
 
 impl Sharding {
@@ -204,14 +199,14 @@ pub(crate) fn fit<M: Recommender>(job: &ModelJob<'_, M>, shards: u32) -> Result<
     let ctx = job.ctx;
     let evaluator = Evaluator::load(&ctx.artifacts, job.stage.as_str())?;
     let matrices = ctx.upstream(job.stage, Stage::Matrices)?;
-    let mut out = ctx.artifacts.begin_named(&model_unit_name(job.stage), &ctx.run_id)?;
+    let mut out = ctx.artifacts.begin(layout::shards::model(job.stage), &ctx.run_id)?;
     out.add_input("matrices", matrices.run_id);
     let (model, fit) = job.fit(&evaluator)?;
     let bytes = model.save(&out.path(MODEL_FILE))?;
     out.add_file(MODEL_FILE, bytes);
     let plan = Plan { shards, users: job.audience_size(&evaluator), items: evaluator.user_item.cols, fit };
     let (fingerprint, params) = job.recorded_config();
-    out.commit(fingerprint, params, serde_json::to_value(&plan).expect("plans serialize"))
+    Ok(out.commit(fingerprint, params, serde_json::to_value(&plan).expect("plans serialize"))?)
 }
 
 /// The published model of a sharded run, checked against this process's configuration and
@@ -224,14 +219,15 @@ struct Published {
 
 fn load_fitted<M: Recommender>(job: &ModelJob<'_, M>, step: &str) -> Result<Published, PipelineError> {
     let (ctx, stage) = (job.ctx, job.stage);
-    let name = model_unit_name(stage);
-    let dir = ctx.artifacts.dir_of(&name);
-    let manifest = ctx.artifacts.manifest_of(&name).map_err(|reason| {
+    let name = layout::shards::model(stage);
+    let dir = ctx.artifacts.dir(&name);
+    let manifest = ctx.artifacts.manifest(&name).map_err(|e| {
         problem(
             stage,
             format!(
-                "{step} needs the model fitted by `--stages {stage} --shards N` in {} ({reason}); run that first",
+                "{step} needs the model fitted by `--stages {stage} --shards N` in {} ({}); run that first",
                 dir.display(),
+                e.reason(),
                 stage = stage.as_str()
             ),
         )
@@ -293,14 +289,14 @@ pub(crate) fn score<M: Recommender>(job: &ModelJob<'_, M>, shard: Shard) -> Resu
             stage,
             format!(
                 "--shard {shard}: the model in {} was fitted for {} shards; use --shard I/{} or fit again with --shards {}",
-                ctx.artifacts.dir_of(&model_unit_name(stage)).display(),
+                ctx.artifacts.dir(layout::shards::model(stage)).display(),
                 plan.shards,
                 plan.shards,
                 shard.count
             ),
         ));
     }
-    let model = M::load(&ctx.artifacts.dir_of(&model_unit_name(stage)).join(MODEL_FILE))?;
+    let model = M::load(&ctx.artifacts.dir(layout::shards::model(stage)).join(MODEL_FILE))?;
     let (users, items) = (shard.range(plan.users), shard.range(plan.items));
 
     let started = Instant::now();
@@ -321,7 +317,7 @@ pub(crate) fn score<M: Recommender>(job: &ModelJob<'_, M>, shard: Shard) -> Resu
         "shard scored"
     );
 
-    let mut out = ctx.artifacts.begin_named(&shard.unit_name(stage), &ctx.run_id)?;
+    let mut out = ctx.artifacts.begin(shard.unit_name(stage), &ctx.run_id)?;
     out.add_input("model", fitted.run_id.clone());
     out.add_input("matrices", fitted.inputs.get("matrices").cloned().unwrap_or_default());
     let item_ids = evaluator.encoders.items.ids();
@@ -342,7 +338,7 @@ pub(crate) fn score<M: Recommender>(job: &ModelJob<'_, M>, shard: Shard) -> Resu
         similar_seconds,
     };
     let (fingerprint, params) = job.recorded_config();
-    out.commit(fingerprint, params, serde_json::to_value(&record).expect("part records serialize"))
+    Ok(out.commit(fingerprint, params, serde_json::to_value(&record).expect("part records serialize"))?)
 }
 
 /// Step 3: check every part, then publish the stage from them.
@@ -383,7 +379,7 @@ pub(crate) fn merge<M: Recommender>(job: &ModelJob<'_, M>) -> Result<Manifest, P
         similar_seconds: None,
     };
     for (shard, (manifest, record)) in &parts {
-        let dir = ctx.artifacts.dir_of(&shard.unit_name(stage));
+        let dir = ctx.artifacts.dir(shard.unit_name(stage));
         out.add_input(shard.unit_name(stage), manifest.run_id.clone());
         let user_index = |id: i64| evaluator.user_index(id);
         let item_index = |id: i64| evaluator.encoders.items.encode(id);
@@ -395,8 +391,8 @@ pub(crate) fn merge<M: Recommender>(job: &ModelJob<'_, M>) -> Result<Manifest, P
         scored.recommend_seconds += record.recommend_seconds;
     }
     tracing::info!(model = M::NAME, parts = parts.len(), pairs = scored.candidates.pairs(), "shards merged");
-    let model_file = ctx.artifacts.dir_of(&model_unit_name(stage)).join(MODEL_FILE);
-    let write_model = |out: &mut crate::artifacts::StageWriter| {
+    let model_file = ctx.artifacts.dir(layout::shards::model(stage)).join(MODEL_FILE);
+    let write_model = |out: &mut StageWriter| {
         let to = out.path(MODEL_FILE);
         let bytes = std::fs::copy(&model_file, &to).map_err(|e| musicrec_data::DataError::io(&to, e))?;
         out.add_file(MODEL_FILE, bytes);
@@ -428,8 +424,8 @@ fn check_part(
 ) -> Result<(Manifest, PartRecord), String> {
     let manifest = ctx
         .artifacts
-        .manifest_of(&shard.unit_name(stage))
-        .map_err(|reason| format!("missing or incomplete ({reason}); score it with --shard {shard}"))?;
+        .manifest(shard.unit_name(stage))
+        .map_err(|e| format!("missing or incomplete ({}); score it with --shard {shard}", e.reason()))?;
     let scored_with = manifest.inputs.get("model").map(String::as_str).unwrap_or("none");
     if scored_with != fitted.run_id {
         return Err(format!(
@@ -589,11 +585,11 @@ mod tests {
         // What a scorer killed mid-part leaves (no process has this pid).
         let abandoned = tmp.path().join(".staging").join(format!("{}-{}", name.replace('/', "."), u32::MAX));
         std::fs::create_dir_all(&abandoned).unwrap();
-        let mut out = artifacts.begin_named(&name, "run-1").unwrap();
+        let mut out = artifacts.begin(&name, "run-1").unwrap();
         assert!(!abandoned.exists(), "abandoned staging of the same unit is removed");
-        out.write_file("candidates.parquet", b"rows").unwrap();
+        out.write_file(CANDIDATES_FILE, b"rows").unwrap();
         out.commit("f".into(), serde_json::json!({}), serde_json::json!({})).unwrap();
-        let manifest = artifacts.manifest_of(&name).unwrap();
+        let manifest = artifacts.manifest(&name).unwrap();
         assert_eq!((manifest.stage.as_str(), manifest.outputs.len()), (name.as_str(), 1));
         assert!(!tmp.path().join(".staging").exists(), "staging cleaned up");
         assert!(artifacts.manifest(Stage::Als).is_err(), "a part is not the stage");

@@ -1,101 +1,18 @@
-//! The stages of the offline pipeline, their order and how a run executes them.
+//! How a run executes the stages of the offline pipeline, in order.
 
 use std::time::Instant;
 
+use musicrec_artifacts::{Artifacts, ArtifactsError, Manifest, Stage};
 use musicrec_config::Config;
 use musicrec_data::Location;
 use musicrec_models::{Als, Bpr, Item2Item, TopItems};
 use serde::Serialize;
 
-use crate::artifacts::{Artifacts, Manifest};
 use crate::error::PipelineError;
 use crate::params::StageParams;
 use crate::shards::Sharding;
 use crate::tracking::RunTracking;
 use crate::{candidates, eda, features, matrices, preprocess, ranking, report};
-
-/// A stage of the offline pipeline, in execution order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Stage {
-    Preprocess,
-    Eda,
-    Matrices,
-    Features,
-    Als,
-    Bpr,
-    Item2Item,
-    TopItems,
-    Ranking,
-    Report,
-}
-
-impl Stage {
-    pub const ALL: [Stage; 10] = [
-        Stage::Preprocess,
-        Stage::Eda,
-        Stage::Matrices,
-        Stage::Features,
-        Stage::Als,
-        Stage::Bpr,
-        Stage::Item2Item,
-        Stage::TopItems,
-        Stage::Ranking,
-        Stage::Report,
-    ];
-
-    /// The candidate models whose candidates the ranker merges (popularity, `TopItems`, joins
-    /// them separately: it proposes the same tracks to everyone).
-    pub const CANDIDATE_MODELS: [Stage; 3] = [Stage::Als, Stage::Bpr, Stage::Item2Item];
-
-    /// The stages that fit a model and score every user with it, so their scoring can be
-    /// split over processes (`shards`).
-    pub const SHARDABLE: [Stage; 4] = [Stage::Als, Stage::Bpr, Stage::Item2Item, Stage::TopItems];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Stage::Preprocess => "preprocess",
-            Stage::Eda => "eda",
-            Stage::Matrices => "matrices",
-            Stage::Features => "features",
-            Stage::Als => "als",
-            Stage::Bpr => "bpr",
-            Stage::Item2Item => "item2item",
-            Stage::TopItems => "top_items",
-            Stage::Ranking => "ranking",
-            Stage::Report => "report",
-        }
-    }
-
-    /// Whether the stage recommends and judges itself in `metrics.json`: a row of the report.
-    pub fn is_model(self) -> bool {
-        match self {
-            Stage::Als | Stage::Bpr | Stage::Item2Item | Stage::TopItems | Stage::Ranking => true,
-            Stage::Preprocess | Stage::Eda | Stage::Matrices | Stage::Features | Stage::Report => false,
-        }
-    }
-
-    pub fn parse(name: &str) -> Result<Self, PipelineError> {
-        Self::ALL.into_iter().find(|s| s.as_str() == name.trim()).ok_or_else(|| PipelineError::UnknownStage {
-            name: name.trim().to_string(),
-            valid: Self::ALL.map(Stage::as_str).join(", "),
-        })
-    }
-
-    /// Parses a comma-separated list into stages in execution order, without repeats.
-    pub fn parse_list(list: &str) -> Result<Vec<Self>, PipelineError> {
-        let mut stages =
-            list.split(',').filter(|s| !s.trim().is_empty()).map(Self::parse).collect::<Result<Vec<_>, _>>()?;
-        if stages.is_empty() {
-            return Err(PipelineError::UnknownStage {
-                name: list.to_string(),
-                valid: Self::ALL.map(Stage::as_str).join(", "),
-            });
-        }
-        stages.sort();
-        stages.dedup();
-        Ok(stages)
-    }
-}
 
 /// Everything a stage needs: the checked configuration, where the data and artifacts are.
 pub struct RunContext {
@@ -121,13 +38,24 @@ impl RunContext {
 
     /// The manifest of an upstream stage's outputs, or an error telling the user to run it.
     pub fn upstream(&self, stage: Stage, upstream: Stage) -> Result<Manifest, PipelineError> {
-        self.artifacts.require(upstream, stage.as_str())
+        require(&self.artifacts, upstream, stage.as_str())
     }
 
     /// The config sections a stage used, for its manifest.
     pub fn params<T: Serialize>(&self, sections: T) -> serde_json::Value {
         serde_json::to_value(sections).expect("config sections serialize")
     }
+}
+
+/// The manifest of `stage`'s outputs that `needed_by` (a stage or a command) reads, or an error
+/// telling the user to run that stage first.
+pub fn require(artifacts: &Artifacts, stage: Stage, needed_by: &'static str) -> Result<Manifest, PipelineError> {
+    artifacts.manifest(stage).map_err(|e| match e {
+        ArtifactsError::Incomplete { location, reason, .. } => {
+            PipelineError::MissingUpstream { stage: needed_by, upstream: stage.as_str(), dir: location, reason }
+        }
+        other => other.into(),
+    })
 }
 
 /// Runs `stages` in order, every stage's parameters checked first; stops at the first failure,
@@ -180,24 +108,4 @@ fn run_stage(ctx: &RunContext, params: &StageParams, stage: Stage) -> Result<Man
         Stage::Ranking => ranking::run(ctx, &params.ranker)?,
         Stage::Report => report::run(ctx)?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stage_lists_parse_in_execution_order() {
-        assert_eq!(
-            Stage::parse_list("features, preprocess,features").unwrap(),
-            vec![Stage::Preprocess, Stage::Features]
-        );
-        let err = Stage::parse_list("preprocess,als2").unwrap_err().to_string();
-        assert!(
-            err.contains("als2")
-                && err.contains("preprocess, eda, matrices, features, als, bpr, item2item, top_items, ranking, report"),
-            "{err}"
-        );
-        assert!(Stage::parse_list(" , ").is_err());
-    }
 }

@@ -7,40 +7,19 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use musicrec_artifacts::layout::{MANIFEST_FILE, METRICS_FILE, eda, ranking};
+use musicrec_artifacts::{Artifacts, Manifest, Stage};
 use musicrec_config::Config;
 use musicrec_data::Location;
 use musicrec_data::schema::{CATALOG_NAMES_FILE, INTERACTIONS_FILE, TRACKS_FILE};
 use musicrec_data::store::{self, Bucket};
-use musicrec_tracking::store::StoreError;
 use musicrec_tracking::{
     MlflowSettings, PipelineRun, RecordStore, StageOutcome, StageRun, Tracker, TrackingSummary, flatten_params,
     summary_metrics,
 };
 use sha2::{Digest, Sha256};
 
-use crate::artifacts::{Artifacts, MANIFEST_FILE, Manifest};
-use crate::candidates::METRICS_FILE;
 use crate::error::PipelineError;
-use crate::ranking::FEATURE_IMPORTANCES_FILE;
-use crate::stage::Stage;
-
-impl RecordStore for Artifacts {
-    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        Ok(self.write_object(key, bytes)?)
-    }
-
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.read_object(key)?)
-    }
-
-    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        Ok(self.list_objects(prefix)?)
-    }
-
-    fn describe(&self, key: &str) -> String {
-        self.root().join(key).display().to_string()
-    }
-}
 
 /// The tracker of one `RunContext`; stages of one run are sequential, the lock only makes the
 /// context shareable.
@@ -108,7 +87,7 @@ impl RunTracking {
 fn worth_uploading(file: &str) -> bool {
     file.ends_with(".md")
         || file.ends_with(".png")
-        || [METRICS_FILE, FEATURE_IMPORTANCES_FILE, crate::eda::STATS_FILE, MANIFEST_FILE].contains(&file)
+        || [METRICS_FILE, ranking::FEATURE_IMPORTANCES_FILE, eda::STATS_FILE, MANIFEST_FILE].contains(&file)
 }
 
 /// A finished stage in record terms: the manifest's params flattened, its summary's numbers
@@ -190,7 +169,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::artifacts::OutputFile;
+    use musicrec_artifacts::OutputFile;
 
     fn manifest(stage: &str, outputs: &[&str], summary: serde_json::Value) -> Manifest {
         Manifest {

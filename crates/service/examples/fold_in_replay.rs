@@ -7,8 +7,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
-use musicrec_pipeline::preprocess::Window;
-use musicrec_pipeline::{Artifacts, Stage};
+use musicrec_artifacts::layout::preprocess::Window;
+use musicrec_artifacts::{Artifacts, Stage};
+use musicrec_data::parquet_io::read_i64_column;
 use musicrec_service::model::ServingModel;
 
 const K: usize = 10;
@@ -30,9 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let on = ServingModel::load(&artifacts, &musicrec_config::ServiceConfig { fold_in: true, ..config.clone() })?;
     let off = ServingModel::load(&artifacts, &musicrec_config::ServiceConfig { fold_in: false, ..config })?;
 
-    let manifest = artifacts.require(Stage::Preprocess, "fold_in_replay")?;
-    let test = dir.join(&manifest.stage).join(Window::Test.file());
-    let read = |column| musicrec_pipeline::events::read_i64_column(&test, column);
+    artifacts.manifest(Stage::Preprocess)?;
+    let test = artifacts.dir(Stage::Preprocess).join(Window::Test.file());
+    let read = |column| read_i64_column(&test, column);
     let (users, tracks) = (read("user_id")?, read("track_id")?);
     // Each user's test listens in file order (the window's chronological order).
     let mut streams: BTreeMap<i64, Vec<i64>> = BTreeMap::new();

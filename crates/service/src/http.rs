@@ -31,7 +31,7 @@ use crate::redis_link::RedisLink;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub config: ServiceConfig,
-    pub artifacts: musicrec_pipeline::Artifacts,
+    pub artifacts: musicrec_artifacts::Artifacts,
 }
 
 /// A loaded artifact set and when it was loaded.

@@ -1,4 +1,4 @@
-//! One pipeline run's artifacts, loaded for serving (the contract of BRIEF/ARCHITECTURE):
+//! One pipeline run's artifacts, loaded for serving (their names: `musicrec_artifacts::layout`):
 //! the matrices encoders, the ranking stage's offline recommendations, each similarity
 //! source's similar tracks, the popular list (the top_items model's ranked item indices,
 //! which are matrix columns, so they need no id mapping) and, for the fold-in source, the
@@ -7,15 +7,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use musicrec_artifacts::layout::candidates::{MODEL_FILE, SIMILAR_FILE};
+use musicrec_artifacts::layout::matrices::{ITEMS_FILE, USER_ITEM_FILE, USERS_FILE};
+use musicrec_artifacts::layout::ranking::RECOMMENDATIONS_FILE;
+use musicrec_artifacts::{Artifacts, Manifest, Stage};
 use musicrec_config::ServiceConfig;
+use musicrec_data::parquet_io::read_i64_column;
 use musicrec_data::{CsrMatrix, IdEncoder};
 use musicrec_models::{Als, Recommender, TopItems};
-use musicrec_pipeline::artifacts::Manifest;
-use musicrec_pipeline::candidates::{MODEL_FILE, SIMILAR_FILE};
-use musicrec_pipeline::events::read_i64_column;
-use musicrec_pipeline::matrices::{ITEMS_FILE, USER_ITEM_FILE, USERS_FILE};
-use musicrec_pipeline::ranking::RECOMMENDATIONS_FILE;
-use musicrec_pipeline::{Artifacts, Stage};
 
 use crate::blend::{Pick, Source, blend, per_source, round_robin, tagged};
 use crate::error::ServiceError;
@@ -50,11 +49,12 @@ impl Reader<'_> {
         ServiceError::Artifacts { dir: self.artifacts.location(), reason: reason.into() }
     }
 
-    fn manifest(&mut self, stage: &str) -> Result<Manifest, ServiceError> {
+    fn manifest(&mut self, stage: impl AsRef<str>) -> Result<Manifest, ServiceError> {
+        let stage = stage.as_ref();
         let manifest = self
             .artifacts
-            .manifest_of(stage)
-            .map_err(|reason| self.fail(format!("stage `{stage}` has no complete outputs ({reason})")))?;
+            .manifest(stage)
+            .map_err(|e| self.fail(format!("stage `{stage}` has no complete outputs ({})", e.reason())))?;
         self.stages.insert(stage.to_string(), manifest.run_id.clone());
         Ok(manifest)
     }
@@ -62,7 +62,7 @@ impl Reader<'_> {
     /// The path of `file` if the stage's manifest lists it: only listed outputs are trusted.
     fn listed(&self, manifest: &Manifest, file: &str) -> Result<PathBuf, ServiceError> {
         if manifest.outputs.iter().any(|o| o.file == file) {
-            Ok(self.artifacts.root().join(&manifest.stage).join(file))
+            Ok(self.artifacts.dir(&manifest.stage).join(file))
         } else {
             Err(self.fail(format!("stage `{}` (run {}) lists no {file}", manifest.stage, manifest.run_id)))
         }
@@ -86,11 +86,11 @@ impl ServingModel {
     /// error naming it.
     pub fn load(artifacts: &Artifacts, config: &ServiceConfig) -> Result<Self, ServiceError> {
         let mut r = Reader { artifacts, stages: BTreeMap::new() };
-        let matrices = r.manifest(Stage::Matrices.as_str())?;
+        let matrices = r.manifest(Stage::Matrices)?;
         let users = r.encoder(&r.listed(&matrices, USERS_FILE)?, "user_id")?;
         let items = r.encoder(&r.listed(&matrices, ITEMS_FILE)?, "track_id")?;
 
-        let ranking = r.manifest(Stage::Ranking.as_str())?;
+        let ranking = r.manifest(Stage::Ranking)?;
         let offline = read_ranked(&r.listed(&ranking, RECOMMENDATIONS_FILE)?, "user_id", "track_id", &users, &items)?;
 
         let mut similar = Vec::new();
@@ -102,35 +102,40 @@ impl ServingModel {
             similar.push((source, read_ranked(&path, "track_id", "similar_track_id", &items, &items)?));
         }
 
-        let top = r.manifest(Stage::TopItems.as_str())?;
+        let top = r.manifest(Stage::TopItems)?;
         let top_model = TopItems::load(&r.listed(&top, MODEL_FILE)?)?;
         let popular = top_model.ranked().0.to_vec();
         if popular.iter().any(|&i| i as usize >= items.len()) {
-            return Err(r.fail("top_items/model.bin ranks items outside the matrices item encoder: another run"));
+            return Err(r.fail(format!(
+                "{}/{MODEL_FILE} ranks items outside the matrices item encoder: another run",
+                Stage::TopItems.as_str()
+            )));
         }
 
         let (fold_in, history) = if config.fold_in {
-            let als = r.manifest(Stage::Als.as_str())?;
+            let als = r.manifest(Stage::Als)?;
             let model = Als::load(&r.listed(&als, MODEL_FILE)?)?;
             let history = CsrMatrix::load(&r.listed(&matrices, USER_ITEM_FILE)?)?;
             let shape = (model.factors().n_users(), model.factors().n_items());
             if shape != (users.len(), items.len()) || (history.rows, history.cols) != shape {
                 return Err(r.fail(format!(
-                    "als/model.bin is for {} users x {} items, user_item.csr is {} x {}, the encoders hold {} x {}: \
-                     stages of different runs",
+                    "{als}/{MODEL_FILE} is for {} users x {} items, {USER_ITEM_FILE} is {} x {}, the encoders hold \
+                     {} x {}: stages of different runs",
                     shape.0,
                     shape.1,
                     history.rows,
                     history.cols,
                     users.len(),
-                    items.len()
+                    items.len(),
+                    als = Stage::Als.as_str()
                 )));
             }
             let fold_in = FoldIn::new(&model).ok_or_else(|| {
-                r.fail(
-                    "als/model.bin: YᵀY + λI of its item factors is not positive definite, so no user can be \
-                        folded in (service.fold_in: false serves without it)",
-                )
+                r.fail(format!(
+                    "{}/{MODEL_FILE}: YᵀY + λI of its item factors is not positive definite, so no user can be \
+                     folded in (service.fold_in: false serves without it)",
+                    Stage::Als.as_str()
+                ))
             })?;
             (Some(fold_in), Some(history))
         } else {

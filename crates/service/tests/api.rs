@@ -4,8 +4,8 @@
 mod common;
 
 use common::{ADMIN_TOKEN, TestServer, admin_config, config, limited, serve_hand_made, write_artifacts, write_ranking};
+use musicrec_artifacts::Artifacts;
 use musicrec_config::{RateLimitStore, ServiceConfig};
-use musicrec_pipeline::Artifacts;
 use musicrec_service::{Server, Settings};
 use serde_json::json;
 

@@ -4,15 +4,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use musicrec_artifacts::layout::RUNS_PREFIX;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::TrackingError;
 
 const RECORD_FORMAT: u32 = 1;
-
-/// Where records live under the artifacts root: `runs/<record id>.json`.
-pub const RUNS_PREFIX: &str = "runs/";
 
 /// Summary key whose number list is a per-iteration training loss.
 pub const LOSS_HISTORY_KEY: &str = "loss_per_iteration";

@@ -1,8 +1,11 @@
 //! Where run records (and the stage outputs uploaded to MLflow) are read and written: the
-//! artifact store, through a trait so this crate does not depend on the pipeline that uses it.
+//! artifact store, through a trait so tests can keep records in memory.
+
+use musicrec_artifacts::Artifacts;
+use musicrec_artifacts::layout::RUNS_PREFIX;
 
 use crate::error::TrackingError;
-use crate::record::{RUNS_PREFIX, RunRecord, record_key};
+use crate::record::{RunRecord, record_key};
 
 pub type StoreError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -16,6 +19,24 @@ pub trait RecordStore: Send + Sync {
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Where `key` is, for messages (a path or URL).
     fn describe(&self, key: &str) -> String;
+}
+
+impl RecordStore for Artifacts {
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        Ok(self.write_object(key, bytes)?)
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.read_object(key)?)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.list_objects(prefix)?)
+    }
+
+    fn describe(&self, key: &str) -> String {
+        self.root().join(key).display().to_string()
+    }
 }
 
 pub fn save(store: &dyn RecordStore, record: &RunRecord) -> Result<(), TrackingError> {

@@ -11,10 +11,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, mpsc};
 
 use chrono::Utc;
+use musicrec_artifacts::layout::RUNS_PREFIX;
 
 use crate::error::TrackingError;
 use crate::mlflow::{KeyValue, Metric, Mlflow, MlflowSettings, RunInfo, mlflow_key};
-use crate::record::{MlflowRef, RUNS_PREFIX, RunRecord, StageOutcome, Status};
+use crate::record::{MlflowRef, RunRecord, StageOutcome, Status};
 use crate::store::{self, RecordStore};
 
 /// Name of the configuration file attached to the pipeline's MLflow run.

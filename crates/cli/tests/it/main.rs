@@ -10,6 +10,7 @@ mod evaluate;
 mod fixture;
 mod kill;
 mod mlflow;
+mod pipeline_serve;
 mod ranking_stage;
 mod runs;
 mod s3;

@@ -8,13 +8,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, UInt32Array};
+use musicrec_artifacts::layout::MANIFEST_FILE;
+use musicrec_artifacts::layout::candidates::{MODEL_FILE, SIMILAR_FILE};
+use musicrec_artifacts::layout::matrices::{ITEMS_FILE, USER_ITEM_FILE, USERS_FILE};
+use musicrec_artifacts::layout::ranking::RECOMMENDATIONS_FILE;
+use musicrec_artifacts::{Artifacts, Manifest, OutputFile, Stage, StageWriter};
 use musicrec_config::{Config, RateLimit, RateLimitsConfig, Secret, ServiceConfig};
 use musicrec_data::CsrMatrix;
 use musicrec_data::atomic::write_atomic;
 use musicrec_data::parquet_io::write_batch;
 use musicrec_models::{Als, AlsParams, Recommender, TopItems, TopItemsParams};
-use musicrec_pipeline::artifacts::{MANIFEST_FILE, Manifest, OutputFile};
-use musicrec_pipeline::{Artifacts, Stage};
 use musicrec_service::http::AppState;
 use musicrec_service::{Server, Settings};
 use serde_json::Value;
@@ -101,33 +104,33 @@ impl ArtifactSet {
     pub fn write(&self, root: &Path, run: &str) {
         let artifacts = Artifacts::new(root);
         let fingerprint = "test".to_string();
-        let commit = |stage: Stage, files: &dyn Fn(&mut musicrec_pipeline::artifacts::StageWriter)| {
+        let commit = |stage: Stage, files: &dyn Fn(&mut StageWriter)| {
             let mut out = artifacts.begin(stage, run).unwrap();
             files(&mut out);
             out.commit(fingerprint.clone(), Value::Null, Value::Null).unwrap();
         };
         commit(Stage::Matrices, &|out| {
-            out.add_parquet(write_batch(out.path("users.parquet"), &ids("user_id", self.users.clone())).unwrap());
-            out.add_parquet(write_batch(out.path("items.parquet"), &ids("track_id", self.tracks.clone())).unwrap());
-            let bytes = self.user_item.save(&out.path("user_item.csr")).unwrap();
-            out.add_file("user_item.csr", bytes);
+            out.add_parquet(write_batch(out.path(USERS_FILE), &ids("user_id", self.users.clone())).unwrap());
+            out.add_parquet(write_batch(out.path(ITEMS_FILE), &ids("track_id", self.tracks.clone())).unwrap());
+            let bytes = self.user_item.save(&out.path(USER_ITEM_FILE)).unwrap();
+            out.add_file(USER_ITEM_FILE, bytes);
         });
         commit(Stage::Als, &|out| {
             let table = ranked(&self.als_similar, "track_id", "similar_track_id");
-            out.add_parquet(write_batch(out.path("similar.parquet"), &table).unwrap());
+            out.add_parquet(write_batch(out.path(SIMILAR_FILE), &table).unwrap());
             let params =
                 AlsParams { factors: self.als_factors, iterations: 3, min_users_per_item: 1, ..AlsParams::default() };
-            let bytes = Als::fit(&params, &self.user_item).unwrap().save(&out.path("model.bin")).unwrap();
-            out.add_file("model.bin", bytes);
+            let bytes = Als::fit(&params, &self.user_item).unwrap().save(&out.path(MODEL_FILE)).unwrap();
+            out.add_file(MODEL_FILE, bytes);
         });
         commit(Stage::Bpr, &|out| {
             let table = ranked(&self.bpr_similar, "track_id", "similar_track_id");
-            out.add_parquet(write_batch(out.path("similar.parquet"), &table).unwrap());
+            out.add_parquet(write_batch(out.path(SIMILAR_FILE), &table).unwrap());
         });
         commit(Stage::TopItems, &|out| {
             let model = TopItems::fit(&TopItemsParams { top_n: self.top_n }, &self.user_item).unwrap();
-            let bytes = model.save(&out.path("model.bin")).unwrap();
-            out.add_file("model.bin", bytes);
+            let bytes = model.save(&out.path(MODEL_FILE)).unwrap();
+            out.add_file(MODEL_FILE, bytes);
         });
         write_ranking(root, run, &self.offline);
     }
@@ -135,12 +138,12 @@ impl ArtifactSet {
 
 /// The ranking stage's output, written as that stage publishes it: files, then the manifest.
 pub fn write_ranking(root: &Path, run: &str, lists: &[(i64, Vec<i64>)]) {
-    let dir = root.join("ranking");
+    let dir = Artifacts::new(root).dir(Stage::Ranking);
     std::fs::create_dir_all(&dir).unwrap();
-    let written = write_batch(dir.join("recommendations.parquet"), &ranked(lists, "user_id", "track_id")).unwrap();
+    let written = write_batch(dir.join(RECOMMENDATIONS_FILE), &ranked(lists, "user_id", "track_id")).unwrap();
     let manifest = Manifest {
         format: 1,
-        stage: "ranking".into(),
+        stage: Stage::Ranking.as_str().into(),
         run_id: run.into(),
         started_at: String::new(),
         finished_at: String::new(),
@@ -149,11 +152,7 @@ pub fn write_ranking(root: &Path, run: &str, lists: &[(i64, Vec<i64>)]) {
         config_fingerprint: "test".into(),
         params: Value::Null,
         inputs: BTreeMap::new(),
-        outputs: vec![OutputFile {
-            file: "recommendations.parquet".into(),
-            rows: Some(written.rows),
-            bytes: written.bytes,
-        }],
+        outputs: vec![OutputFile { file: RECOMMENDATIONS_FILE.into(), rows: Some(written.rows), bytes: written.bytes }],
         summary: Value::Null,
     };
     write_atomic(dir.join(MANIFEST_FILE), &serde_json::to_vec(&manifest).unwrap()).unwrap();

@@ -16,18 +16,17 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use musicrec_data::Location;
 use musicrec_data::atomic::write_atomic;
 use musicrec_data::location::S3Location;
 use musicrec_data::parquet_io::WrittenFile;
 use musicrec_data::store::{self, Bucket};
-use musicrec_data::{DataError, Location};
 use serde::{Deserialize, Serialize};
 
-use crate::error::PipelineError;
-use crate::progress;
-use crate::stage::Stage;
+use crate::error::{ArtifactsError, Untrusted};
+use crate::layout::MANIFEST_FILE;
+use crate::rss;
 
-pub const MANIFEST_FILE: &str = "manifest.json";
 const MANIFEST_FORMAT: u32 = 1;
 const STAGING_DIR: &str = ".staging";
 
@@ -58,6 +57,9 @@ pub struct OutputFile {
     pub bytes: u64,
 }
 
+/// The artifacts of one run: local, or on S3 with a local mirror. Every method that addresses a
+/// stage's outputs takes its name: a `Stage`, or the name of a unit nested under one, such as a
+/// shard's part (`shards/als/part-0000-of-0004`, see `layout::shards`).
 #[derive(Debug, Clone)]
 pub struct Artifacts {
     /// The local directory: the artifacts themselves, or the mirror of `remote`.
@@ -78,9 +80,6 @@ impl Remote {
     }
 }
 
-/// A stage's manifest that cannot be trusted: the reason, for "missing upstream" messages.
-type Untrusted = String;
-
 impl Artifacts {
     /// Artifacts in a local directory.
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -89,7 +88,7 @@ impl Artifacts {
 
     /// Artifacts at `location`. On S3 the credentials and the bucket are checked now, so a bad
     /// key fails before any work.
-    pub fn open(location: &Location) -> Result<Self, PipelineError> {
+    pub fn open(location: &Location) -> Result<Self, ArtifactsError> {
         match location {
             Location::Local(path) => Ok(Self::new(path)),
             Location::S3(S3Location { bucket, key, mirror }) => {
@@ -123,40 +122,37 @@ impl Artifacts {
         }
     }
 
-    /// Where output `file` of stage `name` is, for people (see `location`).
-    pub fn location_of(&self, name: &str, file: &str) -> String {
+    /// Where output `file` of `stage` is, for people (see `location`).
+    pub fn location_of(&self, stage: impl AsRef<str>, file: &str) -> String {
+        let name = stage.as_ref();
         match &self.remote {
             Some(r) => r.bucket.url(&r.key(&format!("{name}/{file}"))),
-            None => absolute(&self.dir_of(name).join(file)),
+            None => absolute(&self.dir(name).join(file)),
         }
     }
 
-    pub fn stage_dir(&self, stage: Stage) -> PathBuf {
-        self.dir_of(stage.as_str())
+    /// The local directory of `stage`'s outputs (on S3: its mirror, current once `manifest`
+    /// returned).
+    pub fn dir(&self, stage: impl AsRef<str>) -> PathBuf {
+        self.root.join(stage.as_ref())
     }
 
-    /// The directory of the stage called `name`; readers that list stages this build may not
-    /// have (the report reads every model it finds) address stages by name.
-    pub fn dir_of(&self, name: &str) -> PathBuf {
-        self.root.join(name)
+    /// The manifest of `stage`'s complete outputs, after checking every listed output exists
+    /// with its recorded size (on S3: and after mirroring them locally). Outputs that are not
+    /// there or not complete are `ArtifactsError::Incomplete`, with the reason.
+    pub fn manifest(&self, stage: impl AsRef<str>) -> Result<Manifest, ArtifactsError> {
+        let name = stage.as_ref();
+        self.trusted_manifest(name)?.map_err(|reason| ArtifactsError::Incomplete {
+            stage: name.to_string(),
+            location: self.location_of(name, "").trim_end_matches('/').to_string(),
+            reason,
+        })
     }
 
-    /// The manifest of a stage's complete outputs, after checking every listed output exists
-    /// with its recorded size (on S3: and after mirroring them locally).
-    pub fn manifest(&self, stage: Stage) -> Result<Manifest, String> {
-        self.manifest_of(stage.as_str())
-    }
-
-    /// `manifest` of the stage called `name`. A failing S3 request is one more reason the
-    /// outputs cannot be used; `require` reports it as the storage error it is.
-    pub fn manifest_of(&self, name: &str) -> Result<Manifest, String> {
-        self.trusted_manifest(name).map_err(|e| e.to_string()).and_then(|checked| checked)
-    }
-
-    fn trusted_manifest(&self, name: &str) -> Result<Result<Manifest, Untrusted>, PipelineError> {
+    fn trusted_manifest(&self, name: &str) -> Result<Result<Manifest, Untrusted>, ArtifactsError> {
         let Some(remote) = &self.remote else { return Ok(self.local_manifest(name).map(|(m, _)| m)) };
         let manifest_key = remote.key(&format!("{name}/{MANIFEST_FILE}"));
-        let Some(bytes) = remote.bucket.get(&manifest_key)? else { return Ok(Err(format!("no {MANIFEST_FILE}"))) };
+        let Some(bytes) = remote.bucket.get(&manifest_key)? else { return Ok(Err(Untrusted::NoManifest)) };
         let manifest = match parse_manifest(&bytes) {
             Ok(m) => m,
             Err(reason) => return Ok(Err(reason)),
@@ -170,16 +166,13 @@ impl Artifacts {
             return Ok(Ok(manifest));
         }
         tracing::info!(stage = name, from = %remote.bucket.url(&remote.key(name)), "mirroring the stage's outputs");
-        let dir = self.dir_of(name);
+        let dir = self.dir(name);
         publish(&dir, &manifest.outputs, &bytes, |i, output, to| {
             let got = remote.bucket.download(&keys[i], to)?;
             match got {
                 Some(got) if got.size == output.bytes => Ok(()),
                 // Another writer replaced the stage meanwhile; this mirror stays without a manifest.
-                _ => Err(PipelineError::Artifact {
-                    path: remote.bucket.url(&keys[i]),
-                    reason: "changed while being downloaded; try again".into(),
-                }),
+                _ => Err(ArtifactsError::ChangedDuringDownload { url: remote.bucket.url(&keys[i]) }),
             }
         })?;
         Ok(Ok(manifest))
@@ -187,8 +180,8 @@ impl Artifacts {
 
     /// The local manifest and its bytes, if every output it lists is there with its size.
     fn local_manifest(&self, name: &str) -> Result<(Manifest, Vec<u8>), Untrusted> {
-        let dir = self.dir_of(name);
-        let bytes = fs::read(dir.join(MANIFEST_FILE)).map_err(|_| format!("no {MANIFEST_FILE}"))?;
+        let dir = self.dir(name);
+        let bytes = fs::read(dir.join(MANIFEST_FILE)).map_err(|_| Untrusted::NoManifest)?;
         let manifest = parse_manifest(&bytes)?;
         let sizes: Vec<Option<u64>> =
             manifest.outputs.iter().map(|o| fs::metadata(dir.join(&o.file)).ok().map(|m| m.len())).collect();
@@ -196,20 +189,9 @@ impl Artifacts {
         Ok((manifest, bytes))
     }
 
-    /// The manifest of `stage`'s outputs that `needed_by` (a stage or a command) reads, or an
-    /// error telling the user to run that stage first.
-    pub fn require(&self, stage: Stage, needed_by: &'static str) -> Result<Manifest, PipelineError> {
-        self.trusted_manifest(stage.as_str())?.map_err(|reason| PipelineError::MissingUpstream {
-            stage: needed_by,
-            upstream: stage.as_str(),
-            dir: self.location_of(stage.as_str(), "").trim_end_matches('/').to_string(),
-            reason,
-        })
-    }
-
     /// Writes `bytes` as object `key` (a `/`-separated path under the artifacts) atomically,
     /// and on S3 uploads it too. For records that are not a stage's outputs (run records).
-    pub fn write_object(&self, key: &str, bytes: &[u8]) -> Result<(), PipelineError> {
+    pub fn write_object(&self, key: &str, bytes: &[u8]) -> Result<(), ArtifactsError> {
         checked_key(key)?;
         write_atomic(self.root.join(key), bytes)?;
         if let Some(r) = &self.remote {
@@ -219,7 +201,7 @@ impl Artifacts {
     }
 
     /// Object `key` (see `write_object`), or `None` if there is none; on S3 read from S3.
-    pub fn read_object(&self, key: &str) -> Result<Option<Vec<u8>>, PipelineError> {
+    pub fn read_object(&self, key: &str) -> Result<Option<Vec<u8>>, ArtifactsError> {
         checked_key(key)?;
         if let Some(r) = &self.remote {
             return Ok(r.bucket.get(&r.key(key))?);
@@ -228,14 +210,14 @@ impl Artifacts {
         match fs::read(&path) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(DataError::io(&path, e).into()),
+            Err(e) => Err(ArtifactsError::io(path, e)),
         }
     }
 
     /// The keys of every object under `prefix` (a "directory": whole `/`-separated segments, so
     /// `runs` lists `runs/a.json`, not `runs2/b.json` nor an object named `runs`; empty: all),
     /// sorted; on S3 listed from S3. Temporary and staging files are not objects.
-    pub fn list_objects(&self, prefix: &str) -> Result<Vec<String>, PipelineError> {
+    pub fn list_objects(&self, prefix: &str) -> Result<Vec<String>, ArtifactsError> {
         let prefix = prefix.trim_matches('/');
         if !prefix.is_empty() {
             checked_key(prefix)?;
@@ -254,21 +236,16 @@ impl Artifacts {
         Ok(keys)
     }
 
-    /// Starts writing a stage's outputs into a fresh staging directory.
-    pub fn begin(&self, stage: Stage, run_id: &str) -> Result<StageWriter, PipelineError> {
-        self.begin_named(stage.as_str(), run_id)
-    }
-
-    /// `begin` for the unit called `name`: a stage, or a nested unit such as a shard's part
-    /// (`shards/als/part-0000-of-0004`).
-    pub fn begin_named(&self, name: &str, run_id: &str) -> Result<StageWriter, PipelineError> {
+    /// Starts writing `stage`'s outputs into a fresh staging directory.
+    pub fn begin(&self, stage: impl AsRef<str>, run_id: &str) -> Result<StageWriter, ArtifactsError> {
+        let name = stage.as_ref();
         let staging_root = self.root.join(STAGING_DIR);
         // Flat staging names, so abandoned ones of nested units are found and removed too.
         let key = name.replace('/', ".");
         remove_abandoned_staging(&staging_root, &key);
         let staging = staging_root.join(format!("{key}-{}", std::process::id()));
-        fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
-        progress::reset_peak_rss();
+        fs::create_dir_all(&staging).map_err(|e| ArtifactsError::io(&staging, e))?;
+        rss::reset_peak_rss();
         Ok(StageWriter {
             artifacts: self.clone(),
             stage: name.to_string(),
@@ -315,7 +292,7 @@ impl StageWriter {
     }
 
     /// Writes a whole non-tabular output (JSON, markdown, PNG) atomically and records it.
-    pub fn write_file(&mut self, file: &str, bytes: &[u8]) -> Result<(), PipelineError> {
+    pub fn write_file(&mut self, file: &str, bytes: &[u8]) -> Result<(), ArtifactsError> {
         let written = write_atomic(self.path(file), bytes)?;
         self.add_file(file, written);
         Ok(())
@@ -332,7 +309,7 @@ impl StageWriter {
         config_fingerprint: String,
         params: serde_json::Value,
         summary: serde_json::Value,
-    ) -> Result<Manifest, PipelineError> {
+    ) -> Result<Manifest, ArtifactsError> {
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             stage: self.stage.clone(),
@@ -340,7 +317,7 @@ impl StageWriter {
             started_at: self.started_at.to_rfc3339(),
             finished_at: chrono::Utc::now().to_rfc3339(),
             duration_s: self.started.elapsed().as_secs_f64(),
-            peak_rss_bytes: progress::peak_rss_bytes(),
+            peak_rss_bytes: rss::peak_rss_bytes(),
             config_fingerprint,
             params,
             inputs: std::mem::take(&mut self.inputs),
@@ -348,10 +325,10 @@ impl StageWriter {
             summary,
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
-        let dir = self.artifacts.dir_of(&self.stage);
+        let dir = self.artifacts.dir(&self.stage);
         publish(&dir, &manifest.outputs, &json, |_, output, to| {
             let from = self.staging.join(&output.file);
-            fs::rename(&from, to).map_err(|e| DataError::io(to, e).into())
+            fs::rename(&from, to).map_err(|e| ArtifactsError::io(to, e))
         })?;
         self.committed = true;
         if let Some(remote) = &self.artifacts.remote {
@@ -368,14 +345,14 @@ fn publish(
     dir: &Path,
     outputs: &[OutputFile],
     manifest_json: &[u8],
-    mut place: impl FnMut(usize, &OutputFile, &Path) -> Result<(), PipelineError>,
-) -> Result<(), PipelineError> {
-    fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    mut place: impl FnMut(usize, &OutputFile, &Path) -> Result<(), ArtifactsError>,
+) -> Result<(), ArtifactsError> {
+    fs::create_dir_all(dir).map_err(|e| ArtifactsError::io(dir, e))?;
     let manifest_path = dir.join(MANIFEST_FILE);
     match fs::remove_file(&manifest_path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(DataError::io(&manifest_path, e).into()),
+        Err(e) => return Err(ArtifactsError::io(manifest_path, e)),
     }
     for (i, output) in outputs.iter().enumerate() {
         place(i, output, &dir.join(&output.file))?;
@@ -394,7 +371,7 @@ fn upload_stage(
     dir: &Path,
     outputs: &[OutputFile],
     manifest_json: Vec<u8>,
-) -> Result<(), PipelineError> {
+) -> Result<(), ArtifactsError> {
     let started = Instant::now();
     let manifest_key = remote.key(&format!("{stage}/{MANIFEST_FILE}"));
     remote.bucket.delete(&manifest_key)?;
@@ -420,10 +397,9 @@ fn upload_stage(
 }
 
 fn parse_manifest(bytes: &[u8]) -> Result<Manifest, Untrusted> {
-    let manifest: Manifest =
-        serde_json::from_slice(bytes).map_err(|e| format!("{MANIFEST_FILE} is not a valid manifest: {e}"))?;
+    let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| Untrusted::InvalidManifest(e.to_string()))?;
     if manifest.format != MANIFEST_FORMAT {
-        return Err(format!("manifest format {}, this program reads {MANIFEST_FORMAT}", manifest.format));
+        return Err(Untrusted::ManifestFormat { found: manifest.format, reads: MANIFEST_FORMAT });
     }
     Ok(manifest)
 }
@@ -434,16 +410,16 @@ fn check_outputs(outputs: &[OutputFile], size_of: impl Fn(usize) -> Option<u64>)
         match size_of(i) {
             Some(size) if size == output.bytes => {}
             Some(size) => {
-                return Err(format!("{} has {size} bytes, the manifest says {}", output.file, output.bytes));
+                return Err(Untrusted::OutputSize { file: output.file.clone(), size, expected: output.bytes });
             }
-            None => return Err(format!("{} is missing", output.file)),
+            None => return Err(Untrusted::MissingOutput { file: output.file.clone() }),
         }
     }
     Ok(())
 }
 
-fn checked_key(key: &str) -> Result<(), PipelineError> {
-    store::check_key(key).map_err(|reason| PipelineError::Artifact { path: key.to_string(), reason })
+fn checked_key(key: &str) -> Result<(), ArtifactsError> {
+    store::check_key(key).map_err(|reason| ArtifactsError::BadKey { key: key.to_string(), reason })
 }
 
 fn absolute(path: &Path) -> String {
@@ -452,9 +428,9 @@ fn absolute(path: &Path) -> String {
 
 /// Appends the keys of the files under `dir` (whose key is `prefix`), skipping hidden names:
 /// temporary files, mirror sidecars and staging.
-fn list_local(dir: &Path, prefix: &str, keys: &mut Vec<String>) -> Result<(), PipelineError> {
-    for entry in fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
-        let entry = entry.map_err(|e| DataError::io(dir, e))?;
+fn list_local(dir: &Path, prefix: &str, keys: &mut Vec<String>) -> Result<(), ArtifactsError> {
+    for entry in fs::read_dir(dir).map_err(|e| ArtifactsError::io(dir, e))? {
+        let entry = entry.map_err(|e| ArtifactsError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') {
             continue;
@@ -485,12 +461,12 @@ fn remove_abandoned_staging(staging_root: &Path, stage: &str) {
 }
 
 /// Removes files of an earlier run that the new manifest does not list.
-fn remove_unlisted(dir: &Path, outputs: &[OutputFile]) -> Result<(), PipelineError> {
-    for entry in fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
-        let entry = entry.map_err(|e| DataError::io(dir, e))?;
+fn remove_unlisted(dir: &Path, outputs: &[OutputFile]) -> Result<(), ArtifactsError> {
+    for entry in fs::read_dir(dir).map_err(|e| ArtifactsError::io(dir, e))? {
+        let entry = entry.map_err(|e| ArtifactsError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name != MANIFEST_FILE && !outputs.iter().any(|o| o.file == name) && entry.path().is_file() {
-            fs::remove_file(entry.path()).map_err(|e| DataError::io(&entry.path(), e))?;
+            fs::remove_file(entry.path()).map_err(|e| ArtifactsError::io(entry.path(), e))?;
         }
     }
     Ok(())
@@ -514,9 +490,10 @@ mod tests {
     use object_store::memory::InMemory;
 
     use super::*;
+    use crate::Stage;
 
     fn commit(artifacts: &Artifacts, stage: &str, run: &str, files: &[(&str, &[u8])]) -> Manifest {
-        let mut out = artifacts.begin_named(stage, run).unwrap();
+        let mut out = artifacts.begin(stage, run).unwrap();
         for (file, bytes) in files {
             out.write_file(file, bytes).unwrap();
         }
@@ -536,7 +513,7 @@ mod tests {
         assert_eq!(keys(&bucket), ["runs/1/als/a.json", "runs/1/als/manifest.json", "runs/1/als/model.bin"]);
 
         let reader = Artifacts::on_bucket(bucket.clone(), "runs/1", dirs.1.path());
-        assert_eq!(reader.manifest_of("als").unwrap(), written);
+        assert_eq!(reader.manifest("als").unwrap(), written);
         assert_eq!(fs::read(dirs.1.path().join("als/model.bin")).unwrap(), b"12345");
         assert_eq!(
             fs::read(dirs.1.path().join("als").join(MANIFEST_FILE)).unwrap(),
@@ -547,11 +524,12 @@ mod tests {
         // A newer run replaces the outputs: old objects and the mirror's old files go.
         let newer = commit(&writer, "als", "r2", &[("model.bin", b"6789")]);
         assert_eq!(keys(&bucket), ["runs/1/als/manifest.json", "runs/1/als/model.bin"]);
-        assert_eq!(reader.manifest_of("als").unwrap(), newer);
+        assert_eq!(reader.manifest("als").unwrap(), newer);
         assert_eq!(fs::read(dirs.1.path().join("als/model.bin")).unwrap(), b"6789");
         assert!(!dirs.1.path().join("als/a.json").exists());
-        assert_eq!(reader.manifest_of("bpr").unwrap_err(), "no manifest.json");
-        let err = reader.require(Stage::Bpr, "ranking").unwrap_err().to_string();
+        let err = reader.manifest(Stage::Bpr).unwrap_err();
+        assert!(matches!(err, ArtifactsError::Incomplete { reason: Untrusted::NoManifest, .. }), "{err}");
+        let err = err.to_string();
         assert!(err.contains("s3://b/runs/1/bpr") && err.contains("no manifest.json"), "{err}");
     }
 
@@ -562,15 +540,15 @@ mod tests {
         let writer = Artifacts::on_bucket(bucket.clone(), "", dirs.0.path());
         commit(&writer, "eda", "r1", &[("stats.json", b"[1]")]);
         let reader = Artifacts::on_bucket(bucket.clone(), "", dirs.1.path());
-        reader.manifest_of("eda").unwrap();
+        reader.manifest("eda").unwrap();
         // A mirror file edited in place (same size) shows that nothing was downloaded.
         let local = dirs.1.path().join("eda/stats.json");
         fs::write(&local, b"[2]").unwrap();
-        reader.manifest_of("eda").unwrap();
+        reader.manifest("eda").unwrap();
         assert_eq!(fs::read(&local).unwrap(), b"[2]");
         // A mirror file of the wrong size is not the manifest's: the stage is mirrored again.
         fs::write(&local, b"[22]").unwrap();
-        reader.manifest_of("eda").unwrap();
+        reader.manifest("eda").unwrap();
         assert_eq!(fs::read(&local).unwrap(), b"[1]");
     }
 
@@ -581,14 +559,15 @@ mod tests {
         let artifacts = Artifacts::on_bucket(bucket.clone(), "p", dir.path());
         commit(&artifacts, "matrices", "r1", &[("users.parquet", b"abc"), ("items.parquet", b"de")]);
         bucket.put("p/matrices/items.parquet", b"defg".to_vec()).unwrap();
-        assert_eq!(artifacts.manifest_of("matrices").unwrap_err(), "items.parquet has 4 bytes, the manifest says 2");
+        let reason = || artifacts.manifest("matrices").unwrap_err().reason();
+        assert_eq!(reason(), "items.parquet has 4 bytes, the manifest says 2");
         bucket.delete("p/matrices/users.parquet").unwrap();
-        assert_eq!(artifacts.manifest_of("matrices").unwrap_err(), "users.parquet is missing");
+        assert_eq!(reason(), "users.parquet is missing");
         bucket.put("p/matrices/manifest.json", b"{".to_vec()).unwrap();
-        assert!(artifacts.manifest_of("matrices").unwrap_err().contains("not a valid manifest"));
+        assert!(reason().contains("not a valid manifest"));
         // The local copy does not stand in for S3.
         bucket.delete("p/matrices/manifest.json").unwrap();
-        assert_eq!(artifacts.manifest_of("matrices").unwrap_err(), "no manifest.json");
+        assert_eq!(reason(), "no manifest.json");
     }
 
     #[test]

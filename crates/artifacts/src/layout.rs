@@ -1,0 +1,242 @@
+//! The names of everything a run publishes: each stage's directory (`artifacts/<stage>/`) and
+//! its output files. This is the contract between the offline pipeline, which writes them, and
+//! the service and tools that read them; no other code spells these names.
+
+use crate::error::ArtifactsError;
+
+/// The last file a stage writes, listing the others (see `Manifest`).
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Where run records are kept (`runs/<run id>-<stage>.json`), beside the stages.
+pub const RUNS_PREFIX: &str = "runs/";
+
+/// Window metrics of every model stage (`Stage::is_model`), and the report's gathered metrics.
+pub const METRICS_FILE: &str = "metrics.json";
+
+/// A stage of the offline pipeline, in execution order; its name is its directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    Preprocess,
+    Eda,
+    Matrices,
+    Features,
+    Als,
+    Bpr,
+    Item2Item,
+    TopItems,
+    Ranking,
+    Report,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 10] = [
+        Stage::Preprocess,
+        Stage::Eda,
+        Stage::Matrices,
+        Stage::Features,
+        Stage::Als,
+        Stage::Bpr,
+        Stage::Item2Item,
+        Stage::TopItems,
+        Stage::Ranking,
+        Stage::Report,
+    ];
+
+    /// The candidate models whose candidates the ranker merges (popularity, `TopItems`, joins
+    /// them separately: it proposes the same tracks to everyone).
+    pub const CANDIDATE_MODELS: [Stage; 3] = [Stage::Als, Stage::Bpr, Stage::Item2Item];
+
+    /// The stages that fit a model and score every user with it, so their scoring can be
+    /// split over processes (`shards`).
+    pub const SHARDABLE: [Stage; 4] = [Stage::Als, Stage::Bpr, Stage::Item2Item, Stage::TopItems];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Stage::Preprocess => "preprocess",
+            Stage::Eda => "eda",
+            Stage::Matrices => "matrices",
+            Stage::Features => "features",
+            Stage::Als => "als",
+            Stage::Bpr => "bpr",
+            Stage::Item2Item => "item2item",
+            Stage::TopItems => "top_items",
+            Stage::Ranking => "ranking",
+            Stage::Report => "report",
+        }
+    }
+
+    /// Whether the stage recommends and judges itself in `metrics.json`: a row of the report.
+    pub fn is_model(self) -> bool {
+        match self {
+            Stage::Als | Stage::Bpr | Stage::Item2Item | Stage::TopItems | Stage::Ranking => true,
+            Stage::Preprocess | Stage::Eda | Stage::Matrices | Stage::Features | Stage::Report => false,
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, ArtifactsError> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name.trim()).ok_or_else(|| ArtifactsError::UnknownStage {
+            name: name.trim().to_string(),
+            valid: Self::ALL.map(Stage::as_str).join(", "),
+        })
+    }
+
+    /// Parses a comma-separated list into stages in execution order, without repeats.
+    pub fn parse_list(list: &str) -> Result<Vec<Self>, ArtifactsError> {
+        let mut stages =
+            list.split(',').filter(|s| !s.trim().is_empty()).map(Self::parse).collect::<Result<Vec<_>, _>>()?;
+        if stages.is_empty() {
+            return Err(ArtifactsError::UnknownStage {
+                name: list.to_string(),
+                valid: Self::ALL.map(Stage::as_str).join(", "),
+            });
+        }
+        stages.sort();
+        stages.dedup();
+        Ok(stages)
+    }
+}
+
+/// A stage is addressed in the artifact store by its name.
+impl AsRef<str> for Stage {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+pub mod preprocess {
+    use musicrec_data::schema::EntityType;
+
+    /// The three evaluation windows, in time order.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Window {
+        Train,
+        Target,
+        Test,
+    }
+
+    impl Window {
+        pub const ALL: [Window; 3] = [Window::Train, Window::Target, Window::Test];
+
+        pub fn as_str(self) -> &'static str {
+            match self {
+                Window::Train => "train",
+                Window::Target => "target",
+                Window::Test => "test",
+            }
+        }
+
+        /// The events file of this window.
+        pub fn file(self) -> &'static str {
+            match self {
+                Window::Train => "train.parquet",
+                Window::Target => "target.parquet",
+                Window::Test => "test.parquet",
+            }
+        }
+    }
+
+    /// Every user of any window and the windows they appear in (`old`: in train).
+    pub const USERS_FILE: &str = "users.parquet";
+    /// Every catalogue track id.
+    pub const TRACKS_FILE: &str = "tracks.parquet";
+
+    /// `track_<kind>s.parquet`: one row per (track, entity) pair.
+    pub fn track_entities_file(kind: EntityType) -> String {
+        format!("track_{}s.parquet", kind.as_str())
+    }
+
+    /// `names_<kind>.parquet`: id and name of every entity of one type.
+    pub fn names_file(kind: EntityType) -> String {
+        format!("names_{}.parquet", kind.as_str())
+    }
+}
+
+pub mod eda {
+    pub const STATS_FILE: &str = "stats.json";
+    pub const REPORT_FILE: &str = "report.md";
+    pub const EVENTS_PER_USER_PLOT: &str = "events_per_user.png";
+    pub const EVENTS_PER_TRACK_PLOT: &str = "events_per_track.png";
+    pub const POPULARITY_PLOT: &str = "popularity.png";
+    pub const GENRES_PLOT: &str = "genres.png";
+    pub const ACTIVITY_PLOT: &str = "activity.png";
+    pub const ACTIVITY_SPLIT_PLOT: &str = "activity_split.png";
+    pub const USERS_PLOT: &str = "users.png";
+}
+
+pub mod matrices {
+    /// The user encoder: old users' ids, ascending (row `i` of the matrices is user `i`).
+    pub const USERS_FILE: &str = "users.parquet";
+    /// The item encoder: catalogue track ids, ascending (column `j` is track `j`).
+    pub const ITEMS_FILE: &str = "items.parquet";
+    /// The entity type and id of each item-feature column.
+    pub const FEATURES_FILE: &str = "features.parquet";
+    /// Train listen counts, users × items.
+    pub const USER_ITEM_FILE: &str = "user_item.csr";
+    /// Items × features (albums, artists, genres).
+    pub const ITEM_FEATURE_FILE: &str = "item_feature.csr";
+}
+
+pub mod features {
+    pub const USER_FEATURES_FILE: &str = "user_features.parquet";
+    pub const ITEM_FEATURES_FILE: &str = "item_features.parquet";
+}
+
+/// The files of each candidate model stage (als, bpr, item2item, top_items).
+pub mod candidates {
+    pub const CANDIDATES_FILE: &str = "candidates.parquet";
+    /// Similar tracks of every track, from the models that have them.
+    pub const SIMILAR_FILE: &str = "similar.parquet";
+    pub const MODEL_FILE: &str = "model.bin";
+}
+
+pub mod ranking {
+    /// The offline recommendations the service serves to old users.
+    pub const RECOMMENDATIONS_FILE: &str = "recommendations.parquet";
+    pub const FEATURE_IMPORTANCES_FILE: &str = "feature_importances.json";
+    pub const RANKER_FILE: &str = "model.json";
+}
+
+pub mod report {
+    pub const REPORT_FILE: &str = "report.md";
+    pub const METRICS_PLOT: &str = "metrics_test.png";
+    pub const NDCG_PLOT: &str = "ndcg_test.png";
+    pub const FEATURE_IMPORTANCES_PLOT: &str = "feature_importances.png";
+    pub const STAGE_SECONDS_PLOT: &str = "stage_seconds.png";
+    pub const STAGE_MEMORY_PLOT: &str = "stage_memory.png";
+}
+
+/// A sharded run of a candidate model stage publishes its fitted model and every scored part as
+/// units of their own, under `shards/<stage>/`.
+pub mod shards {
+    use super::Stage;
+
+    /// The unit of the model fitted for a sharded run of `stage`.
+    pub fn model(stage: Stage) -> String {
+        format!("shards/{}/model", stage.as_str())
+    }
+
+    /// The unit of part `index` of `count` of `stage`.
+    pub fn part(stage: Stage, index: u32, count: u32) -> String {
+        format!("shards/{}/part-{index:04}-of-{count:04}", stage.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_lists_parse_in_execution_order() {
+        assert_eq!(
+            Stage::parse_list("features, preprocess,features").unwrap(),
+            vec![Stage::Preprocess, Stage::Features]
+        );
+        let err = Stage::parse_list("preprocess,als2").unwrap_err().to_string();
+        assert!(
+            err.contains("als2")
+                && err.contains("preprocess, eda, matrices, features, als, bpr, item2item, top_items, ranking, report"),
+            "{err}"
+        );
+        assert!(Stage::parse_list(" , ").is_err());
+    }
+}
