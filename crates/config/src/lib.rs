@@ -564,7 +564,7 @@ mod tests {
             ("MUSICREC__SERVICE__SIMILAR_SOURCES", "[als, item2item]", "service.similar_sources[1]"),
             ("MUSICREC__ALS__N_CANDIDATES", "0", "als.n_candidates"),
             ("MUSICREC__SERVICE__REDIS_URL", "http://x", "service.redis_url"),
-            ("MUSICREC__TRACKING__MLFLOW_URI", "file:///tmp/mlruns", "tracking.mlflow_uri"),
+            ("MUSICREC__TRACKING__MLFLOW_URI", "file:mlruns", "tracking.mlflow_uri"),
             ("MLFLOW_TRACKING_URI", "databricks", "tracking.mlflow_uri"),
             ("MUSICREC__TRACKING__TIMEOUT_MS", "0", "tracking.timeout_ms"),
             ("MUSICREC__SERVICE__ADMIN_TOKEN", "short", "service.admin_token"),

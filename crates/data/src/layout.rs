@@ -1,4 +1,4 @@
-//! Reading and validating the three input files of the Yandex Music layout (SPEC §1).
+//! Reading and validating the three input files of the Yandex Music layout (docs/data.md).
 //!
 //! Any integer width and any date/timestamp unit is accepted. Every violation is an error
 //! naming the file, the column and how many rows are bad. Interactions are streamed batch by
@@ -79,7 +79,7 @@ fn open(
     if !location.as_path().is_file() {
         return Err(DataError::MissingFile {
             file: location.to_string(),
-            expected: format!("a parquet file `{file_name}` in {dir} (SPEC §1 layout)"),
+            expected: format!("a parquet file `{file_name}` in {dir} (see docs/data.md#layout)"),
         });
     }
     open_file(&location, columns)

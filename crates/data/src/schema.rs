@@ -1,4 +1,4 @@
-//! The Yandex Music layout (SPEC §1): file and column names, and the exact arrow schemas this
+//! The Yandex Music layout (docs/data.md#layout): file and column names, and the exact arrow schemas this
 //! program writes. Readers accept any integer width and any date/timestamp unit; writers emit
 //! exactly these types so generated data is byte-identical to what a reader of the real data
 //! set expects.

@@ -1,4 +1,4 @@
-//! Offline evaluation of musicrec (SPEC §3): how well ranked recommendations match what users
+//! Offline evaluation of musicrec (docs/metrics.md): how well ranked recommendations match what users
 //! listened to in an evaluation window, and how far they reach beyond the users' training
 //! history and the popular tracks.
 //!

@@ -1,4 +1,4 @@
-//! The metrics of SPEC §3 and the three inputs they compare: ranked recommendations, the
+//! The metrics of docs/metrics.md and the three inputs they compare: ranked recommendations, the
 //! window's relevant items and the training history.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -190,7 +190,7 @@ impl Metrics {
     }
 }
 
-/// Scores the first `k` recommendations of each window user (SPEC §3).
+/// Scores the first `k` recommendations of each window user (docs/metrics.md).
 ///
 /// Precision, recall, NDCG, novelty and popularity novelty are means over the window users with
 /// a non-empty list; lists of users outside the window are ignored. An item repeated within one

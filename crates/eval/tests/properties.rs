@@ -1,5 +1,5 @@
 //! Invariants of the metrics on random small scenarios, and agreement with a direct,
-//! set-based transcription of SPEC §3.
+//! set-based transcription of docs/metrics.md.
 
 use std::collections::BTreeSet;
 
@@ -57,7 +57,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
     })
 }
 
-/// SPEC §3 written out with sets, user by user.
+/// docs/metrics.md written out with sets, user by user.
 fn reference(s: &Scenario) -> Metrics {
     let window_users: BTreeSet<u32> = s.window.iter().map(|event| event.0).collect();
     let window_items: BTreeSet<u32> = s.window.iter().map(|event| event.1).collect();

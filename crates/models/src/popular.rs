@@ -1,4 +1,4 @@
-//! Top items: the most popular tracks by distinct listeners in train (SPEC §2.5), recommended
+//! Top items: the most popular tracks by distinct listeners in train (docs/pipeline.md#candidate-models), recommended
 //! to any user, old or new, minus what the user already played. The fallback for new users
 //! and a candidate source for the ranker.
 //!

@@ -1,4 +1,4 @@
-//! The candidate-model stages (SPEC §2.5) share one shape: fit on train, write the top-N
+//! The candidate-model stages (docs/pipeline.md#candidate-models) share one shape: fit on train, write the top-N
 //! candidates of every old user (the target and test window users among them) and the similar
 //! tracks where the model has them, evaluate on the target and test windows, save the model.
 
@@ -21,7 +21,7 @@ use crate::params::ModelStage;
 use crate::shards::{self, Sharding};
 use crate::stage::RunContext;
 
-/// Similar tracks kept per track: the online model of the service (SPEC §2.5).
+/// Similar tracks kept per track: the online part of the service's blend (docs/service.md#blending).
 pub const SIMILAR_PER_TRACK: usize = 10;
 
 /// Ranked lists as a parquet table: `query_name`, `item_name` (external ids), score, rank

@@ -1,4 +1,4 @@
-//! Stage `eda` (SPEC §2.2): statistics of the preprocessed data (volumes per window, events per
+//! Stage `eda` (docs/pipeline.md#eda): statistics of the preprocessed data (volumes per window, events per
 //! user and per track, popularity concentration, genre shares, activity by day, old vs new
 //! users) into `stats.json`, with PNG plots and a short `report.md`.
 

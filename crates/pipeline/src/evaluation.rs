@@ -1,4 +1,4 @@
-//! Judging recommendations against the target and test windows (SPEC §3), the same way for
+//! Judging recommendations against the target and test windows (docs/metrics.md), the same way for
 //! every model, the ranker and the `evaluate` command.
 //!
 //! Users are indexed like the matrices stage (old users `0..n_old`); users of a window with no

@@ -1,4 +1,4 @@
-//! Stage `features` (SPEC §2.4): per user and per item, as of the split date (train_end):
+//! Stage `features` (docs/pipeline.md#features): per user and per item, as of the split date (train_end):
 //! listens in all of train and in the last N days (config `features.recent_days`), distinct
 //! counterparts, days since the first and the last listen.
 //!

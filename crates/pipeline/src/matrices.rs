@@ -1,4 +1,4 @@
-//! Stage `matrices` (SPEC §2.3): id encoders, the train user × item matrix of listen counts
+//! Stage `matrices` (docs/pipeline.md#matrices): id encoders, the train user × item matrix of listen counts
 //! and the item × feature one-hot matrix (albums, artists, genres).
 //!
 //! Items are the whole catalogue, so a track new in the target window still has an index and

@@ -1,4 +1,4 @@
-//! Stage `preprocess` (SPEC §2.1): validate the input, split events by date into the train,
+//! Stage `preprocess` (docs/pipeline.md#preprocess): validate the input, split events by date into the train,
 //! target and test windows, mark users old (seen in train) or new, explode the catalogue into
 //! track → album/artist/genre tables and name tables per entity type.
 

@@ -1,4 +1,4 @@
-//! Stage `ranking` (SPEC §2.6): the second stage of the recommender.
+//! Stage `ranking` (docs/pipeline.md#ranking): the second stage of the recommender.
 //!
 //! The candidates of every candidate model (`Stage::CANDIDATE_MODELS`) and the first
 //! `ranking.popular_candidates` of each user's popular tracks are merged per old user (a source

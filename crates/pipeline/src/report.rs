@@ -1,4 +1,4 @@
-//! Stage `report`: every model and the ranker side by side on the test window (all SPEC §3
+//! Stage `report`: every model and the ranker side by side on the test window (all docs/metrics.md
 //! metrics), candidate recall, feature importances, the time and peak memory of every stage and
 //! where the service's inputs are, as `report.md`, `metrics.json` and PNG plots.
 //!
@@ -21,7 +21,7 @@ use crate::error::PipelineError;
 use crate::stage::{RunContext, require};
 
 const RANKING: &str = Stage::Ranking.as_str();
-/// Metrics of the SPEC §3 table, in column order (each `name@k` in metrics.json).
+/// The metrics of docs/metrics.md, in column order (each `name@k` in metrics.json).
 pub const METRICS: [&str; 8] = [
     "precision",
     "recall",

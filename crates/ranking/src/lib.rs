@@ -1,4 +1,4 @@
-//! The second stage of the recommender (SPEC §2.6): the candidates of every source merged per
+//! The second stage of the recommender (docs/pipeline.md#ranking): the candidates of every source merged per
 //! user (`candidates`), labelled by a window and sampled, described by features (`features`),
 //! scored by a gradient-boosted ranker (`model`) and cut to the final top-N per user (`top_n`).
 //!

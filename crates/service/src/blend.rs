@@ -1,4 +1,4 @@
-//! The blending rules of SPEC §4, as pure functions over dense item indices.
+//! The blending rules of docs/service.md#blending, as pure functions over dense item indices.
 //!
 //! Online part: for each similarity source, the similar-track lists of the user's recent
 //! listens (newest first) taken round-robin by rank (the best of each listen, then the second

@@ -1,4 +1,4 @@
-//! The HTTP/JSON API (SPEC §4): routes, parameter validation, JSON errors, metrics and rate
+//! The HTTP/JSON API (docs/service.md#api): routes, parameter validation, JSON errors, metrics and rate
 //! limiting middleware, hot reload.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -1,4 +1,4 @@
-//! The recommendation service (SPEC §4): serves one pipeline run's artifacts over HTTP/JSON,
+//! The recommendation service (docs/service.md): serves one pipeline run's artifacts over HTTP/JSON,
 //! blending online recommendations (similar tracks of the latest listens, the ALS fold-in)
 //! with offline or popular ones; an events store in memory or Redis; rate limits, metrics,
 //! hot reload.

@@ -1,4 +1,4 @@
-//! Deterministic synthetic listening data in the Yandex Music layout (SPEC §1).
+//! Deterministic synthetic listening data in the Yandex Music layout (docs/data.md#synthetic-data).
 //!
 //! `generate` writes `interactions.parquet`, `tracks.parquet` and `catalog_names.parquet`,
 //! then, last, `generator.json`: a directory is a complete data set exactly when that manifest

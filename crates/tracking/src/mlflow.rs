@@ -476,7 +476,7 @@ mod tests {
             ArtifactRoot::parse("s3://mlflow/me/7/abc/artifacts").unwrap(),
             ArtifactRoot::S3 { bucket: "mlflow".into(), prefix: "me/7/abc/artifacts".into() }
         );
-        let err = ArtifactRoot::parse("file:///tmp/mlruns").unwrap_err();
+        let err = ArtifactRoot::parse("file:mlruns").unwrap_err();
         assert!(err.contains("mlflow-artifacts:") && err.contains("s3://"), "{err}");
         assert!(ArtifactRoot::parse("s3:///x").is_err());
     }

@@ -1,5 +1,5 @@
 //! `musicrec evaluate` judges a recommendations file on a window of a finished run, with the
-//! metrics of SPEC §3; values checked by hand on the fixture.
+//! metrics of docs/metrics.md; values checked by hand on the fixture.
 
 use arrow_array::{Float32Array, Int64Array};
 

@@ -4,7 +4,7 @@
 //!
 //! Same split (train = days before --train-end, test = days from --target-end), same encoding
 //! (train users and train tracks by ascending raw id), same matrix (listen counts). Test
-//! NDCG@K follows SPEC §3 as the reference computes it: relevant = distinct tracks a user
+//! NDCG@K follows docs/metrics.md#ndcg as the reference computes it: relevant = distinct tracks a user
 //! played in the test window, averaged over the window's users that received recommendations
 //! (old users with factors).
 

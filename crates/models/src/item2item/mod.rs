@@ -1,4 +1,4 @@
-//! Item2Item, the content model of the original system (SPEC §2.5): items are the rows of a
+//! Item2Item, the content model of the original system (docs/pipeline.md#candidate-models): items are the rows of a
 //! truncated SVD of the item × feature matrix (album, artist, genre one-hot), a user is the
 //! mean vector of the items they listened to, and the recommendations are the items nearest
 //! to that profile, scored 1 / (1 + distance).
