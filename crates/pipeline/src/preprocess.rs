@@ -366,3 +366,17 @@ fn explode(tracks: &Tracks, lists: &IdLists, kind: EntityType) -> RecordBatch {
     ])
     .expect("equal lengths")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_window_values_are_indexed_and_keyed_by_window() {
+        let mut users = PerWindow::from_fn(|w| w.as_str().len());
+        users[Window::Test] += 10;
+        let listed: Vec<(Window, usize)> = users.iter().map(|(w, &n)| (w, n)).collect();
+        assert_eq!(listed, [(Window::Train, 5), (Window::Target, 6), (Window::Test, 14)]);
+        assert_eq!(serde_json::to_value(users).unwrap(), json!({"train": 5, "target": 6, "test": 14}));
+    }
+}

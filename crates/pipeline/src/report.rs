@@ -112,8 +112,9 @@ fn read_listed<T: serde::de::DeserializeOwned>(
 /// What `report` reports in its manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportSummary {
-    /// The models reported, and those that were not run.
+    /// The models with metrics in the report.
     pub models: Vec<String>,
+    /// The models without: not run, or their outputs incomplete.
     pub not_run: Vec<String>,
     pub plots: usize,
 }
