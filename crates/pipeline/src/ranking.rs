@@ -432,18 +432,17 @@ fn recommend(
 ) -> Result<(Recommendations, f64), PipelineError> {
     let started = Instant::now();
     let bar = progress::bar(pairs as u64, "rank pairs");
-    let (mut recs, mut thread_seconds) = (Recommendations::new(), [0.0; 2]);
+    let (mut recs, mut thread_seconds) = (Recommendations::new(), ThreadSeconds::default());
     for set in candidates.merged() {
         let scores = predict_all(&set, builder, ranker, &bar, &mut thread_seconds)?;
         recs.append(&musicrec_ranking::top_n(&set, &scores, history, top_n));
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-    // Summed over the pool's threads: the split between building features and walking trees.
     tracing::info!(
         pairs,
-        feature_thread_seconds = format!("{:.2}", thread_seconds[0]),
-        tree_thread_seconds = format!("{:.2}", thread_seconds[1]),
+        feature_thread_seconds = format!("{:.2}", thread_seconds.features),
+        tree_thread_seconds = format!("{:.2}", thread_seconds.trees),
         "candidates scored"
     );
     Ok((recs, seconds))
@@ -479,6 +478,14 @@ fn write_outputs(
     Ok(())
 }
 
+/// Scoring time summed over the pool's threads: the split between building features and walking
+/// trees.
+#[derive(Default)]
+struct ThreadSeconds {
+    features: f64,
+    trees: f64,
+}
+
 /// Scores every candidate pair of `set`, batches of whole users in parallel; adds the thread
 /// seconds spent building features and walking trees to `thread_seconds`.
 fn predict_all(
@@ -486,7 +493,7 @@ fn predict_all(
     builder: &FeatureBuilder<'_>,
     ranker: &Ranker,
     bar: &ProgressBar,
-    thread_seconds: &mut [f64; 2],
+    thread_seconds: &mut ThreadSeconds,
 ) -> Result<Vec<f64>, PipelineError> {
     let mut batches = Vec::new();
     let groups = set.users().len();
@@ -514,8 +521,8 @@ fn predict_all(
         })
         .collect::<Result<Vec<_>, PipelineError>>()?;
     for (_, features_s, trees_s) in &scored {
-        thread_seconds[0] += features_s;
-        thread_seconds[1] += trees_s;
+        thread_seconds.features += features_s;
+        thread_seconds.trees += trees_s;
     }
     Ok(scored.into_iter().flat_map(|s| s.0).collect())
 }
