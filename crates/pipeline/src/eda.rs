@@ -324,16 +324,17 @@ fn read_users(pre: &Path) -> Result<(IdEncoder, Vec<bool>), PipelineError> {
 /// One window's volumes; `old` says which users have train events.
 fn window_stats(counts: &WindowCounts, old: &[bool]) -> WindowStats {
     let (first_day, last_day) = day_range(&counts.day_events);
-    let active: Vec<usize> = (0..counts.user_events.len()).filter(|&i| counts.user_events[i] > 0).collect();
-    let old_users = active.iter().filter(|&&i| old[i]).count() as u64;
+    let active = || counts.user_events.iter().enumerate().filter(|&(_, &n)| n > 0).map(|(i, _)| i);
+    let users = active().count() as u64;
+    let old_users = active().filter(|&i| old[i]).count() as u64;
     WindowStats {
         first_day,
         last_day,
         events: counts.user_events.iter().sum(),
-        users: active.len() as u64,
+        users,
         tracks: counts.track_events.iter().filter(|&&n| n > 0).count() as u64,
         old_users,
-        new_users: active.len() as u64 - old_users,
+        new_users: users - old_users,
     }
 }
 

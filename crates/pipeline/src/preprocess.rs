@@ -66,7 +66,7 @@ impl<T> PerWindow<T> {
         PerWindow { train: f(self.train), target: f(self.target), test: f(self.test) }
     }
 
-    /// The three windows' values computed at once: each is a scan of its own file.
+    /// `f` of the three values on the rayon pool, for work per window that is independent.
     pub fn par_map<U: Send>(self, f: impl Fn(T) -> U + Sync) -> PerWindow<U>
     where
         T: Send,
