@@ -19,13 +19,12 @@ use musicrec_data::IdEncoder;
 use musicrec_data::parquet_io::{for_each_batch, read_i64_column};
 use musicrec_data::schema::EntityType;
 use musicrec_plot::{Line, LineChart, Scale};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::PipelineError;
-use crate::preprocess::{epoch_date, epoch_day};
-use crate::stage::RunContext;
+use crate::preprocess::{PerWindow, epoch_date, epoch_day};
+use crate::stage::{RunContext, summary_value};
 
 /// Genres and tracks listed by name in the report and plots.
 const TOP_GENRES: usize = 15;
@@ -37,7 +36,7 @@ const RECENT_DAYS: f64 = 28.0;
 pub struct EdaStats {
     pub train_end: String,
     pub target_end: String,
-    pub windows: Windows,
+    pub windows: PerWindow<WindowStats>,
     pub users: UserCounts,
     /// Events per user over all windows, over users with at least one event.
     pub events_per_user: Distribution,
@@ -50,13 +49,6 @@ pub struct EdaStats {
     pub top_tracks: Vec<TopTrack>,
     /// Events per calendar day, every day from the first to the last event.
     pub activity_by_day: Vec<DayActivity>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Windows {
-    pub train: WindowStats,
-    pub target: WindowStats,
-    pub test: WindowStats,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -298,6 +290,30 @@ fn day_range(days: &BTreeMap<i32, u64>) -> (String, String) {
 /// are the split dates preprocess used), with the events per user and per track for the plots.
 fn compute(pre: &Path, train_end: &str, target_end: &str) -> Result<(EdaStats, Vec<u64>, Vec<u64>), PipelineError> {
     let tracks = IdEncoder::from_sorted_unique(read_i64_column(&pre.join(preprocess::TRACKS_FILE), "track_id")?);
+    let (users, old) = read_users(pre)?;
+    let windows =
+        PerWindow::from_fn(|w| w).par_map(|w| count_window(&pre.join(w.file()), &users, &tracks)).transpose()?;
+    let user_events = total_over_windows(&windows, |w| &w.user_events, users.len());
+    let track_events = total_over_windows(&windows, |w| &w.track_events, tracks.len());
+    let total_old = old.iter().filter(|&&o| o).count() as u64;
+    tracing::info!(events = user_events.iter().sum::<u64>(), users = users.len(), "eda statistics computed");
+    let stats = EdaStats {
+        train_end: train_end.to_string(),
+        target_end: target_end.to_string(),
+        windows: PerWindow::from_fn(|w| window_stats(&windows[w], &old)),
+        users: UserCounts { total: users.len() as u64, old: total_old, new: users.len() as u64 - total_old },
+        events_per_user: Distribution::of(user_events.iter().copied().filter(|&n| n > 0).collect()),
+        events_per_track: Distribution::of(track_events.iter().copied().filter(|&n| n > 0).collect()),
+        popularity: Popularity::of(&track_events),
+        genres: genre_shares(pre, &tracks, &track_events, &read_names(pre, EntityType::Genre)?)?,
+        top_tracks: top_tracks(&tracks, &track_events, &read_names(pre, EntityType::Track)?),
+        activity_by_day: activity_by_day(&windows),
+    };
+    Ok((stats, user_events, track_events))
+}
+
+/// Every user id, in encoder order, and whether each has train events.
+fn read_users(pre: &Path) -> Result<(IdEncoder, Vec<bool>), PipelineError> {
     let mut user_ids = Vec::new();
     let mut old = Vec::new();
     for_each_batch(&pre.join(preprocess::USERS_FILE), &["user_id", "old"], |batch| {
@@ -305,85 +321,62 @@ fn compute(pre: &Path, train_end: &str, target_end: &str) -> Result<(EdaStats, V
         old.extend(batch.column(1).as_boolean().iter().map(|o| o == Some(true)));
         Ok(())
     })?;
-    let users = IdEncoder::from_sorted_unique(user_ids);
+    Ok((IdEncoder::from_sorted_unique(user_ids), old))
+}
 
-    let windows = Window::ALL
-        .par_iter()
-        .map(|w| count_window(&pre.join(w.file()), &users, &tracks))
-        .collect::<Result<Vec<_>, _>>()?;
-    let window_stats = |c: &WindowCounts| {
-        let (first_day, last_day) = day_range(&c.day_events);
-        let active = |i: &usize| c.user_events[*i] > 0;
-        let old_users = (0..users.len()).filter(active).filter(|&i| old[i]).count() as u64;
-        WindowStats {
-            first_day,
-            last_day,
-            events: c.user_events.iter().sum(),
-            users: (0..users.len()).filter(active).count() as u64,
-            tracks: c.track_events.iter().filter(|&&n| n > 0).count() as u64,
-            old_users,
-            new_users: (0..users.len()).filter(active).count() as u64 - old_users,
-        }
-    };
-    let sum = |pick: fn(&WindowCounts) -> &Vec<u64>, len: usize| {
-        let mut total = vec![0u64; len];
-        for w in &windows {
-            total.iter_mut().zip(pick(w)).for_each(|(t, c)| *t += c);
-        }
-        total
-    };
-    let user_events = sum(|w| &w.user_events, users.len());
-    let track_events = sum(|w| &w.track_events, tracks.len());
+/// One window's volumes; `old` says which users have train events.
+fn window_stats(counts: &WindowCounts, old: &[bool]) -> WindowStats {
+    let (first_day, last_day) = day_range(&counts.day_events);
+    let active = || counts.user_events.iter().enumerate().filter(|&(_, &n)| n > 0).map(|(i, _)| i);
+    let users = active().count() as u64;
+    let old_users = active().filter(|&i| old[i]).count() as u64;
+    WindowStats {
+        first_day,
+        last_day,
+        events: counts.user_events.iter().sum(),
+        users,
+        tracks: counts.track_events.iter().filter(|&&n| n > 0).count() as u64,
+        old_users,
+        new_users: users - old_users,
+    }
+}
 
-    let genre_names = read_names(pre, EntityType::Genre)?;
-    let track_names = read_names(pre, EntityType::Track)?;
+/// Per-entity event counts summed over the windows.
+fn total_over_windows(windows: &PerWindow<WindowCounts>, pick: fn(&WindowCounts) -> &Vec<u64>, len: usize) -> Vec<u64> {
+    let mut total = vec![0u64; len];
+    for (_, counts) in windows.iter() {
+        total.iter_mut().zip(pick(counts)).for_each(|(t, c)| *t += c);
+    }
+    total
+}
+
+/// The most played tracks, ties broken by catalogue order.
+fn top_tracks(tracks: &IdEncoder, track_events: &[u64], names: &BTreeMap<i64, String>) -> Vec<TopTrack> {
     let mut top: Vec<usize> = (0..tracks.len()).filter(|&t| track_events[t] > 0).collect();
     top.sort_by(|&a, &b| track_events[b].cmp(&track_events[a]).then(a.cmp(&b)));
-    let top_tracks = top
-        .iter()
+    top.iter()
         .take(TOP_TRACKS)
         .map(|&t| {
             let track_id = tracks.decode(t as u32);
-            TopTrack {
-                track_id,
-                name: track_names.get(&track_id).cloned().unwrap_or_default(),
-                events: track_events[t],
-            }
+            TopTrack { track_id, name: names.get(&track_id).cloned().unwrap_or_default(), events: track_events[t] }
         })
-        .collect();
+        .collect()
+}
 
-    let activity_by_day = match (windows[0].day_events.keys().next(), windows[2].day_events.keys().next_back()) {
-        (Some(&first), Some(&last)) => (first..=last)
-            .map(|day| {
-                let (w, events) = Window::ALL
-                    .iter()
-                    .zip(&windows)
-                    .find_map(|(w, c)| c.day_events.get(&day).map(|&n| (w.as_str(), n)))
-                    .unwrap_or(("", 0));
-                DayActivity { date: epoch_date(day).to_string(), window: w.to_string(), events }
-            })
-            .collect(),
-        _ => Vec::new(),
+/// Every day from the first train event to the last test event, with its window and events.
+fn activity_by_day(windows: &PerWindow<WindowCounts>) -> Vec<DayActivity> {
+    let (Some(&first), Some(&last)) =
+        (windows.train.day_events.keys().next(), windows.test.day_events.keys().next_back())
+    else {
+        return Vec::new();
     };
-    let total_old = old.iter().filter(|&&o| o).count() as u64;
-    tracing::info!(events = user_events.iter().sum::<u64>(), users = users.len(), "eda statistics computed");
-    let stats = EdaStats {
-        train_end: train_end.to_string(),
-        target_end: target_end.to_string(),
-        windows: Windows {
-            train: window_stats(&windows[0]),
-            target: window_stats(&windows[1]),
-            test: window_stats(&windows[2]),
-        },
-        users: UserCounts { total: users.len() as u64, old: total_old, new: users.len() as u64 - total_old },
-        events_per_user: Distribution::of(user_events.iter().copied().filter(|&n| n > 0).collect()),
-        events_per_track: Distribution::of(track_events.iter().copied().filter(|&n| n > 0).collect()),
-        popularity: Popularity::of(&track_events),
-        genres: genre_shares(pre, &tracks, &track_events, &genre_names)?,
-        top_tracks,
-        activity_by_day,
-    };
-    Ok((stats, user_events, track_events))
+    (first..=last)
+        .map(|day| {
+            let (w, events) =
+                windows.iter().find_map(|(w, c)| c.day_events.get(&day).map(|&n| (w.as_str(), n))).unwrap_or(("", 0));
+            DayActivity { date: epoch_date(day).to_string(), window: w.to_string(), events }
+        })
+        .collect()
 }
 
 /// Counts in power-of-two bins ("1", "2–3", "4–7", ...), for heavy-tailed distributions.
@@ -405,66 +398,86 @@ fn log2_bins(counts: impl Iterator<Item = u64>) -> Vec<(String, f64)> {
         .collect()
 }
 
-/// Draws the plots; returns (file, caption) of each.
-fn plot(
-    out: &mut StageWriter,
-    stats: &EdaStats,
-    user_events: &[u64],
-    track_events: &[u64],
-) -> Result<Vec<(&'static str, &'static str)>, PipelineError> {
-    let mut plots = Vec::new();
-    let mut add = |out: &mut StageWriter, file: &'static str, caption: &'static str, png: Vec<u8>| {
-        plots.push((file, caption));
-        out.write_file(file, &png)
-    };
-    add(
-        out,
-        EVENTS_PER_USER_PLOT,
-        "Events per user",
-        musicrec_plot::bars("Users by number of events", "users", &log2_bins(user_events.iter().copied()))?,
-    )?;
-    add(
-        out,
-        EVENTS_PER_TRACK_PLOT,
-        "Events per track",
-        musicrec_plot::bars("Tracks by number of events", "tracks", &log2_bins(track_events.iter().copied()))?,
-    )?;
+/// A chart of the report.
+struct Plot {
+    file: &'static str,
+    caption: &'static str,
+    png: Vec<u8>,
+}
+
+/// Every chart, in the order the report shows them.
+fn draw_plots(stats: &EdaStats, user_events: &[u64], track_events: &[u64]) -> Result<Vec<Plot>, PipelineError> {
+    let mut plots = event_count_plots(user_events, track_events)?;
+    plots.push(popularity_plot(track_events)?);
+    plots.push(genre_plot(stats)?);
+    plots.extend(activity_plots(stats)?);
+    plots.push(users_plot(stats)?);
+    Ok(plots)
+}
+
+/// Writes the charts; returns (file, caption) of each.
+fn write_plots(out: &mut StageWriter, plots: Vec<Plot>) -> Result<Vec<(&'static str, &'static str)>, PipelineError> {
+    plots
+        .into_iter()
+        .map(|plot| {
+            out.write_file(plot.file, &plot.png)?;
+            Ok((plot.file, plot.caption))
+        })
+        .collect()
+}
+
+fn event_count_plots(user_events: &[u64], track_events: &[u64]) -> Result<Vec<Plot>, PipelineError> {
+    Ok(vec![
+        Plot {
+            file: EVENTS_PER_USER_PLOT,
+            caption: "Events per user",
+            png: musicrec_plot::bars("Users by number of events", "users", &log2_bins(user_events.iter().copied()))?,
+        },
+        Plot {
+            file: EVENTS_PER_TRACK_PLOT,
+            caption: "Events per track",
+            png: musicrec_plot::bars("Tracks by number of events", "tracks", &log2_bins(track_events.iter().copied()))?,
+        },
+    ])
+}
+
+fn popularity_plot(track_events: &[u64]) -> Result<Plot, PipelineError> {
     let mut by_rank: Vec<u64> = track_events.iter().copied().filter(|&c| c > 0).collect();
     by_rank.sort_unstable_by(|a, b| b.cmp(a));
     let curve = Line {
         name: "plays".into(),
         points: by_rank.iter().enumerate().map(|(r, &c)| ((r + 1) as f64, c as f64)).collect(),
     };
-    add(
-        out,
-        POPULARITY_PLOT,
-        "Popularity curve (log-log)",
-        musicrec_plot::lines(&LineChart {
-            title: "Plays by popularity rank",
-            x_label: "track rank",
-            y_label: "events",
-            x_scale: Scale::Log10,
-            y_scale: Scale::Log10,
-            lines: &[curve],
-            markers: &[],
-            x_format: None,
-        })?,
-    )?;
+    let png = musicrec_plot::lines(&LineChart {
+        title: "Plays by popularity rank",
+        x_label: "track rank",
+        y_label: "events",
+        x_scale: Scale::Log10,
+        y_scale: Scale::Log10,
+        lines: &[curve],
+        markers: &[],
+        x_format: None,
+    })?;
+    Ok(Plot { file: POPULARITY_PLOT, caption: "Popularity curve (log-log)", png })
+}
+
+fn genre_plot(stats: &EdaStats) -> Result<Plot, PipelineError> {
     let genre_bars: Vec<(String, f64)> =
         stats.genres.iter().take(TOP_GENRES).map(|g| (g.name.clone(), 100.0 * g.share)).collect();
-    add(
-        out,
-        GENRES_PLOT,
-        "Genre shares",
-        musicrec_plot::bars("Listening share by genre", "% of events", &genre_bars)?,
-    )?;
+    let png = musicrec_plot::bars("Listening share by genre", "% of events", &genre_bars)?;
+    Ok(Plot { file: GENRES_PLOT, caption: "Genre shares", png })
+}
+
+/// Events per day and window: the whole history, then the weeks around the split, where the
+/// windows are visible.
+fn activity_plots(stats: &EdaStats) -> Result<Vec<Plot>, PipelineError> {
     let markers: Vec<(f64, String)> = [(&stats.train_end, "train_end"), (&stats.target_end, "target_end")]
         .iter()
         .filter_map(|(date, name)| Some((epoch_day(date.parse().ok()?) as f64, name.to_string())))
         .collect();
     let date_label = |x: f64| epoch_date(x.round() as i32).format("%m-%d").to_string();
-    // The whole history, then the weeks around the split, where the windows are visible.
     let recent_from = markers.first().map_or(f64::MIN, |m| m.0 - RECENT_DAYS);
+    let mut plots = Vec::new();
     for (file, caption, title, from) in [
         (ACTIVITY_PLOT, "Activity by day", "Events per day", f64::MIN),
         (ACTIVITY_SPLIT_PLOT, "The split windows", "Events per day around the split", recent_from),
@@ -492,21 +505,20 @@ fn plot(
             markers: &markers,
             x_format: Some(&date_label),
         };
-        add(out, file, caption, musicrec_plot::lines(&chart)?)?;
+        plots.push(Plot { file, caption, png: musicrec_plot::lines(&chart)? });
     }
-    let w = &stats.windows;
+    Ok(plots)
+}
+
+fn users_plot(stats: &EdaStats) -> Result<Plot, PipelineError> {
+    let windows = &stats.windows;
     let cats = Window::ALL.map(|w| w.as_str().to_string());
     let series = [
-        ("old users".to_string(), vec![w.train.old_users as f64, w.target.old_users as f64, w.test.old_users as f64]),
-        ("new users".to_string(), vec![w.train.new_users as f64, w.target.new_users as f64, w.test.new_users as f64]),
+        ("old users".to_string(), windows.iter().map(|(_, w)| w.old_users as f64).collect()),
+        ("new users".to_string(), windows.iter().map(|(_, w)| w.new_users as f64).collect()),
     ];
-    add(
-        out,
-        USERS_PLOT,
-        "Old and new users per window",
-        musicrec_plot::grouped_bars("Users per window", "users", &cats, &series)?,
-    )?;
-    Ok(plots)
+    let png = musicrec_plot::grouped_bars("Users per window", "users", &cats, &series)?;
+    Ok(Plot { file: USERS_PLOT, caption: "Old and new users per window", png })
 }
 
 fn markdown(stats: &EdaStats, plots: &[(&str, &str)]) -> String {
@@ -518,12 +530,18 @@ fn markdown(stats: &EdaStats, plots: &[(&str, &str)]) -> String {
     );
     md.push_str("| window | first day | last day | events | users | tracks | old users | new users |\n");
     md.push_str("|---|---|---|---:|---:|---:|---:|---:|\n");
-    for (name, w) in [("train", &stats.windows.train), ("target", &stats.windows.target), ("test", &stats.windows.test)]
-    {
+    for (window, w) in stats.windows.iter() {
         let _ = writeln!(
             md,
-            "| {name} | {} | {} | {} | {} | {} | {} | {} |",
-            w.first_day, w.last_day, w.events, w.users, w.tracks, w.old_users, w.new_users
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            window.as_str(),
+            w.first_day,
+            w.last_day,
+            w.events,
+            w.users,
+            w.tracks,
+            w.old_users,
+            w.new_users
         );
     }
     md.push_str("\n| events per | count | mean | p10 | p25 | median | p75 | p90 | p99 | max |\n");
@@ -562,35 +580,49 @@ fn markdown(stats: &EdaStats, plots: &[(&str, &str)]) -> String {
     md
 }
 
+/// What `eda` reports in its manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EdaSummary {
+    pub events: u64,
+    pub users: u64,
+    pub played_tracks: u64,
+    pub gini: f64,
+    pub plots: usize,
+}
+
+/// The split dates in the preprocess manifest's params: the ones preprocess actually used,
+/// which the config may no longer hold.
+#[derive(Deserialize)]
+struct SplitDates {
+    train_end: String,
+    target_end: String,
+}
+
 pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let upstream = ctx.upstream(Stage::Eda, Stage::Preprocess)?;
     let pre = ctx.artifacts.dir(Stage::Preprocess);
-    // The split preprocess actually used, which the config may no longer hold.
-    let split = |key: &str| {
-        upstream.params["preprocess"][key].as_str().map(str::to_string).ok_or_else(|| PipelineError::Artifact {
-            path: pre.join(MANIFEST_FILE).display().to_string(),
-            reason: format!("params.preprocess.{key} is missing"),
-        })
-    };
-    let (train_end, target_end) = (split("train_end")?, split("target_end")?);
+    let split = SplitDates::deserialize(&upstream.params["preprocess"]).map_err(|e| PipelineError::Artifact {
+        path: pre.join(MANIFEST_FILE).display().to_string(),
+        reason: format!("params.preprocess: {e}"),
+    })?;
     let mut out = ctx.artifacts.begin(Stage::Eda, &ctx.run_id)?;
     out.add_input("preprocess", upstream.run_id);
 
-    let (stats, user_events, track_events) = compute(&pre, &train_end, &target_end)?;
+    let (stats, user_events, track_events) = compute(&pre, &split.train_end, &split.target_end)?;
     let stats_json = serde_json::to_vec_pretty(&stats).expect("stats serialize");
     out.write_file(STATS_FILE, &stats_json)?;
-    let plots = plot(&mut out, &stats, &user_events, &track_events)?;
+    let plots = write_plots(&mut out, draw_plots(&stats, &user_events, &track_events)?)?;
     out.write_file(REPORT_FILE, markdown(&stats, &plots).as_bytes())?;
 
-    let summary = json!({
-        "events": stats.windows.train.events + stats.windows.target.events + stats.windows.test.events,
-        "users": stats.users.total,
-        "played_tracks": stats.popularity.played_tracks,
-        "gini": stats.popularity.gini,
-        "plots": plots.len(),
-    });
-    let params = ctx.params(json!({"train_end": train_end, "target_end": target_end}));
-    Ok(out.commit(musicrec_config::fingerprint_of(&params), params, summary)?)
+    let summary = EdaSummary {
+        events: stats.windows.iter().map(|(_, w)| w.events).sum(),
+        users: stats.users.total,
+        played_tracks: stats.popularity.played_tracks,
+        gini: stats.popularity.gini,
+        plots: plots.len(),
+    };
+    let params = ctx.params(json!({"train_end": split.train_end, "target_end": split.target_end}));
+    Ok(out.commit(musicrec_config::fingerprint_of(&params), params, summary_value(&summary))?)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! train events ("new") get indices after them, so a model that serves new users (popularity)
 //! is judged on them too and one that cannot is charged in CoverageUser.
 
+use std::ops::{Index, IndexMut};
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
@@ -16,6 +17,7 @@ use musicrec_data::layout::RankedLists;
 use musicrec_data::parquet_io::for_each_batch;
 use musicrec_data::{CsrMatrix, IdEncoder};
 use musicrec_eval::{Metrics, Recommendations, Relevance, TrainHistory};
+use serde::{Deserialize, Serialize};
 
 use crate::error::PipelineError;
 use crate::matrices::Encoders;
@@ -39,13 +41,58 @@ impl EvalWindow {
     }
 }
 
+/// One value per judged window, indexed by `EvalWindow`; serialized as an object keyed by window
+/// name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PerEvalWindow<T> {
+    pub target: T,
+    pub test: T,
+}
+
+impl<T> PerEvalWindow<T> {
+    pub fn from_fn(mut value: impl FnMut(EvalWindow) -> T) -> Self {
+        Self { target: value(EvalWindow::Target), test: value(EvalWindow::Test) }
+    }
+
+    pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> PerEvalWindow<U> {
+        PerEvalWindow { target: f(self.target), test: f(self.test) }
+    }
+}
+
+impl<T, E> PerEvalWindow<Result<T, E>> {
+    /// The first error in time order, or every value.
+    pub fn transpose(self) -> Result<PerEvalWindow<T>, E> {
+        Ok(PerEvalWindow { target: self.target?, test: self.test? })
+    }
+}
+
+impl<T> Index<EvalWindow> for PerEvalWindow<T> {
+    type Output = T;
+
+    fn index(&self, window: EvalWindow) -> &T {
+        match window {
+            EvalWindow::Target => &self.target,
+            EvalWindow::Test => &self.test,
+        }
+    }
+}
+
+impl<T> IndexMut<EvalWindow> for PerEvalWindow<T> {
+    fn index_mut(&mut self, window: EvalWindow) -> &mut T {
+        match window {
+            EvalWindow::Target => &mut self.target,
+            EvalWindow::Test => &mut self.test,
+        }
+    }
+}
+
 pub struct Evaluator {
     pub encoders: Encoders,
     /// The train user × item matrix of listen counts (old users × catalogue).
     pub user_item: CsrMatrix,
     new_users: IdEncoder,
     history: TrainHistory,
-    relevance: [Relevance; 2],
+    relevance: PerEvalWindow<Relevance>,
 }
 
 fn read_pairs(path: &Path) -> Result<Vec<(i64, i64)>, PipelineError> {
@@ -76,14 +123,15 @@ impl Evaluator {
             user_item.cols,
         )?;
         let pre = artifacts.dir(Stage::Preprocess);
-        let windows = EvalWindow::ALL.map(|w| read_pairs(&pre.join(w.window().file())));
-        let [target, test] = windows;
-        let (target, test) = (target?, test?);
+        let windows = PerEvalWindow::from_fn(|w| read_pairs(&pre.join(w.window().file()))).transpose()?;
         let new_users = IdEncoder::new(
-            target.iter().chain(&test).map(|p| p.0).filter(|&u| encoders.users.encode(u).is_none()).collect(),
+            (windows.target.iter().chain(&windows.test))
+                .map(|p| p.0)
+                .filter(|&u| encoders.users.encode(u).is_none())
+                .collect(),
         );
         let user_index = |id: i64| evaluation_index(&encoders.users, &new_users, id);
-        let relevance = [target, test].map(|pairs| {
+        let relevance = windows.map(|pairs| {
             Relevance::from_events(
                 pairs
                     .iter()
@@ -107,11 +155,11 @@ impl Evaluator {
 
     /// The relevance (distinct listened tracks per evaluation user) of `window`.
     pub fn relevance(&self, window: EvalWindow) -> &Relevance {
-        &self.relevance[window as usize]
+        &self.relevance[window]
     }
 
     pub fn evaluate(&self, recs: &Recommendations, window: EvalWindow, k: usize) -> Result<Metrics, PipelineError> {
-        Ok(musicrec_eval::evaluate(recs, &self.relevance[window as usize], &self.history, k)?)
+        Ok(musicrec_eval::evaluate(recs, &self.relevance[window], &self.history, k)?)
     }
 
     /// Metrics of a user's recommendation file. Users the artifacts do not know are ignored

@@ -2,21 +2,85 @@
 //! target and test windows, mark users old (seen in train) or new, explode the catalogue into
 //! track → album/artist/genre tables and name tables per entity type.
 
+use std::ops::{Index, IndexMut};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BooleanArray, Date32Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use musicrec_artifacts::layout::preprocess::{TRACKS_FILE, USERS_FILE, Window, names_file, track_entities_file};
-use musicrec_artifacts::{Manifest, Stage};
+use musicrec_artifacts::{Manifest, Stage, StageWriter};
 use musicrec_config::UnknownTracks;
-use musicrec_data::layout::{self, IdLists, InteractionRows, Tracks};
+use musicrec_data::Location;
+use musicrec_data::layout::{self, CatalogNames, IdLists, InteractionRows, ScanReport, Tracks};
 use musicrec_data::parquet_io::{self, ParquetSink};
 use musicrec_data::schema::EntityType;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::PipelineError;
 use crate::progress;
-use crate::stage::RunContext;
+use crate::stage::{RunContext, summary_value};
+
+/// One value per window, indexed by `Window`; serialized as an object keyed by window name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PerWindow<T> {
+    pub train: T,
+    pub target: T,
+    pub test: T,
+}
+
+impl<T> PerWindow<T> {
+    pub fn from_fn(mut value: impl FnMut(Window) -> T) -> Self {
+        Self { train: value(Window::Train), target: value(Window::Target), test: value(Window::Test) }
+    }
+
+    pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> PerWindow<U> {
+        PerWindow { train: f(self.train), target: f(self.target), test: f(self.test) }
+    }
+
+    /// `f` of the three values on the rayon pool, for work per window that is independent.
+    pub fn par_map<U: Send>(self, f: impl Fn(T) -> U + Sync) -> PerWindow<U>
+    where
+        T: Send,
+    {
+        let (train, (target, test)) = rayon::join(|| f(self.train), || rayon::join(|| f(self.target), || f(self.test)));
+        PerWindow { train, target, test }
+    }
+
+    /// The windows in time order with their values.
+    pub fn iter(&self) -> impl Iterator<Item = (Window, &T)> {
+        Window::ALL.into_iter().map(move |w| (w, &self[w]))
+    }
+}
+
+impl<T, E> PerWindow<Result<T, E>> {
+    /// The first error in time order, or every value.
+    pub fn transpose(self) -> Result<PerWindow<T>, E> {
+        Ok(PerWindow { train: self.train?, target: self.target?, test: self.test? })
+    }
+}
+
+impl<T> Index<Window> for PerWindow<T> {
+    type Output = T;
+
+    fn index(&self, window: Window) -> &T {
+        match window {
+            Window::Train => &self.train,
+            Window::Target => &self.target,
+            Window::Test => &self.test,
+        }
+    }
+}
+
+impl<T> IndexMut<Window> for PerWindow<T> {
+    fn index_mut(&mut self, window: Window) -> &mut T {
+        match window {
+            Window::Train => &mut self.train,
+            Window::Target => &mut self.target,
+            Window::Test => &mut self.test,
+        }
+    }
+}
 
 /// Days since 1970-01-01 of a date, the unit of `started_at` everywhere.
 pub fn epoch_day(date: chrono::NaiveDate) -> i32 {
@@ -57,98 +121,126 @@ impl UserSet {
     }
 }
 
+/// What `preprocess` reports in its manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreprocessSummary {
+    pub events_read: u64,
+    pub events_kept: u64,
+    pub unknown_track_events_dropped: u64,
+    pub unknown_track_ids: u64,
+    pub unknown_track_examples: Vec<i64>,
+    pub first_day: String,
+    pub last_day: String,
+    pub catalogue_tracks: usize,
+    pub windows: PerWindow<WindowSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowSummary {
+    pub events: u64,
+    pub users: usize,
+    /// Users of the window with train events, and without.
+    pub old_users: usize,
+    pub new_users: usize,
+}
+
+/// The interactions as split into the window files.
+struct SplitEvents {
+    scan: ScanReport,
+    events: PerWindow<u64>,
+    /// Distinct users of each window, sorted.
+    users: PerWindow<Vec<i64>>,
+    /// The first and the last event day over all windows.
+    days: (i32, i32),
+}
+
 pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let config = &ctx.config;
-    layout::fetch(&ctx.data)?;
-    let tracks = layout::read_tracks(&ctx.data)?;
-    let names = layout::read_catalog_names(&ctx.data)?;
-    tracing::info!(tracks = tracks.len(), names = names.id.len(), "catalogue read");
-
+    let (tracks, names) = read_catalogue(&ctx.data)?;
     let mut out = ctx.artifacts.begin(Stage::Preprocess, &ctx.run_id)?;
     out.add_input("data", ctx.data.to_string());
-    let train_end = epoch_day(config.preprocess.train_end);
-    let target_end = epoch_day(config.preprocess.target_end);
+    let split = split_events(ctx, &mut out, &tracks)?;
+    out.add_parquet(parquet_io::write_batch(out.path(USERS_FILE), &users_batch(&split.users))?);
+    write_catalogue(&mut out, &tracks, &names)?;
+    let summary = summarize(split, tracks.len());
+    let params = ctx.params(json!({"preprocess": config.preprocess, "data": config.data}));
+    let fingerprint = musicrec_config::fingerprint_of(&params);
+    Ok(out.commit(fingerprint, params, summary_value(&summary))?)
+}
+
+fn read_catalogue(data: &Location) -> Result<(Tracks, CatalogNames), PipelineError> {
+    layout::fetch(data)?;
+    let tracks = layout::read_tracks(data)?;
+    let names = layout::read_catalog_names(data)?;
+    tracing::info!(tracks = tracks.len(), names = names.id.len(), "catalogue read");
+    Ok((tracks, names))
+}
+
+/// Streams the interactions into the window files by date. Every later stage needs all three
+/// windows, so an empty one is an error: the split dates miss the data.
+fn split_events(ctx: &RunContext, out: &mut StageWriter, tracks: &Tracks) -> Result<SplitEvents, PipelineError> {
+    let split = &ctx.config.preprocess;
+    let (train_end, target_end) = (epoch_day(split.train_end), epoch_day(split.target_end));
+    let window_of = |day: i32| {
+        if day < train_end {
+            Window::Train
+        } else if day < target_end {
+            Window::Target
+        } else {
+            Window::Test
+        }
+    };
     let schema = events_schema();
-    let mut sinks = Window::ALL
-        .map(|w| ParquetSink::create(out.path(w.file()), schema.clone()))
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut users: [UserSet; 3] = Default::default();
-    let mut events = [0u64; 3];
-    let mut day_range = (i32::MAX, i32::MIN);
+    let mut sinks = PerWindow::from_fn(|w| ParquetSink::create(out.path(w.file()), schema.clone())).transpose()?;
+    let mut users: PerWindow<UserSet> = PerWindow::default();
+    let mut events: PerWindow<u64> = PerWindow::default();
+    let mut days = (i32::MAX, i32::MIN);
     let total = parquet_io::row_count(ctx.data.join(musicrec_data::schema::INTERACTIONS_FILE).as_path()).unwrap_or(0);
     let bar = progress::bar(total, "preprocess");
-    let report =
-        layout::scan_interactions(&ctx.data, &tracks, config.data.unknown_tracks == UnknownTracks::Fail, |rows| {
-            bar.inc(rows.len() as u64);
-            let mut parts: [Vec<usize>; 3] = Default::default();
-            for (i, &day) in rows.day.iter().enumerate() {
-                let w = if day < train_end {
-                    0
-                } else if day < target_end {
-                    1
-                } else {
-                    2
-                };
-                parts[w].push(i);
-                users[w].push(rows.user_id[i]);
-                day_range = (day_range.0.min(day), day_range.1.max(day));
+    let fail_on_unknown = ctx.config.data.unknown_tracks == UnknownTracks::Fail;
+    let scan = layout::scan_interactions(&ctx.data, tracks, fail_on_unknown, |rows| {
+        bar.inc(rows.len() as u64);
+        let mut parts: PerWindow<Vec<usize>> = PerWindow::default();
+        for (i, &day) in rows.day.iter().enumerate() {
+            let w = window_of(day);
+            parts[w].push(i);
+            users[w].push(rows.user_id[i]);
+            days = (days.0.min(day), days.1.max(day));
+        }
+        for (w, part) in parts.iter() {
+            if !part.is_empty() {
+                events[w] += part.len() as u64;
+                sinks[w].write(&events_batch(&schema, &rows, part, tracks))?;
             }
-            for (w, part) in parts.iter().enumerate() {
-                if !part.is_empty() {
-                    events[w] += part.len() as u64;
-                    sinks[w].write(&events_batch(&schema, &rows, part, &tracks))?;
-                }
-            }
-            Ok(())
-        })?;
+        }
+        Ok(())
+    })?;
     bar.finish_and_clear();
-    if report.unknown_track_rows > 0 {
+    if scan.unknown_track_rows > 0 {
         tracing::warn!(
-            events = report.unknown_track_rows,
-            tracks = report.unknown_track_ids,
-            examples = ?report.unknown_track_examples,
+            events = scan.unknown_track_rows,
+            tracks = scan.unknown_track_ids,
+            examples = ?scan.unknown_track_examples,
             "dropped events of tracks missing from tracks.parquet (data.unknown_tracks: drop)"
         );
     }
-    // Every later stage needs all three windows: an empty one means the split dates miss the data.
-    if let Some(w) = (0..3).find(|&w| events[w] == 0) {
+    if let Some((window, _)) = events.iter().find(|&(_, &n)| n == 0) {
         return Err(PipelineError::EmptyWindow {
-            window: Window::ALL[w].as_str(),
-            first_day: epoch_date(day_range.0).to_string(),
-            last_day: epoch_date(day_range.1).to_string(),
-            train_end: config.preprocess.train_end.to_string(),
-            target_end: config.preprocess.target_end.to_string(),
+            window: window.as_str(),
+            first_day: epoch_date(days.0).to_string(),
+            last_day: epoch_date(days.1).to_string(),
+            train_end: split.train_end.to_string(),
+            target_end: split.target_end.to_string(),
         });
     }
-    for sink in sinks {
+    for sink in [sinks.train, sinks.target, sinks.test] {
         out.add_parquet(sink.finish()?);
     }
+    Ok(SplitEvents { scan, events, users: users.map(UserSet::finish), days })
+}
 
-    let [train_users, target_users, test_users] = users.map(UserSet::finish);
-    let window_summary = |w: usize, list: &[i64]| {
-        let old = list.iter().filter(|u| train_users.binary_search(u).is_ok()).count();
-        json!({"events": events[w], "users": list.len(), "old_users": old, "new_users": list.len() - old})
-    };
-    let summary = json!({
-        "events_read": report.rows_read,
-        "events_kept": report.rows_kept,
-        "unknown_track_events_dropped": report.unknown_track_rows,
-        "unknown_track_ids": report.unknown_track_ids,
-        "unknown_track_examples": report.unknown_track_examples,
-        "first_day": epoch_date(day_range.0).to_string(),
-        "last_day": epoch_date(day_range.1).to_string(),
-        "catalogue_tracks": tracks.len(),
-        "windows": {
-            "train": window_summary(0, &train_users),
-            "target": window_summary(1, &target_users),
-            "test": window_summary(2, &test_users),
-        },
-    });
-    out.add_parquet(parquet_io::write_batch(
-        out.path(USERS_FILE),
-        &users_batch(&train_users, &target_users, &test_users),
-    )?);
+/// The catalogue tables: track ids, track → album/artist/genre pairs, names per entity type.
+fn write_catalogue(out: &mut StageWriter, tracks: &Tracks, names: &CatalogNames) -> Result<(), PipelineError> {
     out.add_parquet(parquet_io::write_batch(
         out.path(TRACKS_FILE),
         &RecordBatch::try_from_iter([(
@@ -162,7 +254,7 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         (EntityType::Artist, &tracks.artists),
         (EntityType::Genre, &tracks.genres),
     ] {
-        out.add_parquet(parquet_io::write_batch(out.path(&track_entities_file(kind)), &explode(&tracks, lists, kind))?);
+        out.add_parquet(parquet_io::write_batch(out.path(&track_entities_file(kind)), &explode(tracks, lists, kind))?);
     }
     for kind in EntityType::ALL {
         let rows: Vec<usize> = (0..names.id.len()).filter(|&i| names.kind[i] == kind).collect();
@@ -173,9 +265,27 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         .expect("equal lengths");
         out.add_parquet(parquet_io::write_batch(out.path(&names_file(kind)), &batch)?);
     }
-    let params = ctx.params(json!({"preprocess": config.preprocess, "data": config.data}));
-    let fingerprint = musicrec_config::fingerprint_of(&params);
-    Ok(out.commit(fingerprint, params, summary)?)
+    Ok(())
+}
+
+fn summarize(split: SplitEvents, catalogue_tracks: usize) -> PreprocessSummary {
+    let train_users = &split.users.train;
+    let windows = PerWindow::from_fn(|w| {
+        let users = &split.users[w];
+        let old_users = users.iter().filter(|u| train_users.binary_search(u).is_ok()).count();
+        WindowSummary { events: split.events[w], users: users.len(), old_users, new_users: users.len() - old_users }
+    });
+    PreprocessSummary {
+        events_read: split.scan.rows_read,
+        events_kept: split.scan.rows_kept,
+        unknown_track_events_dropped: split.scan.unknown_track_rows,
+        unknown_track_ids: split.scan.unknown_track_ids,
+        unknown_track_examples: split.scan.unknown_track_examples,
+        first_day: epoch_date(split.days.0).to_string(),
+        last_day: epoch_date(split.days.1).to_string(),
+        catalogue_tracks,
+        windows,
+    }
 }
 
 fn events_batch(schema: &SchemaRef, rows: &InteractionRows, part: &[usize], tracks: &Tracks) -> RecordBatch {
@@ -188,8 +298,8 @@ fn events_batch(schema: &SchemaRef, rows: &InteractionRows, part: &[usize], trac
     RecordBatch::try_new(schema.clone(), columns).expect("columns match the events schema")
 }
 
-fn users_batch(train: &[i64], target: &[i64], test: &[i64]) -> RecordBatch {
-    let mut all: Vec<i64> = train.iter().chain(target).chain(test).copied().collect();
+fn users_batch(users: &PerWindow<Vec<i64>>) -> RecordBatch {
+    let mut all: Vec<i64> = users.iter().flat_map(|(_, list)| list).copied().collect();
     all.sort_unstable();
     all.dedup();
     let member = |set: &[i64]| {
@@ -197,9 +307,9 @@ fn users_batch(train: &[i64], target: &[i64], test: &[i64]) -> RecordBatch {
     };
     RecordBatch::try_from_iter([
         ("user_id", Arc::new(Int64Array::from(all.clone())) as ArrayRef),
-        ("old", member(train)),
-        ("in_target", member(target)),
-        ("in_test", member(test)),
+        ("old", member(&users.train)),
+        ("in_target", member(&users.target)),
+        ("in_test", member(&users.test)),
     ])
     .expect("equal lengths")
 }
@@ -214,4 +324,18 @@ fn explode(tracks: &Tracks, lists: &IdLists, kind: EntityType) -> RecordBatch {
         (format!("{}_id", kind.as_str()).as_str(), Arc::new(Int64Array::from(lists.values.clone())) as ArrayRef),
     ])
     .expect("equal lengths")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_window_values_are_indexed_and_keyed_by_window() {
+        let mut users = PerWindow::from_fn(|w| w.as_str().len());
+        users[Window::Test] += 10;
+        let listed: Vec<(Window, usize)> = users.iter().map(|(w, &n)| (w, n)).collect();
+        assert_eq!(listed, [(Window::Train, 5), (Window::Target, 6), (Window::Test, 14)]);
+        assert_eq!(serde_json::to_value(users).unwrap(), json!({"train": 5, "target": 6, "test": 14}));
+    }
 }

@@ -9,6 +9,7 @@
 //! all of them, its top `ranking.top_n` per user are the offline recommendations, and the test
 //! window judges them honestly (the target window trained the ranker, so its metrics flatter).
 
+use std::collections::BTreeSet;
 use std::ops::Range;
 use std::path::Path;
 use std::time::Instant;
@@ -24,7 +25,7 @@ use musicrec_artifacts::layout::features::{ITEM_FEATURES_FILE, USER_FEATURES_FIL
 use musicrec_artifacts::layout::matrices::{FEATURES_FILE, ITEM_FEATURE_FILE};
 use musicrec_artifacts::layout::preprocess::Window;
 use musicrec_artifacts::layout::ranking::{FEATURE_IMPORTANCES_FILE, RANKER_FILE, RECOMMENDATIONS_FILE};
-use musicrec_artifacts::{Manifest, Stage};
+use musicrec_artifacts::{Manifest, Stage, StageWriter};
 use musicrec_data::parquet_io::{self, for_each_batch, read_batches};
 use musicrec_data::{CsrMatrix, DataError, IdEncoder};
 use musicrec_models::{Als, Recommendations, Recommender};
@@ -34,15 +35,16 @@ use musicrec_ranking::{
     RankerParams, SourceCandidates,
 };
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::candidates::{evaluate_windows, ranked_table};
 use crate::error::PipelineError;
-use crate::evaluation::{EvalWindow, Evaluator};
+use crate::evaluation::{EvalWindow, Evaluator, PerEvalWindow};
 use crate::events::read_encoded;
 use crate::matrices::FEATURE_KINDS;
 use crate::progress;
-use crate::stage::RunContext;
+use crate::stage::{RunContext, summary_value};
 
 /// Candidate pairs scored per batch: small enough that a batch's features stay in cache while
 /// every tree walks them.
@@ -161,15 +163,34 @@ fn feature_groups(path: &Path) -> Result<Vec<usize>, PipelineError> {
     Ok(groups)
 }
 
-/// Number of a window's (old user, track) pairs: the denominator of candidate recall.
-fn relevant_pairs(evaluator: &Evaluator, window: EvalWindow, n_old: usize) -> usize {
-    let relevance = evaluator.relevance(window);
-    (0..n_old as u32).map(|u| relevance.relevant(u).len()).sum()
+/// What `ranking` reports in its manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankingSummary {
+    /// Share of a window's (old user, track) positives that any candidate source proposed.
+    pub candidate_recall: PerEvalWindow<f64>,
+    pub train_seconds: f64,
+    pub predict_seconds: f64,
+    pub users_per_second: f64,
+    pub sources: Vec<String>,
+    pub candidate_pairs: usize,
+    pub candidate_users: usize,
+    pub user_chunks: usize,
+    pub training_rows: usize,
+    pub training_positives: usize,
+    pub training_users: usize,
+    pub features: Vec<String>,
+    pub users_with_recommendations: usize,
+    /// Share of the test window's old users who got recommendations.
+    pub test_old_users_coverage: f64,
+    /// The recommendations judged on both windows, as in `metrics.json`.
+    pub metrics: serde_json::Value,
 }
 
-/// The old users `0..n_old` in consecutive ranges of `per_chunk`.
-fn user_chunks(n_old: usize, per_chunk: usize) -> Vec<Range<u32>> {
-    (0..n_old).step_by(per_chunk).map(|start| start as u32..start.saturating_add(per_chunk).min(n_old) as u32).collect()
+/// A row of `feature_importances.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureImportance {
+    pub feature: String,
+    pub importance: f64,
 }
 
 pub fn run(ctx: &RunContext, params: &RankerParams) -> Result<Manifest, PipelineError> {
@@ -180,147 +201,284 @@ pub fn run(ctx: &RunContext, params: &RankerParams) -> Result<Manifest, Pipeline
     for upstream in [Stage::Matrices, Stage::Features, Stage::TopItems, Stage::Als] {
         out.add_input(upstream.as_str(), ctx.upstream(stage, upstream)?.run_id);
     }
-    let n_old = evaluator.user_item.rows;
-
-    let mut sources = Vec::new();
     for model in Stage::CANDIDATE_MODELS {
         out.add_input(model.as_str(), ctx.upstream(stage, model)?.run_id);
-        let path = ctx.artifacts.dir(model).join(CANDIDATES_FILE);
-        sources.push(read_candidates(&path, model.as_str(), &evaluator, u32::MAX)?);
     }
-    if cfg.popular_candidates > 0 {
-        let path = ctx.artifacts.dir(Stage::TopItems).join(CANDIDATES_FILE);
-        let max_rank = u32::try_from(cfg.popular_candidates).unwrap_or(u32::MAX);
-        sources.push(read_candidates(&path, Stage::TopItems.as_str(), &evaluator, max_rank)?);
-    }
-    let encoders = &evaluator.encoders;
-    let features_dir = ctx.artifacts.dir(Stage::Features);
-    let users = read_entity_columns(&features_dir.join(USER_FEATURES_FILE), "user_id", &encoders.users)?;
-    let items = read_entity_columns(&features_dir.join(ITEM_FEATURES_FILE), "track_id", &encoders.items)?;
-    let matrices_dir = ctx.artifacts.dir(Stage::Matrices);
-    let item_features = CsrMatrix::load(&matrices_dir.join(ITEM_FEATURE_FILE))?;
-    let group_of_column = feature_groups(&matrices_dir.join(FEATURES_FILE))?;
-    if group_of_column.len() != item_features.cols {
-        return Err(artifact_error(&matrices_dir.join(FEATURES_FILE), "does not describe every item-feature column"));
-    }
-    let train_file = ctx.artifacts.dir(Stage::Preprocess).join(Window::Train.file());
-    let (train, _) = read_encoded(&train_file, &encoders.users, &encoders.items)?;
-    let recent = recent_items(n_old, &train.user, &train.item, &train.day, cfg.recent_tracks);
-    drop(train);
-    let als = Als::load(&ctx.artifacts.dir(Stage::Als).join(MODEL_FILE))?;
-    let embedding = ItemEmbedding::from_factors(als.factors());
-    drop(als);
-    let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
-    let builder = FeatureBuilder::new(
-        &source_names,
-        FeatureInputs {
-            users: &users,
-            items: &items,
-            history: &evaluator.user_item,
-            groups: ItemGroups {
-                names: FEATURE_KINDS.iter().map(|k| k.as_str().to_string()).collect(),
-                matrix: &item_features,
-                group_of_column,
-            },
-            recent: &recent,
-            embedding: &embedding,
-        },
-    );
 
-    // Users a chunk at a time, twice (training rows, then scoring): memory holds the sources'
-    // lists and one chunk's merged pairs and features, never all pairs at once (at the real
-    // data's size, 1.3M users × ~160 pairs). Users are independent in every step, so the
-    // result does not depend on the chunk size.
-    let chunks = user_chunks(n_old, cfg.users_per_chunk);
-    let merge_chunk = |users: &Range<u32>| {
-        CandidateSet::merge(&sources.iter().map(|s| s.users_in(users.clone())).collect::<Vec<_>>())
+    let sources = read_sources(ctx, &evaluator)?;
+    let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
+    let tables = FeatureTables::load(ctx, &evaluator)?;
+    let builder = tables.builder(&source_names, &evaluator.user_item);
+    let candidates = ChunkedCandidates::new(&sources, evaluator.user_item.rows, cfg.users_per_chunk);
+    let (training, merged) =
+        sample_training_set(&candidates, &builder, &evaluator, cfg.negatives_per_user, ctx.config.seed);
+    let (ranker, train_seconds) = train_ranker(params, &training)?;
+    let (training_rows, training_positives, training_users) =
+        (training.labels.len(), training.labels.iter().filter(|&&l| l).count(), training.users);
+    // Scoring builds its own features chunk by chunk: the training rows' can go first.
+    drop(training);
+    let (recs, predict_seconds) =
+        recommend(&candidates, &builder, &ranker, &evaluator.user_item, cfg.top_n, merged.pairs)?;
+    let metrics = evaluate_windows(&evaluator, &recs, ctx.config.k)?;
+    write_outputs(&mut out, &evaluator, &recs, &metrics, &ranker)?;
+
+    let summary = RankingSummary {
+        candidate_recall: merged.recall,
+        train_seconds,
+        predict_seconds,
+        users_per_second: merged.users as f64 / predict_seconds.max(1e-9),
+        sources: source_names,
+        candidate_pairs: merged.pairs,
+        candidate_users: merged.users,
+        user_chunks: candidates.chunks.len(),
+        training_rows,
+        training_positives,
+        training_users,
+        features: ranker.features().to_vec(),
+        users_with_recommendations: recs.iter().filter(|(_, items, _)| !items.is_empty()).count(),
+        test_old_users_coverage: test_old_users_coverage(&evaluator, &recs),
+        metrics,
     };
+    let params_json = ctx.params(json!({"k": ctx.config.k, "seed": ctx.config.seed, "ranking": cfg}));
+    Ok(out.commit(musicrec_config::fingerprint_of(&params_json), params_json, summary_value(&summary))?)
+}
+
+/// The candidate sources in feature order: every candidate model, then (if configured) the
+/// first `ranking.popular_candidates` popular tracks of each user.
+fn read_sources(ctx: &RunContext, evaluator: &Evaluator) -> Result<Vec<SourceCandidates>, PipelineError> {
+    let mut sources = Vec::new();
+    for model in Stage::CANDIDATE_MODELS {
+        let path = ctx.artifacts.dir(model).join(CANDIDATES_FILE);
+        sources.push(read_candidates(&path, model.as_str(), evaluator, u32::MAX)?);
+    }
+    let popular = ctx.config.ranking.popular_candidates;
+    if popular > 0 {
+        let path = ctx.artifacts.dir(Stage::TopItems).join(CANDIDATES_FILE);
+        let max_rank = u32::try_from(popular).unwrap_or(u32::MAX);
+        sources.push(read_candidates(&path, Stage::TopItems.as_str(), evaluator, max_rank)?);
+    }
+    Ok(sources)
+}
+
+/// What the ranker's features are computed from, besides the candidates themselves.
+struct FeatureTables {
+    users: EntityColumns,
+    items: EntityColumns,
+    item_features: CsrMatrix,
+    /// Group (album, artist, genre) of each column of `item_features`.
+    group_of_column: Vec<usize>,
+    /// Each old user's latest train tracks.
+    recent: Vec<Vec<u32>>,
+    embedding: ItemEmbedding,
+}
+
+impl FeatureTables {
+    fn load(ctx: &RunContext, evaluator: &Evaluator) -> Result<Self, PipelineError> {
+        let encoders = &evaluator.encoders;
+        let features_dir = ctx.artifacts.dir(Stage::Features);
+        let users = read_entity_columns(&features_dir.join(USER_FEATURES_FILE), "user_id", &encoders.users)?;
+        let items = read_entity_columns(&features_dir.join(ITEM_FEATURES_FILE), "track_id", &encoders.items)?;
+        let matrices_dir = ctx.artifacts.dir(Stage::Matrices);
+        let item_features = CsrMatrix::load(&matrices_dir.join(ITEM_FEATURE_FILE))?;
+        let group_of_column = feature_groups(&matrices_dir.join(FEATURES_FILE))?;
+        if group_of_column.len() != item_features.cols {
+            return Err(artifact_error(
+                &matrices_dir.join(FEATURES_FILE),
+                "does not describe every item-feature column",
+            ));
+        }
+        let train_file = ctx.artifacts.dir(Stage::Preprocess).join(Window::Train.file());
+        let (train, _) = read_encoded(&train_file, &encoders.users, &encoders.items)?;
+        let n_old = evaluator.user_item.rows;
+        let recent = recent_items(n_old, &train.user, &train.item, &train.day, ctx.config.ranking.recent_tracks);
+        drop(train);
+        let als = Als::load(&ctx.artifacts.dir(Stage::Als).join(MODEL_FILE))?;
+        let embedding = ItemEmbedding::from_factors(als.factors());
+        Ok(Self { users, items, item_features, group_of_column, recent, embedding })
+    }
+
+    /// The features of pairs merged from `sources` (named in merge order).
+    fn builder<'a>(&'a self, sources: &[String], history: &'a CsrMatrix) -> FeatureBuilder<'a> {
+        FeatureBuilder::new(
+            sources,
+            FeatureInputs {
+                users: &self.users,
+                items: &self.items,
+                history,
+                groups: ItemGroups {
+                    names: FEATURE_KINDS.iter().map(|k| k.as_str().to_string()).collect(),
+                    matrix: &self.item_features,
+                    group_of_column: self.group_of_column.clone(),
+                },
+                recent: &self.recent,
+                embedding: &self.embedding,
+            },
+        )
+    }
+}
+
+/// The sources' candidates merged a chunk of users at a time, once for training and once for
+/// scoring: memory holds the sources' lists and one chunk's merged pairs and features, never
+/// all pairs at once (at the real data's size, 1.3M users × ~160 pairs). Users are
+/// independent in every step, so the result does not depend on the chunk size.
+struct ChunkedCandidates<'a> {
+    sources: &'a [SourceCandidates],
+    chunks: Vec<Range<u32>>,
+}
+
+impl<'a> ChunkedCandidates<'a> {
+    /// Over the old users `0..n_old`, `per_chunk` consecutive users at a time.
+    fn new(sources: &'a [SourceCandidates], n_old: usize, per_chunk: usize) -> Self {
+        let chunks = (0..n_old)
+            .step_by(per_chunk)
+            .map(|start| start as u32..start.saturating_add(per_chunk).min(n_old) as u32)
+            .collect();
+        Self { sources, chunks }
+    }
+
+    fn merged(&self) -> impl Iterator<Item = CandidateSet> + '_ {
+        self.chunks.iter().map(|users| {
+            CandidateSet::merge(&self.sources.iter().map(|s| s.users_in(users.clone())).collect::<Vec<_>>())
+        })
+    }
+}
+
+/// The ranker's training rows: labelled with the target window, every positive and a seeded
+/// sample of negatives of each user with a positive.
+struct TrainingSet {
+    features: FeatureMatrix,
+    labels: Vec<bool>,
+    users: usize,
+}
+
+/// What merging the sources gave, over every old user.
+struct MergedCandidates {
+    pairs: usize,
+    users: usize,
+    recall: PerEvalWindow<f64>,
+}
+
+fn sample_training_set(
+    candidates: &ChunkedCandidates<'_>,
+    builder: &FeatureBuilder<'_>,
+    evaluator: &Evaluator,
+    negatives_per_user: usize,
+    seed: u64,
+) -> (TrainingSet, MergedCandidates) {
     let target = evaluator.relevance(EvalWindow::Target);
     let test = evaluator.relevance(EvalWindow::Test);
-    let (mut pairs, mut candidate_users, mut found) = (0, 0, [0usize; 2]);
-    let (mut train_parts, mut train_labels, mut train_users) = (Vec::new(), Vec::new(), 0);
-    for users in &chunks {
-        let set = merge_chunk(users);
+    let positives = |labels: &[bool]| labels.iter().filter(|&&l| l).count();
+    let (mut pairs, mut candidate_users, mut found) = (0, 0, PerEvalWindow::<usize>::default());
+    let (mut parts, mut labels_kept, mut users_kept) = (Vec::new(), Vec::new(), 0);
+    for set in candidates.merged() {
         pairs += set.len();
         candidate_users += set.users().len();
         let labels = set.labels(|u| target.relevant(u));
-        found[0] += labels.iter().filter(|&&l| l).count();
-        found[1] += set.labels(|u| test.relevant(u)).iter().filter(|&&l| l).count();
-        let rows = set.sample(&labels, cfg.negatives_per_user, ctx.config.seed);
-        train_labels.extend(rows.iter().map(|&p| labels[p]));
-        train_users += rows.iter().map(|&p| set.group_of(p)).collect::<std::collections::BTreeSet<_>>().len();
-        train_parts.push(builder.build(&set, &rows));
+        found[EvalWindow::Target] += positives(&labels);
+        found[EvalWindow::Test] += positives(&set.labels(|u| test.relevant(u)));
+        let rows = set.sample(&labels, negatives_per_user, seed);
+        labels_kept.extend(rows.iter().map(|&p| labels[p]));
+        users_kept += rows.iter().map(|&p| set.group_of(p)).collect::<BTreeSet<_>>().len();
+        parts.push(builder.build(&set, &rows));
     }
-    // Both in `EvalWindow::ALL`'s order.
-    let recall = std::array::from_fn::<f64, 2, _>(|w| {
-        found[w] as f64 / relevant_pairs(&evaluator, EvalWindow::ALL[w], n_old).max(1) as f64
-    });
+    let n_old = evaluator.user_item.rows;
+    let recall = PerEvalWindow::from_fn(|w| found[w] as f64 / relevant_pairs(evaluator, w, n_old).max(1) as f64);
     tracing::info!(
         pairs,
         users = candidate_users,
-        chunks = chunks.len(),
-        target_recall = recall[0],
-        test_recall = recall[1],
+        chunks = candidates.chunks.len(),
+        target_recall = recall.target,
+        test_recall = recall.test,
         "candidates merged"
     );
-    let train_features = FeatureMatrix::concat(builder.names().to_vec(), &train_parts);
-    drop(train_parts);
-    let started = Instant::now();
-    let ranker = Ranker::fit(params, &train_features, &train_labels)?;
-    let train_s = started.elapsed().as_secs_f64();
-    tracing::info!(rows = train_labels.len(), users = train_users, seconds = format!("{train_s:.2}"), "ranker trained");
-    drop(train_features);
+    let features = FeatureMatrix::concat(builder.names().to_vec(), &parts);
+    let training = TrainingSet { features, labels: labels_kept, users: users_kept };
+    (training, MergedCandidates { pairs, users: candidate_users, recall })
+}
 
+/// Number of a window's (old user, track) pairs: the denominator of candidate recall.
+fn relevant_pairs(evaluator: &Evaluator, window: EvalWindow, n_old: usize) -> usize {
+    let relevance = evaluator.relevance(window);
+    (0..n_old as u32).map(|u| relevance.relevant(u).len()).sum()
+}
+
+/// The fitted ranker and the seconds fitting took.
+fn train_ranker(params: &RankerParams, training: &TrainingSet) -> Result<(Ranker, f64), PipelineError> {
+    let started = Instant::now();
+    let ranker = Ranker::fit(params, &training.features, &training.labels)?;
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        rows = training.labels.len(),
+        users = training.users,
+        seconds = format!("{seconds:.2}"),
+        "ranker trained"
+    );
+    Ok((ranker, seconds))
+}
+
+/// The ranker's top `top_n` unheard candidates of every old user, and the seconds scoring took.
+fn recommend(
+    candidates: &ChunkedCandidates<'_>,
+    builder: &FeatureBuilder<'_>,
+    ranker: &Ranker,
+    history: &CsrMatrix,
+    top_n: usize,
+    pairs: usize,
+) -> Result<(Recommendations, f64), PipelineError> {
     let started = Instant::now();
     let bar = progress::bar(pairs as u64, "rank pairs");
-    let (mut recs, mut thread_seconds) = (Recommendations::new(), [0.0; 2]);
-    for users in &chunks {
-        let set = merge_chunk(users);
-        let scores = predict_all(&set, &builder, &ranker, &bar, &mut thread_seconds)?;
-        recs.append(&musicrec_ranking::top_n(&set, &scores, &evaluator.user_item, cfg.top_n));
+    let (mut recs, mut thread_seconds) = (Recommendations::new(), ThreadSeconds::default());
+    for set in candidates.merged() {
+        let scores = predict_all(&set, builder, ranker, &bar, &mut thread_seconds)?;
+        recs.append(&musicrec_ranking::top_n(&set, &scores, history, top_n));
     }
     bar.finish_and_clear();
-    let predict_s = started.elapsed().as_secs_f64();
-    // Summed over the pool's threads: the split between building features and walking trees.
+    let seconds = started.elapsed().as_secs_f64();
     tracing::info!(
         pairs,
-        feature_thread_seconds = format!("{:.2}", thread_seconds[0]),
-        tree_thread_seconds = format!("{:.2}", thread_seconds[1]),
+        feature_thread_seconds = format!("{:.2}", thread_seconds.features),
+        tree_thread_seconds = format!("{:.2}", thread_seconds.trees),
         "candidates scored"
     );
-    let metrics = evaluate_windows(&evaluator, &recs, ctx.config.k)?;
-    let old_test_users = (0..n_old as u32).filter(|&u| !test.relevant(u).is_empty()).count();
-    let served_old_test_users =
-        recs.iter().filter(|(u, items, _)| !items.is_empty() && !test.relevant(*u).is_empty()).count();
+    Ok((recs, seconds))
+}
 
-    let table = ranked_table(&recs, &evaluator.user_ids(), encoders.items.ids(), "user_id", "track_id");
+/// Share of the old users with test events who got recommendations.
+fn test_old_users_coverage(evaluator: &Evaluator, recs: &Recommendations) -> f64 {
+    let test = evaluator.relevance(EvalWindow::Test);
+    let old_test_users = (0..evaluator.user_item.rows as u32).filter(|&u| !test.relevant(u).is_empty()).count();
+    let served = recs.iter().filter(|(u, items, _)| !items.is_empty() && !test.relevant(*u).is_empty()).count();
+    served as f64 / old_test_users.max(1) as f64
+}
+
+/// The recommendations, their metrics, the feature importances and the ranker itself.
+fn write_outputs(
+    out: &mut StageWriter,
+    evaluator: &Evaluator,
+    recs: &Recommendations,
+    metrics: &serde_json::Value,
+    ranker: &Ranker,
+) -> Result<(), PipelineError> {
+    let table = ranked_table(recs, &evaluator.user_ids(), evaluator.encoders.items.ids(), "user_id", "track_id");
     out.add_parquet(parquet_io::write_batch(out.path(RECOMMENDATIONS_FILE), &table)?);
-    out.write_file(METRICS_FILE, &serde_json::to_vec_pretty(&metrics).expect("metrics serialize"))?;
-    let importances: Vec<_> =
-        ranker.importances().into_iter().map(|(f, x)| json!({"feature": f, "importance": x})).collect();
+    out.write_file(METRICS_FILE, &serde_json::to_vec_pretty(metrics).expect("metrics serialize"))?;
+    let importances: Vec<FeatureImportance> = ranker
+        .importances()
+        .into_iter()
+        .map(|(feature, importance)| FeatureImportance { feature, importance })
+        .collect();
     out.write_file(FEATURE_IMPORTANCES_FILE, &serde_json::to_vec_pretty(&importances).expect("importances serialize"))?;
     let bytes = ranker.save(&out.path(RANKER_FILE))?;
     out.add_file(RANKER_FILE, bytes);
+    Ok(())
+}
 
-    let summary = json!({
-        "candidate_recall": {"target": recall[0], "test": recall[1]},
-        "train_seconds": train_s,
-        "predict_seconds": predict_s,
-        "users_per_second": candidate_users as f64 / predict_s.max(1e-9),
-        "sources": source_names,
-        "candidate_pairs": pairs,
-        "candidate_users": candidate_users,
-        "user_chunks": chunks.len(),
-        "training_rows": train_labels.len(),
-        "training_positives": train_labels.iter().filter(|&&l| l).count(),
-        "training_users": train_users,
-        "features": ranker.features(),
-        "users_with_recommendations": recs.iter().filter(|(_, items, _)| !items.is_empty()).count(),
-        "test_old_users_coverage": served_old_test_users as f64 / old_test_users.max(1) as f64,
-        "metrics": metrics,
-    });
-    let params_json = ctx.params(json!({"k": ctx.config.k, "seed": ctx.config.seed, "ranking": cfg}));
-    Ok(out.commit(musicrec_config::fingerprint_of(&params_json), params_json, summary)?)
+/// Scoring time summed over the pool's threads: the split between building features and walking
+/// trees.
+#[derive(Default)]
+struct ThreadSeconds {
+    features: f64,
+    trees: f64,
 }
 
 /// Scores every candidate pair of `set`, batches of whole users in parallel; adds the thread
@@ -330,7 +488,7 @@ fn predict_all(
     builder: &FeatureBuilder<'_>,
     ranker: &Ranker,
     bar: &ProgressBar,
-    thread_seconds: &mut [f64; 2],
+    thread_seconds: &mut ThreadSeconds,
 ) -> Result<Vec<f64>, PipelineError> {
     let mut batches = Vec::new();
     let groups = set.users().len();
@@ -358,8 +516,8 @@ fn predict_all(
         })
         .collect::<Result<Vec<_>, PipelineError>>()?;
     for (_, features_s, trees_s) in &scored {
-        thread_seconds[0] += features_s;
-        thread_seconds[1] += trees_s;
+        thread_seconds.features += features_s;
+        thread_seconds.trees += trees_s;
     }
     Ok(scored.into_iter().flat_map(|s| s.0).collect())
 }

@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::PipelineError;
-use crate::stage::{RunContext, require};
+use crate::evaluation::{EvalWindow, PerEvalWindow};
+use crate::ranking::{FeatureImportance, RankingSummary};
+use crate::stage::{RunContext, require, summary_value};
 
 const RANKING: &str = Stage::Ranking.as_str();
 /// The metrics of docs/metrics.md, in column order (each `name@k` in metrics.json).
@@ -44,7 +46,7 @@ pub struct ReportMetrics {
     /// Every candidate model, then the ranker; not-run ones have `status` "not run".
     pub models: Vec<ModelRow>,
     /// Share of a window's positives (old users) that any base model proposed, from the ranker.
-    pub candidate_recall: Option<serde_json::Value>,
+    pub candidate_recall: Option<PerEvalWindow<f64>>,
     pub feature_importances: Option<Vec<FeatureImportance>>,
     pub stages: Vec<StageRow>,
     /// Sum of the stage durations listed.
@@ -60,12 +62,6 @@ pub struct ModelRow {
     pub run_id: Option<String>,
     pub target: Option<serde_json::Value>,
     pub test: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct FeatureImportance {
-    pub feature: String,
-    pub importance: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -117,15 +113,54 @@ fn read_listed<T: serde::de::DeserializeOwned>(
         .map_err(|e| PipelineError::Artifact { path: path.display().to_string(), reason: format!("not valid: {e}") })
 }
 
+/// What `report` reports in its manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportSummary {
+    /// The models with metrics in the report.
+    pub models: Vec<String>,
+    /// The models without: not run, or their outputs incomplete.
+    pub not_run: Vec<String>,
+    pub plots: usize,
+}
+
+/// Every stage's manifest the report looks at, or why it cannot be read.
+struct Manifests(Vec<(&'static str, Result<Manifest, String>)>);
+
+impl Manifests {
+    fn read(artifacts: &Artifacts) -> Self {
+        Self(stage_names().into_iter().map(|name| (name, artifacts.manifest(name).map_err(|e| e.reason()))).collect())
+    }
+
+    fn of(&self, name: &str) -> &Result<Manifest, String> {
+        self.0.iter().find(|m| m.0 == name).map(|m| &m.1).expect("listed stage")
+    }
+}
+
 /// Gathers the report's content from the artifacts.
 pub fn collect(artifacts: &Artifacts, run_id: &str, k: usize) -> Result<ReportMetrics, PipelineError> {
-    let manifests: Vec<(&str, Result<Manifest, String>)> =
-        stage_names().into_iter().map(|name| (name, artifacts.manifest(name).map_err(|e| e.reason()))).collect();
-    let manifest_of = |name: &str| manifests.iter().find(|m| m.0 == name).map(|m| &m.1).expect("listed stage");
+    let manifests = Manifests::read(artifacts);
+    let models = model_rows(artifacts, &manifests)?;
+    if models.iter().all(|m| m.status != OK) {
+        return Err(PipelineError::NothingToReport { dir: artifacts.location(), expected: model_names().join(", ") });
+    }
+    let stages = stage_rows(&manifests);
+    Ok(ReportMetrics {
+        run_id: run_id.to_string(),
+        k,
+        models,
+        candidate_recall: candidate_recall(&manifests),
+        feature_importances: feature_importances(artifacts, &manifests)?,
+        total_seconds: stages.iter().filter_map(|s| s.duration_s).sum(),
+        stages,
+        service_inputs: service_inputs(artifacts, &manifests),
+    })
+}
 
+/// A row per model with its metrics on both windows, or why there are none.
+fn model_rows(artifacts: &Artifacts, manifests: &Manifests) -> Result<Vec<ModelRow>, PipelineError> {
     let mut models = Vec::new();
     for name in model_names() {
-        let row = match manifest_of(name) {
+        let row = match manifests.of(name) {
             Err(reason) => ModelRow {
                 model: name.to_string(),
                 ranker: name == RANKING,
@@ -135,7 +170,8 @@ pub fn collect(artifacts: &Artifacts, run_id: &str, k: usize) -> Result<ReportMe
                 test: None,
             },
             Ok(manifest) => {
-                let metrics: Option<serde_json::Value> = read_listed(artifacts, name, manifest, METRICS_FILE)?;
+                let metrics: Option<PerEvalWindow<serde_json::Value>> =
+                    read_listed(artifacts, name, manifest, METRICS_FILE)?;
                 ModelRow {
                     model: name.to_string(),
                     ranker: name == RANKING,
@@ -145,30 +181,45 @@ pub fn collect(artifacts: &Artifacts, run_id: &str, k: usize) -> Result<ReportMe
                         not_run(&format!("no {METRICS_FILE} in its outputs"))
                     },
                     run_id: Some(manifest.run_id.clone()),
-                    target: metrics.as_ref().map(|m| m["target"].clone()),
-                    test: metrics.as_ref().map(|m| m["test"].clone()),
+                    target: metrics.as_ref().map(|m| m.target.clone()),
+                    test: metrics.map(|m| m.test),
                 }
             }
         };
         models.push(row);
     }
-    if models.iter().all(|m| m.status != OK) {
-        return Err(PipelineError::NothingToReport { dir: artifacts.location(), expected: model_names().join(", ") });
-    }
+    Ok(models)
+}
 
-    let (candidate_recall, feature_importances) = match manifest_of(RANKING) {
-        Ok(manifest) => {
-            let mut importances: Option<Vec<FeatureImportance>> =
-                read_listed(artifacts, RANKING, manifest, FEATURE_IMPORTANCES_FILE)?;
-            if let Some(list) = importances.as_mut() {
-                list.sort_by(|a, b| b.importance.total_cmp(&a.importance));
-            }
-            (manifest.summary.get("candidate_recall").cloned(), importances)
+/// The candidate recall the ranking stage measured, if it ran and its summary reads.
+fn candidate_recall(manifests: &Manifests) -> Option<PerEvalWindow<f64>> {
+    let manifest = manifests.of(RANKING).as_ref().ok()?;
+    match serde_json::from_value::<RankingSummary>(manifest.summary.clone()) {
+        Ok(summary) => Some(summary.candidate_recall),
+        Err(e) => {
+            tracing::warn!(error = %e, "the ranking manifest's summary is not in the current shape; candidate recall left out");
+            None
         }
-        Err(_) => (None, None),
-    };
+    }
+}
 
-    let stages: Vec<StageRow> = manifests
+/// The ranker's feature importances, most important first.
+fn feature_importances(
+    artifacts: &Artifacts,
+    manifests: &Manifests,
+) -> Result<Option<Vec<FeatureImportance>>, PipelineError> {
+    let Ok(manifest) = manifests.of(RANKING) else { return Ok(None) };
+    let mut importances: Option<Vec<FeatureImportance>> =
+        read_listed(artifacts, RANKING, manifest, FEATURE_IMPORTANCES_FILE)?;
+    if let Some(list) = importances.as_mut() {
+        list.sort_by(|a, b| b.importance.total_cmp(&a.importance));
+    }
+    Ok(importances)
+}
+
+fn stage_rows(manifests: &Manifests) -> Vec<StageRow> {
+    manifests
+        .0
         .iter()
         .map(|(name, m)| match m {
             Ok(m) => StageRow {
@@ -186,10 +237,12 @@ pub fn collect(artifacts: &Artifacts, run_id: &str, k: usize) -> Result<ReportMe
                 peak_rss_bytes: None,
             },
         })
-        .collect();
-    let total_seconds = stages.iter().filter_map(|s| s.duration_s).sum();
+        .collect()
+}
 
-    let listed = |stage: &str, file: &str| match manifest_of(stage) {
+/// The files the service would load from these artifacts.
+fn service_inputs(artifacts: &Artifacts, manifests: &Manifests) -> Vec<ServiceInput> {
+    let listed = |stage: &str, file: &str| match manifests.of(stage) {
         Ok(m) if m.outputs.iter().any(|o| o.file == file) => Some(artifacts.location_of(stage, file)),
         _ => None,
     };
@@ -200,7 +253,7 @@ pub fn collect(artifacts: &Artifacts, run_id: &str, k: usize) -> Result<ReportMe
     };
     let similar: Vec<String> = model_names().iter().filter_map(|m| listed(m, SIMILAR_FILE)).collect();
     let top = Stage::TopItems.as_str();
-    let service_inputs = vec![
+    vec![
         input(
             "offline recommendations (old users)",
             listed(RANKING, RECOMMENDATIONS_FILE).into_iter().collect(),
@@ -212,18 +265,7 @@ pub fn collect(artifacts: &Artifacts, run_id: &str, k: usize) -> Result<ReportMe
             [MODEL_FILE, CANDIDATES_FILE].iter().filter_map(|f| listed(top, f)).collect(),
             format!("stage {top}"),
         ),
-    ];
-
-    Ok(ReportMetrics {
-        run_id: run_id.to_string(),
-        k,
-        models,
-        candidate_recall,
-        feature_importances,
-        stages,
-        total_seconds,
-        service_inputs,
-    })
+    ]
 }
 
 impl ModelRow {
@@ -232,14 +274,17 @@ impl ModelRow {
     }
 
     /// `metric@k` on a window, if the model reported it.
-    pub fn value(&self, window: &str, metric: &str, k: usize) -> Option<f64> {
-        let metrics = if window == "test" { &self.test } else { &self.target };
+    pub fn value(&self, window: EvalWindow, metric: &str, k: usize) -> Option<f64> {
+        let metrics = match window {
+            EvalWindow::Target => &self.target,
+            EvalWindow::Test => &self.test,
+        };
         metrics.as_ref()?.get(format!("{metric}@{k}"))?.as_f64()
     }
 }
 
 /// A markdown table of `metrics` on `window`: one row per model, "not run" rows say why.
-fn metrics_table(report: &ReportMetrics, window: &str, metrics: &[&str]) -> String {
+fn metrics_table(report: &ReportMetrics, window: EvalWindow, metrics: &[&str]) -> String {
     let k = report.k;
     let mut md = String::from("| model |");
     for m in metrics {
@@ -266,7 +311,7 @@ fn metrics_table(report: &ReportMetrics, window: &str, metrics: &[&str]) -> Stri
 /// The NDCG of the ranker relative to the best base model and to popularity, when all ran.
 fn ranker_ratios(report: &ReportMetrics) -> Option<String> {
     let k = report.k;
-    let ndcg = |row: &ModelRow| row.value("test", "ndcg", k);
+    let ndcg = |row: &ModelRow| row.value(EvalWindow::Test, "ndcg", k);
     let ranker = report.models.iter().find(|m| m.ranker).and_then(ndcg)?;
     let (best_name, best) = report
         .models
@@ -294,12 +339,12 @@ fn markdown(report: &ReportMetrics, plots: &[(&str, &str)]) -> String {
         report.run_id, report.k
     );
     md.push_str("## Test window\n\n");
-    md.push_str(&metrics_table(report, "test", &METRICS));
+    md.push_str(&metrics_table(report, EvalWindow::Test, &METRICS));
     if let Some(line) = ranker_ratios(report) {
         let _ = writeln!(md, "\n{line}");
     }
     md.push_str("\n## Target window\n\n");
-    md.push_str(&metrics_table(report, "target", &METRICS));
+    md.push_str(&metrics_table(report, EvalWindow::Target, &METRICS));
     md.push_str("\n## Candidate recall\n\n");
     match &report.candidate_recall {
         Some(recall) => {
@@ -307,8 +352,8 @@ fn markdown(report: &ReportMetrics, plots: &[(&str, &str)]) -> String {
                 "Share of a window's (user, track) positives, over old users, that any base model proposed:\n\n",
             );
             md.push_str("| window | candidate recall |\n|---|---:|\n");
-            for w in ["target", "test"] {
-                let _ = writeln!(md, "| {w} | {} |", recall[w].as_f64().map_or("-".into(), |v| format!("{v:.4}")));
+            for w in EvalWindow::ALL {
+                let _ = writeln!(md, "| {} | {:.4} |", w.window().as_str(), recall[w]);
             }
         }
         None => md.push_str("Not available: the ranking stage was not run or did not report it.\n"),
@@ -381,11 +426,14 @@ fn plot(out: &mut StageWriter, report: &ReportMetrics) -> Result<Vec<(&'static s
     let categories: Vec<String> = PLOTTED.iter().map(|m| format!("{m}@{k}")).collect();
     let series: Vec<(String, Vec<f64>)> = ran
         .iter()
-        .map(|m| (m.label(), PLOTTED.iter().map(|metric| m.value("test", metric, k).unwrap_or(0.0)).collect()))
+        .map(|m| {
+            (m.label(), PLOTTED.iter().map(|metric| m.value(EvalWindow::Test, metric, k).unwrap_or(0.0)).collect())
+        })
         .collect();
     let chart = musicrec_plot::grouped_bars("Test window", "value", &categories, &series)?;
     add(out, METRICS_PLOT, "Models on the test window", chart)?;
-    let ndcg: Vec<(String, f64)> = ran.iter().map(|m| (m.label(), m.value("test", "ndcg", k).unwrap_or(0.0))).collect();
+    let ndcg: Vec<(String, f64)> =
+        ran.iter().map(|m| (m.label(), m.value(EvalWindow::Test, "ndcg", k).unwrap_or(0.0))).collect();
     let chart = musicrec_plot::bars(&format!("NDCG@{k} on the test window"), "NDCG", &ndcg)?;
     add(out, NDCG_PLOT, "NDCG on the test window", chart)?;
     if let Some(list) = &report.feature_importances {
@@ -417,13 +465,14 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let plots = plot(&mut out, &report)?;
     out.write_file(METRICS_FILE, &serde_json::to_vec_pretty(&report).expect("report serializes"))?;
     out.write_file(REPORT_FILE, markdown(&report, &plots).as_bytes())?;
-    let summary = json!({
-        "models": report.models.iter().filter(|m| m.status == OK).map(|m| m.model.clone()).collect::<Vec<_>>(),
-        "not_run": report.models.iter().filter(|m| m.status != OK).map(|m| m.model.clone()).collect::<Vec<_>>(),
-        "plots": plots.len(),
-    });
+    let (ran, not_run): (Vec<&ModelRow>, Vec<&ModelRow>) = report.models.iter().partition(|m| m.status == OK);
+    let summary = ReportSummary {
+        models: ran.iter().map(|m| m.model.clone()).collect(),
+        not_run: not_run.iter().map(|m| m.model.clone()).collect(),
+        plots: plots.len(),
+    };
     let params = ctx.params(json!({"k": k}));
-    Ok(out.commit(musicrec_config::fingerprint_of(&params), params, summary)?)
+    Ok(out.commit(musicrec_config::fingerprint_of(&params), params, summary_value(&summary))?)
 }
 
 /// The report of a finished `report` stage.
@@ -448,7 +497,11 @@ pub fn headline(report: &ReportMetrics) -> String {
         let _ = write!(text, "{:<20}", row.label());
         if row.status == OK {
             for m in HEADLINE {
-                let _ = write!(text, " {:>18}", row.value("test", m, k).map_or("-".into(), |v| format!("{v:.4}")));
+                let _ = write!(
+                    text,
+                    " {:>18}",
+                    row.value(EvalWindow::Test, m, k).map_or("-".into(), |v| format!("{v:.4}"))
+                );
             }
         } else {
             let _ = write!(text, " {}", row.status);
