@@ -150,9 +150,16 @@ pub struct ServiceConfig {
     pub fold_in: bool,
     pub fold_in_cache_users: usize,
     pub max_body_bytes: usize,
+    pub max_uri_bytes: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout_ms: u64,
+    pub body_read_timeout_ms: u64,
+    pub shutdown_grace_ms: u64,
+    pub events_max_users: usize,
     pub redis_url: Option<String>,
     pub redis_key_prefix: String,
     pub redis_timeout_ms: u64,
+    pub redis_cooldown_ms: u64,
     pub admin_token: Option<Secret>,
     pub rate_limits: RateLimitsConfig,
 }
@@ -330,6 +337,11 @@ impl Config {
     }
 }
 
+/// The HTTP server reads a request's head (request line and headers) into a buffer of this
+/// size; `service.max_uri_bytes` and `service.max_header_bytes` must fit in it together, so
+/// that the service, not the HTTP library, answers a head over them (with a JSON error).
+pub const MAX_HEAD_BYTES: usize = 64 << 10;
+
 impl ServiceConfig {
     fn check(&self) -> Result<(), ConfigError> {
         self.addr
@@ -353,6 +365,12 @@ impl ServiceConfig {
             }
         }
         in_range("service.max_body_bytes", self.max_body_bytes, 64, 1 << 20)?;
+        in_range("service.max_uri_bytes", self.max_uri_bytes, 256, MAX_HEAD_BYTES / 2)?;
+        in_range("service.max_header_bytes", self.max_header_bytes, 1024, MAX_HEAD_BYTES / 2)?;
+        in_range("service.header_read_timeout_ms", self.header_read_timeout_ms, 1, 3_600_000)?;
+        in_range("service.body_read_timeout_ms", self.body_read_timeout_ms, 1, 3_600_000)?;
+        in_range("service.shutdown_grace_ms", self.shutdown_grace_ms, 0, 3_600_000)?;
+        in_range("service.events_max_users", self.events_max_users, 1, 1 << 30)?;
         in_range("service.fold_in_cache_users", self.fold_in_cache_users, 0, 1 << 26)?;
         if let Some(url) = &self.redis_url
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
@@ -360,6 +378,7 @@ impl ServiceConfig {
             return Err(invalid("service.redis_url", format!("`{url}` must start with redis:// (or null for memory)")));
         }
         in_range("service.redis_timeout_ms", self.redis_timeout_ms, 1, 60_000)?;
+        in_range("service.redis_cooldown_ms", self.redis_cooldown_ms, 1, 3_600_000)?;
         if let Some(token) = &self.admin_token
             && token.expose().trim().chars().count() < 16
         {
@@ -570,6 +589,13 @@ mod tests {
             ("MUSICREC__SERVICE__ADMIN_TOKEN", "short", "service.admin_token"),
             ("MUSICREC__SERVICE__RATE_LIMITS__STORE", "redis", "service.rate_limits.store"),
             ("MUSICREC__SERVICE__RATE_LIMITS__STORE", "disk", "service.rate_limits.store"),
+            ("MUSICREC__SERVICE__MAX_URI_BYTES", "40000", "service.max_uri_bytes"),
+            ("MUSICREC__SERVICE__MAX_HEADER_BYTES", "100", "service.max_header_bytes"),
+            ("MUSICREC__SERVICE__HEADER_READ_TIMEOUT_MS", "0", "service.header_read_timeout_ms"),
+            ("MUSICREC__SERVICE__BODY_READ_TIMEOUT_MS", "0", "service.body_read_timeout_ms"),
+            ("MUSICREC__SERVICE__SHUTDOWN_GRACE_MS", "-1", "service.shutdown_grace_ms"),
+            ("MUSICREC__SERVICE__EVENTS_MAX_USERS", "0", "service.events_max_users"),
+            ("MUSICREC__SERVICE__REDIS_COOLDOWN_MS", "0", "service.redis_cooldown_ms"),
         ] {
             let err = Config::from_layers(None, env(&[(var, value)])).unwrap_err();
             assert!(matches!(err, ConfigError::Invalid { .. }), "{var}={value}: {err}");

@@ -1,23 +1,28 @@
-//! The HTTP/JSON API (docs/service.md#api): routes, parameter validation, JSON errors, metrics and rate
-//! limiting middleware, hot reload.
+//! The HTTP/JSON API (docs/service.md#api): routes, parameter validation, JSON errors, metrics
+//! and rate limiting middleware, hot reload; the connections themselves, with limits on how
+//! long and how much a client may send, and a shutdown that does not wait on clients.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
+use hyper::body::Incoming;
+use hyper::service::Service as _;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use musicrec_config::{RateLimitStore, Secret, ServiceConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 
 use crate::blend::{Pick, Source};
 use crate::error::ServiceError;
@@ -44,6 +49,7 @@ pub struct AppState {
     settings: Settings,
     loaded: ArcSwap<Loaded>,
     events: EventStore,
+    redis: Option<Arc<RedisLink>>,
     pub metrics: Arc<Metrics>,
     limits: Limits,
     reloading: tokio::sync::Mutex<()>,
@@ -102,11 +108,18 @@ impl Server {
         let loaded = load(&settings).await?;
         let c = &settings.config;
         let redis = match &c.redis_url {
-            Some(url) => Some(RedisLink::connect(url, Duration::from_millis(c.redis_timeout_ms)).await?),
+            Some(url) => Some(
+                RedisLink::connect(
+                    url,
+                    Duration::from_millis(c.redis_timeout_ms),
+                    Duration::from_millis(c.redis_cooldown_ms),
+                )
+                .await?,
+            ),
             None => None,
         };
         let events = match &redis {
-            None => EventStore::Memory(MemoryEvents::new(c.events_per_user)),
+            None => EventStore::Memory(MemoryEvents::new(c.events_per_user, c.events_max_users)),
             Some(link) => EventStore::Redis(RedisEvents::new(link.clone(), &c.redis_key_prefix, c.events_per_user)),
         };
         let metrics = Arc::new(Metrics::default());
@@ -127,6 +140,7 @@ impl Server {
             settings,
             loaded: ArcSwap::from_pointee(loaded),
             events,
+            redis,
             metrics,
             limits,
             reloading: tokio::sync::Mutex::new(()),
@@ -143,8 +157,13 @@ impl Server {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServiceError> {
+    /// Serves until `shutdown` completes, then stops accepting, lets the requests in flight
+    /// finish and closes idle connections, for at most `service.shutdown_grace_ms`.
+    ///
+    /// Each connection is served by hyper directly (not `axum::serve`) so that a client cannot
+    /// hold it: its request heads must arrive within `service.header_read_timeout_ms` (also
+    /// the keep-alive idle timeout), and a head may not outgrow `MAX_HEAD_BYTES`.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let state = self.state.clone();
         let housekeeping = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -153,17 +172,67 @@ impl Server {
                 state.limits.forget_idle_clients();
             }
         });
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        // Small JSON answers on keep-alive connections: without NODELAY a response can wait on
-        // Nagle's algorithm for the client's delayed ACK.
-        let listener = self.listener.tap_io(|tcp| {
+        let config = &self.state.settings.config;
+        let grace = Duration::from_millis(config.shutdown_grace_ms);
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms))
+            .max_buf_size(musicrec_config::MAX_HEAD_BYTES);
+        let app = TowerToHyperService::new(router(self.state));
+        let (closing, _) = tokio::sync::watch::channel(());
+        let mut connections = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            while connections.try_join_next().is_some() {}
+            let (tcp, peer) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of descriptors, say: waiting lets closing connections (the
+                        // header timeout closes the slow ones) free some, without spinning.
+                        tracing::warn!(error = %e, "accepting a connection failed; retrying shortly");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                },
+            };
+            // Small JSON answers on keep-alive connections: without NODELAY a response can
+            // wait on Nagle's algorithm for the client's delayed ACK.
             let _ = tcp.set_nodelay(true);
-        });
-        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+            let app = app.clone();
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                app.call(request)
+            });
+            let connection = http.serve_connection(TokioIo::new(tcp), service);
+            let mut closing = closing.subscribe();
+            connections.spawn(async move {
+                let mut connection = std::pin::pin!(connection);
+                tokio::select! {
+                    _ = connection.as_mut() => return,
+                    _ = closing.changed() => {}
+                }
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            });
+        }
+        drop(self.listener);
+        let _ = closing.send(());
+        let drained = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(
+                connections = connections.len(),
+                "still open after service.shutdown_grace_ms; dropping them"
+            );
+            connections.abort_all();
+        }
         housekeeping.abort();
-        served.map_err(ServiceError::Serve)
     }
 }
+
+/// Pause after a failed accept before the next one.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
@@ -186,6 +255,7 @@ fn router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(state.settings.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -334,11 +404,30 @@ fn store_unavailable(s: &AppState, reason: String) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the events store is unavailable: {reason}"))
 }
 
-async fn post_event(
-    State(s): State<Arc<AppState>>,
-    body: Result<Json<Event>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(event) = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+/// What an event body must be, for error messages.
+const EVENT_SHAPE: &str = "a JSON object {\"user_id\": <integer>, \"track_id\": <integer>}";
+
+async fn post_event(State(s): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+    let within = s.settings.config.body_read_timeout_ms;
+    let body =
+        tokio::time::timeout(Duration::from_millis(within), Json::<serde_json::Value>::from_request(request, &()))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the request body did not arrive within service.body_read_timeout_ms ({within} ms)"),
+                )
+            })?;
+    let Json(body) = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    if !body.is_object() {
+        return Err(ApiError::bad(format!("the body must be {EVENT_SHAPE}, not {}", json_kind(&body))));
+    }
+    let event: Event = serde_path_to_error::deserialize(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("`{}`: {}; expected {EVENT_SHAPE}", e.path(), e.inner()),
+        )
+    })?;
     if s.loaded.load().model.items.encode(event.track_id).is_none() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -348,6 +437,17 @@ async fn post_event(
     s.events.add(event.user_id, event.track_id).await.map_err(|e| store_unavailable(&s, e.0))?;
     Metrics::count(&s.metrics.events_stored);
     Ok((StatusCode::CREATED, Json(json!({"user_id": event.user_id, "track_id": event.track_id}))).into_response())
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 async fn get_events(
@@ -386,6 +486,12 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Response {
         cache.hits.load(std::sync::atomic::Ordering::Relaxed),
         cache.misses.load(std::sync::atomic::Ordering::Relaxed),
     );
+    if let EventStore::Memory(store) = &s.events {
+        crate::metrics::render_events_store(&mut text, store.users(), store.evicted());
+    }
+    if let Some(link) = &s.redis {
+        crate::metrics::render_redis_breaker(&mut text, link.breaker_opened(), link.skipped());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -445,6 +551,34 @@ async fn track(State(s): State<Arc<AppState>>, request: Request, next: Next) -> 
     let response = next.run(request).await;
     s.metrics.record_request(endpoint, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// Refuses, before routing and before reading any body, a request whose target, headers or
+/// declared body length are over the configured limits.
+async fn guard(State(s): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let c = &s.settings.config;
+    let target = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > c.max_uri_bytes {
+        let message = format!("the request target is {target} bytes, over service.max_uri_bytes ({})", c.max_uri_bytes);
+        return ApiError::new(StatusCode::URI_TOO_LONG, message).into_response();
+    }
+    // As sent: `name: value\r\n`.
+    let headers: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    if headers > c.max_header_bytes {
+        let message =
+            format!("the headers are {headers} bytes, over service.max_header_bytes ({})", c.max_header_bytes);
+        return ApiError::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, message).into_response();
+    }
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = declared.filter(|&n| n > c.max_body_bytes as u64) {
+        let message = format!(
+            "the body of {length} bytes is over the length limit service.max_body_bytes ({})",
+            c.max_body_bytes
+        );
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+    }
+    next.run(request).await
 }
 
 async fn rate_limit(State(s): State<Arc<AppState>>, request: Request, next: Next) -> Response {

@@ -21,7 +21,8 @@ pub use http::{Server, Settings};
 
 use std::net::SocketAddr;
 
-/// Runs the service until Ctrl-C or SIGTERM; SIGHUP reloads the artifacts.
+/// Runs the service until Ctrl-C or SIGTERM (then shuts down within
+/// `service.shutdown_grace_ms`); SIGHUP reloads the artifacts.
 pub fn serve(settings: Settings, addr: SocketAddr) -> Result<(), ServiceError> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServiceError::Serve)?;
     runtime.block_on(async move {
@@ -46,6 +47,7 @@ pub fn serve(settings: Settings, addr: SocketAddr) -> Result<(), ServiceError> {
                 }
                 tracing::info!("shutting down");
             })
-            .await
+            .await;
+        Ok(())
     })
 }

@@ -24,7 +24,7 @@ pub const ENDPOINTS: [&str; 10] = [
     "other",
 ];
 /// Status codes with their own series; anything else is counted under `other`.
-const STATUSES: [u16; 14] = [200, 201, 202, 400, 401, 403, 404, 405, 413, 415, 422, 429, 500, 503];
+const STATUSES: [u16; 17] = [200, 201, 202, 400, 401, 403, 404, 405, 408, 413, 414, 415, 422, 429, 431, 500, 503];
 /// Latency histogram bucket bounds, seconds.
 const BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0];
 
@@ -203,6 +203,29 @@ pub fn render_fold_in_cache(out: &mut String, hits: u64, misses: u64) {
     out.push_str("# TYPE musicrec_fold_in_cache_total counter\n");
     let _ = writeln!(out, "musicrec_fold_in_cache_total{{result=\"hit\"}} {hits}");
     let _ = writeln!(out, "musicrec_fold_in_cache_total{{result=\"miss\"}} {misses}");
+}
+
+/// Appends the in-memory events store's size and the users it forgot to stay within
+/// `service.events_max_users`.
+pub fn render_events_store(out: &mut String, users: usize, evicted: u64) {
+    out.push_str("# HELP musicrec_events_users Users the in-memory events store holds.\n");
+    out.push_str("# TYPE musicrec_events_users gauge\n");
+    let _ = writeln!(out, "musicrec_events_users {users}");
+    out.push_str(
+        "# HELP musicrec_events_evicted_total Users the in-memory events store forgot (oldest listen first).\n",
+    );
+    out.push_str("# TYPE musicrec_events_evicted_total counter\n");
+    let _ = writeln!(out, "musicrec_events_evicted_total {evicted}");
+}
+
+/// Appends the Redis circuit breaker's counters.
+pub fn render_redis_breaker(out: &mut String, opened: u64, skipped: u64) {
+    out.push_str("# HELP musicrec_redis_circuit_opened_total Times a Redis failure opened the circuit.\n");
+    out.push_str("# TYPE musicrec_redis_circuit_opened_total counter\n");
+    let _ = writeln!(out, "musicrec_redis_circuit_opened_total {opened}");
+    out.push_str("# HELP musicrec_redis_skipped_total Redis commands not sent because the circuit was open.\n");
+    out.push_str("# TYPE musicrec_redis_skipped_total counter\n");
+    let _ = writeln!(out, "musicrec_redis_skipped_total {skipped}");
 }
 
 #[cfg(test)]

@@ -30,7 +30,8 @@ pub fn document() -> Value {
             "/events": {
                 "post": {"summary": "Record a listen",
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}}},
-                    "responses": {"201": {"description": "stored"}, "400": {"description": "not JSON"},
+                    "responses": {"201": {"description": "stored"}, "400": {"description": "not JSON, or not a JSON object"},
+                                  "408": {"description": "body not complete in time"},
                                   "413": {"description": "body too large"}, "415": {"description": "not application/json"},
                                   "422": {"description": "missing field or unknown track"},
                                   "429": {"description": "over a rate limit; see Retry-After"},

@@ -1,5 +1,8 @@
 //! Every endpoint, every invalid-input case, rate limits, startup errors and hot reload,
-//! through a real HTTP client against the real server.
+//! through a real HTTP client against the real server; and clients that try to hold it (slow,
+//! idle, oversized, many at once under a low descriptor limit), shutdown, the in-memory
+//! events store's bound and the Redis circuit breaker, over raw sockets where HTTP clients
+//! would be too polite.
 
 mod common;
 
@@ -8,6 +11,11 @@ use musicrec_artifacts::Artifacts;
 use musicrec_config::{RateLimitStore, ServiceConfig};
 use musicrec_service::{Server, Settings};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Longest wait for something that must happen: only a hang detector.
+const HANG: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[tokio::test]
 async fn endpoints_answer_in_json() {
@@ -90,6 +98,8 @@ async fn every_bad_request_is_a_4xx_naming_the_problem() {
         ("{\"user_id\": 1}", Some("application/json"), 422, "track_id"),
         ("{\"user_id\": \"a\", \"track_id\": 100}", Some("application/json"), 422, "user_id"),
         ("{\"user_id\": 1, \"track_id\": 999}", Some("application/json"), 422, "999"),
+        ("[1, 100]", Some("application/json"), 400, "must be a JSON object"),
+        ("7", Some("application/json"), 400, "not a number"),
         (&*big, Some("application/json"), 413, "length limit"),
     ] {
         let response = post(body, content_type).await.unwrap();
@@ -211,5 +221,213 @@ async fn hot_reload_under_load_drops_nothing_and_refuses_a_broken_set() {
         let (ok, failed) = task.await.unwrap();
         assert_eq!(failed, 0, "{ok} answered");
     }
+    server.stop().await;
+}
+
+/// A raw connection to `server` that has sent `bytes`.
+async fn connect_and_send(server: &TestServer, bytes: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(server.url.trim_start_matches("http://")).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream
+}
+
+/// Everything the server sends until it closes (or resets) the connection.
+async fn read_until_closed(mut stream: TcpStream) -> String {
+    let mut answer = Vec::new();
+    let _closed_or_reset = tokio::time::timeout(HANG, stream.read_to_end(&mut answer))
+        .await
+        .expect("the server keeps the connection open");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The status and JSON body of a raw HTTP/1.1 answer.
+fn parse_answer(answer: &str) -> (u16, serde_json::Value) {
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{answer:?}"));
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer:?}")))
+}
+
+fn quick_timeouts() -> ServiceConfig {
+    ServiceConfig { header_read_timeout_ms: 300, body_read_timeout_ms: 300, ..config() }
+}
+
+#[tokio::test]
+async fn silent_half_sent_and_idle_connections_are_closed_after_the_header_timeout() {
+    let (_dir, server) = serve_hand_made(quick_timeouts()).await;
+    assert_eq!(read_until_closed(connect_and_send(&server, b"").await).await, "", "silent");
+    let half = connect_and_send(&server, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ").await;
+    assert_eq!(read_until_closed(half).await, "", "half-sent head");
+    // One answered request, then idle on a keep-alive connection.
+    let idle = connect_and_send(&server, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let answer = read_until_closed(idle).await;
+    assert_eq!(parse_answer(&answer).0, 200, "{answer}");
+    assert_eq!(server.get("/health").await.0, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_is_a_408_and_an_oversized_one_a_413_unread() {
+    let (_dir, server) = serve_hand_made(quick_timeouts()).await;
+    let head = "POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length";
+    let slow = connect_and_send(&server, format!("{head}: 40\r\n\r\n{{\"user_id\"").as_bytes()).await;
+    let (status, body) = parse_answer(&read_until_closed(slow).await);
+    assert_eq!(status, 408, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("service.body_read_timeout_ms"), "{body}");
+
+    // Answered from the head alone: the body is never sent.
+    let big = connect_and_send(&server, format!("{head}: 100000\r\n\r\n").as_bytes()).await;
+    let (status, body) = parse_answer(&read_until_closed(big).await);
+    assert_eq!((status, body["status"].as_u64()), (413, Some(413)), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("service.max_body_bytes"), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_target_is_a_414_and_large_headers_a_431_in_json() {
+    let (_dir, server) = serve_hand_made(config()).await;
+    let (status, body) = server.get(&format!("/popular?k=1&pad={}", "x".repeat(9000))).await;
+    assert_eq!((status, body["status"].as_u64()), (414, Some(414)), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("service.max_uri_bytes"), "{body}");
+    let response =
+        server.client.get(format!("{}/health", server.url)).header("x-pad", "y".repeat(20_000)).send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!((status, body["status"].as_u64()), (431, Some(431)), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("service.max_header_bytes"), "{body}");
+    assert_eq!(server.state.metrics.requests("/popular", 414), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_on_half_sent_requests_past_the_grace_period() {
+    let config = ServiceConfig {
+        header_read_timeout_ms: 3_600_000,
+        body_read_timeout_ms: 3_600_000,
+        shutdown_grace_ms: 200,
+        ..config()
+    };
+    let (_dir, server) = serve_hand_made(config).await;
+    let half_head = connect_and_send(&server, b"GET /health HTTP/1.1\r\nHost: x\r\n").await;
+    let half_body = connect_and_send(
+        &server,
+        b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{",
+    )
+    .await;
+    let idle = connect_and_send(&server, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let addr = server.url.trim_start_matches("http://").to_string();
+    tokio::time::timeout(HANG, server.stop()).await.expect("shutdown waits on the clients");
+    assert!(TcpStream::connect(&addr).await.is_err(), "still accepting after shutdown");
+    // The idle connection got its answer before it was closed.
+    assert_eq!(parse_answer(&read_until_closed(idle).await).0, 200);
+    for open in [half_head, half_body] {
+        read_until_closed(open).await;
+    }
+}
+
+#[tokio::test]
+async fn the_in_memory_events_store_forgets_the_oldest_users_past_its_bound() {
+    let (_dir, server) = serve_hand_made(ServiceConfig { events_max_users: 3, ..config() }).await;
+    for user in 1..=10 {
+        server.listen(user, 100).await;
+    }
+    assert_eq!(server.get("/events?user_id=1").await.1["events"], json!([]));
+    assert_eq!(server.get("/events?user_id=10").await.1["events"], json!([100]));
+    let text = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("\nmusicrec_events_users 3\n"), "{text}");
+    assert!(text.contains("\nmusicrec_events_evicted_total 7\n"), "{text}");
+    server.stop().await;
+}
+
+/// A Redis that accepts connections and never answers: the first command waits for its
+/// timeout (or the connection at startup does), then the circuit stays open for the cool-down
+/// and no request waits on Redis again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_redis_costs_one_timeout_per_cool_down_not_one_per_request() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let config = ServiceConfig { redis_url: Some(url), redis_cooldown_ms: 3_600_000, ..config() };
+    let (_dir, server) = serve_hand_made(config).await;
+    for _ in 0..20 {
+        assert_eq!(server.recommend(1, 2).await.len(), 2);
+    }
+    let text = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("\nmusicrec_redis_circuit_opened_total 1\n"), "{text}");
+    let skipped: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("musicrec_redis_skipped_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(skipped >= 19, "{skipped} of 20 requests skipped Redis");
+    assert!(text.contains("musicrec_redis_errors_total{store=\"events\"} 20"), "{text}");
+    server.stop().await;
+    held.abort();
+}
+
+/// Set in the environment of the child process that `many_half_sent_requests_...` starts.
+const CHILD_SERVER: &str = "MUSICREC_TEST_CHILD_SERVER";
+
+/// 140 half-sent requests against a server limited to 128 descriptors: it runs out of them,
+/// and only the header timeout frees them, so /health must still answer while the clients
+/// stay. The server runs in a child process (this test binary, running
+/// `child_server_for_descriptor_exhaustion`) under `ulimit -n 128`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_half_sent_requests_under_a_low_descriptor_limit_do_not_stop_health() {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 128 && exec \"$0\" --exact child_server_for_descriptor_exhaustion --nocapture")
+        .arg(exe)
+        .env(CHILD_SERVER, "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let addr = tokio::time::timeout(HANG, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                return addr.to_string();
+            }
+        }
+        panic!("the child server exited without listening");
+    })
+    .await
+    .expect("the child server does not start");
+    let mut clients = Vec::new();
+    for _ in 0..140 {
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        clients.push(stream);
+    }
+    let client = reqwest::Client::builder().timeout(HANG).build().unwrap();
+    let health = client.get(format!("http://{addr}/health")).send().await.expect("/health does not answer");
+    assert_eq!(health.status().as_u16(), 200);
+    drop(clients);
+    drop(child.stdin.take());
+    let status = tokio::time::timeout(HANG, child.wait()).await.expect("the child server does not stop").unwrap();
+    assert!(status.success(), "{status}");
+}
+
+/// The server of `many_half_sent_requests_...`, when run as its child; passes at once otherwise.
+#[tokio::test]
+async fn child_server_for_descriptor_exhaustion() {
+    if std::env::var_os(CHILD_SERVER).is_none() {
+        return;
+    }
+    let (_dir, server) = serve_hand_made(ServiceConfig { header_read_timeout_ms: 500, ..config() }).await;
+    println!("listening on {}", server.url.trim_start_matches("http://"));
+    // Serves until the parent closes stdin.
+    tokio::task::spawn_blocking(|| std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new()))
+        .await
+        .unwrap()
+        .unwrap();
     server.stop().await;
 }

@@ -106,5 +106,5 @@ async fn a_pipeline_run_on_tiny_data_is_served() {
     assert!(text.contains("musicrec_fold_in_cache_total{result=\"hit\"} 1"), "{text}");
     assert!(text.contains("musicrec_fold_in_cache_total{result=\"miss\"} 1"), "{text}");
     stop.send(()).unwrap();
-    serving.await.unwrap().unwrap();
+    serving.await.unwrap();
 }

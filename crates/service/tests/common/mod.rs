@@ -251,8 +251,7 @@ impl TestServer {
                 .run(async move {
                     let _ = stopped.await;
                 })
-                .await
-                .unwrap();
+                .await;
         });
         Self { url, state, client: reqwest::Client::new(), stop: Some(stop), task }
     }
