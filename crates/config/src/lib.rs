@@ -34,6 +34,8 @@ pub enum ConfigError {
     UnknownKey { origin: String, key: String },
     #[error("config key `{key}`: {reason}")]
     Invalid { key: String, reason: String },
+    #[error("environment variable {name}: the value is not valid UTF-8")]
+    NotUtf8 { name: String },
 }
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
@@ -237,7 +239,7 @@ impl Config {
 
     /// Defaults, then `file`, then the process environment's `MUSICREC__*` variables.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::from_layers(file, std::env::vars())
+        Self::from_layers(file, our_variables(std::env::vars_os())?)
     }
 
     /// Defaults, then `file`, then the `MUSICREC__*` entries of `env`; checked.
@@ -459,6 +461,23 @@ fn merge(base: &mut Value, layer: Value, origin: &str, prefix: &str) -> Result<(
     }
 }
 
+/// The variables the configuration reads, out of a whole environment. Any other variable may
+/// hold bytes that are not UTF-8 (the environment is the user's, not ours) and is skipped; one
+/// of ours that is not UTF-8 is an error naming it.
+fn our_variables(
+    env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut ours = Vec::new();
+    for (name, value) in env {
+        let Some(name) = name.to_str().filter(|n| n.starts_with(ENV_PREFIX) || *n == MLFLOW_TRACKING_URI) else {
+            continue;
+        };
+        let value = value.into_string().map_err(|_| ConfigError::NotUtf8 { name: name.to_string() })?;
+        ours.push((name.to_string(), value));
+    }
+    Ok(ours)
+}
+
 fn apply_env(tree: &mut Value, name: &str, raw: &str) -> Result<(), ConfigError> {
     let path: Vec<String> = name[ENV_PREFIX.len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();
     // A value is read as YAML so that numbers, booleans, null and lists get their types;
@@ -551,6 +570,22 @@ mod tests {
         let err = Config::from_layers(Some(file.path()), env(&[])).unwrap_err().to_string();
         assert!(err.contains("unknown key `als.factrs`"), "{err}");
         assert!(err.contains(&file.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn other_variables_may_be_any_bytes_ours_must_be_utf8() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let bytes = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let ours = our_variables([
+            (bytes(b"FOO"), bytes(b"\xff")),
+            (bytes(b"\xfe"), bytes(b"x")),
+            (OsString::from("MUSICREC__ALS__FACTORS"), OsString::from("32")),
+        ])
+        .unwrap();
+        assert_eq!(ours, vec![("MUSICREC__ALS__FACTORS".to_string(), "32".to_string())]);
+        let err = our_variables([(OsString::from("MUSICREC__SEED"), bytes(b"\xff"))]).unwrap_err().to_string();
+        assert!(err.contains("MUSICREC__SEED") && err.contains("UTF-8"), "{err}");
     }
 
     #[test]

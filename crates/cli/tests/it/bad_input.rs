@@ -292,3 +292,26 @@ fn config_prints_every_section_documented() {
         assert!(text.contains(key), "missing {key}");
     }
 }
+
+/// The environment is the user's: a variable that is not ours may hold any bytes, and one of
+/// ours that is not UTF-8 is refused by name (both used to panic, exit 101).
+#[test]
+fn environment_bytes_that_are_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let tiny = TinyRun::hand_made().prepare();
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"\xff");
+    let out = tiny.command(&["--stages", "preprocess"], &[]).env("UNRELATED", not_utf8).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = tiny.command(&["--stages", "matrices"], &[]).env("MUSICREC__SEED", not_utf8).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("MUSICREC__SEED") && stderr(&out).contains("UTF-8"), "{}", stderr(&out));
+    let recs = tiny.scratch("none.parquet");
+    let out = command(
+        &["evaluate", "--recs", recs.to_str().unwrap(), "--window", "test", "--artifacts", tiny.art.to_str().unwrap()],
+        &[],
+    )
+    .env("UNRELATED", not_utf8)
+    .output()
+    .unwrap();
+    assert_ne!(out.status.code(), Some(101), "{}", stderr(&out));
+}
