@@ -414,7 +414,10 @@ fn runs(command: RunsCommand) -> anyhow::Result<()> {
     match command {
         RunsCommand::List { artifacts } => {
             let store = open_artifacts(&artifacts)?;
-            let records = records::list(&store)?;
+            let records::Listing { records, unreadable } = records::list(&store)?;
+            for error in &unreadable {
+                eprintln!("warning: skipped a run record that cannot be read: {error}");
+            }
             if records.is_empty() {
                 println!("no runs recorded in {}", musicrec_tracking::RecordStore::describe(&store, "runs/"));
             } else {

@@ -53,21 +53,33 @@ pub fn load(store: &dyn RecordStore, id: &str) -> Result<RunRecord, TrackingErro
     }
 }
 
-/// Every record, oldest first. A record that does not parse is an error naming it rather than
-/// a silently shorter list.
-pub fn list(store: &dyn RecordStore) -> Result<Vec<RunRecord>, TrackingError> {
+/// The records of a store, and the ones that could not be read.
+#[derive(Debug)]
+pub struct Listing {
+    /// Oldest first.
+    pub records: Vec<RunRecord>,
+    /// Each names its file: one damaged record must not hide every other run, nor vanish
+    /// silently.
+    pub unreadable: Vec<TrackingError>,
+}
+
+/// Every record, oldest first, and the records that do not parse.
+pub fn list(store: &dyn RecordStore) -> Result<Listing, TrackingError> {
     let keys =
         store.list(RUNS_PREFIX).map_err(|source| TrackingError::Store { key: store.describe(RUNS_PREFIX), source })?;
-    let mut records = Vec::new();
+    let (mut records, mut unreadable) = (Vec::new(), Vec::new());
     for key in keys.iter().filter(|k| k.ends_with(".json")) {
         let bytes = store.get(key).map_err(|source| TrackingError::Store { key: store.describe(key), source })?;
         // A record listed but gone by now was replaced mid-listing; skip it.
         if let Some(bytes) = bytes {
-            records.push(RunRecord::from_json(&store.describe(key), &bytes)?);
+            match RunRecord::from_json(&store.describe(key), &bytes) {
+                Ok(record) => records.push(record),
+                Err(error) => unreadable.push(error),
+            }
         }
     }
     records.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
-    Ok(records)
+    Ok(Listing { records, unreadable })
 }
 
 #[cfg(test)]
@@ -114,7 +126,8 @@ mod tests {
         save(&store, &first).unwrap();
         store.put("runs/.x.json.1-0.tmp", b"partial").unwrap();
         let listed = list(&store).unwrap();
-        assert_eq!(listed, vec![first.clone(), second], "oldest first; temporary files ignored");
+        assert_eq!(listed.records, vec![first.clone(), second], "oldest first; temporary files ignored");
+        assert!(listed.unreadable.is_empty());
         assert_eq!(load(&store, &first.id).unwrap(), first);
     }
 
@@ -125,10 +138,15 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_record_is_named() {
+    fn a_corrupt_record_is_named_and_the_others_still_listed() {
         let store = MemoryStore::default();
+        let good = RunRecord::started("20260101T000000Z-1", "preprocess", BTreeMap::new());
+        save(&store, &good).unwrap();
         store.put("runs/bad.json", b"{}").unwrap();
-        let err = list(&store).unwrap_err().to_string();
+        let listed = list(&store).unwrap();
+        assert_eq!(listed.records, vec![good]);
+        assert_eq!(listed.unreadable.len(), 1);
+        let err = listed.unreadable[0].to_string();
         assert!(err.contains("mem:runs/bad.json"), "{err}");
     }
 }

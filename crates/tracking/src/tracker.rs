@@ -404,7 +404,7 @@ mod tests {
 
         let run = tracker.stage_started("bpr").unwrap();
         tracker.stage_ended(run, Err("bpr: out of memory".into())).unwrap();
-        let records = store::list(store.as_ref()).unwrap();
+        let records = store::list(store.as_ref()).unwrap().records;
         assert_eq!(
             records.iter().map(|r| (r.stage.as_str(), r.status)).collect::<Vec<_>>(),
             [("als", Status::Finished), ("bpr", Status::Failed)]
@@ -444,7 +444,7 @@ mod tests {
             not_sent[1..],
             ["preprocess: run not sent (server unreachable)", "eda: run not sent (server unreachable)"]
         );
-        let records = store::list(store.as_ref()).unwrap();
+        let records = store::list(store.as_ref()).unwrap().records;
         assert_eq!(records.len(), 2, "local records are complete");
         assert!(records.iter().all(|r| r.status == Status::Finished && r.mlflow.is_none()));
     }

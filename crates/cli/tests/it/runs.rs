@@ -240,3 +240,15 @@ fn a_tracking_server_that_refuses_items_costs_warnings_not_the_run() {
         assert_eq!(record(art, id)["mlflow"]["run_id"], format!("r{}", i + 2), "stage runs were created");
     }
 }
+
+/// One damaged record does not hide the others: it is skipped with a warning naming it.
+#[test]
+fn an_unreadable_record_is_skipped_with_a_warning_naming_it() {
+    let tiny = TinyRun::hand_made().stages("preprocess,eda").build();
+    std::fs::write(tiny.art.join("runs").join("damaged.json"), b"{ not json").unwrap();
+    let out = runs(&["list"], &tiny.art);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("damaged.json"), "{}", stderr(&out));
+    let stages: Vec<String> = listed(&tiny.art).into_iter().map(|row| row.1).collect();
+    assert_eq!(stages, ["preprocess", "eda"]);
+}
