@@ -60,8 +60,11 @@ impl ModelError {
             | Self::NothingToTrain { .. }
             | Self::BadTrainingValues { .. }
             | Self::TrainingFailed { .. }
-            | Self::ShapeMismatch { .. } => true,
-            Self::Io { .. } | Self::Corrupt { .. } => false,
+            | Self::ShapeMismatch { .. }
+            // A damaged model file is in the artifacts the user pointed at (`serve`, a rerun),
+            // as a damaged parquet file is.
+            | Self::Corrupt { .. } => true,
+            Self::Io { .. } => false,
             Self::Data(e) => e.is_user_error(),
         }
     }
