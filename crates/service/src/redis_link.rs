@@ -33,6 +33,17 @@ struct Breaker {
 }
 
 impl Breaker {
+    fn closed(cooldown: Duration) -> Self {
+        Self {
+            cooldown,
+            epoch: Instant::now(),
+            open_until_ms: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+            opened: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+        }
+    }
+
     /// Never 0, which stands for a closed circuit.
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64 + 1
@@ -89,14 +100,7 @@ impl RedisLink {
             timeout,
             connection: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
-            breaker: Breaker {
-                cooldown,
-                epoch: Instant::now(),
-                open_until_ms: AtomicU64::new(0),
-                probing: AtomicBool::new(false),
-                opened: AtomicU64::new(0),
-                skipped: AtomicU64::new(0),
-            },
+            breaker: Breaker::closed(cooldown),
         };
         if let Err(e) = link.connection().await {
             link.breaker.failed();
@@ -162,20 +166,9 @@ impl RedisLink {
 mod tests {
     use super::*;
 
-    fn breaker(cooldown: Duration) -> Breaker {
-        Breaker {
-            cooldown,
-            epoch: Instant::now(),
-            open_until_ms: AtomicU64::new(0),
-            probing: AtomicBool::new(false),
-            opened: AtomicU64::new(0),
-            skipped: AtomicU64::new(0),
-        }
-    }
-
     #[test]
     fn a_failure_opens_the_circuit_and_only_one_probe_passes_after_the_cool_down() {
-        let b = breaker(Duration::ZERO);
+        let b = Breaker::closed(Duration::ZERO);
         b.admit().unwrap();
         b.failed();
         // Cool-down of 0: the next caller probes, the others are skipped until it is done.
@@ -188,7 +181,7 @@ mod tests {
         b.admit().unwrap();
         assert_eq!((b.opened.load(Ordering::Relaxed), b.skipped.load(Ordering::Relaxed)), (1, 1));
 
-        let b = breaker(Duration::from_secs(3600));
+        let b = Breaker::closed(Duration::from_secs(3600));
         b.failed();
         assert!(b.admit().unwrap_err().0.contains("not asked again"));
     }

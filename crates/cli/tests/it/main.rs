@@ -2,6 +2,9 @@
 //! its own temporary directories, so they share one link of the whole stack.
 
 mod common;
+// The service crate's in-process server and HTTP client, shared rather than copied.
+#[path = "../../../service/tests/common/mod.rs"]
+mod service_harness;
 
 mod bad_input;
 mod candidate_stages;

@@ -3,7 +3,6 @@
 //! ones, similar tracks, and online recommendations (similar tracks, fold-in) after a listen.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 
 use musicrec_artifacts::layout::candidates::SIMILAR_FILE;
 use musicrec_artifacts::layout::ranking::RECOMMENDATIONS_FILE;
@@ -12,39 +11,9 @@ use musicrec_config::{Config, ServiceConfig};
 use musicrec_data::Location;
 use musicrec_data::parquet_io::read_i64_column;
 use musicrec_pipeline::RunContext;
-use musicrec_service::{Server, Settings};
 use musicrec_synth::{GenerateOptions, Scale};
-use serde_json::Value;
 
-struct Client {
-    url: String,
-    http: reqwest::Client,
-}
-
-impl Client {
-    async fn get(&self, path_and_query: &str) -> (u16, Value) {
-        let response = self.http.get(format!("{}{path_and_query}", self.url)).send().await.unwrap();
-        (response.status().as_u16(), response.json().await.unwrap())
-    }
-
-    async fn listen(&self, user: i64, track: i64) {
-        let body = serde_json::json!({"user_id": user, "track_id": track});
-        let response = self.http.post(format!("{}/events", self.url)).json(&body).send().await.unwrap();
-        assert_eq!(response.status().as_u16(), 201);
-    }
-
-    /// (track_id, source) of a user's recommendations.
-    async fn recommend(&self, user: i64, k: usize) -> Vec<(i64, String)> {
-        let (status, body) = self.get(&format!("/recommendations?user_id={user}&k={k}")).await;
-        assert_eq!(status, 200, "{body}");
-        body["recommendations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| (r["track_id"].as_i64().unwrap(), r["source"].as_str().unwrap().to_string()))
-            .collect()
-    }
-}
+use crate::service_harness::TestServer;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pipeline_run_on_tiny_data_is_served() {
@@ -59,15 +28,8 @@ async fn a_pipeline_run_on_tiny_data_is_served() {
     let run_id = ctx.run_id.clone();
     tokio::task::spawn_blocking(move || musicrec_pipeline::run_stages(&ctx, &Stage::ALL)).await.unwrap().unwrap();
 
-    let config = ServiceConfig { fold_in: true, ..Config::defaults().service };
-    let settings = Settings { config, artifacts: Artifacts::new(&art) };
-    let server = Server::start(settings, SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
-    let client = Client { url: format!("http://{}", server.local_addr()), http: reqwest::Client::new() };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
-    let (status, health) = client.get("/health").await;
+    let server = TestServer::start(&art, ServiceConfig { fold_in: true, ..Config::defaults().service }).await;
+    let (status, health) = server.get("/health").await;
     assert_eq!((status, health["model_version"].as_str()), (200, Some(run_id.as_str())), "{health}");
 
     // An old user with no fresh listens gets the ranker's list, in its order.
@@ -81,18 +43,18 @@ async fn a_pipeline_run_on_tiny_data_is_served() {
         .take(5)
         .map(|(_, t)| (*t, "offline".to_string()))
         .collect();
-    assert_eq!(client.recommend(old_user, 5).await, offline);
+    assert_eq!(server.recommend(old_user, 5).await, offline);
 
     // A user the run never saw gets popular tracks, then online ones once they listen.
     let new_user = users.iter().max().unwrap() + 1_000_000;
-    let popular = client.recommend(new_user, 5).await;
+    let popular = server.recommend(new_user, 5).await;
     assert!(popular.len() == 5 && popular.iter().all(|(_, source)| source == "popular"), "{popular:?}");
     let similar = art.join(Stage::Als.as_str()).join(SIMILAR_FILE);
     let track = read_i64_column(&similar, "track_id").unwrap()[0];
-    let (status, body) = client.get(&format!("/similar?track_id={track}&k=5")).await;
+    let (status, body) = server.get(&format!("/similar?track_id={track}&k=5")).await;
     assert!(status == 200 && !body["similar"].as_array().unwrap().is_empty(), "{body}");
-    client.listen(new_user, track).await;
-    let blended = client.recommend(new_user, 10).await;
+    server.listen(new_user, track).await;
+    let blended = server.recommend(new_user, 10).await;
     assert_eq!(blended.len(), 10);
     assert!(blended.iter().all(|(t, _)| *t != track), "a just-played track is never recommended: {blended:?}");
     assert_eq!(blended.iter().map(|(t, _)| t).collect::<HashSet<_>>().len(), 10, "no duplicates: {blended:?}");
@@ -101,10 +63,9 @@ async fn a_pipeline_run_on_tiny_data_is_served() {
         assert!(sources.contains(source), "{source} missing from {blended:?}");
     }
     // Asked again without a new listen: the kept fold-in answer, the same recommendations.
-    assert_eq!(client.recommend(new_user, 10).await, blended);
-    let text = client.http.get(format!("{}/metrics", client.url)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(server.recommend(new_user, 10).await, blended);
+    let text = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("musicrec_fold_in_cache_total{result=\"hit\"} 1"), "{text}");
     assert!(text.contains("musicrec_fold_in_cache_total{result=\"miss\"} 1"), "{text}");
-    stop.send(()).unwrap();
-    serving.await.unwrap();
+    server.stop().await;
 }
