@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
+use musicrec_artifacts::{Artifacts, Manifest, Stage};
 use musicrec_config::{Config, ConfigError};
 use musicrec_data::Location;
-use musicrec_pipeline::{Artifacts, Manifest, RunContext, Stage};
+use musicrec_pipeline::RunContext;
 use serde_json::{Value, json};
 
 /// The reference pipeline, relative to the clone's root.

@@ -21,7 +21,6 @@ pub mod tracking;
 use std::path::Path;
 
 pub use error::PipelineError;
-pub use musicrec_artifacts::{Artifacts, Manifest, Stage};
 pub use params::StageParams;
 pub use shards::{Shard, Sharding};
 pub use stage::{RunContext, require, run_stages};

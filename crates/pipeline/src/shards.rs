@@ -579,7 +579,7 @@ mod tests {
     #[test]
     fn a_part_is_published_as_its_own_unit_and_a_killed_scorers_staging_is_removed() {
         let tmp = tempfile::tempdir().unwrap();
-        let artifacts = crate::Artifacts::new(tmp.path());
+        let artifacts = musicrec_artifacts::Artifacts::new(tmp.path());
         let name = Shard { index: 1, count: 2 }.unit_name(Stage::Als);
         assert_eq!(name, "shards/als/part-0001-of-0002");
         // What a scorer killed mid-part leaves (no process has this pid).

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use musicrec_pipeline::Stage;
+use musicrec_artifacts::Stage;
 
 use crate::common::*;
 

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use musicrec_artifacts::Stage;
 use musicrec_data::store::Bucket;
-use musicrec_pipeline::Stage;
 
 use crate::common::*;
 
