@@ -303,13 +303,16 @@ impl StageWriter {
         self.inputs.insert(name.into(), value.into());
     }
 
-    /// Publishes the outputs and writes the manifest last, locally and then on S3.
+    /// Publishes the outputs and writes the manifest last, locally and then on S3. The summary
+    /// is any serializable value (a stage's typed summary); the manifest keeps it as JSON so any
+    /// stage's summary reads without knowing its type (run records, `runs` listings).
     pub fn commit(
         mut self,
         config_fingerprint: String,
         params: serde_json::Value,
-        summary: serde_json::Value,
+        summary: &impl Serialize,
     ) -> Result<Manifest, ArtifactsError> {
+        let summary = serde_json::to_value(summary).expect("stage summaries serialize");
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             stage: self.stage.clone(),
@@ -497,7 +500,7 @@ mod tests {
         for (file, bytes) in files {
             out.write_file(file, bytes).unwrap();
         }
-        out.commit("fp".into(), serde_json::json!({}), serde_json::json!({})).unwrap()
+        out.commit("fp".into(), serde_json::json!({}), &serde_json::json!({})).unwrap()
     }
 
     fn keys(bucket: &Bucket) -> Vec<String> {

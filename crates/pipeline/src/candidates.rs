@@ -248,5 +248,5 @@ pub(crate) fn publish<M: Recommender>(
         summary["shards"] = shards;
     }
     let (fingerprint, params) = job.recorded_config();
-    Ok(out.commit(fingerprint, params, summary)?)
+    Ok(out.commit(fingerprint, params, &summary)?)
 }

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use crate::error::PipelineError;
 use crate::preprocess::{PerWindow, epoch_date, epoch_day};
-use crate::stage::{RunContext, summary_value};
+use crate::stage::RunContext;
 
 /// Genres and tracks listed by name in the report and plots.
 const TOP_GENRES: usize = 15;
@@ -622,7 +622,7 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         plots: plots.len(),
     };
     let params = ctx.params(json!({"train_end": split.train_end, "target_end": split.target_end}));
-    Ok(out.commit(musicrec_config::fingerprint_of(&params), params, summary_value(&summary))?)
+    Ok(out.commit(musicrec_config::fingerprint_of(&params), params, &summary)?)
 }
 
 #[cfg(test)]

@@ -124,7 +124,7 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         "item_columns": item_table.schema().fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>(),
     });
     let params = ctx.params(json!({"preprocess": ctx.config.preprocess, "features": ctx.config.features}));
-    Ok(out.commit(musicrec_config::fingerprint_of(&params), params, summary)?)
+    Ok(out.commit(musicrec_config::fingerprint_of(&params), params, &summary)?)
 }
 
 fn activity(train: &EncodedEvents, user_item: &CsrMatrix, as_of: i32, recent: &[u32]) -> (Activity, Activity) {

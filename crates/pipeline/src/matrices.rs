@@ -102,7 +102,7 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         "item_feature_nnz": item_feature.nnz(),
     });
     let params = ctx.params(json!({"preprocess": ctx.config.preprocess}));
-    Ok(out.commit(musicrec_config::fingerprint_of(&params), params, summary)?)
+    Ok(out.commit(musicrec_config::fingerprint_of(&params), params, &summary)?)
 }
 
 /// The one-hot item × feature matrix: columns are albums, then artists, then genres, each in

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::error::PipelineError;
 use crate::progress;
-use crate::stage::{RunContext, summary_value};
+use crate::stage::RunContext;
 
 /// One value per window, indexed by `Window`; serialized as an object keyed by window name.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -165,7 +165,7 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let summary = summarize(split, tracks.len());
     let params = ctx.params(json!({"preprocess": config.preprocess, "data": config.data}));
     let fingerprint = musicrec_config::fingerprint_of(&params);
-    Ok(out.commit(fingerprint, params, summary_value(&summary))?)
+    Ok(out.commit(fingerprint, params, &summary)?)
 }
 
 fn read_catalogue(data: &Location) -> Result<(Tracks, CatalogNames), PipelineError> {

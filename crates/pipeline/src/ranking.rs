@@ -44,7 +44,7 @@ use crate::evaluation::{EvalWindow, Evaluator, PerEvalWindow};
 use crate::events::read_encoded;
 use crate::matrices::FEATURE_KINDS;
 use crate::progress;
-use crate::stage::{RunContext, summary_value};
+use crate::stage::RunContext;
 
 /// Candidate pairs scored per batch: small enough that a batch's features stay in cache while
 /// every tree walks them.
@@ -240,7 +240,7 @@ pub fn run(ctx: &RunContext, params: &RankerParams) -> Result<Manifest, Pipeline
         metrics,
     };
     let params_json = ctx.params(json!({"k": ctx.config.k, "seed": ctx.config.seed, "ranking": cfg}));
-    Ok(out.commit(musicrec_config::fingerprint_of(&params_json), params_json, summary_value(&summary))?)
+    Ok(out.commit(musicrec_config::fingerprint_of(&params_json), params_json, &summary)?)
 }
 
 /// The candidate sources in feature order: every candidate model, then (if configured) the

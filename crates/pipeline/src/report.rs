@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::error::PipelineError;
 use crate::evaluation::{EvalWindow, PerEvalWindow};
 use crate::ranking::{FeatureImportance, RankingSummary};
-use crate::stage::{RunContext, require, summary_value};
+use crate::stage::{RunContext, require};
 
 const RANKING: &str = Stage::Ranking.as_str();
 /// The metrics of docs/metrics.md, in column order (each `name@k` in metrics.json).
@@ -472,7 +472,7 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         plots: plots.len(),
     };
     let params = ctx.params(json!({"k": k}));
-    Ok(out.commit(musicrec_config::fingerprint_of(&params), params, summary_value(&summary))?)
+    Ok(out.commit(musicrec_config::fingerprint_of(&params), params, &summary)?)
 }
 
 /// The report of a finished `report` stage.

@@ -206,7 +206,7 @@ pub(crate) fn fit<M: Recommender>(job: &ModelJob<'_, M>, shards: u32) -> Result<
     out.add_file(MODEL_FILE, bytes);
     let plan = Plan { shards, users: job.audience_size(&evaluator), items: evaluator.user_item.cols, fit };
     let (fingerprint, params) = job.recorded_config();
-    Ok(out.commit(fingerprint, params, serde_json::to_value(&plan).expect("plans serialize"))?)
+    Ok(out.commit(fingerprint, params, &plan)?)
 }
 
 /// The published model of a sharded run, checked against this process's configuration and
@@ -338,7 +338,7 @@ pub(crate) fn score<M: Recommender>(job: &ModelJob<'_, M>, shard: Shard) -> Resu
         similar_seconds,
     };
     let (fingerprint, params) = job.recorded_config();
-    Ok(out.commit(fingerprint, params, serde_json::to_value(&record).expect("part records serialize"))?)
+    Ok(out.commit(fingerprint, params, &record)?)
 }
 
 /// Step 3: check every part, then publish the stage from them.
@@ -588,7 +588,7 @@ mod tests {
         let mut out = artifacts.begin(&name, "run-1").unwrap();
         assert!(!abandoned.exists(), "abandoned staging of the same unit is removed");
         out.write_file(CANDIDATES_FILE, b"rows").unwrap();
-        out.commit("f".into(), serde_json::json!({}), serde_json::json!({})).unwrap();
+        out.commit("f".into(), serde_json::json!({}), &serde_json::json!({})).unwrap();
         let manifest = artifacts.manifest(&name).unwrap();
         assert_eq!((manifest.stage.as_str(), manifest.outputs.len()), (name.as_str(), 1));
         assert!(!tmp.path().join(".staging").exists(), "staging cleaned up");

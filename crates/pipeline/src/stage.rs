@@ -58,12 +58,6 @@ pub fn require(artifacts: &Artifacts, stage: Stage, needed_by: &'static str) -> 
     })
 }
 
-/// A stage's summary for its manifest. The manifest holds JSON so that any stage's summary can
-/// be read without knowing its type (run records, `runs` listings).
-pub fn summary_value<T: Serialize>(summary: &T) -> serde_json::Value {
-    serde_json::to_value(summary).expect("stage summaries serialize")
-}
-
 /// Runs `stages` in order, every stage's parameters checked first; stops at the first failure,
 /// whose stage keeps its previous outputs. Each stage is on record (`runs/`) while it runs and
 /// after it ends, failed ones with their error; `ctx.tracking.summary()` then says where the

@@ -107,7 +107,7 @@ impl ArtifactSet {
         let commit = |stage: Stage, files: &dyn Fn(&mut StageWriter)| {
             let mut out = artifacts.begin(stage, run).unwrap();
             files(&mut out);
-            out.commit(fingerprint.clone(), Value::Null, Value::Null).unwrap();
+            out.commit(fingerprint.clone(), Value::Null, &Value::Null).unwrap();
         };
         commit(Stage::Matrices, &|out| {
             out.add_parquet(write_batch(out.path(USERS_FILE), &ids("user_id", self.users.clone())).unwrap());
