@@ -73,6 +73,30 @@ impl Stage {
         }
     }
 
+    /// The stages whose outputs this stage reads: the pipeline's dependency graph, stated once.
+    /// Each stage records the run id of every one of them in its manifest's `inputs`, which
+    /// is how `lineage` finds outputs built on another run's outputs than the ones now there.
+    pub const fn inputs(self) -> &'static [Stage] {
+        match self {
+            Stage::Preprocess => &[],
+            Stage::Eda | Stage::Matrices => &[Stage::Preprocess],
+            // Model stages judge themselves on the preprocess windows.
+            Stage::Features | Stage::Als | Stage::Bpr | Stage::Item2Item | Stage::TopItems => {
+                &[Stage::Preprocess, Stage::Matrices]
+            }
+            Stage::Ranking => &[
+                Stage::Preprocess,
+                Stage::Matrices,
+                Stage::Features,
+                Stage::Als,
+                Stage::Bpr,
+                Stage::Item2Item,
+                Stage::TopItems,
+            ],
+            Stage::Report => &[Stage::Als, Stage::Bpr, Stage::Item2Item, Stage::TopItems, Stage::Ranking],
+        }
+    }
+
     pub fn parse(name: &str) -> Result<Self, ArtifactsError> {
         Self::ALL.into_iter().find(|s| s.as_str() == name.trim()).ok_or_else(|| ArtifactsError::UnknownStage {
             name: name.trim().to_string(),
@@ -203,6 +227,11 @@ pub mod report {
     pub const FEATURE_IMPORTANCES_PLOT: &str = "feature_importances.png";
     pub const STAGE_SECONDS_PLOT: &str = "stage_seconds.png";
     pub const STAGE_MEMORY_PLOT: &str = "stage_memory.png";
+
+    /// The training loss curve of model stage `model` (named as its stage).
+    pub fn loss_plot(model: &str) -> String {
+        format!("loss_{model}.png")
+    }
 }
 
 /// A sharded run of a candidate model stage publishes its fitted model and every scored part as
@@ -224,6 +253,23 @@ pub mod shards {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stages_read_only_earlier_stages_and_the_ranker_every_candidate_source() {
+        for stage in Stage::ALL {
+            assert!(stage.inputs().iter().all(|&up| up < stage), "{stage:?} reads a later stage");
+            let mut sorted = stage.inputs().to_vec();
+            sorted.dedup();
+            assert_eq!(sorted, stage.inputs(), "{stage:?}: in order, no repeats");
+        }
+        for model in Stage::CANDIDATE_MODELS.into_iter().chain([Stage::TopItems, Stage::Features]) {
+            assert!(Stage::Ranking.inputs().contains(&model), "{model:?}");
+        }
+        let models: Vec<Stage> = Stage::ALL.into_iter().filter(|s| s.is_model()).collect();
+        assert_eq!(Stage::Report.inputs(), models);
+        assert!(Stage::ALL.iter().filter(|s| s.is_model() && **s != Stage::Ranking).all(|s| s.inputs()
+            == [Stage::Preprocess, Stage::Matrices]));
+    }
 
     #[test]
     fn stage_lists_parse_in_execution_order() {

@@ -24,7 +24,7 @@ use musicrec_pipeline::evaluation::{EvalWindow, Evaluator};
 use musicrec_pipeline::{PipelineError, RunContext, Sharding, require};
 use musicrec_service::ServiceError;
 use musicrec_synth::{GenerateOptions, Scale};
-use musicrec_tracking::{TrackingError, render};
+use musicrec_tracking::{TrackingError, render, select};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -184,6 +184,14 @@ enum RunsCommand {
         /// Artifacts (directory or s3://bucket/prefix) whose runs to list.
         #[arg(long, default_value = "artifacts")]
         artifacts: String,
+        /// Only the runs of this stage (e.g. als).
+        #[arg(long)]
+        stage: Option<String>,
+        /// Order by KEY ascending, or by -KEY descending: `seconds`, `start`, or a metric as
+        /// recorded (`test.ndcg@10`, `fit_seconds`); a bare metric name (`ndcg@10`) is its
+        /// test-window value. Runs without the key come last.
+        #[arg(long, value_name = "KEY", allow_hyphen_values = true)]
+        sort: Option<String>,
     },
     /// Everything recorded about one stage run: status, timings, tags, params, metrics, loss
     /// history, artifacts, MLflow link.
@@ -193,12 +201,15 @@ enum RunsCommand {
         #[arg(long, default_value = "artifacts")]
         artifacts: String,
     },
-    /// Params and metrics of two stage runs side by side; `*` marks what differs.
+    /// Params and metrics of two or more stage runs side by side; `*` marks what differs, and
+    /// each metric shows its change from the first run.
     Compare {
-        /// First run id (A).
-        a: String,
-        /// Second run id (B).
-        b: String,
+        /// Run ids, as `musicrec runs list` prints them; the first is the baseline (A).
+        #[arg(required = true, num_args = 2..)]
+        ids: Vec<String>,
+        /// Print the comparison as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
         #[arg(long, default_value = "artifacts")]
         artifacts: String,
     },
@@ -378,6 +389,9 @@ fn run(
         let report = musicrec_pipeline::report::load(&ctx.artifacts)?;
         println!();
         print!("{}", musicrec_pipeline::report::headline(&report));
+        for line in &report.mixed_runs {
+            eprintln!("warning: {line}");
+        }
         println!("report: {}", ctx.artifacts.location_of(Stage::Report, REPORT_FILE));
         println!("service inputs:");
         for input in &report.service_inputs {
@@ -412,14 +426,22 @@ fn print_tracking(summary: &musicrec_tracking::TrackingSummary, artifacts: &Arti
 fn runs(command: RunsCommand) -> anyhow::Result<()> {
     use musicrec_tracking::store as records;
     match command {
-        RunsCommand::List { artifacts } => {
+        RunsCommand::List { artifacts, stage, sort } => {
+            // Flags are checked before the store is read.
+            let stage = stage.as_deref().map(Stage::parse).transpose()?;
+            let sort = sort.as_deref().map(select::SortKey::parse).transpose()?;
             let store = open_artifacts(&artifacts)?;
             let records::Listing { records, unreadable } = records::list(&store)?;
+            let mut records = select::of_stage(records, stage.map(Stage::as_str));
+            if let Some(key) = &sort {
+                select::sort(&mut records, key)?;
+            }
             for error in &unreadable {
                 eprintln!("warning: skipped a run record that cannot be read: {error}");
             }
             if records.is_empty() {
-                println!("no runs recorded in {}", musicrec_tracking::RecordStore::describe(&store, "runs/"));
+                let of = stage.map_or(String::new(), |s| format!(" of stage {}", s.as_str()));
+                println!("no runs{of} recorded in {}", musicrec_tracking::RecordStore::describe(&store, "runs/"));
             } else {
                 print!("{}", render::list(&records));
             }
@@ -427,9 +449,15 @@ fn runs(command: RunsCommand) -> anyhow::Result<()> {
         RunsCommand::Show { id, artifacts } => {
             print!("{}", render::show(&records::load(&open_artifacts(&artifacts)?, &id)?))
         }
-        RunsCommand::Compare { a, b, artifacts } => {
+        RunsCommand::Compare { ids, json, artifacts } => {
             let store = open_artifacts(&artifacts)?;
-            print!("{}", render::compare(&records::load(&store, &a)?, &records::load(&store, &b)?));
+            let compared = ids.iter().map(|id| records::load(&store, id)).collect::<Result<Vec<_>, _>>()?;
+            if json {
+                let text = serde_json::to_string_pretty(&render::compare_json(&compared)).expect("JSON serializes");
+                println!("{text}");
+            } else {
+                print!("{}", render::compare(&compared));
+            }
         }
     }
     Ok(())

@@ -43,7 +43,10 @@ fn main() -> Result<(), String> {
     let model = pool
         .install(|| {
             if loss {
-                Als::fit_reporting(&params, matrix, &mut |r| losses.push(r.loss))
+                Als::fit_with_loss(&params, matrix).map(|(model, l)| {
+                    losses = l;
+                    model
+                })
             } else {
                 Als::fit(&params, matrix)
             }

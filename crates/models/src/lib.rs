@@ -34,7 +34,7 @@ use std::path::Path;
 
 use musicrec_data::CsrMatrix;
 
-pub use als::{Als, AlsParams, IterationReport};
+pub use als::{Als, AlsParams};
 pub use bpr::{Bpr, BprParams, EpochReport};
 pub use error::ModelError;
 pub use factors::FactorModel;
@@ -62,6 +62,19 @@ impl<'a> From<&'a CsrMatrix> for TrainingData<'a> {
     }
 }
 
+/// What a fit tells after each of its iterations (an ALS sweep, a BPR epoch): enough for a
+/// progress bar or a log line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FitStep {
+    /// Iterations done, from 1.
+    pub done: usize,
+    pub total: usize,
+    /// The training loss after this iteration, when the fit was asked to compute it.
+    pub loss: Option<f64>,
+    /// Time of this iteration, loss included.
+    pub seconds: f64,
+}
+
 /// The models whose `Recommender::similar` is `Some`, by name (their stage and configuration
 /// section): the stages whose similar tracks the service can serve.
 pub const SIMILAR_ITEM_MODELS: [&str; 2] = [Als::NAME, Bpr::NAME];
@@ -78,13 +91,29 @@ pub trait Recommender: Sized + Send + Sync {
     /// Checks `params`, then trains on `data`.
     fn fit<'a>(params: &Self::Params, data: impl Into<TrainingData<'a>>) -> Result<Self, ModelError>;
 
-    /// Fits like `fit`, also computing the training loss after every iteration (at a cost each
-    /// model states); the losses in order. A model that does not train by iterations has none.
+    /// Fits like `fit`, calling `step` after every iteration of a model that trains by
+    /// iterations (others never call it). With `with_loss` each step carries the training loss,
+    /// at a cost each model states; without, a step is one call per iteration and costs
+    /// nothing measurable.
+    fn fit_observed<'a>(
+        params: &Self::Params,
+        data: impl Into<TrainingData<'a>>,
+        with_loss: bool,
+        step: &mut dyn FnMut(&FitStep),
+    ) -> Result<Self, ModelError> {
+        let _ = (with_loss, step);
+        Self::fit(params, data)
+    }
+
+    /// Fits like `fit`, also computing the training loss after every iteration (see
+    /// `fit_observed`); the losses in order. A model that does not train by iterations has none.
     fn fit_with_loss<'a>(
         params: &Self::Params,
         data: impl Into<TrainingData<'a>>,
     ) -> Result<(Self, Vec<f64>), ModelError> {
-        Ok((Self::fit(params, data)?, Vec::new()))
+        let mut losses = Vec::new();
+        let model = Self::fit_observed(params, data, true, &mut |s| losses.extend(s.loss))?;
+        Ok((model, losses))
     }
 
     fn params(&self) -> &Self::Params;

@@ -2,6 +2,7 @@
 //! candidates of every old user (the target and test window users among them) and the similar
 //! tracks where the model has them, evaluate on the target and test windows, save the model.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,13 +12,15 @@ use musicrec_artifacts::layout::candidates::{CANDIDATES_FILE, MODEL_FILE, SIMILA
 use musicrec_artifacts::layout::matrices::ITEM_FEATURE_FILE;
 use musicrec_artifacts::{Manifest, Stage, StageWriter};
 use musicrec_data::{CsrMatrix, parquet_io};
-use musicrec_models::{Recommendations, Recommender, TrainingData};
+use musicrec_models::topk::QUERY_BLOCK;
+use musicrec_models::{Recommendations, Recommender, SimilarItems, TrainingData};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::PipelineError;
 use crate::evaluation::{EvalWindow, Evaluator};
 use crate::params::ModelStage;
+use crate::progress::{Counted, FitProgress};
 use crate::shards::{self, Sharding};
 use crate::stage::RunContext;
 
@@ -133,12 +136,15 @@ impl<M: Recommender> ModelJob<'_, M> {
         };
         let started = Instant::now();
         let data = TrainingData { user_items: &evaluator.user_item, item_features: item_features.as_ref() };
-        let (model, losses) = if self.params.report_loss {
-            let (model, losses) = M::fit_with_loss(&self.params.model, data)?;
-            (model, Some(losses))
-        } else {
-            (M::fit(&self.params.model, data)?, None)
-        };
+        let with_loss = self.params.report_loss;
+        let mut losses = Vec::new();
+        let mut progress = FitProgress::new(M::NAME);
+        let model = M::fit_observed(&self.params.model, data, with_loss, &mut |step| {
+            progress.step(step);
+            losses.extend(step.loss);
+        })?;
+        drop(progress);
+        let losses = with_loss.then_some(losses);
         let fit_seconds = started.elapsed().as_secs_f64();
         tracing::info!(model = M::NAME, seconds = format!("{fit_seconds:.2}"), "fitted");
         if let Some(losses) = &losses {
@@ -147,6 +153,50 @@ impl<M: Recommender> ModelJob<'_, M> {
         let facts = model.summary().into_iter().map(|(fact, value)| (fact.to_string(), json!(value))).collect();
         Ok((model, FitRecord { fit_seconds, loss_per_iteration: losses, model: facts }))
     }
+}
+
+/// Queries per call while progress is shown: at most `PROGRESS_UPDATES` calls, each of at
+/// least `MIN_QUERIES_PER_CALL` queries so that a call's setup (the candidate vectors are
+/// copied once per call) stays a negligible share, and a multiple of `QUERY_BLOCK` so that
+/// every query is scored exactly as one call would.
+fn queries_per_call(queries: usize) -> usize {
+    const PROGRESS_UPDATES: usize = 20;
+    const MIN_QUERIES_PER_CALL: usize = 16_384;
+    queries.div_ceil(PROGRESS_UPDATES).max(MIN_QUERIES_PER_CALL).next_multiple_of(QUERY_BLOCK)
+}
+
+/// Runs `score` on `queries` in calls of `queries_per_call`, counting them in `progress`.
+fn watched<E>(
+    queries: &[u32],
+    progress: &Counted,
+    mut score: impl FnMut(&[u32]) -> Result<Recommendations, E>,
+) -> Result<Recommendations, E> {
+    let mut out = Recommendations::new();
+    let mut done = 0;
+    for chunk in queries.chunks(queries_per_call(queries.len())) {
+        out.append(&score(chunk)?);
+        done += chunk.len();
+        progress.set(done);
+    }
+    Ok(out)
+}
+
+/// `model.recommend` with the users scored shown as they go.
+pub(crate) fn recommend_watched<M: Recommender>(
+    model: &M,
+    users: &[u32],
+    user_items: &CsrMatrix,
+    n: usize,
+) -> Result<Recommendations, PipelineError> {
+    let progress = Counted::new(M::NAME, "users scored", users.len());
+    Ok(watched(users, &progress, |chunk| model.recommend(chunk, user_items, n))?)
+}
+
+/// The similar tracks of `items`, shown as they go.
+pub(crate) fn similar_watched(model: &'static str, similar: &dyn SimilarItems, items: &[u32]) -> Recommendations {
+    let progress = Counted::new(model, "similar tracks", items.len());
+    let Ok(similar) = watched(items, &progress, |chunk| Ok::<_, Infallible>(similar.similar_items(chunk, SIMILAR_PER_TRACK)));
+    similar
 }
 
 /// How a model was fitted, as the stage's summary lists it.
@@ -174,21 +224,20 @@ pub(crate) struct Scored {
 fn run_whole<M: Recommender>(job: &ModelJob<'_, M>) -> Result<Manifest, PipelineError> {
     let ctx = job.ctx;
     let evaluator = Evaluator::load(&ctx.artifacts, job.stage.as_str())?;
-    let matrices = ctx.upstream(job.stage, Stage::Matrices)?;
     let mut out = ctx.artifacts.begin(job.stage, &ctx.run_id)?;
-    out.add_input("matrices", matrices.run_id);
+    ctx.record_inputs(job.stage, &mut out)?;
     let (model, fitted) = job.fit(&evaluator)?;
 
     let started = Instant::now();
     let users: Vec<u32> = (0..job.audience_size(&evaluator) as u32).collect();
-    let candidates = model.recommend(&users, &evaluator.user_item, job.params.n_candidates)?;
+    let candidates = recommend_watched(&model, &users, &evaluator.user_item, job.params.n_candidates)?;
     let recommend_seconds = started.elapsed().as_secs_f64();
     tracing::info!(model = M::NAME, users = users.len(), seconds = format!("{recommend_seconds:.2}"), "recommended");
     let (similar, similar_seconds) = match model.similar() {
-        Some(model) => {
+        Some(similar) => {
             let started = Instant::now();
             let items: Vec<u32> = (0..evaluator.user_item.cols as u32).collect();
-            (model.similar_items(&items, SIMILAR_PER_TRACK), Some(started.elapsed().as_secs_f64()))
+            (similar_watched(M::NAME, similar, &items), Some(started.elapsed().as_secs_f64()))
         }
         None => (Recommendations::new(), None),
     };

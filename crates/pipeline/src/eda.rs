@@ -606,7 +606,7 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         reason: format!("params.preprocess: {e}"),
     })?;
     let mut out = ctx.artifacts.begin(Stage::Eda, &ctx.run_id)?;
-    out.add_input("preprocess", upstream.run_id);
+    ctx.record_inputs(Stage::Eda, &mut out)?;
 
     let (stats, user_events, track_events) = compute(&pre, &split.train_end, &split.target_end)?;
     let stats_json = serde_json::to_vec_pretty(&stats).expect("stats serialize");

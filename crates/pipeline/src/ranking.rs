@@ -198,12 +198,7 @@ pub fn run(ctx: &RunContext, params: &RankerParams) -> Result<Manifest, Pipeline
     let cfg = &ctx.config.ranking;
     let evaluator = Evaluator::load(&ctx.artifacts, stage.as_str())?;
     let mut out = ctx.artifacts.begin(stage, &ctx.run_id)?;
-    for upstream in [Stage::Matrices, Stage::Features, Stage::TopItems, Stage::Als] {
-        out.add_input(upstream.as_str(), ctx.upstream(stage, upstream)?.run_id);
-    }
-    for model in Stage::CANDIDATE_MODELS {
-        out.add_input(model.as_str(), ctx.upstream(stage, model)?.run_id);
-    }
+    ctx.record_inputs(stage, &mut out)?;
 
     let sources = read_sources(ctx, &evaluator)?;
     let source_names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();

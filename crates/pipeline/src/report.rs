@@ -13,7 +13,10 @@ use musicrec_artifacts::layout::ranking::{FEATURE_IMPORTANCES_FILE, RECOMMENDATI
 use musicrec_artifacts::layout::report::{
     FEATURE_IMPORTANCES_PLOT, METRICS_PLOT, NDCG_PLOT, REPORT_FILE, STAGE_MEMORY_PLOT, STAGE_SECONDS_PLOT,
 };
-use musicrec_artifacts::{Artifacts, Manifest, Stage, StageWriter};
+use musicrec_artifacts::layout::report::loss_plot;
+use musicrec_artifacts::{Artifacts, Manifest, Stage, StageWriter, stale_inputs};
+use musicrec_tracking::record::LOSS_HISTORY_KEY;
+use musicrec_plot::{Line, LineChart, Scale as PlotScale};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -52,6 +55,21 @@ pub struct ReportMetrics {
     /// Sum of the stage durations listed.
     pub total_seconds: f64,
     pub service_inputs: Vec<ServiceInput>,
+    /// Outputs built on other runs' outputs than the ones now in the artifacts (see
+    /// `musicrec_artifacts::lineage`), one sentence each naming both stages and runs.
+    #[serde(default)]
+    pub mixed_runs: Vec<String>,
+    /// The training loss per iteration of the models whose stage recorded it.
+    #[serde(default)]
+    pub loss_curves: Vec<LossCurve>,
+}
+
+/// A model's training loss, one value per iteration (ALS sweep, BPR epoch).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LossCurve {
+    pub model: String,
+    pub run_id: String,
+    pub loss: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -121,6 +139,8 @@ pub struct ReportSummary {
     /// The models without: not run, or their outputs incomplete.
     pub not_run: Vec<String>,
     pub plots: usize,
+    /// Outputs built on other runs' outputs than the ones present (see `ReportMetrics::mixed_runs`).
+    pub mixed_runs: usize,
 }
 
 /// Every stage's manifest the report looks at, or why it cannot be read.
@@ -134,6 +154,32 @@ impl Manifests {
     fn of(&self, name: &str) -> &Result<Manifest, String> {
         self.0.iter().find(|m| m.0 == name).map(|m| &m.1).expect("listed stage")
     }
+
+    /// The stages with complete outputs.
+    fn present(&self) -> impl Iterator<Item = (Stage, &Manifest)> {
+        self.0.iter().filter_map(|(name, m)| Some((Stage::parse(name).ok()?, m.as_ref().ok()?)))
+    }
+}
+
+/// Sentences naming every output the report reads that was built on another run's outputs
+/// than the ones now there: its numbers would not describe one system.
+fn mixed_runs(manifests: &Manifests) -> Vec<String> {
+    let present = manifests.present().map(|(stage, m)| (stage, m.clone())).collect();
+    stale_inputs(&present).iter().map(ToString::to_string).collect()
+}
+
+/// The losses the model stages recorded (`loss_per_iteration` in their summary, present when
+/// their `report_loss` was on).
+fn loss_curves(manifests: &Manifests) -> Vec<LossCurve> {
+    manifests
+        .present()
+        .filter(|(stage, _)| stage.is_model())
+        .filter_map(|(stage, m)| {
+            let values = m.summary.get(LOSS_HISTORY_KEY)?.as_array()?;
+            let loss: Vec<f64> = values.iter().filter_map(serde_json::Value::as_f64).collect();
+            (!loss.is_empty()).then(|| LossCurve { model: stage.as_str().to_string(), run_id: m.run_id.clone(), loss })
+        })
+        .collect()
 }
 
 /// Gathers the report's content from the artifacts.
@@ -153,6 +199,8 @@ pub fn collect(artifacts: &Artifacts, run_id: &str, k: usize) -> Result<ReportMe
         total_seconds: stages.iter().filter_map(|s| s.duration_s).sum(),
         stages,
         service_inputs: service_inputs(artifacts, &manifests),
+        mixed_runs: mixed_runs(&manifests),
+        loss_curves: loss_curves(&manifests),
     })
 }
 
@@ -338,6 +386,7 @@ fn markdown(report: &ReportMetrics, plots: &[(&str, &str)]) -> String {
         "Run `{}`, K = {}. The test window is the honest one: the ranker learns from the target window.\n",
         report.run_id, report.k
     );
+    md.push_str(&mixed_runs_block(report));
     md.push_str("## Test window\n\n");
     md.push_str(&metrics_table(report, EvalWindow::Test, &METRICS));
     if let Some(line) = ranker_ratios(report) {
@@ -405,10 +454,65 @@ fn markdown(report: &ReportMetrics, plots: &[(&str, &str)]) -> String {
         }
     }
     md.push('\n');
+    md.push_str(&loss_section(report));
     for (file, caption) in plots {
         let _ = writeln!(md, "## {caption}\n\n![{caption}]({file})\n");
     }
     md
+}
+
+/// A warning block when the outputs come from runs that do not belong together; empty when
+/// they do.
+fn mixed_runs_block(report: &ReportMetrics) -> String {
+    if report.mixed_runs.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "> **Warning: these outputs come from different pipeline runs.** Rows below may describe \
+         models that the ranker or the evaluation did not see:\n>\n",
+    );
+    for line in &report.mixed_runs {
+        let _ = writeln!(md, "> - {line}");
+    }
+    md.push('\n');
+    md
+}
+
+/// The training loss of each model that recorded it: a plot and the first and last values.
+fn loss_section(report: &ReportMetrics) -> String {
+    if report.loss_curves.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from("## Training loss\n\n| model | run id | iterations | first | last |\n|---|---|---:|---:|---:|\n");
+    for c in &report.loss_curves {
+        let (first, last) = (c.loss[0], c.loss[c.loss.len() - 1]);
+        let _ = writeln!(md, "| {} | {} | {} | {first:.6} | {last:.6} |", c.model, c.run_id, c.loss.len());
+    }
+    md.push('\n');
+    for c in &report.loss_curves {
+        let _ = writeln!(md, "![{} training loss]({})\n", c.model, loss_plot(&c.model));
+    }
+    md
+}
+
+/// One chart per model: the losses of different models are on different scales.
+fn plot_losses(out: &mut StageWriter, report: &ReportMetrics) -> Result<(), PipelineError> {
+    for c in &report.loss_curves {
+        let line = Line { name: c.model.clone(), points: c.loss.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v)).collect() };
+        let title = format!("{} training loss", c.model);
+        let png = musicrec_plot::lines(&LineChart {
+            title: &title,
+            x_label: "iteration",
+            y_label: "loss",
+            x_scale: PlotScale::Linear,
+            y_scale: PlotScale::Linear,
+            lines: &[line],
+            markers: &[],
+            x_format: None,
+        })?;
+        out.write_file(&loss_plot(&c.model), &png)?;
+    }
+    Ok(())
 }
 
 /// Metrics in the test-window chart.
@@ -462,14 +566,19 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     for m in report.models.iter().filter(|m| m.status == OK) {
         out.add_input(m.model.clone(), m.run_id.clone().unwrap_or_default());
     }
+    for line in &report.mixed_runs {
+        tracing::warn!("{line}");
+    }
     let plots = plot(&mut out, &report)?;
+    plot_losses(&mut out, &report)?;
     out.write_file(METRICS_FILE, &serde_json::to_vec_pretty(&report).expect("report serializes"))?;
     out.write_file(REPORT_FILE, markdown(&report, &plots).as_bytes())?;
     let (ran, not_run): (Vec<&ModelRow>, Vec<&ModelRow>) = report.models.iter().partition(|m| m.status == OK);
     let summary = ReportSummary {
         models: ran.iter().map(|m| m.model.clone()).collect(),
         not_run: not_run.iter().map(|m| m.model.clone()).collect(),
-        plots: plots.len(),
+        plots: plots.len() + report.loss_curves.len(),
+        mixed_runs: report.mixed_runs.len(),
     };
     let params = ctx.params(json!({"k": k}));
     Ok(out.commit(musicrec_config::fingerprint_of(&params), params, &summary)?)

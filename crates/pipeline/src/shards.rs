@@ -194,13 +194,19 @@ fn problem(stage: Stage, problem: impl Into<String>) -> PipelineError {
     PipelineError::Shards { stage: stage.as_str(), problem: problem.into() }
 }
 
+/// A part and the merged stage read the upstream outputs the model was fitted on.
+fn inherit_inputs(out: &mut StageWriter, stage: Stage, fitted: &Manifest) {
+    for upstream in stage.inputs() {
+        out.add_input(upstream.as_str(), fitted.inputs.get(upstream.as_str()).cloned().unwrap_or_default());
+    }
+}
+
 /// Step 1: fit once and publish the model for `shards` scoring processes.
 pub(crate) fn fit<M: Recommender>(job: &ModelJob<'_, M>, shards: u32) -> Result<Manifest, PipelineError> {
     let ctx = job.ctx;
     let evaluator = Evaluator::load(&ctx.artifacts, job.stage.as_str())?;
-    let matrices = ctx.upstream(job.stage, Stage::Matrices)?;
     let mut out = ctx.artifacts.begin(layout::shards::model(job.stage), &ctx.run_id)?;
-    out.add_input("matrices", matrices.run_id);
+    ctx.record_inputs(job.stage, &mut out)?;
     let (model, fit) = job.fit(&evaluator)?;
     let bytes = model.save(&out.path(MODEL_FILE))?;
     out.add_file(MODEL_FILE, bytes);
@@ -300,11 +306,12 @@ pub(crate) fn score<M: Recommender>(job: &ModelJob<'_, M>, shard: Shard) -> Resu
     let (users, items) = (shard.range(plan.users), shard.range(plan.items));
 
     let started = Instant::now();
-    let candidates = model.recommend(&index_range(&users), &evaluator.user_item, job.params.n_candidates)?;
+    let candidates =
+        candidates::recommend_watched(&model, &index_range(&users), &evaluator.user_item, job.params.n_candidates)?;
     let recommend_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let similar = match model.similar() {
-        Some(model) => model.similar_items(&index_range(&items), SIMILAR_PER_TRACK),
+        Some(similar) => candidates::similar_watched(M::NAME, similar, &index_range(&items)),
         None => Recommendations::new(),
     };
     let similar_seconds = started.elapsed().as_secs_f64();
@@ -319,7 +326,7 @@ pub(crate) fn score<M: Recommender>(job: &ModelJob<'_, M>, shard: Shard) -> Resu
 
     let mut out = ctx.artifacts.begin(shard.unit_name(stage), &ctx.run_id)?;
     out.add_input("model", fitted.run_id.clone());
-    out.add_input("matrices", fitted.inputs.get("matrices").cloned().unwrap_or_default());
+    inherit_inputs(&mut out, stage, &fitted);
     let item_ids = evaluator.encoders.items.ids();
     let table = candidates::ranked_table(&candidates, &evaluator.user_ids(), item_ids, "user_id", "track_id");
     out.add_parquet(parquet_io::write_batch(out.path(CANDIDATES_FILE), &table)?);
@@ -370,7 +377,7 @@ pub(crate) fn merge<M: Recommender>(job: &ModelJob<'_, M>) -> Result<Manifest, P
     }
 
     let mut out = ctx.artifacts.begin(stage, &ctx.run_id)?;
-    out.add_input("matrices", fitted.inputs.get("matrices").cloned().unwrap_or_default());
+    inherit_inputs(&mut out, stage, &fitted);
     out.add_input("model", fitted.run_id.clone());
     let mut scored = Scored {
         candidates: Recommendations::new(),

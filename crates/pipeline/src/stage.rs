@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use musicrec_artifacts::{Artifacts, ArtifactsError, Manifest, Stage};
+use musicrec_artifacts::{Artifacts, ArtifactsError, Manifest, Stage, StageWriter};
 use musicrec_config::Config;
 use musicrec_data::Location;
 use musicrec_models::{Als, Bpr, Item2Item, TopItems};
@@ -39,6 +39,15 @@ impl RunContext {
     /// The manifest of an upstream stage's outputs, or an error telling the user to run it.
     pub fn upstream(&self, stage: Stage, upstream: Stage) -> Result<Manifest, PipelineError> {
         require(&self.artifacts, upstream, stage.as_str())
+    }
+
+    /// Records in `out`'s manifest the run id of every stage `stage` reads (`Stage::inputs`),
+    /// each required to have complete outputs: what `lineage` later checks the set against.
+    pub fn record_inputs(&self, stage: Stage, out: &mut StageWriter) -> Result<(), PipelineError> {
+        for &upstream in stage.inputs() {
+            out.add_input(upstream.as_str(), self.upstream(stage, upstream)?.run_id);
+        }
+        Ok(())
     }
 
     /// The config sections a stage used, for its manifest.

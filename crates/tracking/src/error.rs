@@ -19,6 +19,10 @@ pub enum TrackingError {
     #[error("MLflow {call}: HTTP {status}: {message}")]
     Refused { call: String, status: u16, message: String },
 
+    /// A `runs` flag whose value cannot be used.
+    #[error("{flag} {value}: {reason}")]
+    BadQuery { flag: &'static str, value: String, reason: String },
+
     #[error("MLflow artifact upload to {uri}: {reason}")]
     Artifact { uri: String, reason: String },
 }
@@ -30,8 +34,8 @@ impl TrackingError {
         matches!(self, Self::Unreachable { .. })
     }
 
-    /// True when the error describes the user's input (an id that does not exist).
+    /// True when the error describes the user's input (an id that does not exist, a flag).
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Self::UnknownRun { .. })
+        matches!(self, Self::UnknownRun { .. } | Self::BadQuery { .. })
     }
 }

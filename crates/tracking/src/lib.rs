@@ -7,6 +7,7 @@ pub mod error;
 pub mod mlflow;
 pub mod record;
 pub mod render;
+pub mod select;
 pub mod store;
 pub mod tracker;
 

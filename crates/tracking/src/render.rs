@@ -1,5 +1,5 @@
 //! Run records as text: the table of `musicrec runs list`, one record in full (`runs show`),
-//! two side by side (`runs compare`).
+//! any number side by side (`runs compare`, as text or JSON).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -93,52 +93,127 @@ fn section<'a>(out: &mut String, title: &str, rows: impl Iterator<Item = (&'a st
     }
 }
 
-/// Params and metrics of two records side by side; `*` marks a row that differs (or exists
-/// in one record only), metrics also show the change from the first to the second.
-pub fn compare(a: &RunRecord, b: &RunRecord) -> String {
+/// The column label of the `i`-th compared record: A, B, ... Z, then R27, R28, ...
+fn label(i: usize) -> String {
+    if i < 26 { char::from(b'A' + i as u8).to_string() } else { format!("R{}", i + 1) }
+}
+
+/// Params and metrics of any number of records side by side; `*` marks a row whose values are
+/// not all the same (or that some records lack), metrics also show the change of each later
+/// record from the first.
+pub fn compare(records: &[RunRecord]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "A  {}  ({}, {})", a.id, a.status.as_str(), start(a));
-    let _ = writeln!(out, "B  {}  ({}, {})", b.id, b.status.as_str(), start(b));
-    let params = |r: &RunRecord| r.params.clone();
-    side_by_side(&mut out, "params", &params(a), &params(b), |_, _| None);
-    let shown = |r: &RunRecord| r.metrics.iter().map(|(k, v)| (k.clone(), number(*v))).collect::<BTreeMap<_, _>>();
-    let delta = |name: &str, _: &str| {
-        let (x, y) = (a.metrics.get(name)?, b.metrics.get(name)?);
-        let d = y - x;
-        (d != 0.0).then(|| if d > 0.0 { format!("+{}", number(d)) } else { number(d) })
+    for (i, r) in records.iter().enumerate() {
+        let _ = writeln!(out, "{}  {}  ({}, {})", label(i), r.id, r.status.as_str(), start(r));
+    }
+    let params: Vec<BTreeMap<String, String>> = records.iter().map(|r| r.params.clone()).collect();
+    side_by_side(&mut out, "params", &params, |_| Vec::new());
+    let shown: Vec<BTreeMap<String, String>> =
+        records.iter().map(|r| r.metrics.iter().map(|(k, v)| (k.clone(), number(*v))).collect()).collect();
+    let changes = |name: &str| {
+        let Some(first) = records.first().and_then(|r| r.metrics.get(name)) else { return Vec::new() };
+        let changes: Vec<Option<f64>> = records[1..].iter().map(|r| Some(r.metrics.get(name)? - first)).collect();
+        if changes.iter().all(|c| c.is_none_or(|d| d == 0.0)) {
+            return Vec::new();
+        }
+        changes
+            .into_iter()
+            .map(|c| match c {
+                Some(d) if d > 0.0 => format!("+{}", number(d)),
+                Some(d) if d < 0.0 => number(d),
+                Some(_) => "0".into(),
+                None => "-".into(),
+            })
+            .collect()
     };
-    side_by_side(&mut out, "metrics", &shown(a), &shown(b), delta);
-    let (differ_p, differ_m) = (count_differ(&a.params, &b.params), count_differ(&a.metrics, &b.metrics));
+    side_by_side(&mut out, "metrics", &shown, changes);
+    let differ_p = count_differ(records.iter().map(|r| &r.params));
+    let differ_m = count_differ(records.iter().map(|r| &r.metrics));
     let _ = writeln!(out, "\n{differ_p} params and {differ_m} metrics differ (*)");
     out
 }
 
-fn count_differ<V: PartialEq>(a: &BTreeMap<String, V>, b: &BTreeMap<String, V>) -> usize {
-    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).count()
+/// The comparison as JSON: the records compared, then every param and metric with one value
+/// per record (null where a record lacks it) and whether they differ; metrics also with the
+/// change of each record from the first.
+pub fn compare_json(records: &[RunRecord]) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let runs: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "pipeline_run_id": r.pipeline_run_id,
+                "stage": r.stage,
+                "status": r.status.as_str(),
+                "started_at": r.started_at.to_rfc3339(),
+                "duration_s": r.duration_s,
+            })
+        })
+        .collect();
+    let keys = |pick: &dyn Fn(&RunRecord) -> Vec<String>| -> BTreeSet<String> { records.iter().flat_map(pick).collect() };
+    let params: serde_json::Map<String, Value> = keys(&|r| r.params.keys().cloned().collect())
+        .into_iter()
+        .map(|k| {
+            let values: Vec<Option<&String>> = records.iter().map(|r| r.params.get(&k)).collect();
+            let differs = values.windows(2).any(|w| w[0] != w[1]);
+            (k, json!({"values": values, "differs": differs}))
+        })
+        .collect();
+    let metrics: serde_json::Map<String, Value> = keys(&|r| r.metrics.keys().cloned().collect())
+        .into_iter()
+        .map(|k| {
+            let values: Vec<Option<f64>> = records.iter().map(|r| r.metrics.get(&k).copied()).collect();
+            let differs = values.windows(2).any(|w| w[0] != w[1]);
+            let change: Vec<Option<f64>> = values.iter().map(|v| Some(v.as_ref()? - values[0]?)).collect();
+            (k, json!({"values": values, "change": change, "differs": differs}))
+        })
+        .collect();
+    json!({"runs": runs, "params": params, "metrics": metrics})
+}
+
+/// Keys whose values are not the same in every map (missing in some counts as different).
+fn count_differ<'a, V: PartialEq + 'a>(maps: impl Iterator<Item = &'a BTreeMap<String, V>> + Clone) -> usize {
+    let keys: BTreeSet<&String> = maps.clone().flat_map(|m| m.keys()).collect();
+    keys.into_iter()
+        .filter(|k| {
+            let mut values = maps.clone().map(|m| m.get(*k));
+            let first = values.next().flatten();
+            values.any(|v| v != first)
+        })
+        .count()
 }
 
 fn side_by_side(
     out: &mut String,
     title: &str,
-    a: &BTreeMap<String, String>,
-    b: &BTreeMap<String, String>,
-    extra: impl Fn(&str, &str) -> Option<String>,
+    columns: &[BTreeMap<String, String>],
+    extra: impl Fn(&str) -> Vec<String>,
 ) {
-    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let keys: BTreeSet<&String> = columns.iter().flat_map(|c| c.keys()).collect();
     if keys.is_empty() {
         return;
     }
     let missing = "-".to_string();
     let kw = keys.iter().map(|k| k.len()).max().unwrap_or(0);
-    let aw = a.values().map(String::len).max().unwrap_or(1).max(1);
-    let bw = b.values().map(String::len).max().unwrap_or(1).max(1);
-    let _ = writeln!(out, "\n{title}\n  {:<kw$}  {:>aw$}  {:>bw$}", "", "A", "B");
+    let widths: Vec<usize> = columns.iter().map(|c| c.values().map(String::len).max().unwrap_or(1).max(1)).collect();
+    let _ = write!(out, "\n{title}\n  {:<kw$}", "");
+    for (i, w) in widths.iter().enumerate() {
+        let _ = write!(out, "  {:>w$}", label(i));
+    }
+    out.push('\n');
     for key in keys {
-        let (x, y) = (a.get(key).unwrap_or(&missing), b.get(key).unwrap_or(&missing));
-        let mark = if a.get(key) == b.get(key) { ' ' } else { '*' };
-        let tail = extra(key, x).map_or(String::new(), |e| format!("  {e}"));
-        let _ = writeln!(out, "{mark} {key:<kw$}  {x:>aw$}  {y:>bw$}{tail}");
+        let values: Vec<&String> = columns.iter().map(|c| c.get(key).unwrap_or(&missing)).collect();
+        let same = columns.iter().all(|c| c.get(key) == columns[0].get(key));
+        let _ = write!(out, "{} {key:<kw$}", if same { ' ' } else { '*' });
+        for (v, w) in values.iter().zip(&widths) {
+            let _ = write!(out, "  {v:>w$}");
+        }
+        let tail = extra(key);
+        if !tail.is_empty() {
+            let _ = write!(out, "  {}", tail.join("  "));
+        }
+        out.push('\n');
     }
 }
 
@@ -199,7 +274,7 @@ mod tests {
         let (a, mut b) = (finished("als", "8", 0.25), finished("als", "16", 0.5));
         b.id = "other-als".into();
         b.params.remove("k");
-        let text = compare(&a, &b);
+        let text = compare(&[a, b]);
         let line = |key: &str| {
             text.lines()
                 .find(|l| l.get(2..).is_some_and(|rest| rest.starts_with(key)))
@@ -210,5 +285,34 @@ mod tests {
         assert!(line("fit_seconds").starts_with(' '), "{text}");
         assert!(line("test.ndcg@10").starts_with('*') && line("test.ndcg@10").ends_with("+0.25"), "{text}");
         assert!(text.contains("2 params and 1 metrics differ"), "{text}");
+    }
+
+    #[test]
+    fn compare_takes_any_number_of_records_as_text_and_json() {
+        let (a, mut b, mut c) = (finished("als", "8", 0.25), finished("als", "16", 0.5), finished("als", "8", 0.125));
+        b.id = "b-als".into();
+        c.id = "c-als".into();
+        c.metrics.remove("fit_seconds");
+        let text = compare(&[a.clone(), b.clone(), c.clone()]);
+        assert!(text.starts_with("A  20260101T000000Z-1-als") && text.contains("\nC  c-als  (finished"), "{text}");
+        let line = |key: &str| text.lines().find(|l| l.get(2..).is_some_and(|r| r.starts_with(key))).unwrap();
+        let words: Vec<&str> = line("test.ndcg@10").split_whitespace().collect();
+        assert_eq!(words, ["*", "test.ndcg@10", "0.25", "0.5", "0.125", "+0.25", "-0.125"], "{text}");
+        let words: Vec<&str> = line("fit_seconds").split_whitespace().collect();
+        assert_eq!(words, ["*", "fit_seconds", "2", "2", "-"], "no change where any is known is 0 or unknown");
+        let words: Vec<&str> = line("k ").split_whitespace().collect();
+        assert_eq!(words, ["k", "10", "10", "10"], "{text}");
+        assert!(text.contains("1 params and 2 metrics differ"), "{text}");
+
+        let json = compare_json(&[a, b, c]);
+        assert_eq!(json["runs"].as_array().unwrap().len(), 3);
+        assert_eq!(json["runs"][2]["id"], "c-als");
+        assert_eq!(json["params"]["als.factors"], serde_json::json!({"values": ["8", "16", "8"], "differs": true}));
+        assert_eq!(json["params"]["k"]["differs"], false);
+        let ndcg = &json["metrics"]["test.ndcg@10"];
+        assert_eq!(ndcg["values"], serde_json::json!([0.25, 0.5, 0.125]));
+        assert_eq!(ndcg["change"], serde_json::json!([0.0, 0.25, -0.125]));
+        assert_eq!(json["metrics"]["fit_seconds"]["values"], serde_json::json!([2.0, 2.0, null]));
+        assert_eq!(json["metrics"]["fit_seconds"]["change"], serde_json::json!([0.0, 0.0, null]));
     }
 }

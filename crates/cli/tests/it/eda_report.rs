@@ -183,3 +183,53 @@ fn report_covers_every_model_and_says_what_was_not_run() {
     assert!(md.contains("| ranking (ranker) | 0."), "{md}");
     assert_pngs(&report_dir, 5);
 }
+
+/// After rerunning one model alone, the report names the ranker trained on the old model's
+/// candidates; rerunning the ranker makes the set whole again. The ALS loss it recorded is
+/// plotted.
+#[test]
+fn a_report_over_outputs_of_different_runs_warns_by_name_and_plots_recorded_losses() {
+    let tiny = TinyRun::generated(9)
+        .config(&[
+            ("MUSICREC__ALS__FACTORS", "8"),
+            ("MUSICREC__ALS__ITERATIONS", "3"),
+            ("MUSICREC__ALS__REPORT_LOSS", "true"),
+            ("MUSICREC__BPR__FACTORS", "8"),
+            ("MUSICREC__BPR__ITERATIONS", "3"),
+        ])
+        .build();
+    let (art, report_dir) = (&tiny.art, tiny.art.join("report"));
+    let read = || {
+        let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
+        (json_file(&report_dir.join("metrics.json")), md)
+    };
+    let (metrics, md) = read();
+    assert_eq!(metrics["mixed_runs"], serde_json::json!([]), "one run is consistent");
+    assert!(!md.contains("Warning"), "{md}");
+    let curves = metrics["loss_curves"].as_array().unwrap();
+    assert_eq!(curves.len(), 1, "only ALS recorded its loss: {curves:?}");
+    assert_eq!(curves[0]["model"], "als");
+    assert_eq!(curves[0]["loss"], manifest(art, "als")["summary"]["loss_per_iteration"]);
+    assert!(md.contains("## Training loss") && md.contains("![als training loss](loss_als.png)"), "{md}");
+    assert!(report_dir.join("loss_als.png").exists() && !report_dir.join("loss_bpr.png").exists());
+
+    tiny.succeed(Some("als"), &[("MUSICREC__ALS__FACTORS", "4")]);
+    let out = tiny.succeed(Some("report"), &[]);
+    let (first, second) = (manifest(art, "ranking")["run_id"].clone(), manifest(art, "als")["run_id"].clone());
+    let (first, second) = (first.as_str().unwrap(), second.as_str().unwrap());
+    assert_ne!(first, second);
+    let warning = format!(
+        "`ranking` (run {first}) was trained on the candidates of `als` run {first}, but `als` now holds run \
+         {second}: rerun `ranking` so they agree"
+    );
+    let (metrics, md) = read();
+    assert_eq!(metrics["mixed_runs"], serde_json::json!([warning]));
+    assert!(md.contains("Warning: these outputs come from different pipeline runs") && md.contains(&warning), "{md}");
+    assert!(stderr(&out).contains(&format!("warning: {warning}")), "{}", stderr(&out));
+    assert_eq!(metrics["loss_curves"][0]["run_id"], second, "the curve of the ALS now there");
+
+    tiny.succeed(Some("ranking,report"), &[]);
+    let (metrics, md) = read();
+    assert_eq!(metrics["mixed_runs"], serde_json::json!([]), "rerunning the ranker makes the set whole");
+    assert!(!md.contains("Warning"), "{md}");
+}

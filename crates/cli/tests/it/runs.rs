@@ -26,7 +26,14 @@ fn runs(args: &[&str], art: &Path) -> std::process::Output {
 
 /// The listed rows as (id, stage, status, rest of the line).
 fn listed(art: &Path) -> Vec<(String, String, String, String)> {
-    let out = runs(&["list"], art);
+    listed_with(art, &[])
+}
+
+/// `listed` with flags of `runs list`.
+fn listed_with(art: &Path, flags: &[&str]) -> Vec<(String, String, String, String)> {
+    let mut args = vec!["list"];
+    args.extend(flags);
+    let out = runs(&args, art);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let mut lines = text.lines();
@@ -104,6 +111,53 @@ fn every_stage_is_recorded_listed_shown_and_compared() {
     assert!(line("als.iterations ").starts_with(' '), "same value, no mark:\n{compared}");
     assert!(line("test.ndcg@10 ").starts_with('*'), "{compared}");
     assert!(compared.contains("1 params and"), "{compared}");
+
+    // A third: any number of runs compare, as text or JSON.
+    tiny.succeed(Some("als"), &[("MUSICREC__ALS__FACTORS", "4")]);
+    let third = listed(art).last().unwrap().0.clone();
+    let out = runs(&["compare", als, second, &third], art);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let compared = stdout(&out);
+    assert!(compared.contains(&format!("\nC  {third}  (finished")), "{compared}");
+    let factors = compared.lines().find(|l| l.contains("als.factors ")).unwrap();
+    assert_eq!(factors.split_whitespace().collect::<Vec<_>>(), ["*", "als.factors", "8", "16", "4"]);
+    let out = runs(&["compare", als, second, &third, "--json"], art);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let ids: Vec<&str> = json["runs"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [als.as_str(), second.as_str(), third.as_str()]);
+    assert_eq!(json["params"]["als.factors"], serde_json::json!({"values": ["8", "16", "4"], "differs": true}));
+    assert_eq!(json["params"]["als.iterations"]["differs"], false);
+    let ndcg = &json["metrics"]["test.ndcg@10"];
+    let values: Vec<f64> = ndcg["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(values[0], record(art, als)["metrics"]["test.ndcg@10"].as_f64().unwrap());
+    assert_eq!(ndcg["change"][2].as_f64().unwrap(), values[2] - values[0]);
+
+    // The listing filtered by stage and sorted by a metric or the time.
+    let als_rows = listed_with(art, &["--stage", "als"]);
+    assert_eq!(als_rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), [als, second, &third]);
+    let by_ndcg = listed_with(art, &["--sort", "-ndcg@10"]);
+    assert_eq!(by_ndcg.len(), 12);
+    let ndcgs: Vec<Option<f64>> =
+        by_ndcg.iter().map(|r| record(art, &r.0)["metrics"]["test.ndcg@10"].as_f64()).collect();
+    let known = ndcgs.iter().take_while(|v| v.is_some()).count();
+    assert_eq!(known, 7, "5 model stages and 2 reruns of als first: {ndcgs:?}");
+    assert!(ndcgs[..known].is_sorted_by(|a, b| a >= b) && ndcgs[known..].iter().all(Option::is_none), "{ndcgs:?}");
+    let slowest_als = listed_with(art, &["--stage", "als", "--sort", "-seconds"]);
+    let seconds: Vec<f64> =
+        slowest_als.iter().map(|r| record(art, &r.0)["duration_s"].as_f64().unwrap()).collect();
+    assert!(seconds.len() == 3 && seconds.is_sorted_by(|a, b| a >= b), "{seconds:?}");
+
+    // Flags that cannot be used are bad input, named.
+    for (args, named) in [
+        (vec!["list", "--stage", "alz"], "unknown stage `alz`"),
+        (vec!["list", "--sort", "-mrr@7"], "--sort mrr@7: no listed run has metric `mrr@7`"),
+        (vec!["compare", als.as_str()], "<IDS> <IDS>..."),
+    ] {
+        let out = runs(&args, art);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(named), "{args:?}: {}", stderr(&out));
+    }
 }
 
 #[test]

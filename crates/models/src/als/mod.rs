@@ -44,7 +44,7 @@ use crate::format::{ModelReader, ModelWriter};
 use crate::params::{Hyperparameters, InvalidParameter, ParamCheck};
 use crate::recommendations::Recommendations;
 use crate::training::{initial_factors, training_set};
-use crate::{Recommender, SimilarItems, TrainingData};
+use crate::{FitStep, Recommender, SimilarItems, TrainingData};
 
 const NAME: &str = "als";
 /// Above this the factor matrices of a real catalogue no longer fit in memory.
@@ -99,17 +99,6 @@ impl Hyperparameters for AlsParams {
     }
 }
 
-/// What `fit_reporting` tells after each iteration.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct IterationReport {
-    /// 1-based.
-    pub iteration: usize,
-    /// The normalised training objective (see the module doc), as implicit reports it.
-    pub loss: f64,
-    /// Time of this iteration, loss included.
-    pub seconds: f64,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Als {
     params: AlsParams,
@@ -117,21 +106,11 @@ pub struct Als {
 }
 
 impl Als {
-    /// Fits like `Recommender::fit`, computing the training loss after every iteration and
-    /// handing it to `report`. The loss costs one more dot product per nonzero, taken while
-    /// the factor rows it needs are still in cache from the item solve.
-    pub fn fit_reporting(
-        params: &AlsParams,
-        user_items: &CsrMatrix,
-        report: &mut dyn FnMut(&IterationReport),
-    ) -> Result<Self, ModelError> {
-        Self::fit_inner(params, user_items, Some(report))
-    }
-
     fn fit_inner(
         params: &AlsParams,
         user_items: &CsrMatrix,
-        mut report: Option<&mut dyn FnMut(&IterationReport)>,
+        with_loss: bool,
+        step: &mut dyn FnMut(&FitStep),
     ) -> Result<Self, ModelError> {
         params.check()?;
         let mut set = training_set(NAME, user_items, params.min_users_per_item)?;
@@ -158,15 +137,12 @@ impl Als {
             let user_gram = gram(&user_factors, k);
             // The item solve is the iteration's last step: the loss is taken there, from the
             // item side, while each item's user rows are in cache.
-            let observed =
-                solve_side(&item_side, &mut item_factors, &user_factors, &user_gram, params, report.is_some());
+            let observed = solve_side(&item_side, &mut item_factors, &user_factors, &user_gram, params, with_loss);
             item_gram = gram(&item_factors, k);
-            if let Some(report) = report.as_deref_mut() {
-                let loss = training_loss(observed, &user_gram, &item_gram, params) / loss_denominator;
-                let seconds = started.elapsed().as_secs_f64();
-                tracing::debug!(iteration, loss, seconds, "als iteration");
-                report(&IterationReport { iteration, loss, seconds });
-            }
+            let loss = with_loss.then(|| training_loss(observed, &user_gram, &item_gram, params) / loss_denominator);
+            let seconds = started.elapsed().as_secs_f64();
+            tracing::debug!(iteration, loss, seconds, "als iteration");
+            step(&FitStep { done: iteration, total: params.iterations, loss, seconds });
         }
         let factors =
             FactorModel::try_new(user_items.rows, user_items.cols, k, set.users, set.items, user_factors, item_factors)
@@ -225,17 +201,19 @@ impl Recommender for Als {
     type Params = AlsParams;
 
     fn fit<'a>(params: &AlsParams, data: impl Into<TrainingData<'a>>) -> Result<Self, ModelError> {
-        Self::fit_inner(params, data.into().user_items, None)
+        Self::fit_inner(params, data.into().user_items, false, &mut |_| {})
     }
 
-    /// The loss costs one more dot product per nonzero and iteration.
-    fn fit_with_loss<'a>(
+    /// The loss is the normalised objective of the module doc, as implicit reports it. It
+    /// costs one more dot product per nonzero and iteration, taken while the factor rows it
+    /// needs are still in cache from the item solve.
+    fn fit_observed<'a>(
         params: &AlsParams,
         data: impl Into<TrainingData<'a>>,
-    ) -> Result<(Self, Vec<f64>), ModelError> {
-        let mut losses = Vec::with_capacity(params.iterations);
-        let model = Self::fit_reporting(params, data.into().user_items, &mut |r| losses.push(r.loss))?;
-        Ok((model, losses))
+        with_loss: bool,
+        step: &mut dyn FnMut(&FitStep),
+    ) -> Result<Self, ModelError> {
+        Self::fit_inner(params, data.into().user_items, with_loss, step)
     }
 
     fn params(&self) -> &AlsParams {

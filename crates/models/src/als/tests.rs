@@ -89,8 +89,7 @@ fn check_rejects_bad_hyperparameters_naming_them() {
 #[test]
 fn the_objective_decreases_every_iteration_and_is_the_full_objective() {
     let f = fixture();
-    let mut losses = Vec::new();
-    let model = Als::fit_reporting(&params(), &f.matrix, &mut |r| losses.push(r.loss)).unwrap();
+    let (model, losses) = Als::fit_with_loss(&params(), &f.matrix).unwrap();
     assert_eq!(losses.len(), params().iterations);
     assert!(losses.windows(2).all(|w| w[1] < w[0]), "{losses:?}");
     // The reported loss is the objective summed naively over every (user, item) pair.
@@ -164,4 +163,19 @@ fn no_regularization_and_more_factors_than_items_still_trains() {
     let model = Als::fit(&p, &f.matrix).unwrap();
     let recs = model.recommend(&all_users(), &f.matrix, 5).unwrap();
     assert!(recs.iter().all(|(_, items, scores)| items.len() == 5 && scores.iter().all(|s| s.is_finite())));
+}
+
+#[test]
+fn every_iteration_is_a_step_with_the_loss_only_when_asked() {
+    let f = fixture();
+    let p = params();
+    for with_loss in [false, true] {
+        let mut steps = Vec::new();
+        let model = Als::fit_observed(&p, &f.matrix, with_loss, &mut |s| steps.push(*s)).unwrap();
+        assert_eq!(steps.iter().map(|s| s.done).collect::<Vec<_>>(), (1..=p.iterations).collect::<Vec<_>>());
+        assert!(steps.iter().all(|s| s.total == p.iterations && s.seconds >= 0.0));
+        assert!(steps.iter().all(|s| s.loss.is_some() == with_loss), "{steps:?}");
+        // Observing does not change what is learned.
+        assert_eq!(model, Als::fit(&p, &f.matrix).unwrap());
+    }
 }

@@ -66,7 +66,7 @@ use crate::recommendations::Recommendations;
 use crate::simd::Avx2Fma;
 use crate::simd::{Portable, Simd};
 use crate::training::{initial_factors, training_set};
-use crate::{Recommender, SimilarItems, TrainingData};
+use crate::{FitStep, Recommender, SimilarItems, TrainingData};
 use pairs::PairFilter;
 
 const NAME: &str = "bpr";
@@ -155,13 +155,15 @@ impl Bpr {
         user_items: &CsrMatrix,
         report: &mut dyn FnMut(&EpochReport),
     ) -> Result<Self, ModelError> {
-        Self::fit_inner(params, user_items, Some(report))
+        Self::fit_inner(params, user_items, true, report)
     }
 
+    /// Fits, handing each epoch's figures to `report`; their `loss` is 0 unless `measure_loss`.
     fn fit_inner(
         params: &BprParams,
         user_items: &CsrMatrix,
-        mut report: Option<&mut dyn FnMut(&EpochReport)>,
+        measure_loss: bool,
+        report: &mut dyn FnMut(&EpochReport),
     ) -> Result<Self, ModelError> {
         params.check()?;
         let set = training_set(NAME, user_items, params.min_users_per_item)?;
@@ -188,21 +190,19 @@ impl Bpr {
             filter: filter.as_ref(),
             factors: &shared,
             params,
-            measure_loss: report.is_some(),
+            measure_loss,
         };
         for number in 1..=params.iterations {
             let started = Instant::now();
             let counts = epoch.run(number as u64);
-            if let Some(report) = report.as_deref_mut() {
-                let samples = matrix.nnz() as f64;
-                let used = samples - counts.skipped as f64;
-                let per_used = |x: f64| if used > 0.0 { x / used } else { 0.0 };
-                let (correct, loss) = (per_used(counts.correct as f64), per_used(counts.loss));
-                let skipped = counts.skipped as f64 / samples;
-                let seconds = started.elapsed().as_secs_f64();
-                tracing::debug!(epoch = number, correct, skipped, loss, seconds, "bpr epoch");
-                report(&EpochReport { epoch: number, correct, skipped, loss, seconds });
-            }
+            let samples = matrix.nnz() as f64;
+            let used = samples - counts.skipped as f64;
+            let per_used = |x: f64| if used > 0.0 { x / used } else { 0.0 };
+            let (correct, loss) = (per_used(counts.correct as f64), per_used(counts.loss));
+            let skipped = counts.skipped as f64 / samples;
+            let seconds = started.elapsed().as_secs_f64();
+            tracing::debug!(epoch = number, correct, skipped, loss, seconds, "bpr epoch");
+            report(&EpochReport { epoch: number, correct, skipped, loss, seconds });
         }
         let (user_factors, item_factors) = shared.into_model_rows();
         let factors = FactorModel::try_new(
@@ -566,18 +566,21 @@ impl Recommender for Bpr {
     type Params = BprParams;
 
     fn fit<'a>(params: &BprParams, data: impl Into<TrainingData<'a>>) -> Result<Self, ModelError> {
-        Self::fit_inner(params, data.into().user_items, None)
+        Self::fit_inner(params, data.into().user_items, false, &mut |_| {})
     }
 
-    /// The mean loss of each epoch's samples (`EpochReport::loss`); costs a logarithm per
-    /// sample.
-    fn fit_with_loss<'a>(
+    /// The loss is the mean loss of each epoch's samples (`EpochReport::loss`); it costs a
+    /// logarithm per sample.
+    fn fit_observed<'a>(
         params: &BprParams,
         data: impl Into<TrainingData<'a>>,
-    ) -> Result<(Self, Vec<f64>), ModelError> {
-        let mut losses = Vec::with_capacity(params.iterations);
-        let model = Self::fit_reporting(params, data.into().user_items, &mut |r| losses.push(r.loss))?;
-        Ok((model, losses))
+        with_loss: bool,
+        step: &mut dyn FnMut(&FitStep),
+    ) -> Result<Self, ModelError> {
+        let total = params.iterations;
+        Self::fit_inner(params, data.into().user_items, with_loss, &mut |r| {
+            step(&FitStep { done: r.epoch, total, loss: with_loss.then_some(r.loss), seconds: r.seconds })
+        })
     }
 
     fn params(&self) -> &BprParams {

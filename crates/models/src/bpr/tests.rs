@@ -158,3 +158,21 @@ fn the_bias_column_scores_recommendations_but_not_similarity() {
         }
     }
 }
+
+#[test]
+fn every_epoch_is_a_step_with_the_loss_only_when_asked() {
+    let f = fixture();
+    let p = BprParams { iterations: 3, ..params() };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let (fitted, losses) = pool.install(|| Bpr::fit_with_loss(&p, &f.matrix)).unwrap();
+    assert_eq!(losses.len(), 3);
+    assert!(losses.iter().all(|l| *l > 0.0 && *l < 1.0), "{losses:?}");
+    for with_loss in [false, true] {
+        let mut steps = Vec::new();
+        let model = pool.install(|| Bpr::fit_observed(&p, &f.matrix, with_loss, &mut |s| steps.push(*s))).unwrap();
+        assert_eq!(steps.iter().map(|s| (s.done, s.total)).collect::<Vec<_>>(), vec![(1, 3), (2, 3), (3, 3)]);
+        let reported: Vec<f64> = steps.iter().filter_map(|s| s.loss).collect();
+        assert_eq!(reported, if with_loss { losses.clone() } else { Vec::new() });
+        assert_eq!(model, fitted, "observing does not change what is learned");
+    }
+}
