@@ -97,6 +97,21 @@ impl Stage {
         }
     }
 
+    /// Every stage whose outputs this stage's outputs depend on, directly or through others,
+    /// in pipeline order.
+    pub fn all_inputs(self) -> Vec<Stage> {
+        let mut all: Vec<Stage> = Vec::new();
+        let mut todo = self.inputs().to_vec();
+        while let Some(stage) = todo.pop() {
+            if !all.contains(&stage) {
+                all.push(stage);
+                todo.extend_from_slice(stage.inputs());
+            }
+        }
+        all.sort();
+        all
+    }
+
     pub fn parse(name: &str) -> Result<Self, ArtifactsError> {
         Self::ALL.into_iter().find(|s| s.as_str() == name.trim()).ok_or_else(|| ArtifactsError::UnknownStage {
             name: name.trim().to_string(),
@@ -267,8 +282,18 @@ mod tests {
         }
         let models: Vec<Stage> = Stage::ALL.into_iter().filter(|s| s.is_model()).collect();
         assert_eq!(Stage::Report.inputs(), models);
-        assert!(Stage::ALL.iter().filter(|s| s.is_model() && **s != Stage::Ranking).all(|s| s.inputs()
-            == [Stage::Preprocess, Stage::Matrices]));
+        // The report's numbers depend on every stage but the EDA.
+        let upstream: Vec<Stage> =
+            Stage::ALL.into_iter().filter(|s| ![Stage::Eda, Stage::Report].contains(s)).collect();
+        assert_eq!(Stage::Report.all_inputs(), upstream);
+        assert_eq!(Stage::Als.all_inputs(), [Stage::Preprocess, Stage::Matrices]);
+        assert!(Stage::Preprocess.all_inputs().is_empty());
+        assert!(
+            Stage::ALL
+                .iter()
+                .filter(|s| s.is_model() && **s != Stage::Ranking)
+                .all(|s| s.inputs() == [Stage::Preprocess, Stage::Matrices])
+        );
     }
 
     #[test]

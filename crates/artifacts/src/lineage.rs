@@ -46,8 +46,7 @@ pub fn stale_inputs(manifests: &BTreeMap<Stage, Manifest>) -> Vec<StaleInput> {
     let mut stale = Vec::new();
     for (&stage, manifest) in manifests {
         for &upstream in stage.inputs() {
-            let (Some(read), Some(current)) = (manifest.inputs.get(upstream.as_str()), manifests.get(&upstream))
-            else {
+            let (Some(read), Some(current)) = (manifest.inputs.get(upstream.as_str()), manifests.get(&upstream)) else {
                 continue;
             };
             if *read != current.run_id {

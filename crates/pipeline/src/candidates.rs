@@ -195,8 +195,9 @@ pub(crate) fn recommend_watched<M: Recommender>(
 /// The similar tracks of `items`, shown as they go.
 pub(crate) fn similar_watched(model: &'static str, similar: &dyn SimilarItems, items: &[u32]) -> Recommendations {
     let progress = Counted::new(model, "similar tracks", items.len());
-    let Ok(similar) = watched(items, &progress, |chunk| Ok::<_, Infallible>(similar.similar_items(chunk, SIMILAR_PER_TRACK)));
-    similar
+    let Ok(lists) =
+        watched(items, &progress, |chunk| Ok::<_, Infallible>(similar.similar_items(chunk, SIMILAR_PER_TRACK)));
+    lists
 }
 
 /// How a model was fitted, as the stage's summary lists it.
@@ -298,4 +299,34 @@ pub(crate) fn publish<M: Recommender>(
     }
     let (fingerprint, params) = job.recorded_config();
     Ok(out.commit(fingerprint, params, &summary)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_splits_queries_in_few_whole_query_blocks_and_keeps_their_lists() {
+        for n in [0, 1, 63, 16_384, 16_385, 400_000, 1_370_000] {
+            let per = queries_per_call(n);
+            assert!(per.is_multiple_of(QUERY_BLOCK) && per >= 16_384, "{n}: {per}");
+            assert!(n.div_ceil(per) <= 20, "{n}: {per}");
+        }
+        let queries: Vec<u32> = (0..40_000).collect();
+        let lists = |chunk: &[u32]| {
+            let mut recs = Recommendations::new();
+            for &q in chunk {
+                recs.push(q, &[q + 1, q + 2], &[1.0, 0.5]);
+            }
+            Ok::<_, Infallible>(recs)
+        };
+        let mut calls = 0;
+        let progress = Counted::new("test", "users scored", queries.len());
+        let Ok(watched_lists) = watched(&queries, &progress, |chunk| {
+            calls += 1;
+            lists(chunk)
+        });
+        let Ok(whole) = lists(&queries);
+        assert_eq!((calls, watched_lists), (3, whole));
+    }
 }

@@ -95,7 +95,8 @@ pub struct Counted {
 
 impl Counted {
     pub fn new(model: &'static str, what: &'static str, total: usize) -> Self {
-        let sink = Sink::new(total as u64, "{prefix:>12} [{bar:40}] {human_pos}/{human_len} {msg} ({per_sec}, eta {eta})");
+        let sink =
+            Sink::new(total as u64, "{prefix:>12} [{bar:40}] {human_pos}/{human_len} {msg} ({per_sec}, eta {eta})");
         if let Sink::Bar(bar) = &sink {
             bar.set_prefix(model);
             bar.set_message(what);

@@ -10,13 +10,13 @@ use std::fmt::Write as _;
 use musicrec_artifacts::layout::METRICS_FILE;
 use musicrec_artifacts::layout::candidates::{CANDIDATES_FILE, MODEL_FILE, SIMILAR_FILE};
 use musicrec_artifacts::layout::ranking::{FEATURE_IMPORTANCES_FILE, RECOMMENDATIONS_FILE};
+use musicrec_artifacts::layout::report::loss_plot;
 use musicrec_artifacts::layout::report::{
     FEATURE_IMPORTANCES_PLOT, METRICS_PLOT, NDCG_PLOT, REPORT_FILE, STAGE_MEMORY_PLOT, STAGE_SECONDS_PLOT,
 };
-use musicrec_artifacts::layout::report::loss_plot;
 use musicrec_artifacts::{Artifacts, Manifest, Stage, StageWriter, stale_inputs};
-use musicrec_tracking::record::LOSS_HISTORY_KEY;
 use musicrec_plot::{Line, LineChart, Scale as PlotScale};
+use musicrec_tracking::record::LOSS_HISTORY_KEY;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -161,10 +161,13 @@ impl Manifests {
     }
 }
 
-/// Sentences naming every output the report reads that was built on another run's outputs
-/// than the ones now there: its numbers would not describe one system.
+/// Sentences naming every output the report's numbers depend on (`Stage::all_inputs`) that
+/// was built on another run's outputs than the ones now there: its numbers would not describe
+/// one system.
 fn mixed_runs(manifests: &Manifests) -> Vec<String> {
-    let present = manifests.present().map(|(stage, m)| (stage, m.clone())).collect();
+    let feeding = Stage::Report.all_inputs();
+    let present =
+        manifests.present().filter(|(stage, _)| feeding.contains(stage)).map(|(stage, m)| (stage, m.clone())).collect();
     stale_inputs(&present).iter().map(ToString::to_string).collect()
 }
 
@@ -483,7 +486,8 @@ fn loss_section(report: &ReportMetrics) -> String {
     if report.loss_curves.is_empty() {
         return String::new();
     }
-    let mut md = String::from("## Training loss\n\n| model | run id | iterations | first | last |\n|---|---|---:|---:|---:|\n");
+    let mut md =
+        String::from("## Training loss\n\n| model | run id | iterations | first | last |\n|---|---|---:|---:|---:|\n");
     for c in &report.loss_curves {
         let (first, last) = (c.loss[0], c.loss[c.loss.len() - 1]);
         let _ = writeln!(md, "| {} | {} | {} | {first:.6} | {last:.6} |", c.model, c.run_id, c.loss.len());
@@ -498,7 +502,10 @@ fn loss_section(report: &ReportMetrics) -> String {
 /// One chart per model: the losses of different models are on different scales.
 fn plot_losses(out: &mut StageWriter, report: &ReportMetrics) -> Result<(), PipelineError> {
     for c in &report.loss_curves {
-        let line = Line { name: c.model.clone(), points: c.loss.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v)).collect() };
+        let line = Line {
+            name: c.model.clone(),
+            points: c.loss.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v)).collect(),
+        };
         let title = format!("{} training loss", c.model);
         let png = musicrec_plot::lines(&LineChart {
             title: &title,

@@ -29,7 +29,7 @@ use musicrec_models::topk::QUERY_BLOCK;
 use musicrec_models::{Recommendations, Recommender};
 use serde::{Deserialize, Serialize};
 
-use crate::candidates::{self, FitRecord, ModelJob, SIMILAR_PER_TRACK, Scored};
+use crate::candidates::{self, FitRecord, ModelJob, Scored};
 use crate::error::PipelineError;
 use crate::evaluation::Evaluator;
 use crate::stage::RunContext;

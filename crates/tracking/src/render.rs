@@ -151,7 +151,8 @@ pub fn compare_json(records: &[RunRecord]) -> serde_json::Value {
             })
         })
         .collect();
-    let keys = |pick: &dyn Fn(&RunRecord) -> Vec<String>| -> BTreeSet<String> { records.iter().flat_map(pick).collect() };
+    let keys =
+        |pick: &dyn Fn(&RunRecord) -> Vec<String>| -> BTreeSet<String> { records.iter().flat_map(pick).collect() };
     let params: serde_json::Map<String, Value> = keys(&|r| r.params.keys().cloned().collect())
         .into_iter()
         .map(|k| {

@@ -71,16 +71,14 @@ pub fn sort(records: &mut [RunRecord], key: &SortKey) -> Result<(), TrackingErro
         Key::Metric(name) => Some(resolve_metric(records, name)?),
         _ => None,
     };
-    records.sort_by(|a, b| {
-        match (key.value(metric.as_deref(), a), key.value(metric.as_deref(), b)) {
-            (Some(x), Some(y)) => {
-                let order = x.total_cmp(&y);
-                if key.descending { order.reverse() } else { order }
-            }
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (None, None) => Ordering::Equal,
+    records.sort_by(|a, b| match (key.value(metric.as_deref(), a), key.value(metric.as_deref(), b)) {
+        (Some(x), Some(y)) => {
+            let order = x.total_cmp(&y);
+            if key.descending { order.reverse() } else { order }
         }
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
     });
     Ok(())
 }

@@ -144,8 +144,7 @@ fn every_stage_is_recorded_listed_shown_and_compared() {
     assert_eq!(known, 7, "5 model stages and 2 reruns of als first: {ndcgs:?}");
     assert!(ndcgs[..known].is_sorted_by(|a, b| a >= b) && ndcgs[known..].iter().all(Option::is_none), "{ndcgs:?}");
     let slowest_als = listed_with(art, &["--stage", "als", "--sort", "-seconds"]);
-    let seconds: Vec<f64> =
-        slowest_als.iter().map(|r| record(art, &r.0)["duration_s"].as_f64().unwrap()).collect();
+    let seconds: Vec<f64> = slowest_als.iter().map(|r| record(art, &r.0)["duration_s"].as_f64().unwrap()).collect();
     assert!(seconds.len() == 3 && seconds.is_sorted_by(|a, b| a >= b), "{seconds:?}");
 
     // Flags that cannot be used are bad input, named.

@@ -184,14 +184,8 @@ impl Bpr {
         let shared = SharedFactors::new(&user_factors, &item_factors, params.factors);
         drop((user_factors, item_factors));
         let filter = params.verify_negative_samples.then(|| PairFilter::new(&nonzeros));
-        let epoch = Epoch {
-            matrix,
-            nonzeros: &nonzeros,
-            filter: filter.as_ref(),
-            factors: &shared,
-            params,
-            measure_loss,
-        };
+        let epoch =
+            Epoch { matrix, nonzeros: &nonzeros, filter: filter.as_ref(), factors: &shared, params, measure_loss };
         for number in 1..=params.iterations {
             let started = Instant::now();
             let counts = epoch.run(number as u64);
