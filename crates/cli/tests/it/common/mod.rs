@@ -3,6 +3,7 @@
 
 pub mod fixture;
 pub mod mlflow;
+pub mod webdriver;
 mod tiny_run;
 
 use std::collections::{HashMap, HashSet};
