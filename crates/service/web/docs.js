@@ -113,7 +113,7 @@ function operation(path, method, op) {
     { class: "op", id: method + "-" + path.replace(/[^a-z0-9]+/gi, "-") },
     el("summary", {}, el("span", { class: "method " + method }, method.toUpperCase()), el("code", { class: "path" }, path), el("span", { class: "summary" }, op.summary || "")),
     op.description ? el("p", {}, op.description) : null,
-    rows.length ? el("table", {}, el("tr", {}, ["name", "in", "type", "", "value"].map((h) => el("th", {}, h))), rows) : null,
+    rows.length ? el("table", {}, el("tr", {}, ["name", "in", "type", "description", "value"].map((h) => el("th", {}, h))), rows) : null,
     body ? el("div", {}, el("h4", {}, "Body ", schemaView(bodySchema.schema)), body) : null,
     token ? el("div", {}, el("h4", {}, "Authorization"), token) : null,
     el("button", { type: "button", class: "send", onclick: send }, "Send"),
@@ -137,6 +137,12 @@ async function start() {
   const operations = document.getElementById("operations");
   for (const [path, item] of Object.entries(spec.paths || {})) {
     for (const method of METHODS) if (item[method]) operations.append(operation(path, method, item[method]));
+  }
+  // `/docs#get--popular` opens that operation.
+  const linked = location.hash && document.getElementById(location.hash.slice(1));
+  if (linked && linked.classList.contains("op")) {
+    linked.open = true;
+    linked.scrollIntoView();
   }
   const schemas = document.getElementById("schemas");
   for (const [name, schema] of Object.entries(spec.components.schemas)) {

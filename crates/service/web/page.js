@@ -18,6 +18,7 @@ function asTrack(item) {
 function trackRow(item, actions) {
   const t = asTrack(item);
   const by = [(t.artists || []).join(", "), t.album].filter(Boolean).join(" · ");
+  const genres = (t.genres || []).join(", ");
   const source = t.source
     ? el("span", { class: "source " + (BASE_SOURCES.includes(t.source) ? "base" : "online") }, t.source)
     : null;
@@ -30,8 +31,7 @@ function trackRow(item, actions) {
       { class: "what" },
       el("span", { class: "name" }, t.name || "track " + t.track_id),
       el("span", { class: "id" }, "#" + t.track_id),
-      by ? el("span", { class: "by" }, by) : null,
-      t.genres && t.genres.length ? el("span", { class: "genres" }, t.genres.join(", ")) : null,
+      by || genres ? el("span", { class: "meta" }, by, genres ? el("span", { class: "genres" }, by ? " · " + genres : genres) : null) : null,
     ),
     source,
     score,
@@ -72,7 +72,8 @@ async function showUser(user) {
   currentUser = String(user);
   history.replaceState(null, "", "#user=" + encodeURIComponent(currentUser));
   document.getElementById("user-id").value = currentUser;
-  document.getElementById("user-view").hidden = false;
+  document.getElementById("recent-panel").hidden = false;
+  document.getElementById("recs-panel").hidden = false;
   const recent = events.events || [];
   fill(document.getElementById("recent"), recent, { play: true }, "none yet: play a track");
   document.getElementById("recent-note").textContent = "user " + currentUser + ", newest first";
