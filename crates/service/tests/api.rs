@@ -446,7 +446,11 @@ async fn the_web_pages_are_served_from_the_binary_and_name_a_random_user() {
         let response = server.client.get(format!("{}{path}", server.url)).send().await.unwrap();
         assert_eq!(response.status().as_u16(), 200, "{path}");
         let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_string());
-        assert!(header("content-type").is_some_and(|t| t.starts_with(content_type)), "{path}: {:?}", header("content-type"));
+        assert!(
+            header("content-type").is_some_and(|t| t.starts_with(content_type)),
+            "{path}: {:?}",
+            header("content-type")
+        );
         assert!(header("content-security-policy").is_some_and(|p| p.starts_with("default-src 'self'")), "{path}");
         assert!(response.text().await.unwrap().contains(marker), "{path} holds {marker}");
     }

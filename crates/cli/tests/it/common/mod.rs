@@ -3,8 +3,8 @@
 
 pub mod fixture;
 pub mod mlflow;
-pub mod webdriver;
 mod tiny_run;
+pub mod webdriver;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

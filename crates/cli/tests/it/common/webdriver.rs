@@ -5,7 +5,7 @@
 //! cookies) for them.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -141,7 +141,7 @@ impl Browser {
                 Value::Number(n) => n.as_f64() == Some(0.0),
                 Value::String(s) => s.is_empty(),
                 Value::Array(a) => a.is_empty(),
-                Value::Object(_) => false,
+                Value::Bool(true) | Value::Object(_) => false,
             };
             if !empty {
                 return answer;
