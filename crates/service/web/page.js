@@ -30,7 +30,7 @@ function trackRow(item, actions) {
       "div",
       { class: "what" },
       el("span", { class: "name" }, t.name || "track " + t.track_id),
-      el("span", { class: "id" }, "#" + t.track_id),
+      t.name ? el("span", { class: "id" }, "#" + t.track_id) : null,
       by || genres ? el("span", { class: "meta" }, by, genres ? el("span", { class: "genres" }, by ? " · " + genres : genres) : null) : null,
     ),
     source,
