@@ -3,7 +3,9 @@
 #   - an S3-compatible server (moto, with IAM authentication on, so wrong credentials fail
 #     as they would on AWS),
 #   - a PostgreSQL database for MLflow (the server that already runs on 127.0.0.1:5432),
-#   - an MLflow tracking server with that Postgres backend, serving artifacts from an S3 root.
+#   - an MLflow tracking server with that Postgres backend, serving artifacts from an S3 root;
+# and the browser the web page's test drives: Debian's chromium and chromedriver, installed
+# when missing (each test starts its own chromedriver on a free port and stops it).
 #
 #   scripts/services.sh start    # idempotent: starts what is not running, creates the venv once
 #   scripts/services.sh stop     # kills only the PIDs this script started
@@ -52,6 +54,17 @@ ensure_venv() {
     log "creating $VENV (MLflow, moto, boto3, psycopg; about 2 minutes)"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"
+}
+
+ensure_browser() {
+    if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then
+        return
+    fi
+    log "installing chromium and chromedriver (Debian packages)"
+    local sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 }
 
 # Runs a server in the state directory, replacing the calling (background) shell so `$!` is
@@ -147,6 +160,7 @@ mkdir -p "$STATE"
 case "${1:-}" in
 start)
     ensure_venv
+    ensure_browser
     # The S3 server keeps everything in memory: a restarted one has new credentials, so MLflow
     # (which holds the old ones) restarts with it.
     if ! running s3; then stop_one mlflow; fi

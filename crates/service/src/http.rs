@@ -47,7 +47,7 @@ pub struct Loaded {
 
 pub struct AppState {
     settings: Settings,
-    loaded: ArcSwap<Loaded>,
+    pub(crate) loaded: ArcSwap<Loaded>,
     events: EventStore,
     redis: Option<Arc<RedisLink>>,
     pub metrics: Arc<Metrics>,
@@ -243,6 +243,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit));
     Router::new()
         .merge(api)
+        .merge(crate::web::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
@@ -268,7 +269,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self { status, message: message.into() }
     }
 

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod model;
 mod openapi;
 pub mod redis_link;
+mod web;
 
 pub use error::ServiceError;
 pub use http::{Server, Settings};

@@ -18,7 +18,7 @@ fn answers(ok: &str) -> Value {
 
 pub fn document() -> Value {
     let k = |max: &str| query("k", false, &format!("list length, 1..={max} (default {max})"));
-    json!({
+    let mut document = json!({
         "openapi": "3.0.3",
         "info": {"title": "musicrec", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Music recommendations: online (similar tracks of the latest listens, ALS fold-in) blended with offline or popular ones."},
@@ -62,5 +62,7 @@ pub fn document() -> Value {
                       "properties": {"user_id": {"type": "integer", "format": "int64"}, "track_id": {"type": "integer", "format": "int64"}}},
             "Error": {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}},
         }},
-    })
+    });
+    crate::web::describe(&mut document);
+    document
 }

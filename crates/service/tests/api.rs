@@ -431,3 +431,43 @@ async fn child_server_for_descriptor_exhaustion() {
         .unwrap();
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_web_pages_are_served_from_the_binary_and_name_a_random_user() {
+    let (_dir, server) = serve_hand_made(config()).await;
+    for (path, content_type, marker) in [
+        ("/", "text/html", "/web/page.js"),
+        ("/docs", "text/html", "/web/docs.js"),
+        ("/web/page.js", "text/javascript", "/recommendations?user_id="),
+        ("/web/docs.js", "text/javascript", "/openapi.json"),
+        ("/web/common.js", "text/javascript", "fetch("),
+        ("/web/style.css", "text/css", ".track"),
+    ] {
+        let response = server.client.get(format!("{}{path}", server.url)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+        assert!(
+            header("content-type").is_some_and(|t| t.starts_with(content_type)),
+            "{path}: {:?}",
+            header("content-type")
+        );
+        assert!(header("content-security-policy").is_some_and(|p| p.starts_with("default-src 'self'")), "{path}");
+        assert!(response.text().await.unwrap().contains(marker), "{path} holds {marker}");
+    }
+
+    // Both old users of the hand-made set have offline lists: either may come.
+    for _ in 0..10 {
+        let (status, body) = server.get("/users/random").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(common::USERS.contains(&body["user_id"].as_i64().unwrap()), "{body}");
+        assert_eq!(body["offline"], true, "{body}");
+    }
+    let (status, body) = server.get("/users/random?k=3").await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("GET /users/random takes no parameters")));
+    let (_, document) = server.get("/openapi.json").await;
+    assert!(document["paths"]["/users/random"]["get"].is_object(), "{document}");
+    assert!(document["components"]["schemas"]["RandomUser"]["properties"]["user_id"].is_object());
+    let (status, _) = server.get("/web/missing.js").await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}

@@ -7,6 +7,7 @@ mod common;
 mod service_harness;
 
 mod bad_input;
+mod browser;
 mod candidate_stages;
 mod eda_report;
 mod evaluate;

@@ -4,6 +4,7 @@
 pub mod fixture;
 pub mod mlflow;
 mod tiny_run;
+pub mod webdriver;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
