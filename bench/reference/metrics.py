@@ -1,25 +1,27 @@
 """The metrics of `musicrec evaluate` (crates/eval), computed the same way so that the two
 sides' numbers can be compared digit for digit (up to floating-point summation order).
 
-For cut-off K, over the window users (users with at least one relevant track) that received a
-non-empty list, each list cut to its first K tracks:
+For cut-off K, each list cut to its first K tracks, per window user (a user with at least one
+relevant track) that received a non-empty list:
 
 - precision = hits / K; recall = hits / |relevant|;
 - NDCG = DCG / ideal DCG, with gain 1 / log2(position + 1) for a hit at 1-based position and
   the ideal of min(|relevant|, K) hits at the top;
-- novelty = share of the list the user did not play in train;
-- popularity_novelty = mean over the list of log2(train users / the track's train listeners),
+- original_novelty (the original system's Novelty) = share of the list the user did not play in
+  train;
+- novelty = mean over the list of log2(train users / the track's train listeners),
   a track without listeners counted as if it had one;
 
-each averaged over those users (0 when there are none). Then
+precision, recall and NDCG averaged over all window users (a user without a list scores 0), the
+novelties over the users with a list (0 when there are none). Then
 coverage_user = those users / window users; coverage_item = share of the window's relevant
 tracks recommended to any of them; catalog_coverage = share of the catalogue recommended to
 any of them. A track repeated within a list counts as a hit once, at its first position.
 """
 import numpy as np
 
-METRICS = ("precision", "recall", "ndcg", "coverage_user", "coverage_item", "novelty", "catalog_coverage",
-           "popularity_novelty")
+METRICS = ("precision", "recall", "ndcg", "coverage_user", "coverage_item", "original_novelty", "catalog_coverage",
+           "novelty")
 
 
 def share(part, whole):
@@ -58,14 +60,14 @@ def evaluate(recs, relevant, history, k):
     recommended = np.unique(item)
     relevant_items = np.unique(relevant["item"].to_numpy())
     values = {
-        "precision": share((hits / k).sum(), n),
-        "recall": share((hits / n_relevant).sum(), n),
-        "ndcg": share((dcg / ideal).sum(), n),
+        "precision": share((hits / k).sum(), len(window_users)),
+        "recall": share((hits / n_relevant).sum(), len(window_users)),
+        "ndcg": share((dcg / ideal).sum(), len(window_users)),
         "coverage_user": share(n, len(window_users)),
         "coverage_item": share(np.isin(relevant_items, recommended).sum(), len(relevant_items)),
-        "novelty": share((novel / list_length).sum(), n),
+        "original_novelty": share((novel / list_length).sum(), n),
         "catalog_coverage": share(len(recommended), n_items),
-        "popularity_novelty": share((information / list_length).sum(), n),
+        "novelty": share((information / list_length).sum(), n),
     }
     out = {f"{name}@{k}": values[name] for name in METRICS}
     out["evaluated_users"] = int(len(window_users))

@@ -57,7 +57,7 @@ def main():
     started = time.perf_counter()
     data = Interactions(ARGS.data, config, timer)
     print(f"windows: {data.stats()['events']}", file=sys.stderr)
-    k, seed, threads = config["k"], config["seed"], config["threads"]
+    k, seed, threads = config["evaluation"]["headline_k"], config["seed"], config["threads"]
     recs, facts, models = {}, {}, {}
     for name in (m for m in ("als", "bpr", "item2item") if m in ARGS.models):
         c = config[name]
@@ -104,7 +104,7 @@ def main():
         # The data directory by name only: results travel between machines.
         "params": {"data": os.path.basename(os.path.normpath(ARGS.data)), "models": ARGS.models,
                    **{key: value for key, value in config.items()
-                      if key in ("threads", "seed", "k", "preprocess", "features", *settings.MODELS)}},
+                      if key in ("threads", "seed", "evaluation", "preprocess", "features", *settings.MODELS)}},
         "data": data.stats(),
         "timings_s": timer.seconds,
         "metrics": results,
@@ -116,7 +116,7 @@ def main():
 
 
 def print_table(results, seconds, k):
-    names = ("precision", "recall", "ndcg", "coverage_user", "coverage_item", "novelty")
+    names = ("precision", "recall", "ndcg", "coverage_user", "coverage_item", "original_novelty")
     print(f"{'model/window':<18}" + "".join(f"{n + '@' + str(k):>18}" for n in names) + f"{'users':>9}")
     for model, windows in results.items():
         for window, m in windows.items():

@@ -105,7 +105,7 @@ def check(c):
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             fail(f"`{key}` must be an integer >= {minimum}, got {value!r}")
 
-    for key in ("k", "als.factors", "als.iterations", "als.min_users_per_item", "als.n_candidates",
+    for key in ("evaluation.headline_k", "als.factors", "als.iterations", "als.min_users_per_item", "als.n_candidates",
                 "bpr.factors", "bpr.iterations", "bpr.min_users_per_item", "bpr.n_candidates",
                 "item2item.n_components", "item2item.n_neighbors", "item2item.min_users_per_item",
                 "item2item.n_candidates", "top_items.top_n", "ranking.iterations", "ranking.depth",

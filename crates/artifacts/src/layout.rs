@@ -247,6 +247,12 @@ pub mod report {
     pub fn loss_plot(model: &str) -> String {
         format!("loss_{model}.png")
     }
+    /// The distribution of per-user NDCG of every model and the system.
+    pub const NDCG_DISTRIBUTION_PLOT: &str = "ndcg_distribution.png";
+    /// Per-user metric values of the system and every model on the test window
+    /// (`user_id`, `model`, then `<metric>@<k>` for each per-user metric and K): what a later
+    /// report on the same data pairs with.
+    pub const PER_USER_FILE: &str = "per_user.parquet";
 }
 
 /// A sharded run of a candidate model stage publishes its fitted model and every scored part as

@@ -28,7 +28,7 @@ const VENV_VARIABLE: &str = "MUSICREC_REFERENCE_VENV";
 const DEFAULT_VENV: &str = ".cache/musicrec/reference-venv";
 /// Config sections the reference reads; each key is handed over as `--set section.key=value`.
 const SHARED_CONFIG: [&str; 10] =
-    ["threads", "seed", "k", "preprocess", "features", "als", "bpr", "item2item", "top_items", "ranking"];
+    ["threads", "seed", "evaluation", "preprocess", "features", "als", "bpr", "item2item", "top_items", "ranking"];
 
 #[derive(clap::Args)]
 pub struct BenchModels {
@@ -147,7 +147,7 @@ pub fn run(args: BenchModels, config_file: Option<&Path>) -> anyhow::Result<()> 
         .context("starting worker threads")?;
     let ours = run_ours(&bench)?;
     let reference = run_reference(&bench)?;
-    let rows = compare(&ours, &reference, bench.config.k)?;
+    let rows = compare(&ours, &reference, bench.config.evaluation.headline_k)?;
     print_rows(&rows);
     write_report(&bench, &rows)
 }
@@ -296,7 +296,7 @@ fn write_report(bench: &Bench, rows: &[Row]) -> anyhow::Result<()> {
         "data": bench.data.to_string(),
         "threads": config.threads,
         "factors": config.als.factors,
-        "k": config.k,
+        "k": config.evaluation.headline_k,
         "item2item": {"components": config.item2item.n_components, "neighbors": config.item2item.n_neighbors,
                       "metric": config.item2item.metric, "min_users_per_item": config.item2item.min_users_per_item},
         "models": rows.iter().map(|r| json!({

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use musicrec_artifacts::layout::matrices::{ITEMS_FILE, USERS_FILE};
 use musicrec_artifacts::layout::report::REPORT_FILE;
 use musicrec_artifacts::{Artifacts, ArtifactsError, Stage};
-use musicrec_config::{Config, ConfigError};
+use musicrec_config::{Config, ConfigError, EvaluationConfig};
 use musicrec_data::location::S3Location;
 use musicrec_data::parquet_io::read_i64_column;
 use musicrec_data::store::{self, Bucket};
@@ -84,9 +84,10 @@ enum Command {
         /// Artifacts (directory or s3://bucket/prefix) of the run whose windows and encoders to use.
         #[arg(long, default_value = "artifacts")]
         artifacts: String,
-        /// Length of the judged lists; default: the config's `k`.
-        #[arg(long)]
-        k: Option<usize>,
+        /// Lengths of the judged lists, comma-separated (e.g. `5,10,20`); default: the config's
+        /// `evaluation.k`.
+        #[arg(long, value_delimiter = ',')]
+        k: Vec<usize>,
         /// YAML configuration file layered over the defaults.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -467,21 +468,19 @@ fn evaluate(
     recs: &str,
     window: WindowArg,
     artifacts: &str,
-    k: Option<usize>,
+    k: Vec<usize>,
     config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let config = Config::load(config.as_deref())?;
-    let k = k.unwrap_or(config.k);
-    if k == 0 {
-        return Err(ConfigError::Invalid { key: "--k".into(), reason: "must be at least 1".into() }.into());
-    }
+    let ks = if k.is_empty() { config.evaluation.k } else { k };
+    EvaluationConfig::check_ks("--k", &ks)?;
     let file = location("--recs", recs)?;
     let artifacts = open_artifacts(artifacts)?;
     file.fetch()?;
     let lists = musicrec_data::layout::read_recommendations(&file)?;
     let evaluator = Evaluator::load(&artifacts, "evaluate")?;
-    let metrics = evaluator.evaluate_lists(&file.to_string(), &lists, window.window(), k)?;
-    let report = serde_json::json!({ window.name(): metrics.to_json() });
+    let evaluation = evaluator.evaluate_lists(&file.to_string(), &lists, window.window(), &ks)?;
+    let report = serde_json::json!({ window.name(): evaluation.to_json() });
     println!("{}", serde_json::to_string_pretty(&report).expect("metrics serialize"));
     Ok(())
 }

@@ -47,7 +47,6 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
 pub struct Config {
     pub threads: usize,
     pub seed: u64,
-    pub k: usize,
     pub data: DataConfig,
     pub preprocess: PreprocessConfig,
     pub features: FeaturesConfig,
@@ -58,6 +57,7 @@ pub struct Config {
     pub ranking: RankingConfig,
     pub service: ServiceConfig,
     pub tracking: TrackingConfig,
+    pub evaluation: EvaluationConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,6 +222,41 @@ pub struct TrackingConfig {
     pub timeout_ms: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationConfig {
+    pub k: Vec<usize>,
+    pub headline_k: usize,
+    pub resamples: usize,
+    pub examples: usize,
+}
+
+impl EvaluationConfig {
+    /// Checks a list of cut-offs K, named `key` in errors (the configuration's `evaluation.k`
+    /// or a command's `--k`): at least one, each in 1 ..= 1000, none twice.
+    pub fn check_ks(key: &str, ks: &[usize]) -> Result<(), ConfigError> {
+        if ks.is_empty() {
+            return Err(invalid(key, "must list at least one K"));
+        }
+        for (i, &k) in ks.iter().enumerate() {
+            in_range(&format!("{key}[{i}]"), k, 1, 1000)?;
+            if ks[..i].contains(&k) {
+                return Err(invalid(&format!("{key}[{i}]"), format!("K = {k} is listed twice")));
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        Self::check_ks("evaluation.k", &self.k)?;
+        if !self.k.contains(&self.headline_k) {
+            return Err(invalid("evaluation.headline_k", format!("{} is not one of evaluation.k", self.headline_k)));
+        }
+        in_range("evaluation.resamples", self.resamples, 0, 100_000)?;
+        in_range("evaluation.examples", self.examples, 0, 100)
+    }
+}
+
 /// Checks that `value` lies in `[lo, hi]`, naming the key when it does not.
 fn in_range<T: PartialOrd + std::fmt::Display>(key: &str, value: T, lo: T, hi: T) -> Result<(), ConfigError> {
     if value >= lo && value <= hi {
@@ -290,7 +325,7 @@ impl Config {
     /// one is returned with its key.
     pub fn check(&self) -> Result<(), ConfigError> {
         in_range("threads", self.threads, 0, 1024)?;
-        in_range("k", self.k, 1, 1000)?;
+        self.evaluation.check()?;
         if self.data.path.as_ref().is_some_and(|path| path.trim().is_empty()) {
             return Err(invalid("data.path", "must not be empty (use null for the embedded data set)"));
         }
@@ -510,7 +545,7 @@ mod tests {
     #[test]
     fn defaults_hold_the_original_names_and_values() {
         let c = Config::defaults();
-        assert_eq!(c.k, 10);
+        assert_eq!((c.evaluation.k.as_slice(), c.evaluation.headline_k), (&[5, 10, 20][..], 10));
         assert_eq!(c.preprocess.train_end, NaiveDate::from_ymd_opt(2022, 12, 16).unwrap());
         assert_eq!(c.preprocess.target_end, NaiveDate::from_ymd_opt(2022, 12, 23).unwrap());
         assert_eq!((c.als.factors, c.als.iterations, c.als.regularization, c.als.alpha), (200, 15, 0.05, 1.0));
@@ -604,7 +639,10 @@ mod tests {
     #[test]
     fn out_of_range_values_name_the_key() {
         for (var, value, key) in [
-            ("MUSICREC__K", "0", "k"),
+            ("MUSICREC__EVALUATION__K", "[10, 0]", "evaluation.k[1]"),
+            ("MUSICREC__EVALUATION__K", "[10, 10]", "evaluation.k[1]"),
+            ("MUSICREC__EVALUATION__K", "[]", "evaluation.k"),
+            ("MUSICREC__EVALUATION__HEADLINE_K", "7", "evaluation.headline_k"),
             ("MUSICREC__PREPROCESS__TARGET_END", "2022-12-01", "preprocess.target_end"),
             ("MUSICREC__PREPROCESS__TRAIN_END", "2022-13-01", "preprocess.train_end"),
             ("MUSICREC__ITEM2ITEM__METRIC", "hamming", "item2item.metric"),

@@ -1,12 +1,15 @@
-//! Times `evaluate` at Yandex Music scale on synthetic data:
+//! Times `evaluate` (three Ks) and the bootstrap of one model's per-user metrics at Yandex Music scale on synthetic data:
 //! `cargo run --release -p musicrec-eval --example evaluate_speed [users] [runs]`.
 
 use std::time::Instant;
 
-use musicrec_eval::{Recommendations, Relevance, TrainHistory, evaluate};
+use musicrec_eval::{
+    ItemGroups, Recommendations, Relevance, TrainHistory, Truth, UserMetric, bootstrap_means, evaluate,
+};
 
 const N_ITEMS: u32 = 1_000_000;
-const K: usize = 10;
+const KS: [usize; 3] = [5, 10, 20];
+const RESAMPLES: usize = 1000;
 
 /// SplitMix64: a dependency-free, seeded stream of random numbers.
 struct Rng(u64);
@@ -46,15 +49,29 @@ fn main() {
         }
         train.extend((0..1 + rng.below(60)).map(|_| (user, rng.item())));
     }
-    let lists = (0..n_users).map(|user| (user, (0..K).map(|_| rng.item()).collect::<Vec<_>>()));
+    let lists = (0..n_users).map(|user| (user, (0..KS[2]).map(|_| rng.item()).collect::<Vec<_>>()));
     let recs = Recommendations::from_lists(lists).expect("one list per user");
     let relevant = Relevance::from_events(window);
     let history = TrainHistory::from_events(train, N_ITEMS as usize).expect("items in the catalogue");
+    // One artist per track out of 100,000, one genre out of 200.
+    let artists =
+        ItemGroups::from_pairs((0..N_ITEMS).map(|item| (item, item % 100_000)), N_ITEMS as usize).expect("in range");
+    let genres =
+        ItemGroups::from_pairs((0..N_ITEMS).map(|item| (item, item % 200)), N_ITEMS as usize).expect("in range");
+    let truth = Truth { relevance: &relevant, history: &history, artists: &artists, genres: &genres };
     println!("inputs built in {:.2?}", started.elapsed());
 
     for _ in 0..runs {
         let started = Instant::now();
-        let metrics = evaluate(&recs, &relevant, &history, K).expect("consistent inputs");
-        println!("evaluate: {:.1?}  {}", started.elapsed(), metrics.to_json());
+        let evaluation = evaluate(&recs, &truth, &KS).expect("consistent inputs");
+        let evaluated = started.elapsed();
+        let started = Instant::now();
+        let at = evaluation.at_k(10).expect("K = 10 evaluated");
+        let series: Vec<&[f64]> = UserMetric::ALL.iter().map(|&metric| at.per_user.get(metric)).collect();
+        bootstrap_means(&series, RESAMPLES, 42).expect("same users");
+        println!(
+            "evaluate at K = 5, 10, 20: {evaluated:.1?}; bootstrap of the 6 per-user metrics at K = 10, {RESAMPLES} resamples: {:.1?}",
+            started.elapsed()
+        );
     }
 }

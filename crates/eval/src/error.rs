@@ -20,6 +20,14 @@ pub enum EvalError {
     #[error("{what}: item {item} is outside the catalogue of {n_items} items")]
     ItemOutOfRange { what: &'static str, item: u32, n_items: usize },
 
-    #[error("K must be at least 1")]
+    #[error("{what}: built for {items} items; the catalogue has {n_items}")]
+    CatalogueMismatch { what: &'static str, items: usize, n_items: usize },
+
+    #[error("K: give at least one, each at least 1")]
     ZeroK,
+
+    #[error(
+        "bootstrap: series {series} has {len} users, the first has {expected}; paired resamples need the same users"
+    )]
+    SeriesLength { series: usize, len: usize, expected: usize },
 }

@@ -60,14 +60,14 @@ pub(crate) fn ranked_table(
 pub fn evaluate_windows(
     evaluator: &Evaluator,
     recs: &Recommendations,
-    k: usize,
+    ks: &[usize],
 ) -> Result<serde_json::Value, PipelineError> {
     // One conversion for both windows: the lists can hold millions of users.
     let lists =
         musicrec_eval::Recommendations::new(recs.queries().to_vec(), recs.offsets().to_vec(), recs.items().to_vec())?;
     Ok(json!({
-        "target": evaluator.evaluate(&lists, EvalWindow::Target, k)?.to_json(),
-        "test": evaluator.evaluate(&lists, EvalWindow::Test, k)?.to_json(),
+        "target": evaluator.evaluate(&lists, EvalWindow::Target, ks)?.to_json(),
+        "test": evaluator.evaluate(&lists, EvalWindow::Test, ks)?.to_json(),
     }))
 }
 
@@ -113,7 +113,7 @@ impl<M: Recommender> ModelJob<'_, M> {
     /// every step of a sharded one, which is how the steps prove they agree.
     pub fn recorded_config(&self) -> (String, serde_json::Value) {
         let config = &self.ctx.config;
-        let params = self.ctx.params(json!({"k": config.k, "seed": config.seed, M::NAME: self.section}));
+        let params = self.ctx.params(json!({"k": config.evaluation.k, "seed": config.seed, M::NAME: self.section}));
         (musicrec_config::fingerprint_of(&params), params)
     }
 
@@ -265,7 +265,7 @@ pub(crate) fn publish<M: Recommender>(
 ) -> Result<Manifest, PipelineError> {
     let Scored { candidates: recs, similar, recommend_seconds, similar_seconds } = scored;
     let started = Instant::now();
-    let metrics = evaluate_windows(evaluator, recs, job.ctx.config.k)?;
+    let metrics = evaluate_windows(evaluator, recs, &job.ctx.config.evaluation.k)?;
     let evaluate_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let item_ids = evaluator.encoders.items.ids();

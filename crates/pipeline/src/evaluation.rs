@@ -1,9 +1,10 @@
 //! Judging recommendations against the target and test windows (docs/metrics.md), the same way for
-//! every model, the ranker and the `evaluate` command.
+//! every model, the ranker, the report and the `evaluate` command: every user of a window with
+//! at least one listen is judged, a user without a list scores 0.
 //!
 //! Users are indexed like the matrices stage (old users `0..n_old`); users of a window with no
 //! train events ("new") get indices after them, so a model that serves new users (popularity)
-//! is judged on them too and one that cannot is charged in CoverageUser.
+//! is judged on them too and one that cannot scores 0 for them.
 
 use std::ops::{Index, IndexMut};
 use std::path::Path;
@@ -11,12 +12,13 @@ use std::path::Path;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use musicrec_artifacts::layout::matrices::USER_ITEM_FILE;
-use musicrec_artifacts::layout::preprocess::Window;
+use musicrec_artifacts::layout::preprocess::{Window, track_entities_file};
 use musicrec_artifacts::{Artifacts, Stage};
 use musicrec_data::layout::RankedLists;
 use musicrec_data::parquet_io::for_each_batch;
+use musicrec_data::schema::EntityType;
 use musicrec_data::{CsrMatrix, IdEncoder};
-use musicrec_eval::{Metrics, Recommendations, Relevance, TrainHistory};
+use musicrec_eval::{Evaluation, ItemGroups, Recommendations, Relevance, TrainHistory, Truth};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PipelineError;
@@ -92,12 +94,14 @@ pub struct Evaluator {
     pub user_item: CsrMatrix,
     new_users: IdEncoder,
     history: TrainHistory,
+    artists: ItemGroups,
+    genres: ItemGroups,
     relevance: PerEvalWindow<Relevance>,
 }
 
-fn read_pairs(path: &Path) -> Result<Vec<(i64, i64)>, PipelineError> {
+fn read_pairs(path: &Path, columns: [&str; 2]) -> Result<Vec<(i64, i64)>, PipelineError> {
     let mut pairs = Vec::new();
-    for_each_batch(path, &["user_id", "track_id"], |batch| {
+    for_each_batch(path, &columns, |batch| {
         let u = batch.column(0).as_primitive::<Int64Type>().values();
         let t = batch.column(1).as_primitive::<Int64Type>().values();
         pairs.extend(u.iter().copied().zip(t.iter().copied()));
@@ -111,8 +115,18 @@ fn evaluation_index(old_users: &IdEncoder, new_users: &IdEncoder, id: i64) -> Op
     old_users.encode(id).or_else(|| new_users.encode(id).map(|j| old_users.len() as u32 + j))
 }
 
+/// The artists or genres of every catalogue track, from the preprocess tables.
+fn item_groups(pre: &Path, items: &IdEncoder, kind: EntityType) -> Result<ItemGroups, PipelineError> {
+    let column = format!("{}_id", kind.as_str());
+    let pairs = read_pairs(&pre.join(track_entities_file(kind)), ["track_id", &column])?;
+    let groups = IdEncoder::new(pairs.iter().map(|p| p.1).collect());
+    let encoded = pairs.iter().filter_map(|&(track, group)| Some((items.encode(track)?, groups.encode(group)?)));
+    Ok(ItemGroups::from_pairs(encoded, items.len())?)
+}
+
 impl Evaluator {
-    /// Loads encoders, the train history and both windows from the artifacts.
+    /// Loads encoders, the train history, the tracks' artists and genres and both windows from
+    /// the artifacts.
     pub fn load(artifacts: &Artifacts, needed_by: &'static str) -> Result<Self, PipelineError> {
         require(artifacts, Stage::Preprocess, needed_by)?;
         let (encoders, _) = Encoders::load(artifacts, needed_by)?;
@@ -123,7 +137,10 @@ impl Evaluator {
             user_item.cols,
         )?;
         let pre = artifacts.dir(Stage::Preprocess);
-        let windows = PerEvalWindow::from_fn(|w| read_pairs(&pre.join(w.window().file()))).transpose()?;
+        let artists = item_groups(&pre, &encoders.items, EntityType::Artist)?;
+        let genres = item_groups(&pre, &encoders.items, EntityType::Genre)?;
+        let windows = PerEvalWindow::from_fn(|w| read_pairs(&pre.join(w.window().file()), ["user_id", "track_id"]))
+            .transpose()?;
         let new_users = IdEncoder::new(
             (windows.target.iter().chain(&windows.test))
                 .map(|p| p.0)
@@ -139,8 +156,7 @@ impl Evaluator {
                     .collect::<Vec<_>>(),
             )
         });
-        let evaluator = Self { encoders, user_item, new_users, history, relevance };
-        Ok(evaluator)
+        Ok(Self { encoders, user_item, new_users, history, artists, genres, relevance })
     }
 
     /// The evaluation index of a user id: old users as in the matrices, then new ones.
@@ -153,24 +169,39 @@ impl Evaluator {
         self.encoders.users.ids().iter().chain(self.new_users.ids()).copied().collect()
     }
 
+    /// Whether the user of an evaluation index has train history.
+    pub fn is_old(&self, index: u32) -> bool {
+        (index as usize) < self.encoders.users.len()
+    }
+
     /// The relevance (distinct listened tracks per evaluation user) of `window`.
     pub fn relevance(&self, window: EvalWindow) -> &Relevance {
         &self.relevance[window]
     }
 
-    pub fn evaluate(&self, recs: &Recommendations, window: EvalWindow, k: usize) -> Result<Metrics, PipelineError> {
-        Ok(musicrec_eval::evaluate(recs, &self.relevance[window], &self.history, k)?)
+    pub fn history(&self) -> &TrainHistory {
+        &self.history
     }
 
-    /// Metrics of a user's recommendation file. Users the artifacts do not know are ignored
-    /// (they are in no window); tracks outside the catalogue are an error naming how many.
-    pub fn evaluate_lists(
+    pub fn evaluate(
         &self,
-        file: &str,
-        lists: &RankedLists,
+        recs: &Recommendations,
         window: EvalWindow,
-        k: usize,
-    ) -> Result<Metrics, PipelineError> {
+        ks: &[usize],
+    ) -> Result<Evaluation, PipelineError> {
+        let truth = Truth {
+            relevance: &self.relevance[window],
+            history: &self.history,
+            artists: &self.artists,
+            genres: &self.genres,
+        };
+        Ok(musicrec_eval::evaluate(recs, &truth, ks)?)
+    }
+
+    /// A recommendation file's lists on evaluation indices. Users the artifacts do not know are
+    /// left out (they are in no window); tracks outside the catalogue are an error naming how
+    /// many.
+    pub fn encode_lists(&self, file: &str, lists: &RankedLists) -> Result<Recommendations, PipelineError> {
         let mut users = Vec::with_capacity(lists.users.len());
         let mut offsets = vec![0];
         let mut items = Vec::with_capacity(lists.tracks.len());
@@ -195,6 +226,17 @@ impl Evaluator {
             }
             .into());
         }
-        self.evaluate(&Recommendations::new(users, offsets, items)?, window, k)
+        Ok(Recommendations::new(users, offsets, items)?)
+    }
+
+    /// Metrics of a user's recommendation file at every K of `ks`.
+    pub fn evaluate_lists(
+        &self,
+        file: &str,
+        lists: &RankedLists,
+        window: EvalWindow,
+        ks: &[usize],
+    ) -> Result<Evaluation, PipelineError> {
+        self.evaluate(&self.encode_lists(file, lists)?, window, ks)
     }
 }

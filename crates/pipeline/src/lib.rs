@@ -14,6 +14,7 @@ pub mod preprocess;
 pub mod progress;
 pub mod ranking;
 pub mod report;
+pub mod scorecard;
 pub mod shards;
 pub mod stage;
 pub mod tracking;

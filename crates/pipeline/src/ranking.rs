@@ -214,7 +214,7 @@ pub fn run(ctx: &RunContext, params: &RankerParams) -> Result<Manifest, Pipeline
     drop(training);
     let (recs, predict_seconds) =
         recommend(&candidates, &builder, &ranker, &evaluator.user_item, cfg.top_n, merged.pairs)?;
-    let metrics = evaluate_windows(&evaluator, &recs, ctx.config.k)?;
+    let metrics = evaluate_windows(&evaluator, &recs, &ctx.config.evaluation.k)?;
     write_outputs(&mut out, &evaluator, &recs, &metrics, &ranker)?;
 
     let summary = RankingSummary {
@@ -234,7 +234,7 @@ pub fn run(ctx: &RunContext, params: &RankerParams) -> Result<Manifest, Pipeline
         test_old_users_coverage: test_old_users_coverage(&evaluator, &recs),
         metrics,
     };
-    let params_json = ctx.params(json!({"k": ctx.config.k, "seed": ctx.config.seed, "ranking": cfg}));
+    let params_json = ctx.params(json!({"k": ctx.config.evaluation.k, "seed": ctx.config.seed, "ranking": cfg}));
     Ok(out.commit(musicrec_config::fingerprint_of(&params_json), params_json, &summary)?)
 }
 

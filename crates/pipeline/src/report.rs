@@ -12,31 +12,26 @@ use musicrec_artifacts::layout::candidates::{CANDIDATES_FILE, MODEL_FILE, SIMILA
 use musicrec_artifacts::layout::ranking::{FEATURE_IMPORTANCES_FILE, RECOMMENDATIONS_FILE};
 use musicrec_artifacts::layout::report::loss_plot;
 use musicrec_artifacts::layout::report::{
-    FEATURE_IMPORTANCES_PLOT, METRICS_PLOT, NDCG_PLOT, REPORT_FILE, STAGE_MEMORY_PLOT, STAGE_SECONDS_PLOT,
+    FEATURE_IMPORTANCES_PLOT, METRICS_PLOT, NDCG_DISTRIBUTION_PLOT, NDCG_PLOT, PER_USER_FILE, REPORT_FILE,
+    STAGE_MEMORY_PLOT, STAGE_SECONDS_PLOT,
 };
 use musicrec_artifacts::{Artifacts, Manifest, Stage, StageWriter, stale_inputs};
 use musicrec_plot::{Line, LineChart, Scale as PlotScale};
 use musicrec_tracking::record::LOSS_HISTORY_KEY;
+use musicrec_data::parquet_io;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::PipelineError;
 use crate::evaluation::{EvalWindow, PerEvalWindow};
 use crate::ranking::{FeatureImportance, RankingSummary};
+use crate::scorecard::{self, Scorecard};
 use crate::stage::{RunContext, require};
+use crate::tracking::data_fingerprint;
 
 const RANKING: &str = Stage::Ranking.as_str();
-/// The metrics of docs/metrics.md, in column order (each `name@k` in metrics.json).
-pub const METRICS: [&str; 8] = [
-    "precision",
-    "recall",
-    "ndcg",
-    "coverage_user",
-    "coverage_item",
-    "novelty",
-    "catalog_coverage",
-    "popularity_novelty",
-];
+/// The columns of the target-window table (each `name@k` in the stages' metrics.json).
+pub const METRICS: [&str; 7] = ["precision", "recall", "ndcg", "map", "mrr", "hit_rate", "coverage_user"];
 /// The headline columns `musicrec run` prints.
 const HEADLINE: [&str; 4] = ["precision", "recall", "ndcg", "coverage_user"];
 const TOP_FEATURES: usize = 25;
@@ -62,6 +57,10 @@ pub struct ReportMetrics {
     /// The training loss per iteration of the models whose stage recorded it.
     #[serde(default)]
     pub loss_curves: Vec<LossCurve>,
+    /// The test-window judgement of the system and every model under one convention, with
+    /// intervals, comparisons, segments and examples; absent when no stage published lists.
+    #[serde(default)]
+    pub scorecard: Option<Scorecard>,
 }
 
 /// A model's training loss, one value per iteration (ALS sweep, BPR epoch).
@@ -141,6 +140,10 @@ pub struct ReportSummary {
     pub plots: usize,
     /// Outputs built on other runs' outputs than the ones present (see `ReportMetrics::mixed_runs`).
     pub mixed_runs: usize,
+    /// Seconds to read every list and build the system's, and to evaluate, bootstrap and
+    /// compare them (docs/perf/evaluation.md).
+    pub read_lists_seconds: f64,
+    pub evaluate_seconds: f64,
 }
 
 /// Every stage's manifest the report looks at, or why it cannot be read.
@@ -204,6 +207,7 @@ pub fn collect(artifacts: &Artifacts, run_id: &str, k: usize) -> Result<ReportMe
         service_inputs: service_inputs(artifacts, &manifests),
         mixed_runs: mixed_runs(&manifests),
         loss_curves: loss_curves(&manifests),
+        scorecard: None,
     })
 }
 
@@ -359,25 +363,6 @@ fn metrics_table(report: &ReportMetrics, window: EvalWindow, metrics: &[&str]) -
     md
 }
 
-/// The NDCG of the ranker relative to the best base model and to popularity, when all ran.
-fn ranker_ratios(report: &ReportMetrics) -> Option<String> {
-    let k = report.k;
-    let ndcg = |row: &ModelRow| row.value(EvalWindow::Test, "ndcg", k);
-    let ranker = report.models.iter().find(|m| m.ranker).and_then(ndcg)?;
-    let (best_name, best) = report
-        .models
-        .iter()
-        .filter(|m| !m.ranker)
-        .filter_map(|m| Some((m.model.as_str(), ndcg(m)?)))
-        .max_by(|a, b| a.1.total_cmp(&b.1))?;
-    let mut line = format!("Ranker NDCG@{k} on test: {:.2}× the best base model ({best_name})", ranker / best);
-    if let Some(pop) = report.models.iter().find(|m| m.model == Stage::TopItems.as_str()).and_then(ndcg) {
-        let _ = write!(line, ", {:.2}× popularity (top_items)", ranker / pop);
-    }
-    line.push('.');
-    Some(line)
-}
-
 fn mb(bytes: Option<u64>) -> String {
     bytes.map_or("-".into(), |b| format!("{:.0}", b as f64 / (1u64 << 20) as f64))
 }
@@ -386,16 +371,25 @@ fn markdown(report: &ReportMetrics, plots: &[(&str, &str)]) -> String {
     let mut md = String::from("# Evaluation report\n\n");
     let _ = writeln!(
         md,
-        "Run `{}`, K = {}. The test window is the honest one: the ranker learns from the target window.\n",
-        report.run_id, report.k
+        "Run `{}`. The test window is the honest one: the ranker learns from the target window.\n",
+        report.run_id
     );
     md.push_str(&mixed_runs_block(report));
-    md.push_str("## Test window\n\n");
-    md.push_str(&metrics_table(report, EvalWindow::Test, &METRICS));
-    if let Some(line) = ranker_ratios(report) {
-        let _ = writeln!(md, "\n{line}");
+    match &report.scorecard {
+        Some(card) => {
+            md.push_str(&scorecard::headline_section(card));
+            md.push_str(&scorecard::claims_section(card));
+            md.push_str(&scorecard::all_metrics_section(card));
+            md.push_str(&scorecard::segments_section(card));
+            md.push_str(&scorecard::examples_section(card));
+        }
+        None => md.push_str("No stage published recommendation lists: nothing judged on the test window.\n"),
     }
-    md.push_str("\n## Target window\n\n");
+    let _ = writeln!(
+        md,
+        "\n## Target window\n\nAs each stage judged itself (K = {}), under the same convention:\n",
+        report.k
+    );
     md.push_str(&metrics_table(report, EvalWindow::Target, &METRICS));
     md.push_str("\n## Candidate recall\n\n");
     match &report.candidate_recall {
@@ -567,8 +561,19 @@ fn plot(out: &mut StageWriter, report: &ReportMetrics) -> Result<Vec<(&'static s
 }
 
 pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
-    let k = ctx.config.k;
-    let report = collect(&ctx.artifacts, &ctx.run_id, k)?;
+    let settings = &ctx.config.evaluation;
+    let k = settings.headline_k;
+    let mut report = collect(&ctx.artifacts, &ctx.run_id, k)?;
+    // The report published before this one, read before this one replaces it.
+    let previous = load(&ctx.artifacts).ok();
+    let judged = scorecard::build(
+        &ctx.artifacts,
+        settings,
+        ctx.config.seed,
+        &data_fingerprint(&ctx.data),
+        previous.as_ref().and_then(|p| p.scorecard.as_ref()),
+        previous.as_ref().map(|p| p.run_id.as_str()),
+    )?;
     let mut out = ctx.artifacts.begin(Stage::Report, &ctx.run_id)?;
     for m in report.models.iter().filter(|m| m.status == OK) {
         out.add_input(m.model.clone(), m.run_id.clone().unwrap_or_default());
@@ -576,7 +581,25 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     for line in &report.mixed_runs {
         tracing::warn!("{line}");
     }
-    let plots = plot(&mut out, &report)?;
+    let mut plots = Vec::new();
+    if let Some((card, table)) = judged {
+        out.add_parquet(parquet_io::write_batch(out.path(PER_USER_FILE), table.batch())?);
+        let lines = scorecard::ndcg_distribution(&table, &card.rows, k);
+        let chart = musicrec_plot::lines(&musicrec_plot::LineChart {
+            title: &format!("Per-user NDCG@{k} on the test window"),
+            x_label: &format!("NDCG@{k}"),
+            y_label: "share of users with at most this NDCG",
+            x_scale: musicrec_plot::Scale::Linear,
+            y_scale: musicrec_plot::Scale::Linear,
+            lines: &lines,
+            markers: &[],
+            x_format: None,
+        })?;
+        out.write_file(NDCG_DISTRIBUTION_PLOT, &chart)?;
+        plots.push((NDCG_DISTRIBUTION_PLOT, "Per-user NDCG distribution"));
+        report.scorecard = Some(card);
+    }
+    plots.extend(plot(&mut out, &report)?);
     plot_losses(&mut out, &report)?;
     out.write_file(METRICS_FILE, &serde_json::to_vec_pretty(&report).expect("report serializes"))?;
     out.write_file(REPORT_FILE, markdown(&report, &plots).as_bytes())?;
@@ -586,8 +609,10 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         not_run: not_run.iter().map(|m| m.model.clone()).collect(),
         plots: plots.len() + report.loss_curves.len(),
         mixed_runs: report.mixed_runs.len(),
+        read_lists_seconds: report.scorecard.as_ref().map_or(0.0, |c| c.read_seconds),
+        evaluate_seconds: report.scorecard.as_ref().map_or(0.0, |c| c.evaluate_seconds),
     };
-    let params = ctx.params(json!({"k": k}));
+    let params = ctx.params(json!({"evaluation": settings}));
     Ok(out.commit(musicrec_config::fingerprint_of(&params), params, &summary)?)
 }
 
@@ -600,9 +625,16 @@ pub fn load(artifacts: &Artifacts) -> Result<ReportMetrics, PipelineError> {
     })
 }
 
-/// The headline table `musicrec run` prints: test-window precision, recall, NDCG and user
-/// coverage per model and the ranker.
+/// The headline table `musicrec run` prints: the system and every model on the test window with
+/// 95% intervals, then the report's claims; without a scorecard, the stages' own test metrics.
 pub fn headline(report: &ReportMetrics) -> String {
+    if let Some(card) = &report.scorecard {
+        let mut text = scorecard::headline_text(card);
+        for row in report.models.iter().filter(|m| m.status != OK) {
+            let _ = writeln!(text, "{}: {}", row.label(), row.status);
+        }
+        return text;
+    }
     let k = report.k;
     let mut text = format!("{:<20}", "model (test window)");
     for m in HEADLINE {
@@ -622,10 +654,6 @@ pub fn headline(report: &ReportMetrics) -> String {
         } else {
             let _ = write!(text, " {}", row.status);
         }
-        text.push('\n');
-    }
-    if let Some(line) = ranker_ratios(report) {
-        text.push_str(&line);
         text.push('\n');
     }
     text

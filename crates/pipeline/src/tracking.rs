@@ -129,7 +129,7 @@ const FINGERPRINT_TAIL: u64 = 64 << 10;
 
 /// A fingerprint (hex, 16 chars) of the input files: their names, sizes and last bytes; on S3
 /// their sizes and etags (asked of S3: the mirror may not hold them yet).
-fn data_fingerprint(data: &Location) -> String {
+pub(crate) fn data_fingerprint(data: &Location) -> String {
     let mut hash = Sha256::new();
     let bucket = match data {
         Location::S3(s3) => Bucket::from_env(&s3.bucket).ok().map(|bucket| (bucket, s3)),

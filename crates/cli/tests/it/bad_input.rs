@@ -279,7 +279,8 @@ fn config_prints_every_section_documented() {
     for key in [
         "threads:",
         "seed:",
-        "k:",
+        "evaluation:",
+        "k: [5, 10, 20]",
         "train_end: 2022-12-16",
         "target_end: 2022-12-23",
         "als:",

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use musicrec_data::parquet_io::read_batches;
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -163,12 +164,21 @@ fn report_covers_every_model_and_says_what_was_not_run() {
     for row in ["| als |", "| bpr |", "| top_items |", "| ranking (ranker) | not run", "Slowest stage: "] {
         assert!(md.contains(row), "{row} in {md}");
     }
-    assert_pngs(&report_dir, 4);
+    assert_pngs(&report_dir, 5);
+
+    // Without a ranker the system is the popular list; every row is judged on the same users.
+    let card = &metrics["scorecard"];
+    assert_same_users_every_k(card);
+    assert_eq!(card["rows"][0]["name"], "system");
+    assert!(card["rows"][0]["description"].as_str().unwrap().contains("popular"), "{card}");
+    let first_run = metrics["run_id"].clone();
 
     // A ranker run appears beside the models, with recall, importances and the service's recs.
     let out = tiny.succeed(Some("item2item,ranking,report"), &[("MUSICREC__RANKING__ITERATIONS", "20")]);
     let printed = stdout(&out);
-    assert!(printed.contains("Ranker NDCG@10 on test: "), "{printed}");
+    for needle in ["ranker vs the best base model", "ranker vs popularity (top_items)", "[0.", "system "] {
+        assert!(printed.contains(needle), "{needle} in {printed}");
+    }
     assert!(printed.contains("ranking/recommendations.parquet"), "{printed}");
     let metrics = json_file(&report_dir.join("metrics.json"));
     let ranking = &metrics["models"][4];
@@ -181,7 +191,61 @@ fn report_covers_every_model_and_says_what_was_not_run() {
     assert!(!importances.is_empty() && importances.is_sorted_by(|a, b| a >= b), "{importances:?}");
     let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
     assert!(md.contains("| ranking (ranker) | 0."), "{md}");
-    assert_pngs(&report_dir, 5);
+    assert_pngs(&report_dir, 6);
+
+    // The scorecard: the system row first (ranker for old users, popular for new ones), every
+    // model on the same users at every K, intervals, claims, segments and named examples.
+    let card = &metrics["scorecard"];
+    assert_same_users_every_k(card);
+    let rows: Vec<&str> = card["rows"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(rows, ["system", "ranking", "als", "bpr", "item2item", "top_items"]);
+    let claims: Vec<&str> =
+        card["comparisons"].as_array().unwrap().iter().map(|c| c["claim"].as_str().unwrap()).collect();
+    assert!(claims[0].starts_with("ranker vs the best base model"), "{claims:?}");
+    let previous = card["comparisons"].as_array().unwrap().iter().find(|c| c["against_run"] == first_run);
+    assert!(previous.is_some(), "the previous report on the same data is compared with: {claims:?}");
+    let segments: Vec<&str> =
+        card["user_segments"].as_array().unwrap().iter().map(|s| s["segment"].as_str().unwrap()).collect();
+    assert_eq!(&segments[..2], ["old users", "new users"]);
+    assert!(segments[2..].iter().all(|s| s.starts_with("old, train listens Q")), "{segments:?}");
+    assert_eq!(card["item_mix"].as_array().unwrap().len(), rows.len());
+    let examples = card["examples"].as_array().unwrap();
+    assert_eq!(examples.len(), 3);
+    assert!(examples.iter().any(|e| e["old"] == false), "one sampled user is new");
+    let named = &examples[0]["top"][0][0];
+    assert!(named["track"] != "-" && named["artist"] != "-" && named["genre"] != "-", "{named}");
+    for section in [
+        "## Headline: test window, K = 10",
+        "Convention: every row is judged on the same",
+        "## Segments",
+        "## Examples",
+        "| **system** |",
+        "K = 20",
+    ] {
+        assert!(md.contains(section), "{section} in the report");
+    }
+    assert!(md.find("## Headline").unwrap() < md.find("## Target window").unwrap(), "the headline table comes first");
+    let per_user = read_batches(&report_dir.join("per_user.parquet")).unwrap();
+    let users = card["evaluated_users"].as_u64().unwrap() as usize;
+    assert_eq!(per_user.iter().map(|b| b.num_rows()).sum::<usize>(), users * rows.len());
+}
+
+/// Every row of a scorecard is judged on the same users, at K = 5, 10 and 20, with intervals
+/// around its headline estimates.
+fn assert_same_users_every_k(card: &Value) {
+    let users = card["evaluated_users"].as_u64().unwrap();
+    assert!(users > 0);
+    for row in card["rows"].as_array().unwrap() {
+        assert_eq!(row["metrics"]["evaluated_users"].as_u64(), Some(users), "{}", row["name"]);
+        for k in [5, 10, 20] {
+            assert!(row["metrics"][format!("ndcg@{k}")].is_number(), "{} ndcg@{k}", row["name"]);
+        }
+        let ndcg = &row["intervals"]["ndcg"];
+        let (low, estimate, high) =
+            (ndcg["low"].as_f64().unwrap(), ndcg["estimate"].as_f64().unwrap(), ndcg["high"].as_f64().unwrap());
+        assert!(low <= estimate + 1e-12 && estimate <= high + 1e-12, "{}: {ndcg}", row["name"]);
+        assert_eq!(row["metrics"]["ndcg@10"].as_f64().unwrap(), estimate);
+    }
 }
 
 /// After rerunning one model alone, the report names the ranker trained on the old model's

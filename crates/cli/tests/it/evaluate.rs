@@ -41,11 +41,34 @@ fn metrics_by_hand_on_the_test_window() {
     close("ndcg@2", (1.0 + 1.0 / 3f64.log2()) / 2.0);
     close("coverage_user@2", 1.0);
     close("coverage_item@2", 1.0);
-    close("novelty@2", 1.0);
+    close("original_novelty@2", 1.0);
+    // User 1 hits at 1, user 4 at 2: MAP (1 + 1/2) / 2, MRR the same, both hit.
+    close("map@2", 0.75);
+    close("mrr@2", 0.75);
+    close("hit_rate@2", 1.0);
     assert_eq!(m["evaluated_users"], 2);
     let m1 = judge("1");
     assert_eq!(m1["precision@1"].as_f64().unwrap(), 0.5);
     assert_eq!(m1["ndcg@1"].as_f64().unwrap(), 0.5);
+    assert_eq!(m1["hit_rate@1"].as_f64().unwrap(), 0.5);
+
+    // Several Ks in one call give each K's values, the same as one at a time.
+    let both = judge("1,2");
+    for key in ["precision@1", "ndcg@1", "precision@2", "ndcg@2", "map@2", "popularity_percentile@2"] {
+        assert_eq!(&both[key], if key.ends_with("@1") { &m1[key] } else { &m[key] }, "{key}");
+    }
+    // Without --k, the configuration's evaluation.k: 5, 10 and 20.
+    let out = evaluate(&file, "test", art, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let default: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    for key in ["ndcg@5", "ndcg@10", "ndcg@20"] {
+        assert!(default["test"][key].is_number(), "{key} in {default}");
+    }
+    for (k, needle) in [("0", "--k[0]"), ("5,5", "--k[1]"), ("5,x", "invalid digit")] {
+        let out = evaluate(&file, "test", art, Some(k));
+        assert_eq!(out.status.code(), Some(2), "--k {k}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "--k {k}: {}", stderr(&out));
+    }
 
     // Bad files: an unknown track, a missing column, a repeated pair.
     recs(&file, &[(1, 40, 1), (1, 77, 2), (4, 78, 1)]);

@@ -50,7 +50,7 @@ fn ranking_writes_final_recommendations_importances_and_metrics() {
     for window in ["target", "test"] {
         let ndcg = metrics[window]["ndcg@10"].as_f64().unwrap();
         assert!(ndcg > 0.0 && ndcg <= 1.0, "{window} NDCG {ndcg}");
-        assert_eq!(metrics[window]["novelty@10"].as_f64().unwrap(), 1.0);
+        assert_eq!(metrics[window]["original_novelty@10"].as_f64().unwrap(), 1.0);
     }
     let importances = json_file(&dir.join("feature_importances.json"));
     let values: Vec<f64> = importances.as_array().unwrap().iter().map(|f| f["importance"].as_f64().unwrap()).collect();
