@@ -13,6 +13,7 @@ mod evaluate;
 mod fixture;
 mod kill;
 mod mlflow;
+mod operate;
 mod pipeline_serve;
 mod ranking_stage;
 mod runs;
