@@ -20,6 +20,8 @@ use utoipa::{Modify, OpenApi};
         (name = "events", description = "Listens"),
         (name = "operations", description = "Health, metrics, reload, this document"),
     ),
+    // Schemas only parameters name: the derive collects the bodies' schemas, not theirs.
+    components(schemas(crate::catalogue::Fields)),
     modifiers(&AdminToken)
 )]
 struct Base;
@@ -80,5 +82,24 @@ mod tests {
         let recommendations = &doc["components"]["schemas"]["RecommendationsAnswer"];
         assert_eq!(recommendations["properties"]["recommendations"]["items"]["$ref"], "#/components/schemas/Track");
         assert_eq!(doc["components"]["securitySchemes"]["adminToken"]["scheme"], "bearer");
+        let mut refs = Vec::new();
+        collect_refs(&doc, &mut refs);
+        for r in refs {
+            let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{r}"));
+            assert!(doc["components"]["schemas"][name].is_object(), "{r} does not resolve");
+        }
+    }
+
+    fn collect_refs(value: &serde_json::Value, refs: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(r) = map.get("$ref").and_then(|r| r.as_str()) {
+                    refs.push(r.to_string());
+                }
+                map.values().for_each(|v| collect_refs(v, refs));
+            }
+            serde_json::Value::Array(values) => values.iter().for_each(|v| collect_refs(v, refs)),
+            _ => {}
+        }
     }
 }
