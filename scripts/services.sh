@@ -24,7 +24,8 @@ MLFLOW_DB="${MUSICREC_MLFLOW_DB:-musicrec_mlflow}"
 VENV="$STATE/venv"
 PY="$VENV/bin/python"
 # Pinned so CI on a machine with nothing cached gets what was tested here.
-PACKAGES=("mlflow==3.17.2" "psycopg[binary]==3.3.9" "boto3==1.44.8" "moto[server]==5.2.5")
+PACKAGES=("mlflow==3.17.2" "psycopg[binary]==3.3.9" "boto3==1.44.8" "moto[server]==5.2.5"
+          "openapi-spec-validator==0.7.2")
 DATA_BUCKET=musicrec
 MLFLOW_BUCKET=mlflow
 
@@ -48,10 +49,10 @@ wait_http() { # name url seconds
 }
 
 ensure_venv() {
-    if [[ -x "$PY" ]] && "$PY" -c 'import mlflow, moto, boto3, psycopg' 2>/dev/null; then
+    if [[ -x "$PY" ]] && "$PY" -c 'import mlflow, moto, boto3, psycopg, openapi_spec_validator' 2>/dev/null; then
         return
     fi
-    log "creating $VENV (MLflow, moto, boto3, psycopg; about 2 minutes)"
+    log "creating $VENV (MLflow, moto, boto3, psycopg, openapi-spec-validator; about 2 minutes)"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"
 }
@@ -153,6 +154,7 @@ export AWS_ALLOW_HTTP=true
 export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT
 export MUSICREC_S3_BUCKET=$DATA_BUCKET
 export MUSICREC_MLFLOW_BUCKET=$MLFLOW_BUCKET
+export MUSICREC_SERVICES_PYTHON=$PY
 EOF
 }
 

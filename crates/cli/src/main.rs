@@ -6,7 +6,18 @@ mod bench;
 /// The commit this binary was built from (build.rs), tagged on every tracked run.
 const GIT_COMMIT: &str = env!("MUSICREC_GIT_COMMIT");
 
-use std::path::PathBuf;
+/// `musicrec --version`: the package version, the commit and the build date.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MUSICREC_GIT_COMMIT"),
+    ", built ",
+    env!("MUSICREC_BUILD_DATE"),
+    ")"
+);
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -14,7 +25,7 @@ use clap::{Parser, Subcommand};
 use musicrec_artifacts::layout::matrices::{ITEMS_FILE, USERS_FILE};
 use musicrec_artifacts::layout::report::REPORT_FILE;
 use musicrec_artifacts::{Artifacts, ArtifactsError, Stage};
-use musicrec_config::{Config, ConfigError, EvaluationConfig};
+use musicrec_config::{Config, ConfigError, EvaluationConfig, LogFormat};
 use musicrec_data::location::S3Location;
 use musicrec_data::parquet_io::read_i64_column;
 use musicrec_data::store::{self, Bucket};
@@ -23,15 +34,33 @@ use musicrec_loadtest::LoadtestError;
 use musicrec_pipeline::evaluation::{EvalWindow, Evaluator};
 use musicrec_pipeline::{PipelineError, RunContext, Sharding, require};
 use musicrec_service::ServiceError;
+use musicrec_service::catalogue::{Fields, Track};
+use musicrec_service::model::ServingModel;
 use musicrec_synth::{GenerateOptions, Scale};
 use musicrec_tracking::{TrackingError, render, select};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "musicrec", version, about = "Music recommendations: offline pipeline, evaluation and serving")]
+#[command(name = "musicrec", version = VERSION, about = "Music recommendations: offline pipeline, evaluation and serving")]
 struct Cli {
+    /// Log lines on standard error as `text` (coloured only on a terminal without NO_COLOR) or
+    /// `json` (one object per line); default: the config's log.format.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
+    /// Fewer log lines: -q warnings and errors, -qq errors only.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    quiet: u8,
+    /// More log lines: -v debug, -vv trace. Without -q/-v, RUST_LOG (default: info).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -140,8 +169,72 @@ enum Command {
     /// Benchmarks against the Python reference on the same data, in one run.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Print the default configuration, every key documented.
-    Config,
+    /// A user's most recent train listens and their recommendations, with names and
+    /// sources, from a run's artifacts: what GET /recommendations answers a user who has
+    /// posted no events.
+    Recommend {
+        /// Artifacts (directory or s3://bucket/prefix) of the run.
+        #[arg(long, default_value = "artifacts")]
+        artifacts: String,
+        /// The user id.
+        #[arg(long)]
+        user: i64,
+        /// Recommendations (and recent listens) to show, 1..=1000.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Print JSON (the API's track objects) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// YAML configuration file layered over the defaults (section `service`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// A track and its similar tracks, with names and sources, from a run's artifacts: what
+    /// GET /similar answers.
+    Similar {
+        /// Artifacts (directory or s3://bucket/prefix) of the run.
+        #[arg(long, default_value = "artifacts")]
+        artifacts: String,
+        /// The track id.
+        #[arg(long)]
+        track: i64,
+        /// Similar tracks to show, 1..=1000.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Print JSON (the API's track objects) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// YAML configuration file layered over the defaults (section `service`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print the default configuration, every key documented; with --effective, the merged
+    /// configuration a command would use (defaults, --config file, MUSICREC__* variables),
+    /// secrets masked.
+    Config {
+        /// Print the merged configuration instead of the documented defaults.
+        #[arg(long)]
+        effective: bool,
+        /// YAML configuration file layered over the defaults (with --effective).
+        #[arg(long, requires = "effective")]
+        config: Option<PathBuf>,
+    },
+}
+
+impl Command {
+    /// The `--config` file the command reads, if it takes one.
+    fn config_file(&self) -> Option<&Path> {
+        match self {
+            Command::Run { config, .. }
+            | Command::Evaluate { config, .. }
+            | Command::Serve { config, .. }
+            | Command::Recommend { config, .. }
+            | Command::Similar { config, .. }
+            | Command::Config { config, .. }
+            | Command::Bench(BenchCommand::Models { config, .. }) => config.as_deref(),
+            Command::Generate { .. } | Command::Loadtest { .. } | Command::Runs(_) => None,
+        }
+    }
 }
 
 /// Sharded scoring of the candidate-model stages (als, bpr, item2item, top_items): fit once
@@ -236,11 +329,8 @@ impl WindowArg {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(&cli);
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -248,6 +338,40 @@ fn main() -> ExitCode {
             ExitCode::from(if is_user_error(&error) { 2 } else { 1 })
         }
     }
+}
+
+/// Log lines go to standard error in the format of --log-format, else of the configuration the
+/// command will read (a configuration that does not load is reported by the command itself).
+fn init_logging(cli: &Cli) {
+    let format = match cli.log_format {
+        Some(LogFormatArg::Text) => LogFormat::Text,
+        Some(LogFormatArg::Json) => LogFormat::Json,
+        None => Config::load(cli.command.config_file()).map_or(LogFormat::Text, |c| c.log.format),
+    };
+    let level = match (cli.quiet, cli.verbose) {
+        (0, 0) => None,
+        (1, _) => Some("warn"),
+        (_, 0) => Some("error"),
+        (_, 1) => Some("debug"),
+        _ => Some("trace"),
+    };
+    let filter = match level {
+        Some(level) => EnvFilter::new(level),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            builder.with_ansi(colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR"))).init()
+        }
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(true).init(),
+    }
+}
+
+/// Colour only for a person at a terminal who has not asked for none (no-color.org: any
+/// non-empty NO_COLOR).
+fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 fn is_user_error(error: &anyhow::Error) -> bool {
@@ -264,10 +388,16 @@ fn is_user_error(error: &anyhow::Error) -> bool {
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Config => {
+        Command::Config { effective: false, .. } => {
             print!("{}", musicrec_config::DEFAULT_YAML);
             Ok(())
         }
+        Command::Config { effective: true, config } => {
+            print!("{}", Config::load(config.as_deref())?.to_masked_yaml());
+            Ok(())
+        }
+        Command::Recommend { artifacts, user, k, json, config } => recommend(&artifacts, user, k, json, config),
+        Command::Similar { artifacts, track, k, json, config } => similar(&artifacts, track, k, json, config),
         Command::Generate { scale, seed, out } => generate(scale, seed, &out),
         Command::Run { data, artifacts, config, stages, sharding } => run(data, artifacts, config, stages, sharding),
         Command::Evaluate { recs, window, artifacts, k, config } => evaluate(&recs, window, &artifacts, k, config),
@@ -496,8 +626,100 @@ fn serve(artifacts: String, addr: Option<String>, config: Option<PathBuf>) -> an
         reason: format!("`{addr}` is not a host:port address: {e}"),
     })?;
     let settings = musicrec_service::Settings { config: config.service, artifacts: open_artifacts(&artifacts)? };
+    musicrec_service::metrics::set_build_commit(GIT_COMMIT);
     musicrec_service::serve(settings, addr)?;
     Ok(())
+}
+
+/// The served model of an `--artifacts` flag, as the service loads it (without the fold-in,
+/// which only answers users with posted events).
+fn load_served(artifacts: &str, config: Option<PathBuf>, k: usize) -> anyhow::Result<(Artifacts, ServingModel)> {
+    if !(1..=1000).contains(&k) {
+        return Err(ConfigError::Invalid { key: "--k".into(), reason: format!("{k} is not in 1..=1000") }.into());
+    }
+    let config = Config::load(config.as_deref())?;
+    let artifacts = open_artifacts(artifacts)?;
+    let service = musicrec_config::ServiceConfig { fold_in: false, ..config.service };
+    let model = ServingModel::load(&artifacts, &service)?;
+    Ok((artifacts, model))
+}
+
+fn recommend(artifacts: &str, user: i64, k: usize, json: bool, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let (artifacts, model) = load_served(artifacts, config, k)?;
+    let listens = musicrec_service::model::recent_train_listens(&artifacts, user, k)?;
+    let picks = model.recommend(user, &[], k);
+    let listened: Vec<Track<'_>> = listens
+        .iter()
+        .map(|&t| match model.items.encode(t) {
+            Some(item) => model.track(item, None, None, Fields::All),
+            None => Track { track_id: t, source: None, about: None },
+        })
+        .collect();
+    let recommended = model.tracks(&picks, Fields::All);
+    if json {
+        let answer = serde_json::json!({
+            "user_id": user, "model_version": model.version,
+            "listens": listened, "recommendations": recommended,
+        });
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    if listened.is_empty() {
+        println!("user {user}: no train listens in run {} (a new user: served the popular tracks)", model.version);
+    } else {
+        println!("user {user}: {} most recent train listens, newest first", listened.len());
+        listened.iter().for_each(|t| println!("  {}", describe(t)));
+    }
+    println!("recommendations (model {}):", model.version);
+    recommended.iter().for_each(|t| println!("  {}", describe(t)));
+    Ok(())
+}
+
+fn similar(artifacts: &str, track: i64, k: usize, json: bool, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let (_, model) = load_served(artifacts, config, k)?;
+    let Some(item) = model.items.encode(track) else {
+        let reason = format!("track {track} is not in the catalogue of run {}", model.version);
+        return Err(ConfigError::Invalid { key: "--track".into(), reason }.into());
+    };
+    let this = model.track(item, None, None, Fields::All);
+    let similar = model.tracks(&model.similar_to(item, k), Fields::All);
+    if json {
+        let answer = serde_json::json!({"track_id": track, "track": this, "similar": similar});
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    println!("{}", describe(&this));
+    if similar.is_empty() {
+        println!("no similar tracks in run {}", model.version);
+    } else {
+        println!("similar tracks (model {}):", model.version);
+        similar.iter().for_each(|t| println!("  {}", describe(t)));
+    }
+    Ok(())
+}
+
+/// One line of a track: id, source and score when known, name, artists, album, genres.
+fn describe(track: &Track<'_>) -> String {
+    let mut line = format!("{:>10}", track.track_id);
+    if let Some(source) = track.source {
+        line.push_str(&format!("  {:<8}", source.as_str()));
+    }
+    let Some(about) = &track.about else { return line };
+    if track.source.is_some() {
+        line.push_str(&about.score.map_or("        -".into(), |s| format!("  {s:>7.4}")));
+    }
+    let d = &about.details;
+    line.push_str(&format!("  {}", d.name.unwrap_or("(no name)")));
+    if !d.artists.is_empty() {
+        line.push_str(&format!(" — {}", d.artists.join(", ")));
+    }
+    if let Some(album) = d.album {
+        line.push_str(&format!(" · {album}"));
+    }
+    if !d.genres.is_empty() {
+        line.push_str(&format!(" [{}]", d.genres.join(", ")));
+    }
+    line
 }
 
 fn loadtest(

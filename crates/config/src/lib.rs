@@ -58,6 +58,23 @@ pub struct Config {
     pub service: ServiceConfig,
     pub tracking: TrackingConfig,
     pub evaluation: EvaluationConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// How log lines are written to standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// For people: one line per event, coloured on a terminal.
+    Text,
+    /// For log collectors: one JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +164,7 @@ pub struct RankingConfig {
 pub struct ServiceConfig {
     pub addr: String,
     pub max_k: usize,
+    pub max_offset: usize,
     pub events_per_user: usize,
     pub similar_sources: Vec<String>,
     pub fold_in: bool,
@@ -163,6 +181,7 @@ pub struct ServiceConfig {
     pub redis_timeout_ms: u64,
     pub redis_cooldown_ms: u64,
     pub admin_token: Option<Secret>,
+    pub access_log: bool,
     pub rate_limits: RateLimitsConfig,
 }
 
@@ -368,6 +387,14 @@ impl Config {
         serde_saphyr::to_string(self).expect("configurations serialize to YAML")
     }
 
+    /// `to_yaml` with every secret masked: the admin token, and the password of any URL
+    /// (`redis://user:password@host`), so the output can be shared.
+    pub fn to_masked_yaml(&self) -> String {
+        let mut tree = serde_json::to_value(self).expect("configurations serialize");
+        mask_secrets(&mut tree);
+        serde_saphyr::to_string(&tree).expect("configurations serialize to YAML")
+    }
+
     /// A stable fingerprint of the whole configuration (hex, 16 chars).
     pub fn fingerprint(&self) -> String {
         fingerprint_of(self)
@@ -385,6 +412,7 @@ impl ServiceConfig {
             .parse::<std::net::SocketAddr>()
             .map_err(|e| invalid("service.addr", format!("`{}` is not a host:port address: {e}", self.addr)))?;
         in_range("service.max_k", self.max_k, 1, 1000)?;
+        in_range("service.max_offset", self.max_offset, 0, 10_000)?;
         in_range("service.events_per_user", self.events_per_user, 1, 1000)?;
         for (i, source) in self.similar_sources.iter().enumerate() {
             let key = format!("service.similar_sources[{i}]");
@@ -453,6 +481,35 @@ impl TrackingConfig {
     /// The tracking server runs go to, if any.
     pub fn mlflow_uri(&self) -> Option<&str> {
         self.mlflow_uri.as_deref().filter(|u| !u.is_empty())
+    }
+}
+
+/// What `to_masked_yaml` shows instead of a secret.
+pub const MASKED: &str = "<masked>";
+
+fn mask_secrets(tree: &mut Value) {
+    if let Some(token) = tree.pointer_mut("/service/admin_token")
+        && !token.is_null()
+    {
+        *token = Value::String(MASKED.into());
+    }
+    mask_url_passwords(tree);
+}
+
+/// Replaces the password of every `scheme://user:password@host` string in `tree`.
+fn mask_url_passwords(tree: &mut Value) {
+    match tree {
+        Value::String(text) => {
+            if let Some((scheme, rest)) = text.split_once("://")
+                && let Some((userinfo, host)) = rest.split_once('@')
+                && let Some((user, _password)) = userinfo.split_once(':')
+            {
+                *text = format!("{scheme}://{user}:{MASKED}@{host}");
+            }
+        }
+        Value::Array(values) => values.iter_mut().for_each(mask_url_passwords),
+        Value::Object(map) => map.values_mut().for_each(mask_url_passwords),
+        _ => {}
     }
 }
 

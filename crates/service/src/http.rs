@@ -2,6 +2,7 @@
 //! and rate limiting middleware, hot reload; the connections themselves, with limits on how
 //! long and how much a client may send, and a shutdown that does not wait on clients.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,7 +13,6 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Query, Request, 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use hyper::body::Incoming;
 use hyper::service::Service as _;
@@ -20,11 +20,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use musicrec_config::{RateLimitStore, Secret, ServiceConfig};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::blend::{Pick, Source};
+use crate::blend::{Pick, Source, tagged};
+use crate::catalogue::{Fields, Track};
 use crate::error::ServiceError;
 use crate::events::{EventStore, MemoryEvents, RedisEvents};
 use crate::limits::{Endpoint, Limits, MemoryLimiter, RateLimiter, RedisLimiter, Scope};
@@ -39,10 +42,11 @@ pub struct Settings {
     pub artifacts: musicrec_artifacts::Artifacts,
 }
 
-/// A loaded artifact set and when it was loaded.
+/// A loaded artifact set, when it was loaded and how long that took.
 pub struct Loaded {
     pub model: ServingModel,
     pub loaded_at_unix: u64,
+    pub load_seconds: f64,
 }
 
 pub struct AppState {
@@ -62,15 +66,16 @@ async fn load(settings: &Settings) -> Result<Loaded, ServiceError> {
     let model = tokio::task::spawn_blocking(move || ServingModel::load(&artifacts, &config))
         .await
         .map_err(|e| ServiceError::Artifacts { dir: settings.artifacts.location(), reason: e.to_string() })??;
+    let load_seconds = started.elapsed().as_secs_f64();
     tracing::info!(
         version = model.version,
         users_with_offline = model.offline.keys_with_lists(),
         tracks = model.items.len(),
-        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        seconds = format!("{load_seconds:.2}"),
         "artifacts loaded"
     );
     let loaded_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    Ok(Loaded { model, loaded_at_unix })
+    Ok(Loaded { model, loaded_at_unix, load_seconds })
 }
 
 impl AppState {
@@ -234,20 +239,30 @@ impl Server {
 /// Pause after a failed accept before the next one.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// The rate-limited API: each handler registered in the router and, from its `utoipa::path`,
+/// in the OpenAPI document at once.
+pub(crate) fn api_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(recommendations))
+        .routes(routes!(get_events, post_event))
+        .routes(routes!(similar))
+        .routes(routes!(popular))
+        .routes(routes!(crate::web::random_user))
+}
+
+/// The operator's endpoints, not rate limited; documented the same way.
+pub(crate) fn operator_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_document))
+        .routes(routes!(reload))
+}
+
 fn router(state: Arc<AppState>) -> Router {
-    let api = Router::new()
-        .route("/recommendations", get(recommendations))
-        .route("/events", get(get_events).post(post_event))
-        .route("/similar", get(similar))
-        .route("/popular", get(popular))
-        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit));
-    Router::new()
-        .merge(api)
-        .merge(crate::web::routes())
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
-        .route("/admin/reload", post(reload))
+    let api = api_routes().route_layer(middleware::from_fn_with_state(state.clone(), rate_limit));
+    let (app, _) = api.merge(operator_routes()).split_for_parts();
+    app.merge(crate::web::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; GET /openapi.json lists them") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -278,9 +293,18 @@ impl ApiError {
     }
 }
 
+/// The body of every 4xx and 5xx answer.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong, and where.
+    pub error: String,
+    /// The HTTP status, repeated.
+    pub status: u16,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": self.message, "status": self.status.as_u16()}))).into_response()
+        (self.status, Json(ErrorBody { error: self.message, status: self.status.as_u16() })).into_response()
     }
 }
 
@@ -313,6 +337,22 @@ impl Params {
         raw.trim().parse().map_err(|_| ApiError::bad(format!("parameter `{name}`: `{raw}` is not an integer id")))
     }
 
+    /// `offset` in 0..=max, 0 when absent.
+    fn offset(&self, max: usize) -> Result<usize, ApiError> {
+        let Some(raw) = self.get("offset") else { return Ok(0) };
+        match raw.trim().parse::<usize>() {
+            Ok(offset) if offset <= max => Ok(offset),
+            _ => Err(ApiError::bad(format!("parameter `offset`: `{raw}` is not a whole number in 0..={max}"))),
+        }
+    }
+
+    /// `fields`: `ids` or `all` (the default).
+    fn fields(&self) -> Result<Fields, ApiError> {
+        let Some(raw) = self.get("fields") else { return Ok(Fields::All) };
+        Fields::parse(raw.trim())
+            .ok_or_else(|| ApiError::bad(format!("parameter `fields`: `{raw}` is not `ids` or `all`")))
+    }
+
     /// `k` in 1..=max, `max` when absent.
     fn k(&self, max: usize) -> Result<usize, ApiError> {
         let Some(raw) = self.get("k") else { return Ok(max) };
@@ -323,14 +363,45 @@ impl Params {
     }
 }
 
-#[derive(Serialize)]
-struct Item {
-    track_id: i64,
-    source: Source,
+/// The user an answered request was about, for the access log.
+#[derive(Debug, Clone, Copy)]
+struct AboutUser(i64);
+
+/// `response` marked as about `user`.
+fn about_user(mut response: Response, user: i64) -> Response {
+    response.extensions_mut().insert(AboutUser(user));
+    response
 }
 
-fn items(model: &ServingModel, picks: &[Pick]) -> Vec<Item> {
-    picks.iter().map(|p| Item { track_id: model.items.decode(p.item), source: p.source }).collect()
+#[derive(Serialize, ToSchema)]
+pub struct RecommendationsAnswer<'a> {
+    pub user_id: i64,
+    /// The served set's version: its ranking stage's run id.
+    pub model_version: &'a str,
+    /// The list position of the first recommendation.
+    pub offset: usize,
+    /// Best first.
+    pub recommendations: Vec<Track<'a>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SimilarAnswer<'a> {
+    pub track_id: i64,
+    /// The asked track itself, without a source.
+    pub track: Track<'a>,
+    pub similar: Vec<Track<'a>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PopularAnswer<'a> {
+    pub popular: Vec<Track<'a>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventsAnswer<'a> {
+    pub user_id: i64,
+    /// The latest listens, newest first, without a source.
+    pub events: Vec<Track<'a>>,
 }
 
 impl AppState {
@@ -348,54 +419,102 @@ impl AppState {
     }
 }
 
+/// Blended recommendations: online (similar tracks of the latest listens, the fold-in) and
+/// offline or popular, each with its source.
+#[utoipa::path(get, path = "/recommendations", operation_id = "getRecommendations", tag = "recommendations",
+    params(
+        ("user_id" = i64, Query, description = "The user; one the run does not know is a new user"),
+        ("k" = Option<u32>, Query, description = "List length, 1..=service.max_k (default service.max_k)"),
+        ("offset" = Option<u32>, Query, description = "First list position, 0..=service.max_offset (default 0)"),
+        ("fields" = Option<Fields>, Query, description = "all (default): names and score too; ids: track_id and source only"),
+    ),
+    responses(
+        (status = 200, description = "A page of the user's recommendations", body = RecommendationsAnswer<'static>),
+        (status = 400, description = "A bad or missing parameter", body = ErrorBody),
+        (status = 429, description = "Over a rate limit; see Retry-After", body = ErrorBody),
+    ))]
 async fn recommendations(
     State(s): State<Arc<AppState>>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(query, &["user_id", "k"])?;
-    let (user, k) = (p.id("user_id")?, p.k(s.settings.config.max_k)?);
+    let c = &s.settings.config;
+    let p = Params::parse(query, &["user_id", "k", "offset", "fields"])?;
+    let (user, k, offset, fields) = (p.id("user_id")?, p.k(c.max_k)?, p.offset(c.max_offset)?, p.fields()?);
     let loaded = s.loaded.load_full();
     let model = &loaded.model;
     let recent = s.recent(model, user).await;
-    let picks = model.recommend(user, &recent, k);
-    picks.iter().for_each(|p| s.metrics.recommended(p.source));
-    Ok(Json(json!({
-        "user_id": user,
-        "model_version": model.version,
-        "recommendations": items(model, &picks),
-    }))
-    .into_response())
+    let picks = model.recommend(user, &recent, offset + k);
+    let page = picks.get(offset..).unwrap_or_default();
+    page.iter().for_each(|p| s.metrics.recommended(p.source));
+    let answer = RecommendationsAnswer {
+        user_id: user,
+        model_version: &model.version,
+        offset,
+        recommendations: model.tracks(page, fields),
+    };
+    Ok(about_user(Json(answer).into_response(), user))
 }
 
+/// The similar tracks of a track, the similarity sources round-robin.
+#[utoipa::path(get, path = "/similar", operation_id = "getSimilar", tag = "recommendations",
+    params(
+        ("track_id" = i64, Query, description = "The track"),
+        ("k" = Option<u32>, Query, description = "List length, 1..=service.max_k (default service.max_k)"),
+        ("fields" = Option<Fields>, Query, description = "all (default): names and score too; ids: track_id and source only"),
+    ),
+    responses(
+        (status = 200, description = "The track and its similar tracks", body = SimilarAnswer<'static>),
+        (status = 400, description = "A bad or missing parameter", body = ErrorBody),
+        (status = 429, description = "Over a rate limit; see Retry-After", body = ErrorBody),
+        (status = 404, description = "The track is not in the catalogue", body = ErrorBody),
+    ))]
 async fn similar(
     State(s): State<Arc<AppState>>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(query, &["track_id", "k"])?;
-    let (track, k) = (p.id("track_id")?, p.k(s.settings.config.max_k)?);
+    let p = Params::parse(query, &["track_id", "k", "fields"])?;
+    let (track, k, fields) = (p.id("track_id")?, p.k(s.settings.config.max_k)?, p.fields()?);
     let loaded = s.loaded.load_full();
     let model = &loaded.model;
     let item = model
         .items
         .encode(track)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("track_id {track} is not in the catalogue")))?;
-    Ok(Json(json!({"track_id": track, "similar": items(model, &model.similar_to(item, k))})).into_response())
+    let answer = SimilarAnswer {
+        track_id: track,
+        track: model.track(item, None, None, fields),
+        similar: model.tracks(&model.similar_to(item, k), fields),
+    };
+    Ok(Json(answer).into_response())
 }
 
+/// The most popular tracks.
+#[utoipa::path(get, path = "/popular", operation_id = "getPopular", tag = "recommendations",
+    params(
+        ("k" = Option<u32>, Query, description = "List length, 1..=service.max_k (default service.max_k)"),
+        ("fields" = Option<Fields>, Query, description = "all (default): names and score too; ids: track_id and source only"),
+    ),
+    responses(
+        (status = 200, description = "The popular tracks, most played first", body = PopularAnswer<'static>),
+        (status = 400, description = "A bad or missing parameter", body = ErrorBody),
+        (status = 429, description = "Over a rate limit; see Retry-After", body = ErrorBody),
+    ))]
 async fn popular(
     State(s): State<Arc<AppState>>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let k = Params::parse(query, &["k"])?.k(s.settings.config.max_k)?;
+    let p = Params::parse(query, &["k", "fields"])?;
+    let (k, fields) = (p.k(s.settings.config.max_k)?, p.fields()?);
     let loaded = s.loaded.load_full();
     let model = &loaded.model;
-    let picks: Vec<Pick> = model.popular.iter().take(k).map(|&item| Pick { item, source: Source::Popular }).collect();
-    Ok(Json(json!({"popular": items(model, &picks)})).into_response())
+    let picks: Vec<Pick> = tagged(model.popular_list(), Source::Popular).take(k).collect();
+    Ok(Json(PopularAnswer { popular: model.tracks(&picks, fields) }).into_response())
 }
 
-#[derive(Deserialize)]
+/// A listen.
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Event {
+pub struct Event {
     user_id: i64,
     track_id: i64,
 }
@@ -408,6 +527,19 @@ fn store_unavailable(s: &AppState, reason: String) -> ApiError {
 /// What an event body must be, for error messages.
 const EVENT_SHAPE: &str = "a JSON object {\"user_id\": <integer>, \"track_id\": <integer>}";
 
+/// Records a listen in the events store.
+#[utoipa::path(post, path = "/events", operation_id = "postEvent", tag = "events",
+    request_body(content = Event, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Stored", body = Event),
+        (status = 400, description = "Not JSON, or not a JSON object", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within service.body_read_timeout_ms", body = ErrorBody),
+        (status = 413, description = "The body is over service.max_body_bytes", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "A field missing, unknown or of the wrong type, or a track not in the catalogue", body = ErrorBody),
+        (status = 429, description = "Over a rate limit; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The events store (Redis) is unavailable", body = ErrorBody),
+    ))]
 async fn post_event(State(s): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
     let within = s.settings.config.body_read_timeout_ms;
     let body =
@@ -437,7 +569,8 @@ async fn post_event(State(s): State<Arc<AppState>>, request: Request) -> Result<
     }
     s.events.add(event.user_id, event.track_id).await.map_err(|e| store_unavailable(&s, e.0))?;
     Metrics::count(&s.metrics.events_stored);
-    Ok((StatusCode::CREATED, Json(json!({"user_id": event.user_id, "track_id": event.track_id}))).into_response())
+    let user = event.user_id;
+    Ok(about_user((StatusCode::CREATED, Json(event)).into_response(), user))
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {
@@ -451,37 +584,102 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
+/// A user's latest listens, newest first.
+#[utoipa::path(get, path = "/events", operation_id = "getEvents", tag = "events",
+    params(
+        ("user_id" = i64, Query, description = "The user"),
+        ("k" = Option<u32>, Query, description = "How many, 1..=service.events_per_user (default that)"),
+        ("fields" = Option<Fields>, Query, description = "all (default): names and score too; ids: track_id and source only"),
+    ),
+    responses(
+        (status = 200, description = "The latest listens", body = EventsAnswer<'static>),
+        (status = 400, description = "A bad or missing parameter", body = ErrorBody),
+        (status = 429, description = "Over a rate limit; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The events store (Redis) is unavailable", body = ErrorBody),
+    ))]
 async fn get_events(
     State(s): State<Arc<AppState>>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(query, &["user_id", "k"])?;
-    let (user, k) = (p.id("user_id")?, p.k(s.settings.config.events_per_user)?);
+    let p = Params::parse(query, &["user_id", "k", "fields"])?;
+    let (user, k, fields) = (p.id("user_id")?, p.k(s.settings.config.events_per_user)?, p.fields()?);
     let tracks = s.events.latest(user, k).await.map_err(|e| store_unavailable(&s, e.0))?;
-    Ok(Json(json!({"user_id": user, "events": tracks})).into_response())
+    let loaded = s.loaded.load_full();
+    let model = &loaded.model;
+    let events = tracks
+        .into_iter()
+        .map(|track_id| match model.items.encode(track_id) {
+            Some(item) => model.track(item, None, None, fields),
+            // Stored under an earlier artifact set whose catalogue had the track.
+            None => Track { track_id, source: None, about: None },
+        })
+        .collect();
+    Ok(about_user(Json(EventsAnswer { user_id: user, events }).into_response(), user))
 }
 
+/// Liveness and what is served.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+    pub model_version: String,
+    /// The run id of every loaded stage.
+    pub stages: BTreeMap<String, String>,
+    pub loaded_at_unix: u64,
+    pub users_with_offline: usize,
+    pub tracks: usize,
+    pub similarity_sources: Vec<&'static str>,
+    pub fold_in: bool,
+    /// `memory` or `redis`.
+    pub events_store: &'static str,
+    /// Why the last reload was refused; null after a good one.
+    pub last_reload_error: Option<String>,
+}
+
+/// Liveness and the loaded model version (run id).
+#[utoipa::path(get, path = "/health", operation_id = "getHealth", tag = "operations",
+    responses((status = 200, description = "Serving", body = Health)))]
 async fn health(State(s): State<Arc<AppState>>) -> Response {
     let loaded = s.loaded.load_full();
     let m = &loaded.model;
-    Json(json!({
-        "status": "ok",
-        "model_version": m.version,
-        "stages": m.stages,
-        "loaded_at_unix": loaded.loaded_at_unix,
-        "users_with_offline": m.offline.keys_with_lists(),
-        "tracks": m.items.len(),
-        "similarity_sources": m.similar.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
-        "fold_in": m.fold_in.is_some(),
-        "events_store": s.events.kind(),
-        "last_reload_error": s.last_reload_error.load_full().as_deref(),
-    }))
+    Json(Health {
+        status: "ok",
+        model_version: m.version.clone(),
+        stages: m.stages.clone(),
+        loaded_at_unix: loaded.loaded_at_unix,
+        users_with_offline: m.offline.keys_with_lists(),
+        tracks: m.items.len(),
+        similarity_sources: m.similar.iter().map(|(s, _)| s.as_str()).collect(),
+        fold_in: m.fold_in.is_some(),
+        events_store: s.events.kind(),
+        last_reload_error: s.last_reload_error.load_full().as_deref().cloned(),
+    })
     .into_response()
 }
 
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", operation_id = "getOpenApi", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 description of this API", content_type = "application/json")))]
+async fn openapi_document() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::json()).into_response()
+}
+
+/// Prometheus metrics (docs/service.md#metrics).
+#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "operations",
+    responses((status = 200, description = "The Prometheus text exposition format, version 0.0.4", body = String, content_type = "text/plain")))]
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     let mut text = s.metrics.render();
-    let cache = &s.loaded.load().model.fold_in_cache;
+    let loaded = s.loaded.load();
+    let m = &loaded.model;
+    crate::metrics::render_model(
+        &mut text,
+        &m.version,
+        m.trained_at_unix,
+        loaded.loaded_at_unix as f64,
+        loaded.load_seconds,
+    );
+    crate::metrics::render_process(&mut text);
+    let cache = &m.fold_in_cache;
     crate::metrics::render_fold_in_cache(
         &mut text,
         cache.hits.load(std::sync::atomic::Ordering::Relaxed),
@@ -527,6 +725,22 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(difference) == 0
 }
 
+/// What a reload swapped.
+#[derive(Serialize, ToSchema)]
+pub struct Reloaded {
+    pub model_version: String,
+    pub previous_version: String,
+}
+
+/// Loads the artifact set again and swaps it in atomically.
+#[utoipa::path(post, path = "/admin/reload", operation_id = "reload", tag = "operations",
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The new set is served", body = Reloaded),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "Disabled: no service.admin_token is configured", body = ErrorBody),
+        (status = 422, description = "The set was refused; the old one stays", body = ErrorBody),
+    ))]
 async fn reload(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Err(refused) = authorize(s.settings.config.admin_token.as_ref(), &headers) {
         let mut response = refused.into_response();
@@ -537,7 +751,7 @@ async fn reload(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Result<Re
     }
     let previous = s.loaded.load().model.version.clone();
     match s.reload().await {
-        Ok(version) => Ok(Json(json!({"model_version": version, "previous_version": previous})).into_response()),
+        Ok(version) => Ok(Json(Reloaded { model_version: version, previous_version: previous }).into_response()),
         Err(e) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("reload refused, still serving {previous}: {e}"),
@@ -545,14 +759,35 @@ async fn reload(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Result<Re
     }
 }
 
-/// Records every request's endpoint, status and latency.
+/// Records every request's endpoint, status and latency, and logs it (`service.access_log`).
 async fn track(State(s): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let endpoint = Metrics::endpoint_index(request.uri().path());
+    let access = s.settings.config.access_log.then(|| {
+        let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        (request.method().clone(), request.uri().path().to_string(), client)
+    });
     let response = next.run(request).await;
-    s.metrics.record_request(endpoint, response.status().as_u16(), started.elapsed());
+    let elapsed = started.elapsed();
+    s.metrics.record_request(endpoint, response.status().as_u16(), elapsed);
+    if let Some((method, path, client)) = access {
+        let user_id = response.extensions().get::<AboutUser>().map(|u| u.0);
+        tracing::info!(
+            target: ACCESS_LOG_TARGET,
+            method = %method,
+            path,
+            status = response.status().as_u16(),
+            latency_ms = elapsed.as_secs_f64() * 1e3,
+            client = client.map(|c| c.to_string()),
+            user_id,
+            "request"
+        );
+    }
     response
 }
+
+/// The `tracing` target of the access log lines, so a filter can keep or drop them alone.
+pub const ACCESS_LOG_TARGET: &str = "musicrec::access";
 
 /// Refuses, before routing and before reading any body, a request whose target, headers or
 /// declared body length are over the configured limits.

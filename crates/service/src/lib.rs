@@ -1,9 +1,10 @@
 //! The recommendation service (docs/service.md): serves one pipeline run's artifacts over HTTP/JSON,
 //! blending online recommendations (similar tracks of the latest listens, the ALS fold-in)
 //! with offline or popular ones; an events store in memory or Redis; rate limits, metrics,
-//! hot reload.
+//! hot reload; tracks answered with their catalogue names.
 
 pub mod blend;
+pub mod catalogue;
 pub mod error;
 pub mod events;
 pub mod fold_in;

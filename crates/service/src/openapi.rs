@@ -1,68 +1,105 @@
-//! The OpenAPI 3 description of the API, served at GET /openapi.json.
+//! The OpenAPI 3.1 description of the API, served at GET /openapi.json: the operations come
+//! from the handlers' `utoipa::path` attributes as the router registers them
+//! (`http::api_routes`, `http::operator_routes`), the schemas from the response types.
 
-use serde_json::{Value, json};
+use std::sync::LazyLock;
 
-fn query(name: &str, required: bool, description: &str) -> Value {
-    json!({"name": name, "in": "query", "required": required, "description": description,
-           "schema": {"type": "integer", "format": "int64"}})
+use utoipa::openapi::OpenApi as Document;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "musicrec",
+        description = "Music recommendations: online (similar tracks of the latest listens, ALS fold-in) \
+                       blended with offline or popular ones, each track with its catalogue names."
+    ),
+    tags(
+        (name = "recommendations", description = "Lists of tracks"),
+        (name = "events", description = "Listens"),
+        (name = "operations", description = "Health, metrics, reload, this document"),
+    ),
+    // Schemas only parameters name: the derive collects the bodies' schemas, not theirs.
+    components(schemas(crate::catalogue::Fields)),
+    modifiers(&AdminToken)
+)]
+struct Base;
+
+/// The bearer token of POST /admin/reload.
+struct AdminToken;
+
+impl Modify for AdminToken {
+    fn modify(&self, document: &mut Document) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("service.admin_token (MUSICREC__SERVICE__ADMIN_TOKEN)"))
+            .build();
+        document.components.get_or_insert_default().add_security_scheme("adminToken", SecurityScheme::Http(scheme));
+    }
 }
 
-fn answers(ok: &str) -> Value {
-    let error = json!({"description": "bad request: the JSON body names the problem",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
-    json!({
-        "200": {"description": ok, "content": {"application/json": {"schema": {"type": "object"}}}},
-        "400": error, "404": error, "429": {"description": "over a rate limit; see Retry-After"},
-    })
-}
-
-pub fn document() -> Value {
-    let k = |max: &str| query("k", false, &format!("list length, 1..={max} (default {max})"));
-    let mut document = json!({
-        "openapi": "3.0.3",
-        "info": {"title": "musicrec", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Music recommendations: online (similar tracks of the latest listens, ALS fold-in) blended with offline or popular ones."},
-        "paths": {
-            "/recommendations": {"get": {
-                "summary": "Blended recommendations; each item names its source (als, bpr, fold_in, offline, popular)",
-                "parameters": [query("user_id", true, "user id"), k("service.max_k")],
-                "responses": answers("user_id, model_version, recommendations: [{track_id, source}]")}},
-            "/events": {
-                "post": {"summary": "Record a listen",
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}}},
-                    "responses": {"201": {"description": "stored"}, "400": {"description": "not JSON, or not a JSON object"},
-                                  "408": {"description": "body not complete in time"},
-                                  "413": {"description": "body too large"}, "415": {"description": "not application/json"},
-                                  "422": {"description": "missing field or unknown track"},
-                                  "429": {"description": "over a rate limit; see Retry-After"},
-                                  "503": {"description": "events store (Redis) unavailable"}}},
-                "get": {"summary": "A user's latest listens, newest first",
-                    "parameters": [query("user_id", true, "user id"), k("service.events_per_user")],
-                    "responses": answers("user_id, events: [track_id]")}},
-            "/similar": {"get": {"summary": "Similar tracks, similarity sources round-robin",
-                "parameters": [query("track_id", true, "track id"), k("service.max_k")],
-                "responses": answers("track_id, similar: [{track_id, source}]")}},
-            "/popular": {"get": {"summary": "Most popular tracks", "parameters": [k("service.max_k")],
-                "responses": answers("popular: [{track_id, source}]")}},
-            "/health": {"get": {"summary": "Liveness and the loaded model version (run id)", "responses": answers("status, model_version, stages")}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition format"}}}},
-            "/admin/reload": {"post": {"summary": "Load the artifacts again and swap them in atomically",
-                "security": [{"adminToken": []}],
-                "responses": {"200": {"description": "model_version, previous_version"},
-                              "401": {"description": "missing or wrong bearer token"},
-                              "403": {"description": "disabled: no service.admin_token is configured"},
-                              "422": {"description": "the artifact set was refused; the old one stays"}}}},
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
-        },
-        "components": {
-          "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer",
-                                             "description": "service.admin_token (MUSICREC__SERVICE__ADMIN_TOKEN)"}},
-          "schemas": {
-            "Event": {"type": "object", "required": ["user_id", "track_id"], "additionalProperties": false,
-                      "properties": {"user_id": {"type": "integer", "format": "int64"}, "track_id": {"type": "integer", "format": "int64"}}},
-            "Error": {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}},
-        }},
-    });
-    crate::web::describe(&mut document);
+/// The whole document.
+pub fn document() -> Document {
+    let mut document = Base::openapi();
+    document.info.version = env!("CARGO_PKG_VERSION").to_string();
+    document.merge(crate::http::api_routes().merge(crate::http::operator_routes()).into_openapi());
     document
+}
+
+/// The document as served, made once.
+pub fn json() -> &'static str {
+    static JSON: LazyLock<String> = LazyLock::new(|| document().to_json().expect("the OpenAPI document serializes"));
+    &JSON
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_has_an_id_and_typed_answers() {
+        let doc: serde_json::Value = serde_json::from_str(json()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                operations += 1;
+                let at = format!("{method} {path}");
+                assert!(operation["operationId"].is_string(), "{at}: no operationId");
+                for (status, response) in operation["responses"].as_object().unwrap() {
+                    if path == "/openapi.json" {
+                        continue;
+                    }
+                    let content = response["content"].as_object().unwrap_or_else(|| panic!("{at} {status}: untyped"));
+                    assert!(content.values().all(|c| c["schema"].is_object()), "{at} {status}: no schema");
+                }
+            }
+        }
+        assert_eq!(operations, 9);
+        let track = &doc["components"]["schemas"]["Track"];
+        assert_eq!(track["required"], serde_json::json!(["track_id"]), "{track}");
+        let recommendations = &doc["components"]["schemas"]["RecommendationsAnswer"];
+        assert_eq!(recommendations["properties"]["recommendations"]["items"]["$ref"], "#/components/schemas/Track");
+        assert_eq!(doc["components"]["securitySchemes"]["adminToken"]["scheme"], "bearer");
+        let mut refs = Vec::new();
+        collect_refs(&doc, &mut refs);
+        for r in refs {
+            let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{r}"));
+            assert!(doc["components"]["schemas"][name].is_object(), "{r} does not resolve");
+        }
+    }
+
+    fn collect_refs(value: &serde_json::Value, refs: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(r) = map.get("$ref").and_then(|r| r.as_str()) {
+                    refs.push(r.to_string());
+                }
+                map.values().for_each(|v| collect_refs(v, refs));
+            }
+            serde_json::Value::Array(values) => values.iter().for_each(|v| collect_refs(v, refs)),
+            _ => {}
+        }
+    }
 }

@@ -11,7 +11,7 @@ use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::http::{ApiError, AppState};
 
@@ -30,9 +30,9 @@ const ASSETS: [(&str, &str, &str); 6] = [
 const CONTENT_SECURITY_POLICY: &str =
     "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The pages' routes and `GET /users/random`.
+/// The pages' routes (`GET /users/random` is with the API, in `http::api_routes`).
 pub(crate) fn routes() -> Router<Arc<AppState>> {
-    let mut router = Router::new().route("/users/random", get(random_user));
+    let mut router = Router::new();
     for (path, content_type, body) in ASSETS {
         router = router.route(path, get(move || async move { asset(content_type, body) }));
     }
@@ -55,14 +55,21 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// The answer of `GET /users/random`.
-#[derive(Debug, Serialize)]
-struct RandomUser {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RandomUser {
     user_id: i64,
     /// Whether the run has an offline list for them.
     offline: bool,
 }
 
-async fn random_user(State(s): State<Arc<AppState>>, uri: Uri) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/users/random", operation_id = "getRandomUser", tag = "recommendations",
+    description = "A random user of the served run, one with an offline list when the run has any (the web page's \"random user\")",
+    responses(
+        (status = 200, description = "A user", body = RandomUser),
+        (status = 400, description = "A query parameter was given", body = crate::http::ErrorBody),
+        (status = 404, description = "The served run has no users", body = crate::http::ErrorBody),
+    ))]
+pub(crate) async fn random_user(State(s): State<Arc<AppState>>, uri: Uri) -> Result<Response, ApiError> {
     if uri.query().is_some_and(|q| !q.is_empty()) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "GET /users/random takes no parameters"));
     }
@@ -84,22 +91,6 @@ fn pick_user(users: usize, has_list: impl Fn(usize) -> bool, random: u64) -> Opt
     }
     let start = (random % users as u64) as usize;
     (0..users).map(|i| (start + i) % users).find(|&u| has_list(u)).or(Some(start))
-}
-
-/// Adds what this module serves to the OpenAPI document: `GET /users/random` and its schema.
-pub(crate) fn describe(document: &mut Value) {
-    document["paths"]["/users/random"] = json!({"get": {
-        "summary": "A random user of the served run, one with an offline list when the run has any (the web page's \"random user\")",
-        "responses": {
-            "200": {"description": "a user", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RandomUser"}}}},
-            "400": {"description": "a query parameter was given",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-            "404": {"description": "the served run has no users",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}});
-    document["components"]["schemas"]["RandomUser"] = json!({
-        "type": "object", "required": ["user_id", "offline"],
-        "properties": {"user_id": {"type": "integer", "format": "int64"},
-                       "offline": {"type": "boolean", "description": "whether the run has an offline list for this user"}}});
 }
 
 #[cfg(test)]

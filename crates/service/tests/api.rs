@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{ADMIN_TOKEN, TestServer, admin_config, config, limited, serve_hand_made, write_artifacts, write_ranking};
+use common::{
+    ADMIN_TOKEN, TestServer, admin_config, config, limited, serve_hand_made, track_ids, write_artifacts, write_ranking,
+};
 use musicrec_artifacts::Artifacts;
 use musicrec_config::{RateLimitStore, ServiceConfig};
 use musicrec_service::{Server, Settings};
@@ -36,7 +38,7 @@ async fn endpoints_answer_in_json() {
     server.listen(5, 102).await;
     server.listen(5, 103).await;
     let (status, body) = server.get("/events?user_id=5&k=2").await;
-    assert_eq!((status, body["events"].clone()), (200, json!([103, 102])));
+    assert_eq!((status, track_ids(&body["events"])), (200, vec![103, 102]));
 
     let (status, body) = server.get("/health").await;
     assert_eq!((status, body["status"].as_str(), body["model_version"].as_str()), (200, Some("ok"), Some("run-1")));
@@ -331,8 +333,8 @@ async fn the_in_memory_events_store_forgets_the_oldest_users_past_its_bound() {
     for user in 1..=10 {
         server.listen(user, 100).await;
     }
-    assert_eq!(server.get("/events?user_id=1").await.1["events"], json!([]));
-    assert_eq!(server.get("/events?user_id=10").await.1["events"], json!([100]));
+    assert_eq!(track_ids(&server.get("/events?user_id=1").await.1["events"]), Vec::<i64>::new());
+    assert_eq!(track_ids(&server.get("/events?user_id=10").await.1["events"]), [100]);
     let text = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("\nmusicrec_events_users 3\n"), "{text}");
     assert!(text.contains("\nmusicrec_events_evicted_total 7\n"), "{text}");
@@ -469,5 +471,187 @@ async fn the_web_pages_are_served_from_the_binary_and_name_a_random_user() {
     assert!(document["components"]["schemas"]["RandomUser"]["properties"]["user_id"].is_object());
     let (status, _) = server.get("/web/missing.js").await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn tracks_come_with_their_names_scores_and_pages() {
+    let (_dir, server) = serve_hand_made(config()).await;
+    let (status, body) = server.get("/recommendations?user_id=1&k=2").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"user_id": 1, "model_version": "run-1", "offset": 0, "recommendations": [
+            {"track_id": 110, "source": "offline", "score": 1.0, "name": "Song 110",
+             "artists": ["Artist 2", "Artist 3"], "album": "Album 11", "genres": ["rock"]},
+            {"track_id": 100, "source": "offline", "score": 0.5, "name": "Song 100",
+             "artists": ["Artist 1", "Artist 3"], "album": "Album 10", "genres": ["rock"]},
+        ]})
+    );
+    // The next page continues the same list; past its end a page is short, then empty.
+    let (_, body) = server.get("/recommendations?user_id=1&k=2&offset=2").await;
+    assert_eq!((body["offset"].as_u64(), track_ids(&body["recommendations"])), (Some(2), vec![111, 112]));
+    let (_, body) = server.get("/recommendations?user_id=1&k=2&offset=4").await;
+    assert_eq!(track_ids(&body["recommendations"]), [113]);
+    let (_, body) = server.get("/recommendations?user_id=1&offset=90").await;
+    assert_eq!(track_ids(&body["recommendations"]), Vec::<i64>::new());
+    let (_, body) = server.get("/recommendations?user_id=1&k=1&fields=ids").await;
+    assert_eq!(body["recommendations"], json!([{"track_id": 110, "source": "offline"}]));
+
+    let (_, body) = server.get("/similar?track_id=100&k=2").await;
+    assert_eq!(
+        body["track"],
+        json!({"track_id": 100, "score": null, "name": "Song 100", "artists": ["Artist 1", "Artist 3"],
+               "album": "Album 10", "genres": ["rock"]})
+    );
+    let similar: Vec<(i64, &str, f64)> = body["similar"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["track_id"].as_i64().unwrap(), t["source"].as_str().unwrap(), t["score"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(similar, [(101, "als", 1.0), (107, "bpr", 1.0)]);
+    let (_, body) = server.get("/similar?track_id=100&k=1&fields=ids").await;
+    assert_eq!(
+        body,
+        json!({"track_id": 100, "track": {"track_id": 100}, "similar": [{"track_id": 101, "source": "als"}]})
+    );
+
+    // Track 119 has no name: nulls and empty lists, not missing keys. Both users played it.
+    let (_, body) = server.get("/popular?k=1").await;
+    assert_eq!(
+        body,
+        json!({"popular": [{"track_id": 119, "source": "popular", "score": 1.0, "name": null, "artists": [],
+                            "album": null, "genres": []}]})
+    );
+
+    server.listen(5, 101).await;
+    let (_, body) = server.get("/events?user_id=5").await;
+    assert_eq!(
+        body,
+        json!({"user_id": 5, "events": [{"track_id": 101, "score": null, "name": "Song 101",
+                                         "artists": ["Artist 2"], "album": "Album 10", "genres": ["rock"]}]})
+    );
+    let (_, body) = server.get("/events?user_id=5&fields=ids").await;
+    assert_eq!(body["events"], json!([{"track_id": 101}]));
+
+    for (path, names) in [
+        ("/recommendations?user_id=1&offset=91", "0..=90"),
+        ("/recommendations?user_id=1&offset=-1", "`offset`"),
+        ("/recommendations?user_id=1&fields=names", "`fields`"),
+        ("/popular?fields=", "`fields`"),
+        ("/similar?track_id=100&offset=1", "unknown parameter `offset`"),
+    ] {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(names), "{path}: {body}");
+    }
+    server.stop().await;
+}
+
+/// Every metric name the Grafana dashboard in the repository queries is in the served
+/// /metrics, parsed as Prometheus text, with the process and build series beside ours.
+#[tokio::test]
+async fn metrics_resolve_every_dashboard_query() {
+    let (_dir, server) = serve_hand_made(config()).await;
+    server.get("/recommendations?user_id=1").await;
+    let text = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    let mut series = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(typed) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = typed.split_once(' ').unwrap();
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            series.insert(name.to_string());
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let name_end = line.find(['{', ' ']).unwrap_or_else(|| panic!("no value: {line}"));
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "not a number: {line}");
+        series.insert(line[..name_end].to_string());
+    }
+    for name in
+        ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "musicrec_build_info"]
+    {
+        assert!(series.contains(name), "{name} is not served");
+    }
+    assert!(text.contains("musicrec_model_info{run_id=\"run-1\"} 1"), "{text}");
+
+    let dashboard: serde_json::Value = serde_json::from_str(include_str!("../../../dashboards/musicrec.json")).unwrap();
+    let mut queried = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let words = expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'));
+            queried.extend(words.filter(|w| w.starts_with("musicrec_") || w.starts_with("process_")).map(String::from));
+        }
+    }
+    assert!(queried.len() >= 12, "{queried:?}");
+    for name in queried {
+        assert!(series.contains(&name), "the dashboard queries {name}, which /metrics does not serve");
+    }
+    server.stop().await;
+}
+
+/// The served OpenAPI document describes exactly the routes the server answers: each
+/// documented operation reaches its handler (not the 404/405 fallbacks), and no other
+/// operation is listed.
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let (_dir, server) = serve_hand_made(admin_config()).await;
+    let (status, doc) = server.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let response = server.client.request(method, format!("{}{path}", server.url)).send().await.unwrap();
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap();
+            assert!(status != 405 && !body.contains("no such endpoint"), "{path}: {status} {body}");
+        }
+    }
+    documented.sort();
+    let routes = [
+        "GET /events",
+        "GET /health",
+        "GET /metrics",
+        "GET /openapi.json",
+        "GET /popular",
+        "GET /recommendations",
+        "GET /similar",
+        "GET /users/random",
+        "POST /admin/reload",
+        "POST /events",
+    ];
+    assert_eq!(documented, routes);
+    server.stop().await;
+}
+
+/// A real OpenAPI validator (the Python `openapi-spec-validator` of the services' venv) accepts
+/// the served document.
+#[tokio::test]
+#[ignore = "needs the services venv: scripts/services.sh start"]
+async fn the_openapi_document_passes_openapi_spec_validator_needs_services() {
+    let python = std::env::var("MUSICREC_SERVICES_PYTHON").expect("eval \"$(scripts/services.sh env)\" first");
+    let (dir, server) = serve_hand_made(config()).await;
+    let text = server.client.get(format!("{}/openapi.json", server.url)).send().await.unwrap().text().await.unwrap();
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, text).unwrap();
+    let out =
+        tokio::process::Command::new(python).args(["-m", "openapi_spec_validator"]).arg(&file).output().await.unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.contains("OK"), "{said}");
+
+    // The validator fails a broken document: the check can fail.
+    let mut broken: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    broken["paths"]["/popular"]["get"]["responses"] = json!("none");
+    std::fs::write(&file, broken.to_string()).unwrap();
+    let python = std::env::var("MUSICREC_SERVICES_PYTHON").unwrap();
+    let out =
+        tokio::process::Command::new(python).args(["-m", "openapi_spec_validator"]).arg(&file).output().await.unwrap();
+    assert!(!out.status.success(), "a broken document passed");
     server.stop().await;
 }

@@ -14,6 +14,7 @@ mod evaluate;
 mod fixture;
 mod kill;
 mod mlflow;
+mod operate;
 mod pipeline_serve;
 mod ranking_stage;
 mod runs;

@@ -44,6 +44,10 @@ async fn a_pipeline_run_on_tiny_data_is_served() {
         .map(|(_, t)| (*t, "offline".to_string()))
         .collect();
     assert_eq!(server.recommend(old_user, 5).await, offline);
+    // With the catalogue's names and the ranker's scores.
+    let (_, body) = server.get(&format!("/recommendations?user_id={old_user}&k=1")).await;
+    let first = &body["recommendations"][0];
+    assert!(first["name"].is_string() && first["score"].is_number() && first["artists"].is_array(), "{body}");
 
     // A user the run never saw gets popular tracks, then online ones once they listen.
     let new_user = users.iter().max().unwrap() + 1_000_000;

@@ -7,16 +7,18 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, UInt32Array};
+use arrow_array::{ArrayRef, Float32Array, Int64Array, RecordBatch, StringArray, UInt32Array};
 use musicrec_artifacts::layout::MANIFEST_FILE;
 use musicrec_artifacts::layout::candidates::{MODEL_FILE, SIMILAR_FILE};
 use musicrec_artifacts::layout::matrices::{ITEMS_FILE, USER_ITEM_FILE, USERS_FILE};
+use musicrec_artifacts::layout::preprocess::{names_file, track_entities_file};
 use musicrec_artifacts::layout::ranking::RECOMMENDATIONS_FILE;
 use musicrec_artifacts::{Artifacts, Manifest, OutputFile, Stage, StageWriter};
 use musicrec_config::{Config, RateLimit, RateLimitsConfig, Secret, ServiceConfig};
 use musicrec_data::CsrMatrix;
 use musicrec_data::atomic::write_atomic;
 use musicrec_data::parquet_io::write_batch;
+use musicrec_data::schema::EntityType;
 use musicrec_models::{Als, AlsParams, Recommender, TopItems, TopItemsParams};
 use musicrec_service::http::AppState;
 use musicrec_service::{Server, Settings};
@@ -48,6 +50,58 @@ fn user_item() -> CsrMatrix {
     CsrMatrix::from_coo(USERS.len(), TRACKS.count(), &rows, &cols, &[1.0; 4])
 }
 
+/// The catalogue's names: track `t` is "Song t" by artist `t % 3` ("Artist 0".."Artist 2")
+/// and, for even `t`, also artist 3; on album `t / 10` ("Album 10", "Album 11"); genre
+/// "rock". Track 119 has no name and no links.
+pub fn track_name(track: i64) -> Option<String> {
+    (track != 119).then(|| format!("Song {track}"))
+}
+
+pub fn track_artists(track: i64) -> Vec<String> {
+    let mut artists = vec![format!("Artist {}", track % 3)];
+    if track % 2 == 0 {
+        artists.push("Artist 3".into());
+    }
+    if track == 119 { Vec::new() } else { artists }
+}
+
+fn names(kind: EntityType, tracks: &[i64]) -> RecordBatch {
+    let rows: Vec<(i64, String)> = match kind {
+        EntityType::Track => tracks.iter().filter_map(|&t| track_name(t).map(|n| (t, n))).collect(),
+        EntityType::Artist => (0..4).map(|a| (a, format!("Artist {a}"))).collect(),
+        EntityType::Album => vec![(10, "Album 10".into()), (11, "Album 11".into())],
+        EntityType::Genre => vec![(1, "rock".into())],
+    };
+    RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef),
+        ("name", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.as_str()))) as ArrayRef),
+    ])
+    .unwrap()
+}
+
+fn links(kind: EntityType, tracks: &[i64]) -> RecordBatch {
+    let mut pairs = Vec::new();
+    for &t in tracks.iter().filter(|&&t| t != 119) {
+        match kind {
+            EntityType::Artist => {
+                pairs.push((t, t % 3));
+                if t % 2 == 0 {
+                    pairs.push((t, 3));
+                }
+            }
+            EntityType::Album => pairs.push((t, t / 10)),
+            EntityType::Genre => pairs.push((t, 1)),
+            EntityType::Track => {}
+        }
+    }
+    let entity = format!("{}_id", kind.as_str());
+    RecordBatch::try_from_iter([
+        ("track_id", Arc::new(Int64Array::from_iter_values(pairs.iter().map(|p| p.0))) as ArrayRef),
+        (entity.as_str(), Arc::new(Int64Array::from_iter_values(pairs.iter().map(|p| p.1))) as ArrayRef),
+    ])
+    .unwrap()
+}
+
 fn ids(name: &str, ids: Vec<i64>) -> RecordBatch {
     RecordBatch::try_from_iter([(name, Arc::new(Int64Array::from(ids)) as ArrayRef)]).unwrap()
 }
@@ -62,7 +116,7 @@ fn ranked(lists: &[(i64, Vec<i64>)], key: &str, item: &str) -> RecordBatch {
             ranks.push(r as u32 + 1);
         }
     }
-    let scores = vec![1.0f32; keys.len()];
+    let scores: Vec<f32> = ranks.iter().map(|&r| 1.0 / r as f32).collect();
     RecordBatch::try_from_iter([
         (key, Arc::new(Int64Array::from(keys)) as ArrayRef),
         (item, Arc::new(Int64Array::from(items)) as ArrayRef),
@@ -109,6 +163,16 @@ impl ArtifactSet {
             files(&mut out);
             out.commit(fingerprint.clone(), Value::Null, &Value::Null).unwrap();
         };
+        commit(Stage::Preprocess, &|out| {
+            for kind in EntityType::ALL {
+                let file = names_file(kind);
+                out.add_parquet(write_batch(out.path(&file), &names(kind, &self.tracks)).unwrap());
+            }
+            for kind in [EntityType::Album, EntityType::Artist, EntityType::Genre] {
+                let file = track_entities_file(kind);
+                out.add_parquet(write_batch(out.path(&file), &links(kind, &self.tracks)).unwrap());
+            }
+        });
         commit(Stage::Matrices, &|out| {
             out.add_parquet(write_batch(out.path(USERS_FILE), &ids("user_id", self.users.clone())).unwrap());
             out.add_parquet(write_batch(out.path(ITEMS_FILE), &ids("track_id", self.tracks.clone())).unwrap());
@@ -146,7 +210,7 @@ pub fn write_ranking(root: &Path, run: &str, lists: &[(i64, Vec<i64>)]) {
         stage: Stage::Ranking.as_str().into(),
         run_id: run.into(),
         started_at: String::new(),
-        finished_at: String::new(),
+        finished_at: "2026-01-01T00:00:00+00:00".into(),
         duration_s: 0.0,
         peak_rss_bytes: None,
         config_fingerprint: "test".into(),
@@ -311,6 +375,15 @@ pub async fn serve_hand_made(config: ServiceConfig) -> (tempfile::TempDir, TestS
     write_artifacts(dir.path(), "run-1");
     let server = TestServer::start(dir.path(), config).await;
     (dir, server)
+}
+
+/// The `track_id`s of a JSON list of tracks.
+pub fn track_ids(list: &Value) -> Vec<i64> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|t| t["track_id"].as_i64().unwrap())
+        .collect()
 }
 
 /// `[(track, source)]` from a compact literal.
