@@ -26,6 +26,7 @@ use tokio::task::JoinSet;
 
 use crate::blend::{Pick, Source};
 use crate::error::ServiceError;
+use crate::event_log::EventLog;
 use crate::events::{EventStore, MemoryEvents, RedisEvents};
 use crate::limits::{Endpoint, Limits, MemoryLimiter, RateLimiter, RedisLimiter, Scope};
 use crate::metrics::Metrics;
@@ -49,6 +50,7 @@ pub struct AppState {
     settings: Settings,
     loaded: ArcSwap<Loaded>,
     events: EventStore,
+    event_log: EventLog,
     redis: Option<Arc<RedisLink>>,
     pub metrics: Arc<Metrics>,
     limits: Limits,
@@ -120,8 +122,14 @@ impl Server {
         };
         let events = match &redis {
             None => EventStore::Memory(MemoryEvents::new(c.events_per_user, c.events_max_users)),
-            Some(link) => EventStore::Redis(RedisEvents::new(link.clone(), &c.redis_key_prefix, c.events_per_user)),
+            Some(link) => EventStore::Redis(RedisEvents::new(
+                link.clone(),
+                &c.redis_key_prefix,
+                c.events_per_user,
+                c.events_ttl_seconds,
+            )),
         };
+        let event_log = EventLog::open(&c.event_log, redis.as_ref(), &c.redis_key_prefix)?;
         let metrics = Arc::new(Metrics::default());
         let limits = match (c.rate_limits.store, &redis) {
             (RateLimitStore::Redis, Some(link)) => {
@@ -140,6 +148,7 @@ impl Server {
             settings,
             loaded: ArcSwap::from_pointee(loaded),
             events,
+            event_log,
             redis,
             metrics,
             limits,
@@ -434,6 +443,10 @@ async fn post_event(State(s): State<Arc<AppState>>, request: Request) -> Result<
             format!("track_id {} is not in the catalogue", event.track_id),
         ));
     }
+    // Durable first: a 201 means the event is in the log (a no-op when the log is off).
+    s.event_log.append(event.user_id, event.track_id).await.map_err(|e| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the event log is unavailable: {e}"))
+    })?;
     s.events.add(event.user_id, event.track_id).await.map_err(|e| store_unavailable(&s, e.0))?;
     Metrics::count(&s.metrics.events_stored);
     Ok((StatusCode::CREATED, Json(json!({"user_id": event.user_id, "track_id": event.track_id}))).into_response())

@@ -10,6 +10,7 @@ mod bad_input;
 mod candidate_stages;
 mod eda_report;
 mod evaluate;
+mod feedback_loop;
 mod fixture;
 mod kill;
 mod mlflow;
