@@ -100,9 +100,7 @@ fn source(config: &Config, from: Option<String>) -> anyhow::Result<Source> {
     }
     match service.event_log.store {
         EventLogStore::Local => Ok(Source::Local(PathBuf::from(service.event_log.dir.clone().unwrap_or_default()))),
-        EventLogStore::Redis => {
-            Ok(Source::Redis { url: service.redis_url.clone().unwrap_or_default(), key: stream() })
-        }
+        EventLogStore::Redis => Ok(Source::Redis { url: service.redis_url.clone().unwrap_or_default(), key: stream() }),
         EventLogStore::Off => Err(invalid(
             "service.event_log.store",
             "is off: there is no log to export; give --from DIR or --from redis://HOST:PORT".into(),

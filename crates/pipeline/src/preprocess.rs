@@ -10,10 +10,10 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use musicrec_artifacts::layout::preprocess::{TRACKS_FILE, USERS_FILE, Window, names_file, track_entities_file};
 use musicrec_artifacts::{Manifest, Stage, StageWriter};
 use musicrec_config::UnknownTracks;
-use musicrec_data::Location;
 use musicrec_data::layout::{self, CatalogNames, IdLists, InteractionRows, ScanReport, Tracks};
 use musicrec_data::parquet_io::{self, ParquetSink};
 use musicrec_data::schema::EntityType;
+use musicrec_data::{DataError, Location};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -233,7 +233,7 @@ fn split_events(
     };
     let bar = progress::bar(rows_of(&ctx.data) + extra.map_or(0, rows_of), "preprocess");
     let fail_on_unknown = ctx.config.data.unknown_tracks == UnknownTracks::Fail;
-    let mut split_rows = |rows: InteractionRows| {
+    let mut split_rows = |rows: InteractionRows| -> Result<(), DataError> {
         bar.inc(rows.len() as u64);
         let mut parts: PerWindow<Vec<usize>> = PerWindow::default();
         for (i, &day) in rows.day.iter().enumerate() {

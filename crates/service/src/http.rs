@@ -444,9 +444,10 @@ async fn post_event(State(s): State<Arc<AppState>>, request: Request) -> Result<
         ));
     }
     // Durable first: a 201 means the event is in the log (a no-op when the log is off).
-    s.event_log.append(event.user_id, event.track_id).await.map_err(|e| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the event log is unavailable: {e}"))
-    })?;
+    s.event_log
+        .append(event.user_id, event.track_id)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the event log is unavailable: {e}")))?;
     s.events.add(event.user_id, event.track_id).await.map_err(|e| store_unavailable(&s, e.0))?;
     Metrics::count(&s.metrics.events_stored);
     Ok((StatusCode::CREATED, Json(json!({"user_id": event.user_id, "track_id": event.track_id}))).into_response())

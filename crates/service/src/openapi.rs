@@ -35,7 +35,7 @@ pub fn document() -> Value {
                                   "413": {"description": "body too large"}, "415": {"description": "not application/json"},
                                   "422": {"description": "missing field or unknown track"},
                                   "429": {"description": "over a rate limit; see Retry-After"},
-                                  "503": {"description": "events store (Redis) unavailable"}}},
+                                  "503": {"description": "events store (Redis) or event log unavailable"}}},
                 "get": {"summary": "A user's latest listens, newest first",
                     "parameters": [query("user_id", true, "user id"), k("service.events_per_user")],
                     "responses": answers("user_id, events: [track_id]")}},

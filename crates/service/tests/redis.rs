@@ -188,7 +188,10 @@ async fn events_are_logged_to_a_stream_and_the_latest_listens_expire() {
         .unwrap();
     assert_eq!((summary.0.events, summary.0.users), (3, 2));
     let batches = musicrec_data::parquet_io::read_batches(&summary.0.file).unwrap();
-    let users: Vec<i64> = batches.iter().flat_map(|b| b.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap().values().to_vec()).collect();
+    let users: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| b.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap().values().to_vec())
+        .collect();
     assert_eq!(users, [7, 7, 8]);
     server.stop().await;
     delete_keys(&prefix).await;

@@ -36,7 +36,8 @@ fn offline_lists(art: &std::path::Path) -> HashMap<i64, Vec<i64>> {
     let batches = read_batches(&art.join("ranking/recommendations.parquet")).unwrap();
     let (users, tracks) = (column_i64(&batches, "user_id"), column_i64(&batches, "track_id"));
     let ranks = column_i64(&batches, "rank");
-    let mut ranked: Vec<(i64, i64, i64)> = users.into_iter().zip(ranks).zip(tracks).map(|((u, r), t)| (u, r, t)).collect();
+    let mut ranked: Vec<(i64, i64, i64)> =
+        users.into_iter().zip(ranks).zip(tracks).map(|((u, r), t)| (u, r, t)).collect();
     ranked.sort();
     let mut lists: HashMap<i64, Vec<i64>> = HashMap::new();
     for (u, _, t) in ranked {
@@ -51,16 +52,23 @@ fn listens_posted_to_the_service_are_trained_on_after_an_export() {
     // listens posted today fall into it.
     let train_end = today() + 2;
     let (train_end_date, target_end_date) = (chrono_day(train_end).to_string(), chrono_day(train_end + 7).to_string());
-    let split = [("MUSICREC__PREPROCESS__TRAIN_END", train_end_date.as_str()), ("MUSICREC__PREPROCESS__TARGET_END", target_end_date.as_str())];
+    let split = [
+        ("MUSICREC__PREPROCESS__TRAIN_END", train_end_date.as_str()),
+        ("MUSICREC__PREPROCESS__TARGET_END", target_end_date.as_str()),
+    ];
     let tiny = TinyRun::generated(11).shifted(train_end - DEFAULT_TRAIN_END).config(&FAST).config(&split).build();
     let before = offline_lists(&tiny.art);
 
     let log = tiny.scratch("event-log");
-    let log_env = [("MUSICREC__SERVICE__EVENT_LOG__STORE", "local"), ("MUSICREC__SERVICE__EVENT_LOG__DIR", log.to_str().unwrap())];
+    let log_env = [
+        ("MUSICREC__SERVICE__EVENT_LOG__STORE", "local"),
+        ("MUSICREC__SERVICE__EVENT_LOG__DIR", log.to_str().unwrap()),
+    ];
     let service = ServiceProcess::start(&tiny.art, &log_env);
     // A user the data set does not have listens to a track of middling popularity and the
     // tracks the service calls similar to it, twice each.
-    let new_user = before.keys().max().unwrap() + 1_000;
+    let all_users = column_i64(&read_batches(&tiny.art.join("preprocess/users.parquet")).unwrap(), "user_id");
+    let new_user = all_users.iter().max().unwrap() + 1_000;
     assert!(!before.contains_key(&new_user));
     let popular = ServiceProcess::track_ids(&service.get("/popular?k=10")["popular"]);
     let items = column_i64(&read_batches(&tiny.art.join("matrices/items.parquet")).unwrap(), "track_id");
@@ -105,11 +113,57 @@ fn listens_posted_to_the_service_are_trained_on_after_an_export() {
     let list = &after[&new_user];
     assert!(list.iter().all(|t| !played.contains(t)), "{list:?} repeats {played:?}");
     let near = |tracks: &[i64]| tracks.iter().take(10).filter(|t| neighbours.contains(t)).count();
-    assert!(near(list) > near(&popular), "{} of {list:?} vs {} of the popular {popular:?} among {neighbours:?}", near(list), near(&popular));
+    assert!(
+        near(list) > near(&popular),
+        "{} of {list:?} vs {} of the popular {popular:?} among {neighbours:?}",
+        near(list),
+        near(&popular)
+    );
 
     // Served again from the new run, the user gets that list.
     let service = ServiceProcess::start(&tiny.art, &[]);
     let answer = service.get(&format!("/recommendations?user_id={new_user}&k=10"));
-    let sources: BTreeSet<&str> = answer["recommendations"].as_array().unwrap().iter().map(|r| r["source"].as_str().unwrap()).collect();
-    assert_eq!((ServiceProcess::track_ids(&answer["recommendations"]), sources), (list[..10].to_vec(), BTreeSet::from(["offline"])));
+    let sources: BTreeSet<&str> =
+        answer["recommendations"].as_array().unwrap().iter().map(|r| r["source"].as_str().unwrap()).collect();
+    assert_eq!(
+        (ServiceProcess::track_ids(&answer["recommendations"]), sources),
+        (list[..10].to_vec(), BTreeSet::from(["offline"]))
+    );
+}
+
+#[test]
+fn export_and_extra_events_refuse_bad_input_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, out) = (tmp.path().join("log"), tmp.path().join("out"));
+    std::fs::create_dir(&log).unwrap();
+    let export = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec!["events", "export", "--out", out.to_str().unwrap()];
+        all.extend(args);
+        let output = musicrec(&all, env);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
+        stderr(&output)
+    };
+    let from = ["--from", log.to_str().unwrap()];
+    assert!(export(&[], &[]).contains("service.event_log.store"));
+    assert!(export(&[&from[..], &["--since", "yesterday"]].concat(), &[]).contains("--since"));
+    assert!(
+        export(&[&from[..], &["--since", "2026-12-02", "--until", "2026-12-01"]].concat(), &[]).contains("--until")
+    );
+    assert!(export(&["--from", "http://host"], &[]).contains("--from"));
+    assert!(export(&from, &[]).contains("no events to export"));
+    std::fs::write(
+        log.join("events-0000000000001-1-000000.jsonl"),
+        "{\"at_ms\":1,\"user_id\":1,\"track_id\":10}\nnot json\n",
+    )
+    .unwrap();
+    let err = export(&from, &[]);
+    assert!(err.contains("events-0000000000001-1-000000.jsonl") && err.contains("line 2"), "{err}");
+    assert!(!out.join("interactions.parquet").exists(), "nothing written on failure");
+
+    let tiny = TinyRun::hand_made().prepare();
+    let missing = tmp.path().join("no-events");
+    let rerun =
+        tiny.command(&["--stages", "preprocess", "--extra-events", missing.to_str().unwrap()], &[]).output().unwrap();
+    assert_eq!(rerun.status.code(), Some(2), "{}", stderr(&rerun));
+    assert!(stderr(&rerun).contains("no-events/interactions.parquet"), "{}", stderr(&rerun));
 }

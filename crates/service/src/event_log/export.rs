@@ -74,7 +74,7 @@ pub fn export(source: &Source, window: Window, out: &Path) -> Result<ExportSumma
     }
     // Stable: a user's events that arrived in the same millisecond keep their log order.
     events.sort_by_key(|e| (e.user_id, e.at_ms));
-    let mut seq = Vec::with_capacity(events.len());
+    let mut seq: Vec<i32> = Vec::with_capacity(events.len());
     let mut users = 0;
     for (i, e) in events.iter().enumerate() {
         if i == 0 || events[i - 1].user_id != e.user_id {

@@ -40,21 +40,23 @@ pub struct LocalLog {
 }
 
 impl LocalLog {
-    /// Creates the directory if needed and starts the writer thread; the first segment is
-    /// created with the first event.
+    /// Creates the directory if needed and the first segment (so that a directory that cannot
+    /// be written stops the service at start, not at the first event), and starts the writer.
     pub fn open(config: &EventLogConfig) -> Result<Self, ServiceError> {
         let dir = PathBuf::from(config.dir.as_deref().unwrap_or_default());
-        let bad = |reason: String| ServiceError::EventLog { what: format!("service.event_log.dir `{}`", dir.display()), reason };
+        let bad = |reason: String| ServiceError::EventLog {
+            what: format!("service.event_log.dir `{}`", dir.display()),
+            reason,
+        };
         std::fs::create_dir_all(&dir).map_err(|e| bad(e.to_string()))?;
-        // Fail at start, not at the first event, when the directory cannot be written.
-        tempfile::tempfile_in(&dir).map_err(|e| bad(format!("cannot write there: {e}")))?;
-        let segments = Segments {
-            dir,
+        let mut segments = Segments {
+            dir: dir.clone(),
             fsync: config.fsync,
             rotate_bytes: config.rotate_bytes,
             rotate_after: Duration::from_secs(config.rotate_seconds),
             current: None,
         };
+        segments.current = Some(segments.create().map_err(bad)?);
         let (queue, pending) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("event-log".into())
@@ -113,7 +115,10 @@ struct Segments {
 
 impl Segments {
     fn write(&mut self, lines: &[u8]) -> Result<(), String> {
-        if self.current.as_ref().is_some_and(|o| o.bytes >= self.rotate_bytes || o.opened.elapsed() >= self.rotate_after)
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|o| o.bytes >= self.rotate_bytes || o.opened.elapsed() >= self.rotate_after)
         {
             self.close();
         }

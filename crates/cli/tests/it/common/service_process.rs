@@ -17,15 +17,16 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Serves `art` with the configuration `env`; returns once it listens.
     pub fn start(art: &Path, env: &[(&str, &str)]) -> Self {
-        let mut cmd =
-            command(&["serve", "--artifacts", art.to_str().unwrap(), "--addr", "127.0.0.1:0"], env);
+        let mut cmd = command(&["serve", "--artifacts", art.to_str().unwrap(), "--addr", "127.0.0.1:0"], env);
         let mut child = cmd.env("RUST_LOG", "info").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut seen = Vec::new();
         let addr = loop {
             let Some(line) = lines.next() else { panic!("the service stopped before listening:\n{}", seen.join("\n")) };
             let line = line.unwrap();
-            if line.contains("serving") && let Some(addr) = line.split("addr=").nth(1) {
+            if line.contains("serving")
+                && let Some(addr) = line.split("addr=").nth(1)
+            {
                 break addr.split_whitespace().next().unwrap().to_string();
             }
             seen.push(line);
