@@ -103,7 +103,7 @@ fn source(config: &Config, from: Option<String>) -> anyhow::Result<Source> {
         EventLogStore::Redis => Ok(Source::Redis { url: service.redis_url.clone().unwrap_or_default(), key: stream() }),
         EventLogStore::Off => Err(invalid(
             "service.event_log.store",
-            "is off: there is no log to export; give --from DIR or --from redis://HOST:PORT".into(),
+            "is none: there is no log to export; give --from DIR or --from redis://HOST:PORT".into(),
         )
         .into()),
     }

@@ -185,6 +185,8 @@ pub struct EventLogConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventLogStore {
+    /// `none`, not `off`: YAML reads an unquoted `off` as false.
+    #[serde(rename = "none")]
     Off,
     Local,
     Redis,

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use arrow_array::cast::AsArray;
 use musicrec_data::parquet_io::read_batches;
 
 use crate::common::{ServiceProcess, TinyRun, column_i64, musicrec, stderr, stdout};
@@ -35,7 +36,13 @@ fn today() -> i32 {
 fn offline_lists(art: &std::path::Path) -> HashMap<i64, Vec<i64>> {
     let batches = read_batches(&art.join("ranking/recommendations.parquet")).unwrap();
     let (users, tracks) = (column_i64(&batches, "user_id"), column_i64(&batches, "track_id"));
-    let ranks = column_i64(&batches, "rank");
+    let ranks: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            let rank = arrow_cast::cast(b.column_by_name("rank").unwrap(), &arrow_schema::DataType::Int64).unwrap();
+            rank.as_primitive::<arrow_array::types::Int64Type>().values().to_vec()
+        })
+        .collect();
     let mut ranked: Vec<(i64, i64, i64)> =
         users.into_iter().zip(ranks).zip(tracks).map(|((u, r), t)| (u, r, t)).collect();
     ranked.sort();

@@ -66,7 +66,7 @@ impl EventLog {
 
     pub fn kind(&self) -> &'static str {
         match self {
-            EventLog::Off => "off",
+            EventLog::Off => "none",
             EventLog::Local(_) => "local",
             EventLog::Redis(_) => "redis",
         }
