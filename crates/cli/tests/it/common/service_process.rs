@@ -18,12 +18,18 @@ impl ServiceProcess {
     /// Serves `art` with the configuration `env`; returns once it listens.
     pub fn start(art: &Path, env: &[(&str, &str)]) -> Self {
         let mut cmd = command(&["serve", "--artifacts", art.to_str().unwrap(), "--addr", "127.0.0.1:0"], env);
-        let mut child = cmd.env("RUST_LOG", "info").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        let mut child = cmd
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut seen = Vec::new();
         let addr = loop {
             let Some(line) = lines.next() else { panic!("the service stopped before listening:\n{}", seen.join("\n")) };
-            let line = line.unwrap();
+            let line = plain(&line.unwrap());
             if line.contains("serving")
                 && let Some(addr) = line.split("addr=").nth(1)
             {
@@ -66,4 +72,18 @@ impl Drop for ServiceProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A log line without its terminal colour codes (`ESC [ ... m`).
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
