@@ -2,6 +2,7 @@
 //! code 2, everything else with 1.
 
 mod bench;
+mod events;
 
 /// The commit this binary was built from (build.rs), tagged on every tracked run.
 const GIT_COMMIT: &str = env!("MUSICREC_GIT_COMMIT");
@@ -97,6 +98,11 @@ enum Command {
         /// every stage.
         #[arg(long)]
         stages: Option<String>,
+        /// Events to train on besides the data's: a directory or s3://bucket/prefix holding an
+        /// interactions.parquet (`musicrec events export` writes one); overrides
+        /// data.extra_events.
+        #[arg(long)]
+        extra_events: Option<String>,
         #[command(flatten)]
         sharding: ShardingArgs,
     },
@@ -166,6 +172,9 @@ enum Command {
     /// (and sent to MLflow when tracking.mlflow_uri or MLFLOW_TRACKING_URI is set).
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// The events the service logged (service.event_log).
+    #[command(subcommand)]
+    Events(events::EventsCommand),
     /// Benchmarks against the Python reference on the same data, in one run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -399,7 +408,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Recommend { artifacts, user, k, json, config } => recommend(&artifacts, user, k, json, config),
         Command::Similar { artifacts, track, k, json, config } => similar(&artifacts, track, k, json, config),
         Command::Generate { scale, seed, out } => generate(scale, seed, &out),
-        Command::Run { data, artifacts, config, stages, sharding } => run(data, artifacts, config, stages, sharding),
+        Command::Run { data, artifacts, config, stages, extra_events, sharding } => {
+            run(data, artifacts, config, stages, extra_events, sharding)
+        }
+        Command::Events(command) => events::run(command),
         Command::Evaluate { recs, window, artifacts, k, config } => evaluate(&recs, window, &artifacts, k, config),
         Command::Runs(command) => runs(command),
         Command::Bench(BenchCommand::Models { args, config }) => bench::run(args, config.as_deref()),
@@ -460,10 +472,18 @@ fn run(
     artifacts: String,
     config: Option<PathBuf>,
     stages: Option<String>,
+    extra_events: Option<String>,
     sharding: ShardingArgs,
 ) -> anyhow::Result<()> {
     // Everything the user gave is checked before any work starts.
-    let config = Config::load(config.as_deref())?;
+    let mut config = Config::load(config.as_deref())?;
+    if let Some(text) = extra_events {
+        location("--extra-events", &text)?;
+        config.data.extra_events = Some(text);
+    }
+    if let Some(text) = &config.data.extra_events {
+        location("data.extra_events", text)?;
+    }
     musicrec_pipeline::StageParams::from_config(&config)?;
     let stages = match stages {
         Some(list) => Stage::parse_list(&list)?,

@@ -83,6 +83,7 @@ pub struct DataConfig {
     pub path: Option<String>,
     pub default_scale: String,
     pub unknown_tracks: UnknownTracks,
+    pub extra_events: Option<String>,
 }
 
 /// What to do with events whose track is not in the catalogue.
@@ -183,6 +184,31 @@ pub struct ServiceConfig {
     pub admin_token: Option<Secret>,
     pub access_log: bool,
     pub rate_limits: RateLimitsConfig,
+    pub events_ttl_seconds: u64,
+    pub event_log: EventLogConfig,
+}
+
+/// The durable log of every event `POST /events` accepts (docs/service.md#event-log).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventLogConfig {
+    pub store: EventLogStore,
+    pub dir: Option<String>,
+    pub fsync: bool,
+    pub rotate_bytes: u64,
+    pub rotate_seconds: u64,
+    pub redis_stream: String,
+}
+
+/// Where the event log is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventLogStore {
+    /// `none`, not `off`: YAML reads an unquoted `off` as false.
+    #[serde(rename = "none")]
+    Off,
+    Local,
+    Redis,
 }
 
 /// A configured secret: its `Debug` form is redacted, so logging a configuration never
@@ -348,6 +374,9 @@ impl Config {
         if self.data.path.as_ref().is_some_and(|path| path.trim().is_empty()) {
             return Err(invalid("data.path", "must not be empty (use null for the embedded data set)"));
         }
+        if self.data.extra_events.as_ref().is_some_and(|path| path.trim().is_empty()) {
+            return Err(invalid("data.extra_events", "must not be empty (use null for none)"));
+        }
         if self.preprocess.train_end >= self.preprocess.target_end {
             return Err(invalid(
                 "preprocess.target_end",
@@ -454,6 +483,27 @@ impl ServiceConfig {
         }
         if self.rate_limits.store == RateLimitStore::Redis && self.redis_url.is_none() {
             return Err(invalid("service.rate_limits.store", "`redis` needs service.redis_url"));
+        }
+        in_range("service.events_ttl_seconds", self.events_ttl_seconds, 0, 1 << 40)?;
+        self.event_log.check(self.redis_url.is_some())
+    }
+}
+
+impl EventLogConfig {
+    fn check(&self, has_redis: bool) -> Result<(), ConfigError> {
+        match self.store {
+            EventLogStore::Local if self.dir.as_ref().is_none_or(|d| d.trim().is_empty()) => {
+                return Err(invalid("service.event_log.dir", "`local` needs a directory to write the log into"));
+            }
+            EventLogStore::Redis if !has_redis => {
+                return Err(invalid("service.event_log.store", "`redis` needs service.redis_url"));
+            }
+            _ => {}
+        }
+        in_range("service.event_log.rotate_bytes", self.rotate_bytes, 4096, 1 << 40)?;
+        in_range("service.event_log.rotate_seconds", self.rotate_seconds, 1, 366 * 86_400)?;
+        if self.redis_stream.trim().is_empty() {
+            return Err(invalid("service.event_log.redis_stream", "must not be empty"));
         }
         Ok(())
     }
@@ -726,6 +776,12 @@ mod tests {
             ("MUSICREC__SERVICE__SHUTDOWN_GRACE_MS", "-1", "service.shutdown_grace_ms"),
             ("MUSICREC__SERVICE__EVENTS_MAX_USERS", "0", "service.events_max_users"),
             ("MUSICREC__SERVICE__REDIS_COOLDOWN_MS", "0", "service.redis_cooldown_ms"),
+            ("MUSICREC__SERVICE__EVENT_LOG__STORE", "local", "service.event_log.dir"),
+            ("MUSICREC__SERVICE__EVENT_LOG__STORE", "redis", "service.event_log.store"),
+            ("MUSICREC__SERVICE__EVENT_LOG__STORE", "kafka", "service.event_log.store"),
+            ("MUSICREC__SERVICE__EVENT_LOG__ROTATE_BYTES", "10", "service.event_log.rotate_bytes"),
+            ("MUSICREC__SERVICE__EVENT_LOG__ROTATE_SECONDS", "0", "service.event_log.rotate_seconds"),
+            ("MUSICREC__DATA__EXTRA_EVENTS", "\"\"", "data.extra_events"),
         ] {
             let err = Config::from_layers(None, env(&[(var, value)])).unwrap_err();
             assert!(matches!(err, ConfigError::Invalid { .. }), "{var}={value}: {err}");

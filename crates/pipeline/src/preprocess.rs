@@ -10,10 +10,10 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use musicrec_artifacts::layout::preprocess::{TRACKS_FILE, USERS_FILE, Window, names_file, track_entities_file};
 use musicrec_artifacts::{Manifest, Stage, StageWriter};
 use musicrec_config::UnknownTracks;
-use musicrec_data::Location;
 use musicrec_data::layout::{self, CatalogNames, IdLists, InteractionRows, ScanReport, Tracks};
 use musicrec_data::parquet_io::{self, ParquetSink};
 use musicrec_data::schema::EntityType;
+use musicrec_data::{DataError, Location};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -133,6 +133,18 @@ pub struct PreprocessSummary {
     pub last_day: String,
     pub catalogue_tracks: usize,
     pub windows: PerWindow<WindowSummary>,
+    /// The `data.extra_events` read beside the data set, when given; `events_read` and the
+    /// counts above include them.
+    #[serde(default)]
+    pub extra_events: Option<ExtraEventsSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExtraEventsSummary {
+    pub location: String,
+    pub events_read: u64,
+    pub events_kept: u64,
+    pub unknown_track_events_dropped: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,7 +158,9 @@ pub struct WindowSummary {
 
 /// The interactions as split into the window files.
 struct SplitEvents {
+    /// Both sources together.
     scan: ScanReport,
+    extra: Option<ExtraEventsSummary>,
     events: PerWindow<u64>,
     /// Distinct users of each window, sorted.
     users: PerWindow<Vec<i64>>,
@@ -159,13 +173,25 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let (tracks, names) = read_catalogue(&ctx.data)?;
     let mut out = ctx.artifacts.begin(Stage::Preprocess, &ctx.run_id)?;
     out.add_input("data", ctx.data.to_string());
-    let split = split_events(ctx, &mut out, &tracks)?;
+    let extra = extra_events(ctx)?;
+    if let Some(extra) = &extra {
+        out.add_input("extra_events", extra.to_string());
+    }
+    let split = split_events(ctx, &mut out, &tracks, extra.as_ref())?;
     out.add_parquet(parquet_io::write_batch(out.path(USERS_FILE), &users_batch(&split.users))?);
     write_catalogue(&mut out, &tracks, &names)?;
     let summary = summarize(split, tracks.len());
     let params = ctx.params(json!({"preprocess": config.preprocess, "data": config.data}));
     let fingerprint = musicrec_config::fingerprint_of(&params);
     Ok(out.commit(fingerprint, params, &summary)?)
+}
+
+/// The `data.extra_events` location, its interactions file brought local.
+fn extra_events(ctx: &RunContext) -> Result<Option<Location>, PipelineError> {
+    let Some(text) = &ctx.config.data.extra_events else { return Ok(None) };
+    let location = Location::parse(text)?;
+    location.join(musicrec_data::schema::INTERACTIONS_FILE).fetch()?;
+    Ok(Some(location))
 }
 
 fn read_catalogue(data: &Location) -> Result<(Tracks, CatalogNames), PipelineError> {
@@ -178,7 +204,14 @@ fn read_catalogue(data: &Location) -> Result<(Tracks, CatalogNames), PipelineErr
 
 /// Streams the interactions into the window files by date. Every later stage needs all three
 /// windows, so an empty one is an error: the split dates miss the data.
-fn split_events(ctx: &RunContext, out: &mut StageWriter, tracks: &Tracks) -> Result<SplitEvents, PipelineError> {
+/// The extra events, when given, are read after the data set's, by the same rules, into the
+/// same windows.
+fn split_events(
+    ctx: &RunContext,
+    out: &mut StageWriter,
+    tracks: &Tracks,
+    extra: Option<&Location>,
+) -> Result<SplitEvents, PipelineError> {
     let split = &ctx.config.preprocess;
     let (train_end, target_end) = (epoch_day(split.train_end), epoch_day(split.target_end));
     let window_of = |day: i32| {
@@ -195,10 +228,12 @@ fn split_events(ctx: &RunContext, out: &mut StageWriter, tracks: &Tracks) -> Res
     let mut users: PerWindow<UserSet> = PerWindow::default();
     let mut events: PerWindow<u64> = PerWindow::default();
     let mut days = (i32::MAX, i32::MIN);
-    let total = parquet_io::row_count(ctx.data.join(musicrec_data::schema::INTERACTIONS_FILE).as_path()).unwrap_or(0);
-    let bar = progress::bar(total, "preprocess");
+    let rows_of = |dir: &Location| {
+        parquet_io::row_count(dir.join(musicrec_data::schema::INTERACTIONS_FILE).as_path()).unwrap_or(0)
+    };
+    let bar = progress::bar(rows_of(&ctx.data) + extra.map_or(0, rows_of), "preprocess");
     let fail_on_unknown = ctx.config.data.unknown_tracks == UnknownTracks::Fail;
-    let scan = layout::scan_interactions(&ctx.data, tracks, fail_on_unknown, |rows| {
+    let mut split_rows = |rows: InteractionRows| -> Result<(), DataError> {
         bar.inc(rows.len() as u64);
         let mut parts: PerWindow<Vec<usize>> = PerWindow::default();
         for (i, &day) in rows.day.iter().enumerate() {
@@ -214,16 +249,31 @@ fn split_events(ctx: &RunContext, out: &mut StageWriter, tracks: &Tracks) -> Res
             }
         }
         Ok(())
-    })?;
+    };
+    let mut scan = layout::scan_interactions(&ctx.data, tracks, fail_on_unknown, &mut split_rows)?;
+    warn_unknown(&ctx.data, &scan);
+    let extra = match extra {
+        None => None,
+        Some(dir) => {
+            let extra = layout::scan_interactions(dir, tracks, fail_on_unknown, &mut split_rows)?;
+            warn_unknown(dir, &extra);
+            scan.rows_read += extra.rows_read;
+            scan.rows_kept += extra.rows_kept;
+            scan.unknown_track_rows += extra.unknown_track_rows;
+            // Distinct ids are counted per source: the sum may count an id twice.
+            scan.unknown_track_ids += extra.unknown_track_ids;
+            let room = 5usize.saturating_sub(scan.unknown_track_examples.len());
+            scan.unknown_track_examples.extend(extra.unknown_track_examples.iter().take(room));
+            tracing::info!(events = extra.rows_kept, location = %dir, "extra events added");
+            Some(ExtraEventsSummary {
+                location: dir.to_string(),
+                events_read: extra.rows_read,
+                events_kept: extra.rows_kept,
+                unknown_track_events_dropped: extra.unknown_track_rows,
+            })
+        }
+    };
     bar.finish_and_clear();
-    if scan.unknown_track_rows > 0 {
-        tracing::warn!(
-            events = scan.unknown_track_rows,
-            tracks = scan.unknown_track_ids,
-            examples = ?scan.unknown_track_examples,
-            "dropped events of tracks missing from tracks.parquet (data.unknown_tracks: drop)"
-        );
-    }
     if let Some((window, _)) = events.iter().find(|&(_, &n)| n == 0) {
         return Err(PipelineError::EmptyWindow {
             window: window.as_str(),
@@ -236,7 +286,19 @@ fn split_events(ctx: &RunContext, out: &mut StageWriter, tracks: &Tracks) -> Res
     for sink in [sinks.train, sinks.target, sinks.test] {
         out.add_parquet(sink.finish()?);
     }
-    Ok(SplitEvents { scan, events, users: users.map(UserSet::finish), days })
+    Ok(SplitEvents { scan, extra, events, users: users.map(UserSet::finish), days })
+}
+
+fn warn_unknown(source: &Location, scan: &ScanReport) {
+    if scan.unknown_track_rows > 0 {
+        tracing::warn!(
+            %source,
+            events = scan.unknown_track_rows,
+            tracks = scan.unknown_track_ids,
+            examples = ?scan.unknown_track_examples,
+            "dropped events of tracks missing from tracks.parquet (data.unknown_tracks: drop)"
+        );
+    }
 }
 
 /// The catalogue tables: track ids, track → album/artist/genre pairs, names per entity type.
@@ -285,6 +347,7 @@ fn summarize(split: SplitEvents, catalogue_tracks: usize) -> PreprocessSummary {
         last_day: epoch_date(split.days.1).to_string(),
         catalogue_tracks,
         windows,
+        extra_events: split.extra,
     }
 }
 

@@ -21,6 +21,9 @@ pub enum ServiceError {
     #[error("service.redis_url `{url}`: {reason}")]
     Redis { url: String, reason: String },
 
+    #[error("{what}: {reason}")]
+    EventLog { what: String, reason: String },
+
     #[error("the server stopped: {0}")]
     Serve(std::io::Error),
 }
@@ -30,7 +33,7 @@ impl ServiceError {
     /// rather than the machine or the program.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Self::Artifacts { .. } | Self::Bind { .. } | Self::Redis { .. } => true,
+            Self::Artifacts { .. } | Self::Bind { .. } | Self::Redis { .. } | Self::EventLog { .. } => true,
             Self::Data(e) => e.is_user_error(),
             Self::Model(e) => e.is_user_error(),
             Self::Serve(_) => false,

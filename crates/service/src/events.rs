@@ -1,7 +1,8 @@
 //! The events store: each user's latest listens, newest first, at most `per_user` kept. In
 //! this process's memory (for at most `max_users` users: the one whose latest listen is the
-//! oldest is forgotten first), or in Redis (one list per user, `LPUSH` + `LTRIM` in one
-//! transaction) so that several instances share it.
+//! oldest is forgotten first), or in Redis (one list per user, `LPUSH` + `LTRIM` + `EXPIRE`
+//! in one transaction: a user silent for the TTL is forgotten) so that several instances
+//! share it.
 //!
 //! Redis failures (see `redis_link`) are reported to the caller, who serves without the
 //! online part and counts it.
@@ -123,11 +124,13 @@ pub struct RedisEvents {
     link: Arc<RedisLink>,
     prefix: String,
     per_user: usize,
+    /// Seconds a user's list lives after their latest listen; 0 = for ever.
+    ttl_seconds: u64,
 }
 
 impl RedisEvents {
-    pub fn new(link: Arc<RedisLink>, prefix: &str, per_user: usize) -> Self {
-        Self { link, prefix: prefix.to_string(), per_user }
+    pub fn new(link: Arc<RedisLink>, prefix: &str, per_user: usize, ttl_seconds: u64) -> Self {
+        Self { link, prefix: prefix.to_string(), per_user, ttl_seconds }
     }
 
     fn key(&self, user: i64) -> String {
@@ -137,16 +140,15 @@ impl RedisEvents {
     async fn add(&self, user: i64, track: i64) -> Result<(), StoreUnavailable> {
         let key = self.key(user);
         let keep = self.per_user as isize - 1;
+        let ttl = self.ttl_seconds;
         self.link
             .run("LPUSH", async move |mut c| {
-                redis::pipe()
-                    .atomic()
-                    .lpush(&key, track)
-                    .ignore()
-                    .ltrim(&key, 0, keep)
-                    .ignore()
-                    .query_async(&mut c)
-                    .await
+                let mut pipe = redis::pipe();
+                pipe.atomic().lpush(&key, track).ignore().ltrim(&key, 0, keep).ignore();
+                if ttl > 0 {
+                    pipe.expire(&key, ttl as i64).ignore();
+                }
+                pipe.query_async(&mut c).await
             })
             .await
     }

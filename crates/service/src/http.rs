@@ -29,6 +29,7 @@ use utoipa_axum::routes;
 use crate::blend::{Pick, Source, tagged};
 use crate::catalogue::{Fields, Track};
 use crate::error::ServiceError;
+use crate::event_log::EventLog;
 use crate::events::{EventStore, MemoryEvents, RedisEvents};
 use crate::limits::{Endpoint, Limits, MemoryLimiter, RateLimiter, RedisLimiter, Scope};
 use crate::metrics::Metrics;
@@ -53,6 +54,7 @@ pub struct AppState {
     settings: Settings,
     pub(crate) loaded: ArcSwap<Loaded>,
     events: EventStore,
+    event_log: EventLog,
     redis: Option<Arc<RedisLink>>,
     pub metrics: Arc<Metrics>,
     limits: Limits,
@@ -125,8 +127,14 @@ impl Server {
         };
         let events = match &redis {
             None => EventStore::Memory(MemoryEvents::new(c.events_per_user, c.events_max_users)),
-            Some(link) => EventStore::Redis(RedisEvents::new(link.clone(), &c.redis_key_prefix, c.events_per_user)),
+            Some(link) => EventStore::Redis(RedisEvents::new(
+                link.clone(),
+                &c.redis_key_prefix,
+                c.events_per_user,
+                c.events_ttl_seconds,
+            )),
         };
+        let event_log = EventLog::open(&c.event_log, redis.as_ref(), &c.redis_key_prefix)?;
         let metrics = Arc::new(Metrics::default());
         let limits = match (c.rate_limits.store, &redis) {
             (RateLimitStore::Redis, Some(link)) => {
@@ -145,6 +153,7 @@ impl Server {
             settings,
             loaded: ArcSwap::from_pointee(loaded),
             events,
+            event_log,
             redis,
             metrics,
             limits,
@@ -538,7 +547,7 @@ const EVENT_SHAPE: &str = "a JSON object {\"user_id\": <integer>, \"track_id\": 
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "A field missing, unknown or of the wrong type, or a track not in the catalogue", body = ErrorBody),
         (status = 429, description = "Over a rate limit; see Retry-After", body = ErrorBody),
-        (status = 503, description = "The events store (Redis) is unavailable", body = ErrorBody),
+        (status = 503, description = "The events store (Redis) or the event log is unavailable", body = ErrorBody),
     ))]
 async fn post_event(State(s): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
     let within = s.settings.config.body_read_timeout_ms;
@@ -567,6 +576,11 @@ async fn post_event(State(s): State<Arc<AppState>>, request: Request) -> Result<
             format!("track_id {} is not in the catalogue", event.track_id),
         ));
     }
+    // Durable first: a 201 means the event is in the log (a no-op when the log is off).
+    s.event_log
+        .append(event.user_id, event.track_id)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the event log is unavailable: {e}")))?;
     s.events.add(event.user_id, event.track_id).await.map_err(|e| store_unavailable(&s, e.0))?;
     Metrics::count(&s.metrics.events_stored);
     let user = event.user_id;

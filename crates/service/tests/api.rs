@@ -655,3 +655,40 @@ async fn the_openapi_document_passes_openapi_spec_validator_needs_services() {
     assert!(!out.status.success(), "a broken document passed");
     server.stop().await;
 }
+
+/// The local event log: a 201 means the event is in the log; a log that cannot be written
+/// refuses the event (503) and stores it nowhere, and recovers once the disk is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_is_acknowledged_only_once_it_is_in_the_log() {
+    use musicrec_config::EventLogStore;
+    use musicrec_service::event_log::read_dir;
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("log");
+    let mut config = config();
+    config.event_log.store = EventLogStore::Local;
+    config.event_log.dir = Some(log.display().to_string());
+    config.event_log.rotate_seconds = 1;
+    let (_dir, server) = serve_hand_made(config).await;
+    server.listen(7, 101).await;
+    server.listen(8, 102).await;
+    let logged = |events: Vec<musicrec_service::event_log::LoggedEvent>| {
+        events.iter().map(|e| (e.user_id, e.track_id)).collect::<Vec<_>>()
+    };
+    assert_eq!(logged(read_dir(&log).unwrap().0), [(7, 101), (8, 102)]);
+
+    // The directory gone and a plain file in its place: the next segment (the open one is a
+    // second old, so the next write rotates) cannot be created there.
+    std::fs::remove_dir_all(&log).unwrap();
+    std::fs::write(&log, b"not a directory").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, body) = server.post_json("/events", &json!({"user_id": 7, "track_id": 103})).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("event log"), "{body}");
+    assert_eq!(server.get("/events?user_id=7").await.1["events"], json!([101]), "not stored either");
+
+    std::fs::remove_file(&log).unwrap();
+    std::fs::create_dir(&log).unwrap();
+    server.listen(7, 104).await;
+    assert_eq!(logged(read_dir(&log).unwrap().0), [(7, 104)]);
+    server.stop().await;
+}

@@ -152,3 +152,47 @@ async fn redis_rate_limits_are_shared_by_instances_and_answer_429_with_retry_aft
     b.stop().await;
     delete_keys(&prefix).await;
 }
+
+/// The Redis event log: every acknowledged event is an entry of the stream, read back by the
+/// exporter; and the events store's lists expire after `service.events_ttl_seconds`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/services.sh start (run by .ci/run)"]
+async fn events_are_logged_to_a_stream_and_the_latest_listens_expire() {
+    use musicrec_config::EventLogStore;
+    use musicrec_service::event_log::{Source, Window, export, stream_key};
+    let dir = tempfile::tempdir().unwrap();
+    write_artifacts(dir.path(), "run-1");
+    let prefix = prefix();
+    let url = format!("redis://{REDIS}");
+    let mut config = redis_config(&url, &prefix);
+    config.event_log.store = EventLogStore::Redis;
+    config.events_ttl_seconds = 1;
+    let server = TestServer::start(dir.path(), config.clone()).await;
+    for (user, track) in [(7, 101), (8, 102), (7, 103)] {
+        server.listen(user, track).await;
+    }
+
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL").arg(format!("{prefix}events:7")).query_async(&mut c).await.unwrap();
+    assert!((1..=1000).contains(&ttl), "the list of user 7 expires within a second: PTTL {ttl}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(server.get("/events?user_id=7").await.1["events"], json!([]), "expired");
+
+    let key = stream_key(&prefix, &config.event_log);
+    let out = tempfile::tempdir().unwrap();
+    let source = Source::Redis { url: url.clone(), key };
+    let summary = tokio::task::spawn_blocking(move || export(&source, Window::default(), out.path()).map(|s| (s, out)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((summary.0.events, summary.0.users), (3, 2));
+    let batches = musicrec_data::parquet_io::read_batches(&summary.0.file).unwrap();
+    let users: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| b.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap().values().to_vec())
+        .collect();
+    assert_eq!(users, [7, 7, 8]);
+    server.stop().await;
+    delete_keys(&prefix).await;
+}

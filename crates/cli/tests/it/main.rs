@@ -11,6 +11,7 @@ mod browser;
 mod candidate_stages;
 mod eda_report;
 mod evaluate;
+mod feedback_loop;
 mod fixture;
 mod kill;
 mod mlflow;

@@ -3,6 +3,7 @@
 
 pub mod fixture;
 pub mod mlflow;
+mod service_process;
 mod tiny_run;
 pub mod webdriver;
 
@@ -16,6 +17,7 @@ use arrow_array::types::Int64Type;
 use arrow_array::{ArrayRef, RecordBatch};
 use musicrec_data::parquet_io::read_batches;
 use parquet::arrow::ArrowWriter;
+pub use service_process::ServiceProcess;
 pub use tiny_run::{RunDirs, TinyRun};
 
 /// Starts the command `start(step)` builds at `steps` evenly spaced moments of a run lasting

@@ -1,8 +1,15 @@
 //! "A finished tiny run": a data set (generated `tiny` or the hand-made one) in a temporary
 //! directory, optionally run through the pipeline, and the means to run the binary on it again.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Date32Type;
+use arrow_array::{Date32Array, RecordBatch};
+use musicrec_data::parquet_io::read_batches;
+use parquet::arrow::ArrowWriter;
 
 use super::{command, musicrec, run_pipeline, stderr};
 
@@ -15,6 +22,8 @@ enum DataSet {
 /// `MUSICREC__...` variables, kept for every later run on the same directories).
 pub struct TinyRun {
     data: DataSet,
+    /// Days every event is moved by.
+    shift_days: i32,
     stages: Option<String>,
     config: Vec<(String, String)>,
 }
@@ -22,12 +31,18 @@ pub struct TinyRun {
 impl TinyRun {
     /// `musicrec generate --scale tiny --seed <seed>`.
     pub fn generated(seed: u64) -> Self {
-        Self { data: DataSet::Generated { seed }, stages: None, config: Vec::new() }
+        Self { data: DataSet::Generated { seed }, shift_days: 0, stages: None, config: Vec::new() }
     }
 
     /// The hand-made data set of [`super::fixture`].
     pub fn hand_made() -> Self {
-        Self { data: DataSet::HandMade, stages: None, config: Vec::new() }
+        Self { data: DataSet::HandMade, shift_days: 0, stages: None, config: Vec::new() }
+    }
+
+    /// Every event `days` later (the data sets are in 2022): for a split around today.
+    pub fn shifted(mut self, days: i32) -> Self {
+        self.shift_days = days;
+        self
     }
 
     /// The stages `build` runs (`--stages`); all of them unless set.
@@ -55,6 +70,9 @@ impl TinyRun {
                 assert!(out.status.success(), "{}", stderr(&out));
             }
             DataSet::HandMade => super::fixture::write_fixture(&data),
+        }
+        if self.shift_days != 0 {
+            shift_dates(&data.join("interactions.parquet"), self.shift_days);
         }
         RunDirs { tmp, data, art, config: self.config, output: None }
     }
@@ -112,4 +130,19 @@ impl RunDirs {
         assert!(out.status.success(), "{}", stderr(&out));
         out
     }
+}
+
+/// Rewrites an interactions file with every `started_at` (a date32) `days` later.
+fn shift_dates(file: &Path, days: i32) {
+    let batches = read_batches(file).unwrap();
+    let schema = batches[0].schema();
+    let column = schema.index_of("started_at").unwrap();
+    let mut writer = ArrowWriter::try_new(std::fs::File::create(file).unwrap(), schema.clone(), None).unwrap();
+    for batch in batches {
+        let mut columns = batch.columns().to_vec();
+        let dates = columns[column].as_primitive::<Date32Type>();
+        columns[column] = Arc::new(Date32Array::from_iter_values(dates.values().iter().map(|d| d + days)));
+        writer.write(&RecordBatch::try_new(schema.clone(), columns).unwrap()).unwrap();
+    }
+    writer.close().unwrap();
 }
