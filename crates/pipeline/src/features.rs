@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::error::PipelineError;
 use crate::events::{EncodedEvents, read_encoded};
 use crate::matrices::Encoders;
-use crate::preprocess::epoch_day;
+use crate::preprocess::{SplitDates, epoch_day};
 use crate::stage::RunContext;
 
 /// Activity counters of one side (users or items) of the train events.
@@ -92,7 +92,8 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     out.add_input("preprocess", pre_manifest.run_id);
     out.add_input("matrices", matrices_manifest.run_id);
 
-    let as_of = epoch_day(ctx.config.preprocess.train_end);
+    let split = SplitDates::of(&pre_manifest, &ctx.artifacts.dir(Stage::Preprocess))?;
+    let as_of = epoch_day(split.train_end);
     let recent = &ctx.config.features.recent_days;
     let pre = ctx.artifacts.dir(Stage::Preprocess);
     let (train, _) = read_encoded(&pre.join(Window::Train.file()), &encoders.users, &encoders.items)?;
@@ -119,11 +120,11 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let summary = json!({
         "users": user_table.num_rows(),
         "items": item_table.num_rows(),
-        "as_of": ctx.config.preprocess.train_end.to_string(),
+        "as_of": split.train_end.to_string(),
         "user_columns": user_table.schema().fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>(),
         "item_columns": item_table.schema().fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>(),
     });
-    let params = ctx.params(json!({"preprocess": ctx.config.preprocess, "features": ctx.config.features}));
+    let params = ctx.params(json!({"preprocess": split, "features": ctx.config.features}));
     Ok(out.commit(musicrec_config::fingerprint_of(&params), params, &summary)?)
 }
 

@@ -11,6 +11,7 @@ mod candidate_stages;
 mod eda_report;
 mod evaluate;
 mod fixture;
+mod import;
 mod kill;
 mod mlflow;
 mod pipeline_serve;
