@@ -107,7 +107,9 @@ fn main() {
     }
     listens.flush(&path);
     listens.writer.expect("rows were written").close().unwrap();
-    for (file, column, per) in [("album_item_mapping.parquet", "album_id", 12), ("artist_item_mapping.parquet", "artist_id", 40)] {
+    for (file, column, per) in
+        [("album_item_mapping.parquet", "album_id", 12), ("artist_item_mapping.parquet", "artist_id", 40)]
+    {
         let items: Vec<u32> = (0..CATALOG).collect();
         let entities: Vec<u32> = items.iter().map(|i| i / per).collect();
         let batch = RecordBatch::try_from_iter([(column, u32s(entities)), ("item_id", u32s(items))]).unwrap();

@@ -57,7 +57,6 @@ pub struct ParquetTable {
     pub file: String,
     reader: ParquetRecordBatchReader,
     order: Vec<usize>,
-    pub types: Vec<DataType>,
     columns: Vec<String>,
     rows: u64,
 }
@@ -70,7 +69,6 @@ impl ParquetTable {
             ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| musicrec_data::DataError::parquet(path, e))?;
         let schema = builder.schema().clone();
         let mut roots = Vec::new();
-        let mut types = Vec::new();
         for &(column, kind) in columns {
             let Some((index, field)) = schema.column_with_name(column) else {
                 let present: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -89,7 +87,6 @@ impl ParquetTable {
                 });
             }
             roots.push(index);
-            types.push(field.data_type().clone());
         }
         // Projection keeps file order; `order` maps the columns asked for to it.
         let mut sorted = roots.clone();
@@ -103,7 +100,7 @@ impl ParquetTable {
             .build()
             .map_err(|e| musicrec_data::DataError::parquet(path, e))?;
         let columns = columns.iter().map(|c| c.0.to_string()).collect();
-        Ok(Self { file: name, reader, order, types, columns, rows: 0 })
+        Ok(Self { file: name, reader, order, columns, rows: 0 })
     }
 
     /// The next batch, its columns in the order asked for, and the row number of its first row.

@@ -163,10 +163,6 @@ impl LayoutWriter {
         self.names.entry((kind, id)).or_insert_with(|| name.to_string());
     }
 
-    pub fn events_written(&self) -> u64 {
-        self.written + self.events.user.len() as u64
-    }
-
     fn flush(&mut self) -> Result<(), ImportError> {
         if self.events.user.is_empty() {
             return Ok(());

@@ -87,12 +87,12 @@ fn table(id_name: &str, ids: &[i64], columns: Vec<(String, ArrayRef)>) -> Record
 
 pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let pre_manifest = ctx.upstream(Stage::Features, Stage::Preprocess)?;
+    let split = SplitDates::of(&pre_manifest, &ctx.artifacts.dir(Stage::Preprocess))?;
     let (encoders, matrices_manifest) = Encoders::load(&ctx.artifacts, Stage::Features.as_str())?;
     let mut out = ctx.artifacts.begin(Stage::Features, &ctx.run_id)?;
     out.add_input("preprocess", pre_manifest.run_id);
     out.add_input("matrices", matrices_manifest.run_id);
 
-    let split = SplitDates::of(&pre_manifest, &ctx.artifacts.dir(Stage::Preprocess))?;
     let as_of = epoch_day(split.train_end);
     let recent = &ctx.config.features.recent_days;
     let pre = ctx.artifacts.dir(Stage::Preprocess);

@@ -34,10 +34,12 @@ const ML: Source = Source::MovieLens { min_rating: f64::NEG_INFINITY };
 #[test]
 fn a_directory_of_another_layout_lists_what_was_expected() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("u.data"), "1\t1\t5\t874965758\n").unwrap();
+    let source = dir.path().join("ml");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("u.data"), "1\t1\t5\t874965758\n").unwrap();
     refused(
         &ML,
-        dir.path(),
+        &source,
         &dir.path().join("out"),
         &[
             "not a MovieLens data set",

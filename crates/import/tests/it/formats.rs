@@ -67,8 +67,8 @@ fn movielens_csv_and_the_default_threshold() {
         out.names_of(EntityType::Genre).get(&stable_id("genre", &["Action"]).0).map(String::as_str),
         Some("Action")
     );
-    let out = run(&Source::MovieLens { min_rating: 4.0 }, &fixture("movielens-csv"));
-    assert_eq!(out.events.iter().map(|e| (e.0, e.1)).collect::<Vec<_>>(), [(1, 10), (2, 10)]);
+    let out = run(&Source::MovieLens { min_rating: 3.5 }, &fixture("movielens-csv"));
+    assert_eq!(out.events.iter().map(|e| (e.0, e.1)).collect::<Vec<_>>(), [(1, 10), (1, 20), (2, 10)]);
 }
 
 #[test]
@@ -126,8 +126,9 @@ fn yambda_listens_likes_and_mappings() {
     let both = run(&yambda(YambdaEvents::Both), &events);
     assert_eq!(both.events.len(), 5);
     assert_eq!(both.events[4], (300, 9, 0, d("2022-01-06")));
-    let likes = run(&yambda(YambdaEvents::Likes), &events);
-    assert_eq!(likes.events.len(), 1);
+    // One like on one day: nothing to split.
+    let err = musicrec_import::import(&yambda(YambdaEvents::Likes), &events, &root.path().join("likes")).unwrap_err();
+    assert!(err.to_string().contains("only 1 distinct day(s) (2022-01-06..2022-01-06)"), "{err}");
 }
 
 #[test]
