@@ -100,6 +100,7 @@ fn import_refuses_bad_flags_and_sources_with_exit_2_writing_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let ml = fixture("movielens-100k");
+    let nothing = tmp.path().join("nothing");
     let cases: [(Vec<&str>, &str); 5] = [
         (
             vec!["import", "lastfm-1k", ml.to_str().unwrap(), "--min-rating", "3"],
@@ -123,7 +124,7 @@ fn import_refuses_bad_flags_and_sources_with_exit_2_writing_nothing() {
             "`hours` is not a time unit",
         ),
         (vec!["import", "yambda", ml.to_str().unwrap()], "not a Yambda data set"),
-        (vec!["import", "movielens", tmp.path().join("nothing").to_str().unwrap()], "an existing file or directory"),
+        (vec!["import", "movielens", nothing.to_str().unwrap()], "an existing file or directory"),
     ];
     for (mut args, needle) in cases {
         args.extend(["--out", out.to_str().unwrap()]);
