@@ -3,6 +3,7 @@
 
 mod bench;
 mod events;
+mod import;
 
 /// The commit this binary was built from (build.rs), tagged on every tracked run.
 const GIT_COMMIT: &str = env!("MUSICREC_GIT_COMMIT");
@@ -80,6 +81,10 @@ enum Command {
         #[arg(long)]
         out: String,
     },
+    /// Bring outside listening data into our layout (docs/data.md#import): MovieLens, Last.fm
+    /// 1K, Yambda or any CSV/parquet of events; writes the three parquet files, config.yaml
+    /// with the split the data suggests, and import.json last.
+    Import(import::ImportArgs),
     /// Run pipeline stages (all of them by default) and print where the results are; with
     /// `report`, the headline metrics table too (docs/pipeline.md).
     Run {
@@ -392,6 +397,7 @@ fn is_user_error(error: &anyhow::Error) -> bool {
             || cause.downcast_ref::<ServiceError>().is_some_and(ServiceError::is_user_error)
             || cause.downcast_ref::<LoadtestError>().is_some_and(LoadtestError::is_user_error)
             || cause.downcast_ref::<TrackingError>().is_some_and(TrackingError::is_user_error)
+            || cause.downcast_ref::<musicrec_import::ImportError>().is_some_and(|e| e.is_user_error())
     })
 }
 
@@ -408,6 +414,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Recommend { artifacts, user, k, json, config } => recommend(&artifacts, user, k, json, config),
         Command::Similar { artifacts, track, k, json, config } => similar(&artifacts, track, k, json, config),
         Command::Generate { scale, seed, out } => generate(scale, seed, &out),
+        Command::Import(args) => import::run(args),
         Command::Run { data, artifacts, config, stages, extra_events, sharding } => {
             run(data, artifacts, config, stages, extra_events, sharding)
         }
@@ -447,19 +454,18 @@ fn generate(scale: Scale, seed: u64, out: &str) -> anyhow::Result<()> {
     let summary = musicrec_synth::generate(&GenerateOptions { scale, seed }, out.as_path())
         .with_context(|| format!("generating the {scale} data set into {}", out.as_path().display()))?;
     if let Some((bucket, s3)) = bucket {
-        upload_data_set(&bucket, s3)?;
+        upload_data_set(&bucket, s3, &[], musicrec_synth::GENERATOR_MANIFEST)?;
     }
     println!("wrote {} events of {} users over {} tracks to {out}", summary.events, summary.users, summary.tracks);
     Ok(())
 }
 
-/// Uploads a generated data set from its mirror with the generator manifest last, as locally:
-/// while it is absent the data set is incomplete. The mirror records what it holds, so a run
-/// on the same machine does not download it again.
-fn upload_data_set(bucket: &Bucket, s3: &S3Location) -> anyhow::Result<()> {
-    let manifest = musicrec_synth::GENERATOR_MANIFEST;
+/// Uploads a data set (generated or imported) from its mirror, `extra` files after the data
+/// and its `manifest` last, as locally: while it is absent the data set is incomplete. The
+/// mirror records what it holds, so a run on the same machine does not download it again.
+fn upload_data_set(bucket: &Bucket, s3: &S3Location, extra: &[&str], manifest: &str) -> anyhow::Result<()> {
     bucket.delete(&store::join_key(&s3.key, manifest))?;
-    for file in musicrec_data::schema::DATA_FILES.into_iter().chain([manifest]) {
+    for &file in musicrec_data::schema::DATA_FILES.iter().chain(extra).chain([&manifest]) {
         let path = s3.mirror.join(file);
         let uploaded = bucket.upload(&path, &store::join_key(&s3.key, file))?;
         store::record_mirrored(&path, &uploaded)?;
@@ -530,6 +536,16 @@ fn run(
             m.duration_s,
             m.peak_rss_bytes.map_or("-".into(), |b| (b >> 20).to_string()),
             outputs.join(", ")
+        );
+    }
+    if let Some(pre) = manifests.iter().find(|m| m.stage == Stage::Preprocess.as_str()) {
+        let split = &pre.summary["split"];
+        let text = |key: &str| split[key].as_str().unwrap_or("?").to_string();
+        println!(
+            "split: train < {} <= target < {} <= test (chosen by: {})",
+            text("train_end"),
+            text("target_end"),
+            text("chosen_by")
         );
     }
     println!("results: {}", ctx.artifacts.location());

@@ -97,8 +97,52 @@ pub enum UnknownTracks {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PreprocessConfig {
-    pub train_end: NaiveDate,
-    pub target_end: NaiveDate,
+    pub train_end: SplitDate,
+    pub target_end: SplitDate,
+}
+
+/// A split date: a day, or `auto` for the split the data's own time line suggests
+/// (docs/pipeline.md#automatic-split), which `preprocess` chooses and records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitDate {
+    Auto,
+    Date(NaiveDate),
+}
+
+impl SplitDate {
+    pub fn date(self) -> Option<NaiveDate> {
+        match self {
+            Self::Auto => None,
+            Self::Date(date) => Some(date),
+        }
+    }
+}
+
+impl std::fmt::Display for SplitDate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Date(date) => write!(f, "{date}"),
+        }
+    }
+}
+
+impl Serialize for SplitDate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SplitDate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.trim() == "auto" {
+            return Ok(Self::Auto);
+        }
+        NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+            .map(Self::Date)
+            .map_err(|e| serde::de::Error::custom(format!("`{text}` is neither a date (YYYY-MM-DD) nor `auto`: {e}")))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -377,14 +421,25 @@ impl Config {
         if self.data.extra_events.as_ref().is_some_and(|path| path.trim().is_empty()) {
             return Err(invalid("data.extra_events", "must not be empty (use null for none)"));
         }
-        if self.preprocess.train_end >= self.preprocess.target_end {
-            return Err(invalid(
-                "preprocess.target_end",
-                format!(
-                    "{} must be after preprocess.train_end {}",
-                    self.preprocess.target_end, self.preprocess.train_end
-                ),
-            ));
+        match (self.preprocess.train_end, self.preprocess.target_end) {
+            (SplitDate::Date(train_end), SplitDate::Date(target_end)) if train_end >= target_end => {
+                return Err(invalid(
+                    "preprocess.target_end",
+                    format!("{target_end} must be after preprocess.train_end {train_end}"),
+                ));
+            }
+            (SplitDate::Auto, SplitDate::Date(_)) | (SplitDate::Date(_), SplitDate::Auto) => {
+                let key = if self.preprocess.train_end == SplitDate::Auto {
+                    "preprocess.target_end"
+                } else {
+                    "preprocess.train_end"
+                };
+                return Err(invalid(
+                    key,
+                    "must be `auto` too: the automatic split chooses both dates (or give both as dates)",
+                ));
+            }
+            _ => {}
         }
         let days = &self.features.recent_days;
         if days.is_empty() {
@@ -653,8 +708,8 @@ mod tests {
     fn defaults_hold_the_original_names_and_values() {
         let c = Config::defaults();
         assert_eq!((c.evaluation.k.as_slice(), c.evaluation.headline_k), (&[5, 10, 20][..], 10));
-        assert_eq!(c.preprocess.train_end, NaiveDate::from_ymd_opt(2022, 12, 16).unwrap());
-        assert_eq!(c.preprocess.target_end, NaiveDate::from_ymd_opt(2022, 12, 23).unwrap());
+        assert_eq!(c.preprocess.train_end, SplitDate::Date(NaiveDate::from_ymd_opt(2022, 12, 16).unwrap()));
+        assert_eq!(c.preprocess.target_end, SplitDate::Date(NaiveDate::from_ymd_opt(2022, 12, 23).unwrap()));
         assert_eq!((c.als.factors, c.als.iterations, c.als.regularization, c.als.alpha), (200, 15, 0.05, 1.0));
         assert_eq!((c.bpr.factors, c.bpr.iterations, c.bpr.learning_rate), (200, 50, 0.05));
         assert!(!c.als.report_loss && !c.bpr.report_loss, "losses are computed only when asked");
@@ -734,6 +789,20 @@ mod tests {
     fn misspelt_env_key_is_named() {
         let err = Config::from_layers(None, env(&[("MUSICREC__ALS__FACTRS", "3")])).unwrap_err().to_string();
         assert!(err.contains("MUSICREC__ALS__FACTRS") && err.contains("als.factrs"), "{err}");
+    }
+
+    #[test]
+    fn split_dates_may_be_auto_together() {
+        let both = env(&[("MUSICREC__PREPROCESS__TRAIN_END", "auto"), ("MUSICREC__PREPROCESS__TARGET_END", "auto")]);
+        let c = Config::from_layers(None, both).unwrap();
+        assert_eq!((c.preprocess.train_end, c.preprocess.target_end), (SplitDate::Auto, SplitDate::Auto));
+        assert!(c.to_yaml().contains("train_end: auto"), "{}", c.to_yaml());
+        let one = env(&[("MUSICREC__PREPROCESS__TRAIN_END", "auto")]);
+        let err = Config::from_layers(None, one).unwrap_err().to_string();
+        assert!(err.contains("preprocess.target_end") && err.contains("must be `auto` too"), "{err}");
+        let bad = env(&[("MUSICREC__PREPROCESS__TRAIN_END", "soon")]);
+        let err = Config::from_layers(None, bad).unwrap_err().to_string();
+        assert!(err.contains("preprocess.train_end") && err.contains("nor `auto`"), "{err}");
     }
 
     #[test]

@@ -48,6 +48,12 @@ pub enum DataError {
     #[error("{location}: S3 {action} failed: {reason}{}", if *access { "; check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL and the bucket name" } else { "" })]
     Storage { location: String, action: &'static str, reason: String, access: bool },
 
+    #[error(
+        "the data covers only {days} distinct day(s) ({first}..{last}); an automatic split needs at least 3; \
+         set preprocess.train_end and preprocess.target_end to dates"
+    )]
+    UnsplittableTimeLine { days: usize, first: String, last: String },
+
     #[error("{path}: not a valid artifact: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 }

@@ -16,4 +16,5 @@ pub use encoder::IdEncoder;
 pub use location::Location;
 pub mod sparse;
 pub mod store;
+pub mod timeline;
 pub use sparse::CsrMatrix;

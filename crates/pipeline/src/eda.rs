@@ -12,8 +12,8 @@ use musicrec_artifacts::layout::eda::{
     ACTIVITY_PLOT, ACTIVITY_SPLIT_PLOT, EVENTS_PER_TRACK_PLOT, EVENTS_PER_USER_PLOT, GENRES_PLOT, POPULARITY_PLOT,
     REPORT_FILE, STATS_FILE, USERS_PLOT,
 };
+use musicrec_artifacts::layout::preprocess;
 use musicrec_artifacts::layout::preprocess::Window;
-use musicrec_artifacts::layout::{MANIFEST_FILE, preprocess};
 use musicrec_artifacts::{Manifest, Stage, StageWriter};
 use musicrec_data::IdEncoder;
 use musicrec_data::parquet_io::{for_each_batch, read_i64_column};
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::PipelineError;
-use crate::preprocess::{PerWindow, epoch_date, epoch_day};
+use crate::preprocess::{PerWindow, SplitDates, epoch_date, epoch_day};
 use crate::stage::RunContext;
 
 /// Genres and tracks listed by name in the report and plots.
@@ -590,25 +590,15 @@ pub struct EdaSummary {
     pub plots: usize,
 }
 
-/// The split dates in the preprocess manifest's params: the ones preprocess actually used,
-/// which the config may no longer hold.
-#[derive(Deserialize)]
-struct SplitDates {
-    train_end: String,
-    target_end: String,
-}
-
 pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let upstream = ctx.upstream(Stage::Eda, Stage::Preprocess)?;
     let pre = ctx.artifacts.dir(Stage::Preprocess);
-    let split = SplitDates::deserialize(&upstream.params["preprocess"]).map_err(|e| PipelineError::Artifact {
-        path: pre.join(MANIFEST_FILE).display().to_string(),
-        reason: format!("params.preprocess: {e}"),
-    })?;
+    let split = SplitDates::of(&upstream, &pre)?;
+    let (train_end, target_end) = (split.train_end.to_string(), split.target_end.to_string());
     let mut out = ctx.artifacts.begin(Stage::Eda, &ctx.run_id)?;
     ctx.record_inputs(Stage::Eda, &mut out)?;
 
-    let (stats, user_events, track_events) = compute(&pre, &split.train_end, &split.target_end)?;
+    let (stats, user_events, track_events) = compute(&pre, &train_end, &target_end)?;
     let stats_json = serde_json::to_vec_pretty(&stats).expect("stats serialize");
     out.write_file(STATS_FILE, &stats_json)?;
     let plots = write_plots(&mut out, draw_plots(&stats, &user_events, &track_events)?)?;
@@ -621,7 +611,7 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         gini: stats.popularity.gini,
         plots: plots.len(),
     };
-    let params = ctx.params(json!({"train_end": split.train_end, "target_end": split.target_end}));
+    let params = ctx.params(json!({"train_end": train_end, "target_end": target_end}));
     Ok(out.commit(musicrec_config::fingerprint_of(&params), params, &summary)?)
 }
 

@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::error::PipelineError;
 use crate::events::{EncodedEvents, read_encoded};
 use crate::matrices::Encoders;
-use crate::preprocess::epoch_day;
+use crate::preprocess::{SplitDates, epoch_day};
 use crate::stage::RunContext;
 
 /// Activity counters of one side (users or items) of the train events.
@@ -86,12 +86,13 @@ fn table(id_name: &str, ids: &[i64], columns: Vec<(String, ArrayRef)>) -> Record
 }
 
 pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
-    ctx.upstream(Stage::Features, Stage::Preprocess)?;
-    let (encoders, _) = Encoders::load(&ctx.artifacts, Stage::Features.as_str())?;
+    let pre_manifest = ctx.upstream(Stage::Features, Stage::Preprocess)?;
+    let split = SplitDates::of(&pre_manifest, &ctx.artifacts.dir(Stage::Preprocess))?;
+    let (encoders, matrices_manifest) = Encoders::load(&ctx.artifacts, Stage::Features.as_str())?;
     let mut out = ctx.artifacts.begin(Stage::Features, &ctx.run_id)?;
     ctx.record_inputs(Stage::Features, &mut out)?;
 
-    let as_of = epoch_day(ctx.config.preprocess.train_end);
+    let as_of = epoch_day(split.train_end);
     let recent = &ctx.config.features.recent_days;
     let pre = ctx.artifacts.dir(Stage::Preprocess);
     let (train, _) = read_encoded(&pre.join(Window::Train.file()), &encoders.users, &encoders.items)?;
@@ -118,11 +119,11 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     let summary = json!({
         "users": user_table.num_rows(),
         "items": item_table.num_rows(),
-        "as_of": ctx.config.preprocess.train_end.to_string(),
+        "as_of": split.train_end.to_string(),
         "user_columns": user_table.schema().fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>(),
         "item_columns": item_table.schema().fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>(),
     });
-    let params = ctx.params(json!({"preprocess": ctx.config.preprocess, "features": ctx.config.features}));
+    let params = ctx.params(json!({"preprocess": split, "features": ctx.config.features}));
     Ok(out.commit(musicrec_config::fingerprint_of(&params), params, &summary)?)
 }
 

@@ -101,7 +101,7 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         "user_item_density": user_item.nnz() as f64 / (users.len().max(1) as f64 * items.len().max(1) as f64),
         "item_feature_nnz": item_feature.nnz(),
     });
-    let params = ctx.params(json!({"preprocess": ctx.config.preprocess}));
+    let params = ctx.params(json!({"preprocess": upstream.params["preprocess"]}));
     Ok(out.commit(musicrec_config::fingerprint_of(&params), params, &summary)?)
 }
 

@@ -9,11 +9,12 @@ use arrow_array::{ArrayRef, BooleanArray, Date32Array, Int32Array, Int64Array, R
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use musicrec_artifacts::layout::preprocess::{TRACKS_FILE, USERS_FILE, Window, names_file, track_entities_file};
 use musicrec_artifacts::{Manifest, Stage, StageWriter};
-use musicrec_config::UnknownTracks;
+use musicrec_config::{SplitDate, UnknownTracks};
 use musicrec_data::layout::{self, CatalogNames, IdLists, InteractionRows, ScanReport, Tracks};
 use musicrec_data::parquet_io::{self, ParquetSink};
 use musicrec_data::schema::EntityType;
 use musicrec_data::{DataError, Location};
+use musicrec_data::timeline::{self, DayCounts};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -132,6 +133,7 @@ pub struct PreprocessSummary {
     pub first_day: String,
     pub last_day: String,
     pub catalogue_tracks: usize,
+    pub split: SplitSummary,
     pub windows: PerWindow<WindowSummary>,
     /// The `data.extra_events` read beside the data set, when given; `events_read` and the
     /// counts above include them.
@@ -145,6 +147,16 @@ pub struct ExtraEventsSummary {
     pub events_read: u64,
     pub events_kept: u64,
     pub unknown_track_events_dropped: u64,
+}
+
+/// The split dates preprocess used and where they came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitSummary {
+    pub train_end: String,
+    pub target_end: String,
+    /// `configured`, or with `auto` the rule that chose them (`last_two_weeks`,
+    /// `event_quantiles`).
+    pub chosen_by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,11 +189,13 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     if let Some(extra) = &extra {
         out.add_input("extra_events", extra.to_string());
     }
-    let split = split_events(ctx, &mut out, &tracks, extra.as_ref())?;
+    let dates = choose_split(ctx, &tracks)?;
+    let split = split_events(ctx, &mut out, &tracks, extra.as_ref(), &dates)?;
     out.add_parquet(parquet_io::write_batch(out.path(USERS_FILE), &users_batch(&split.users))?);
     write_catalogue(&mut out, &tracks, &names)?;
-    let summary = summarize(split, tracks.len());
-    let params = ctx.params(json!({"preprocess": config.preprocess, "data": config.data}));
+    let summary = summarize(split, tracks.len(), &dates);
+    // The dates used, not `auto`: later stages (eda, features) read them from here.
+    let params = ctx.params(json!({"preprocess": dates.dates, "data": config.data}));
     let fingerprint = musicrec_config::fingerprint_of(&params);
     Ok(out.commit(fingerprint, params, &summary)?)
 }
@@ -192,6 +206,56 @@ fn extra_events(ctx: &RunContext) -> Result<Option<Location>, PipelineError> {
     let location = Location::parse(text)?;
     location.join(musicrec_data::schema::INTERACTIONS_FILE).fetch()?;
     Ok(Some(location))
+}
+
+/// The split dates preprocess used, as its manifest's params record them: later stages read
+/// them from there, since the configuration may say `auto` or have changed since.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitDates {
+    pub train_end: chrono::NaiveDate,
+    pub target_end: chrono::NaiveDate,
+}
+
+impl SplitDates {
+    pub fn of(manifest: &Manifest, dir: &std::path::Path) -> Result<Self, PipelineError> {
+        Self::deserialize(&manifest.params["preprocess"]).map_err(|e| PipelineError::Artifact {
+            path: dir.join(musicrec_artifacts::layout::MANIFEST_FILE).display().to_string(),
+            reason: format!("params.preprocess: {e}"),
+        })
+    }
+}
+
+/// The split dates of this run and what chose them.
+struct ChosenSplit {
+    dates: SplitDates,
+    chosen_by: &'static str,
+}
+
+/// The configured split dates, or with `auto` the split the data's own time line suggests
+/// (`musicrec_data::timeline`), from a first pass over the interactions: the events kept
+/// after dropping unknown tracks, per day. The choice is logged and recorded in the manifest.
+fn choose_split(ctx: &RunContext, tracks: &Tracks) -> Result<ChosenSplit, PipelineError> {
+    let split = &ctx.config.preprocess;
+    if let (SplitDate::Date(train_end), SplitDate::Date(target_end)) = (split.train_end, split.target_end) {
+        return Ok(ChosenSplit { dates: SplitDates { train_end, target_end }, chosen_by: "configured" });
+    }
+    let mut days = DayCounts::default();
+    let fail_on_unknown = ctx.config.data.unknown_tracks == UnknownTracks::Fail;
+    layout::scan_interactions(&ctx.data, tracks, fail_on_unknown, |rows| {
+        days.add_days(&rows.day);
+        Ok(())
+    })?;
+    let auto = timeline::auto_split(&days)?;
+    let dates =
+        SplitDates { train_end: timeline::date_of(auto.train_end), target_end: timeline::date_of(auto.target_end) };
+    tracing::info!(
+        train_end = %dates.train_end,
+        target_end = %dates.target_end,
+        rule = auto.rule.as_str(),
+        "automatic split: {}",
+        auto.rule.describe()
+    );
+    Ok(ChosenSplit { dates, chosen_by: auto.rule.as_str() })
 }
 
 fn read_catalogue(data: &Location) -> Result<(Tracks, CatalogNames), PipelineError> {
@@ -211,8 +275,9 @@ fn split_events(
     out: &mut StageWriter,
     tracks: &Tracks,
     extra: Option<&Location>,
+    chosen: &ChosenSplit,
 ) -> Result<SplitEvents, PipelineError> {
-    let split = &ctx.config.preprocess;
+    let split = &chosen.dates;
     let (train_end, target_end) = (epoch_day(split.train_end), epoch_day(split.target_end));
     let window_of = |day: i32| {
         if day < train_end {
@@ -330,7 +395,7 @@ fn write_catalogue(out: &mut StageWriter, tracks: &Tracks, names: &CatalogNames)
     Ok(())
 }
 
-fn summarize(split: SplitEvents, catalogue_tracks: usize) -> PreprocessSummary {
+fn summarize(split: SplitEvents, catalogue_tracks: usize, chosen: &ChosenSplit) -> PreprocessSummary {
     let train_users = &split.users.train;
     let windows = PerWindow::from_fn(|w| {
         let users = &split.users[w];
@@ -346,6 +411,11 @@ fn summarize(split: SplitEvents, catalogue_tracks: usize) -> PreprocessSummary {
         first_day: epoch_date(split.days.0).to_string(),
         last_day: epoch_date(split.days.1).to_string(),
         catalogue_tracks,
+        split: SplitSummary {
+            train_end: chosen.dates.train_end.to_string(),
+            target_end: chosen.dates.target_end.to_string(),
+            chosen_by: chosen.chosen_by.to_string(),
+        },
         windows,
         extra_events: split.extra,
     }

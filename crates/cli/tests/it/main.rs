@@ -13,6 +13,7 @@ mod eda_report;
 mod evaluate;
 mod feedback_loop;
 mod fixture;
+mod import;
 mod kill;
 mod mlflow;
 mod operate;
