@@ -16,9 +16,9 @@ use musicrec_artifacts::layout::report::{
     STAGE_MEMORY_PLOT, STAGE_SECONDS_PLOT,
 };
 use musicrec_artifacts::{Artifacts, Manifest, Stage, StageWriter, stale_inputs};
+use musicrec_data::parquet_io;
 use musicrec_plot::{Line, LineChart, Scale as PlotScale};
 use musicrec_tracking::record::LOSS_HISTORY_KEY;
-use musicrec_data::parquet_io;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -585,12 +585,12 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
     if let Some((card, table)) = judged {
         out.add_parquet(parquet_io::write_batch(out.path(PER_USER_FILE), table.batch())?);
         let lines = scorecard::ndcg_distribution(&table, &card.rows, k);
-        let chart = musicrec_plot::lines(&musicrec_plot::LineChart {
+        let chart = musicrec_plot::lines(&LineChart {
             title: &format!("Per-user NDCG@{k} on the test window"),
             x_label: &format!("NDCG@{k}"),
             y_label: "share of users with at most this NDCG",
-            x_scale: musicrec_plot::Scale::Linear,
-            y_scale: musicrec_plot::Scale::Linear,
+            x_scale: PlotScale::Linear,
+            y_scale: PlotScale::Linear,
             lines: &lines,
             markers: &[],
             x_format: None,
