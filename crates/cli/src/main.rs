@@ -245,8 +245,9 @@ impl Command {
             | Command::Recommend { config, .. }
             | Command::Similar { config, .. }
             | Command::Config { config, .. }
+            | Command::Events(events::EventsCommand::Export { config, .. })
             | Command::Bench(BenchCommand::Models { config, .. }) => config.as_deref(),
-            Command::Generate { .. } | Command::Loadtest { .. } | Command::Runs(_) => None,
+            Command::Generate { .. } | Command::Import(_) | Command::Loadtest { .. } | Command::Runs(_) => None,
         }
     }
 }

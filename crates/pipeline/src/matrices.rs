@@ -42,7 +42,7 @@ impl Encoders {
 }
 
 pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
-    ctx.upstream(Stage::Matrices, Stage::Preprocess)?;
+    let upstream = ctx.upstream(Stage::Matrices, Stage::Preprocess)?;
     let pre = ctx.artifacts.dir(Stage::Preprocess);
     let mut out = ctx.artifacts.begin(Stage::Matrices, &ctx.run_id)?;
     ctx.record_inputs(Stage::Matrices, &mut out)?;

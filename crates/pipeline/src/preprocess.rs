@@ -13,8 +13,8 @@ use musicrec_config::{SplitDate, UnknownTracks};
 use musicrec_data::layout::{self, CatalogNames, IdLists, InteractionRows, ScanReport, Tracks};
 use musicrec_data::parquet_io::{self, ParquetSink};
 use musicrec_data::schema::EntityType;
-use musicrec_data::{DataError, Location};
 use musicrec_data::timeline::{self, DayCounts};
+use musicrec_data::{DataError, Location};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
