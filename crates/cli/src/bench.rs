@@ -368,7 +368,7 @@ mod tests {
         let overrides = config_overrides(&config).unwrap();
         for expected in [
             "threads=0",
-            "k=10",
+            "evaluation.headline_k=10",
             "preprocess.train_end=\"2022-12-16\"",
             "als.factors=200",
             "item2item.metric=\"manhattan\"",
