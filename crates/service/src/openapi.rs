@@ -76,7 +76,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 9);
+        assert_eq!(operations, 10);
         let track = &doc["components"]["schemas"]["Track"];
         assert_eq!(track["required"], serde_json::json!(["track_id"]), "{track}");
         let recommendations = &doc["components"]["schemas"]["RecommendationsAnswer"];
