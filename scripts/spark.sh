@@ -21,14 +21,23 @@ PACKAGES=("pyspark==4.3.0")
 log() { echo "spark: $*" >&2; }
 
 ensure() {
-    if [[ -x "$VENV/bin/spark-submit" ]] && "$VENV/bin/python" -c 'import pyspark' 2>/dev/null; then
+    # Tests start several Spark jobs at once on a fresh machine: one creates the venv while
+    # the others wait on the lock, and only a venv whose install finished (the marker file,
+    # written last) is used; a half-installed pyspark once ran without its zstd jar.
+    mkdir -p "$STATE"
+    exec 9>"$STATE/venv.lock"
+    flock 9
+    if [[ -f "$VENV/.installed" ]]; then
+        flock -u 9
         return
     fi
     command -v java >/dev/null || { log "java is not on the PATH (Spark 4 needs Java 17+)"; exit 1; }
     log "creating $VENV (pyspark; about 40 s)"
-    mkdir -p "$STATE"
+    rm -rf "$VENV"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PACKAGES[@]}"
+    touch "$VENV/.installed"
+    flock -u 9
 }
 
 home() {
