@@ -349,6 +349,8 @@ def run(spark, args):
             "first_day": str(span[0]),
             "last_day": str(span[1]),
             "catalogue_tracks": catalogue,
+            # Spark takes the split dates as given: the automatic split is the Rust stage's.
+            "split": {"train_end": str(args.train_end), "target_end": str(args.target_end), "chosen_by": "configured"},
             "windows": {
                 w: {
                     "events": per_window[w]["events"],
