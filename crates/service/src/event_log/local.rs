@@ -246,16 +246,21 @@ mod tests {
     async fn every_acknowledged_event_is_read_back_across_rotated_segments() {
         let dir = tempfile::tempdir().unwrap();
         let log = std::sync::Arc::new(LocalLog::open(&config(dir.path(), 4096)).unwrap());
-        let mut posts = tokio::task::JoinSet::new();
-        for n in 0..500 {
-            let log = log.clone();
-            posts.spawn(async move { log.append(event(n)).await });
-        }
-        while let Some(done) = posts.join_next().await {
-            done.unwrap().unwrap();
+        // Concurrent posts in waves: the writer may take a whole wave as one group, and a
+        // segment rotates only between groups, so one wave of all 500 could fill one segment.
+        // Ten waves of about 2.5 KB each (51-byte lines) fill at least four segments.
+        for wave in 0..10 {
+            let mut posts = tokio::task::JoinSet::new();
+            for n in wave * 50..(wave + 1) * 50 {
+                let log = log.clone();
+                posts.spawn(async move { log.append(event(n)).await });
+            }
+            while let Some(done) = posts.join_next().await {
+                done.unwrap().unwrap();
+            }
         }
         let (mut events, report) = read_dir(dir.path()).unwrap();
-        assert!(report.segments > 1, "4 KiB segments rotate: {report:?}");
+        assert!(report.segments >= 3, "4 KiB segments rotate: {report:?}");
         assert!(report.torn.is_empty());
         events.sort_by_key(|e| e.at_ms);
         assert_eq!(events, (0..500).map(event).collect::<Vec<_>>());
