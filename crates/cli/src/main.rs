@@ -435,10 +435,32 @@ fn location(flag: &str, text: &str) -> anyhow::Result<Location> {
     Location::parse(text).with_context(|| flag.to_string())
 }
 
-/// The artifacts of an `--artifacts` flag; on S3 the credentials and bucket are checked here.
+/// The artifacts of an `--artifacts` flag; on S3 the credentials and bucket are checked here,
+/// a local path must not lead through a file.
 fn open_artifacts(text: &str) -> anyhow::Result<Artifacts> {
     let location = location("--artifacts", text)?;
+    if let Location::Local(path) = &location {
+        directory_or_absent("--artifacts", path)?;
+    }
     Artifacts::open(&location).context("--artifacts")
+}
+
+/// A local directory flag names a directory, or a path that can become one: a file at it or
+/// above it is the user's mistake, named before any work (the I/O error later reads as the
+/// machine's).
+fn directory_or_absent(flag: &str, path: &Path) -> Result<(), ConfigError> {
+    let file = path.ancestors().filter(|p| !p.as_os_str().is_empty()).find_map(|p| match p.metadata() {
+        Ok(meta) if meta.is_dir() => Some(None),
+        Ok(_) => Some(Some(p)),
+        Err(_) => None,
+    });
+    match file.flatten() {
+        None => Ok(()),
+        Some(file) => Err(ConfigError::Invalid {
+            key: flag.into(),
+            reason: format!("{} is a file, not a directory (in {})", file.display(), path.display()),
+        }),
+    }
 }
 
 fn generate(scale: Scale, seed: u64, out: &str) -> anyhow::Result<()> {

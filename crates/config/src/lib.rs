@@ -12,7 +12,7 @@ use std::path::Path;
 use chrono::NaiveDate;
 use musicrec_models::{Metric, SIMILAR_ITEM_MODELS};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// The documented default configuration, every key commented.
@@ -392,8 +392,9 @@ impl Config {
         let mut overrides: Vec<&(String, String)> =
             env.iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
         overrides.sort();
+        let mut set_by = Vec::with_capacity(overrides.len());
         for (name, raw) in overrides {
-            apply_env(&mut tree, name, raw)?;
+            set_by.push((apply_env(&mut tree, name, raw)?, name.as_str()));
         }
         if let Some((_, uri)) = env.iter().find(|(name, _)| name == MLFLOW_TRACKING_URI)
             && let Some(slot) = tree.pointer_mut("/tracking/mlflow_uri")
@@ -404,9 +405,9 @@ impl Config {
         }
         let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
             let key = e.path().to_string();
-            invalid(&key, e.into_inner().to_string())
+            from_variable(invalid(&key, e.into_inner().to_string()), &set_by)
         })?;
-        config.check()?;
+        config.check().map_err(|e| from_variable(e, &set_by))?;
         Ok(config)
     }
 
@@ -675,18 +676,61 @@ fn our_variables(
     Ok(ours)
 }
 
-fn apply_env(tree: &mut Value, name: &str, raw: &str) -> Result<(), ConfigError> {
+/// Sets the key `name` spells to `raw`, read as the type the key has in the default tree (the
+/// documented defaults hold every key). A string key, or an optional one (null by default: all
+/// are strings), takes the value exactly as written: read as YAML, a secret `abc #x` would lose
+/// ` #x` as a comment, `~` would turn into null and `prefix:` into a map. An empty value unsets
+/// an optional key. Numbers, booleans, lists and sections are read as YAML and must come out as
+/// that type. Returns the key set.
+fn apply_env(tree: &mut Value, name: &str, raw: &str) -> Result<String, ConfigError> {
     let path: Vec<String> = name[ENV_PREFIX.len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();
-    // A value is read as YAML so that numbers, booleans, null and lists get their types;
-    // anything that is not valid YAML is taken as a plain string.
-    let value = serde_saphyr::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_string()));
-    let mut layer = value;
-    for key in path.iter().rev() {
-        let mut map = Map::new();
-        map.insert(key.clone(), layer);
-        layer = Value::Object(map);
+    let key = path.join(".");
+    let origin = format!("environment variable {name}");
+    let mut slot = &mut *tree;
+    for part in &path {
+        slot = slot
+            .as_object_mut()
+            .and_then(|section| section.get_mut(part))
+            .ok_or_else(|| ConfigError::UnknownKey { origin: origin.clone(), key: key.clone() })?;
     }
-    merge(tree, layer, &format!("environment variable {name}"), "")
+    let expected = match slot {
+        Value::String(_) => {
+            *slot = Value::String(raw.to_string());
+            return Ok(key);
+        }
+        Value::Null => {
+            *slot = if raw.is_empty() { Value::Null } else { Value::String(raw.to_string()) };
+            return Ok(key);
+        }
+        Value::Bool(_) => "true or false",
+        Value::Number(_) => "a number",
+        Value::Array(_) => "a list such as [5, 10, 20]",
+        Value::Object(_) => "a section of keys such as {key: value}",
+    };
+    let value = serde_saphyr::from_str::<Value>(raw)
+        .ok()
+        .filter(|value| std::mem::discriminant(value) == std::mem::discriminant(slot))
+        .ok_or_else(|| invalid(&key, format!("{origin}: `{raw}` is not {expected}")))?;
+    merge(slot, value, &origin, &key)?;
+    Ok(key)
+}
+
+/// `error` with the environment variable that set its key, when one did: the user looks for
+/// the value there, not in a file.
+fn from_variable(error: ConfigError, set_by: &[(String, &str)]) -> ConfigError {
+    match error {
+        ConfigError::Invalid { key, reason } => {
+            let within =
+                |set: &str| key == set || key.strip_prefix(set).is_some_and(|rest| rest.starts_with(['.', '[']));
+            match set_by.iter().find(|(set, _)| within(set)) {
+                Some((_, name)) if !reason.contains(name) => {
+                    ConfigError::Invalid { reason: format!("{reason} (set by environment variable {name})"), key }
+                }
+                _ => ConfigError::Invalid { key, reason },
+            }
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -850,7 +894,7 @@ mod tests {
             ("MUSICREC__SERVICE__EVENT_LOG__STORE", "kafka", "service.event_log.store"),
             ("MUSICREC__SERVICE__EVENT_LOG__ROTATE_BYTES", "10", "service.event_log.rotate_bytes"),
             ("MUSICREC__SERVICE__EVENT_LOG__ROTATE_SECONDS", "0", "service.event_log.rotate_seconds"),
-            ("MUSICREC__DATA__EXTRA_EVENTS", "\"\"", "data.extra_events"),
+            ("MUSICREC__DATA__EXTRA_EVENTS", "  ", "data.extra_events"),
         ] {
             let err = Config::from_layers(None, env(&[(var, value)])).unwrap_err();
             assert!(matches!(err, ConfigError::Invalid { .. }), "{var}={value}: {err}");
@@ -858,12 +902,81 @@ mod tests {
         }
     }
 
+    /// A string key takes its variable's value as written (YAML would cut a secret at ` #`,
+    /// read `~` as null and `prefix:` as a map); an empty value unsets an optional key.
+    #[test]
+    fn string_keys_take_the_value_as_written() {
+        let c = Config::from_layers(
+            None,
+            env(&[
+                ("MUSICREC__SERVICE__ADMIN_TOKEN", "abcdefghijklmnop #suffix"),
+                ("MUSICREC__SERVICE__REDIS_KEY_PREFIX", "reltest:"),
+                ("MUSICREC__DATA__PATH", "~"),
+                ("MUSICREC__DATA__EXTRA_EVENTS", ""),
+                ("MUSICREC__TRACKING__EXPERIMENT", "null"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.service.admin_token.as_ref().map(Secret::expose), Some("abcdefghijklmnop #suffix"));
+        assert_eq!(c.service.redis_key_prefix, "reltest:");
+        assert_eq!(c.data.path.as_deref(), Some("~"));
+        assert_eq!(c.data.extra_events, None);
+        assert_eq!(c.tracking.experiment, "null");
+        let err = Config::from_layers(None, env(&[("MUSICREC__SERVICE__ADMIN_TOKEN", "~")])).unwrap_err().to_string();
+        assert!(err.contains("service.admin_token") && err.contains("at least 16"), "{err}");
+    }
+
+    /// Keys null by default are taken as written, which is right only while every one of them
+    /// is an optional string.
+    #[test]
+    fn every_key_null_by_default_is_an_optional_string() {
+        fn null_keys(value: &Value, path: &str, out: &mut Vec<String>) {
+            match value {
+                Value::Null => out.push(path.to_string()),
+                Value::Object(map) => map.iter().for_each(|(k, v)| null_keys(v, &join_key(path, k), out)),
+                _ => {}
+            }
+        }
+        let defaults = parse_yaml("default.yaml", DEFAULT_YAML).unwrap();
+        let mut keys = Vec::new();
+        null_keys(&defaults, "", &mut keys);
+        assert!(keys.contains(&"service.admin_token".to_string()), "{keys:?}");
+        for key in keys {
+            let mut tree = defaults.clone();
+            *tree.pointer_mut(&format!("/{}", key.replace('.', "/"))).unwrap() = Value::String("text".into());
+            let typed: Result<Config, _> = serde_path_to_error::deserialize(tree);
+            assert!(typed.is_ok(), "{key} is not an optional string: {:?}", typed.err());
+        }
+    }
+
+    #[test]
+    fn a_variable_of_the_wrong_type_names_itself_the_key_and_the_type() {
+        for (var, value, key, expected) in [
+            ("MUSICREC__ALS__FACTORS", "many", "als.factors", "a number"),
+            ("MUSICREC__ALS__FACTORS", "[3]", "als.factors", "a number"),
+            ("MUSICREC__SERVICE__FOLD_IN", "maybe", "service.fold_in", "true or false"),
+            ("MUSICREC__EVALUATION__K", "5,10", "evaluation.k", "a list"),
+            ("MUSICREC__SERVICE__RATE_LIMITS", "7", "service.rate_limits", "a section"),
+        ] {
+            let err = Config::from_layers(None, env(&[(var, value)])).unwrap_err().to_string();
+            for part in [var, &format!("`{key}`"), expected, value] {
+                assert!(err.contains(part), "{var}={value}: {part:?} missing in {err}");
+            }
+        }
+        // A number of the right kind but out of the key's range names the variable too.
+        let err = Config::from_layers(None, env(&[("MUSICREC__SERVICE__MAX_K", "0")])).unwrap_err().to_string();
+        assert!(err.contains("`service.max_k`") && err.contains("MUSICREC__SERVICE__MAX_K"), "{err}");
+        let err = Config::from_layers(None, env(&[("MUSICREC__SEED", "-1")])).unwrap_err().to_string();
+        assert!(err.contains("`seed`") && err.contains("MUSICREC__SEED"), "{err}");
+    }
+
     #[test]
     fn similar_sources_are_the_models_with_similar_items() {
         let err = Config::from_layers(None, env(&[("MUSICREC__SERVICE__SIMILAR_SOURCES", "[item2item]")])).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "config key `service.similar_sources[0]`: `item2item` is not one of the models with similar items: als, bpr"
+            "config key `service.similar_sources[0]`: `item2item` is not one of the models with similar items: als, bpr \
+             (set by environment variable MUSICREC__SERVICE__SIMILAR_SOURCES)"
         );
     }
 

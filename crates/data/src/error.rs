@@ -72,9 +72,11 @@ impl DataError {
     }
 
     /// True when the error describes the user's input rather than the machine or the program.
+    /// A damaged artifact is input too: the set the user pointed a command at, to be rebuilt
+    /// by a run, as a damaged data file is.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Self::Io { .. } | Self::Corrupt { .. } => false,
+            Self::Io { .. } => false,
             Self::Storage { access, .. } => *access,
             _ => true,
         }

@@ -20,6 +20,7 @@ use crate::encoder::IdEncoder;
 use crate::error::DataError;
 use crate::location::Location;
 use crate::schema::*;
+use crate::timeline::{self, DateSpread, FarDates};
 
 const BATCH_ROWS: usize = 1 << 16;
 
@@ -161,12 +162,13 @@ fn to_i64(array: &ArrayRef) -> Option<ArrayRef> {
     cast_with_options(array, &DataType::Int64, &CastOptions { safe: false, ..Default::default() }).ok()
 }
 
-/// Date or timestamp column as days since 1970-01-01 (UTC), flooring times of day.
-fn to_days(array: &ArrayRef) -> Vec<i32> {
+/// Date or timestamp column as days since 1970-01-01 (UTC), flooring times of day, and how
+/// many values fall outside the years 1..=9999 ([`timeline::FIRST_DAY`]..=[`timeline::LAST_DAY`]),
+/// with the first of them as written. Those values read as day 0: the scan reports them as an
+/// error and keeps no row.
+fn to_days(array: &ArrayRef) -> (Vec<i32>, usize, Option<i64>) {
     let per_day: i64 = match array.data_type() {
-        DataType::Date32 => {
-            return array.as_primitive::<arrow_array::types::Date32Type>().values().to_vec();
-        }
+        DataType::Date32 => 1,
         DataType::Date64 => 86_400_000,
         DataType::Timestamp(TimeUnit::Second, _) => 86_400,
         DataType::Timestamp(TimeUnit::Millisecond, _) => 86_400_000,
@@ -174,9 +176,26 @@ fn to_days(array: &ArrayRef) -> Vec<i32> {
         DataType::Timestamp(TimeUnit::Nanosecond, _) => 86_400_000_000_000,
         other => unreachable!("type {other} was rejected when the file was opened"),
     };
-    let data = array.to_data();
-    let values: &[i64] = data.buffers()[0].typed_data::<i64>();
-    values[data.offset()..data.offset() + data.len()].iter().map(|v| v.div_euclid(per_day) as i32).collect()
+    let (mut outside, mut example) = (0, None);
+    let mut day = |value: i64| match i32::try_from(value.div_euclid(per_day)) {
+        Ok(day) if (timeline::FIRST_DAY..=timeline::LAST_DAY).contains(&day) => day,
+        _ => {
+            outside += 1;
+            example.get_or_insert(value);
+            0
+        }
+    };
+    let days = match array.data_type() {
+        DataType::Date32 => {
+            array.as_primitive::<arrow_array::types::Date32Type>().values().iter().map(|&v| day(i64::from(v))).collect()
+        }
+        _ => {
+            let data = array.to_data();
+            let values: &[i64] = data.buffers()[0].typed_data::<i64>();
+            values[data.offset()..data.offset() + data.len()].iter().map(|&v| day(v)).collect()
+        }
+    };
+    (days, outside, example)
 }
 
 /// Ids of catalogue entities attached to each track, as offsets into one value array.
@@ -315,6 +334,8 @@ pub struct CatalogNames {
     pub id: Vec<i64>,
     pub kind: Vec<EntityType>,
     pub name: Vec<String>,
+    /// How many names were longer than [`MAX_NAME_CHARS`] and cut.
+    pub truncated: usize,
 }
 
 const NAME_COLUMNS: [(&str, Kind); 3] = [(ID, Kind::Integer), (TYPE, Kind::Text), (NAME, Kind::Text)];
@@ -324,6 +345,7 @@ pub fn read_catalog_names(dir: &Location) -> Result<CatalogNames, DataError> {
     let mut problems = Problems::default();
     let mut out = CatalogNames::default();
     let mut bad_type_example = None;
+    let mut long = LongNames::default();
     for batch in reader {
         let batch = decoded(&file, batch)?;
         let (id, kind, name) = (batch.column(0), batch.column(1), batch.column(2));
@@ -348,7 +370,7 @@ pub fn read_catalog_names(dir: &Location) -> Result<CatalogNames, DataError> {
                 Some(k) => {
                     out.id.push(id.value(row));
                     out.kind.push(k);
-                    out.name.push(name.value(row).to_string());
+                    out.name.push(bounded_name(name.value(row), &mut long));
                 }
                 None => {
                     bad_types += 1;
@@ -362,7 +384,44 @@ pub fn read_catalog_names(dir: &Location) -> Result<CatalogNames, DataError> {
         });
     }
     problems.into_result(&file, &NAME_COLUMNS, &["ids", "types", "names"])?;
+    if long.rows > 0 {
+        tracing::warn!(
+            "{file}: column `{NAME}`: {} name(s) longer than {MAX_NAME_CHARS} characters (the longest {}) \
+             were cut to {MAX_NAME_CHARS}; names are only shown, so the run goes on",
+            long.rows,
+            long.longest
+        );
+    }
+    out.truncated = long.rows;
     Ok(out)
+}
+
+/// The longest catalogue name kept, in characters. Names are only shown (reports, the API), and
+/// a real title is far shorter; a longer one is a broken row (a description or a blob in the
+/// name column), which would otherwise cost every output that shows it its size.
+pub const MAX_NAME_CHARS: usize = 1000;
+
+/// Names cut to `MAX_NAME_CHARS`: how many, and the longest one's length in characters.
+#[derive(Default)]
+struct LongNames {
+    rows: usize,
+    longest: usize,
+}
+
+/// `name`, cut to `MAX_NAME_CHARS` characters (with an ellipsis) when longer.
+fn bounded_name(name: &str, long: &mut LongNames) -> String {
+    // A name of at most MAX_NAME_CHARS bytes has at most as many characters: no count needed.
+    if name.len() <= MAX_NAME_CHARS {
+        return name.to_string();
+    }
+    match name.char_indices().nth(MAX_NAME_CHARS) {
+        None => name.to_string(),
+        Some((cut, _)) => {
+            long.rows += 1;
+            long.longest = long.longest.max(MAX_NAME_CHARS + name[cut..].chars().count());
+            format!("{}…", &name[..cut])
+        }
+    }
 }
 
 /// A batch of valid interactions, tracks already encoded against the catalogue.
@@ -392,6 +451,8 @@ pub struct ScanReport {
     pub unknown_track_rows: u64,
     pub unknown_track_ids: u64,
     pub unknown_track_examples: Vec<i64>,
+    /// Events dated far from the bulk of the file's dates, kept but worth a warning.
+    pub far_dates: Option<FarDates>,
 }
 
 const INTERACTION_COLUMNS: [(&str, Kind); 4] =
@@ -413,6 +474,7 @@ pub fn scan_interactions(
     let mut problems = Problems::default();
     let mut report = ScanReport::default();
     let mut unknown_ids = std::collections::HashSet::new();
+    let mut spread = DateSpread::default();
     for batch in reader {
         let batch = decoded(&file, batch)?;
         report.rows_read += batch.num_rows() as u64;
@@ -436,7 +498,18 @@ pub fn scan_interactions(
         problems.bad(2, seqs.iter().filter(|&&s| i32::try_from(s).is_err()).count(), || {
             "are outside the 32-bit range allowed for a position in a user's history".into()
         });
-        let days = to_days(batch.column(3));
+        let (days, outside, example) = to_days(batch.column(3));
+        problems.bad(3, outside, || {
+            let example = example.unwrap_or_default();
+            format!(
+                "are outside the years 1..=9999 (e.g. {example} as {}); dates must be real calendar days",
+                batch.column(3).data_type()
+            )
+        });
+        if outside > 0 {
+            continue;
+        }
+        spread.add_days(&days);
         let mut rows = InteractionRows {
             user_id: Vec::with_capacity(users.len()),
             track: Vec::with_capacity(users.len()),
@@ -466,6 +539,7 @@ pub fn scan_interactions(
     }
     problems.into_result(&file, &INTERACTION_COLUMNS, &["user ids", "track ids", "positions", "dates"])?;
     report.unknown_track_ids = unknown_ids.len() as u64;
+    report.far_dates = spread.far_from_bulk(&file);
     if report.unknown_track_rows > 0 && fail_on_unknown {
         return Err(DataError::UnknownTracks {
             file,
@@ -548,4 +622,39 @@ pub fn read_recommendations(file: &Location) -> Result<RankedLists, DataError> {
         lists.offsets.push(lists.tracks.len());
     }
     Ok(lists)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn names_are_cut_at_a_character_boundary_and_counted() {
+        let mut long = LongNames::default();
+        assert_eq!(bounded_name("Song", &mut long), "Song");
+        // Two-byte characters: over the bound in bytes, within it in characters.
+        let wide = "é".repeat(MAX_NAME_CHARS);
+        assert_eq!(bounded_name(&wide, &mut long), wide);
+        assert_eq!(long.rows, 0);
+        let cut = bounded_name(&"ж".repeat(MAX_NAME_CHARS + 5), &mut long);
+        assert_eq!(cut.chars().count(), MAX_NAME_CHARS + 1);
+        assert!(cut.ends_with("ж…"));
+        bounded_name(&"x".repeat(3 * MAX_NAME_CHARS), &mut long);
+        assert_eq!((long.rows, long.longest), (2, 3 * MAX_NAME_CHARS));
+    }
+
+    #[test]
+    fn dates_outside_years_1_to_9999_are_counted_not_wrapped() {
+        use arrow_array::{Date32Array, Date64Array, TimestampMillisecondArray};
+        let dates: ArrayRef = Arc::new(Date32Array::from(vec![19000, i32::MAX, timeline::FIRST_DAY - 1]));
+        assert_eq!(to_days(&dates), (vec![19000, 0, 0], 2, Some(i64::from(i32::MAX))));
+        let dates: ArrayRef = Arc::new(Date64Array::from(vec![i64::MAX, -86_400_000]));
+        assert_eq!(to_days(&dates), (vec![0, -1], 1, Some(i64::MAX)));
+        // A 2022 day plus 2^32 days, in milliseconds: `as i32` would wrap it back to 2022.
+        let wrapped = (19000 + (1i64 << 32)) * 86_400_000;
+        let dates: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![wrapped, 19000 * 86_400_000 + 5]));
+        assert_eq!(to_days(&dates), (vec![0, 19000], 1, Some(wrapped)));
+    }
 }

@@ -1,12 +1,12 @@
 //! Writes a synthetic data set in Yambda's flat layout and column types, of any size, for
 //! measuring `musicrec import yambda` (docs/perf/import.md):
 //!
-//! `cargo run --release -p musicrec-import --example yambda_shaped -- OUT_DIR [ROWS] [USERS]`
+//! `cargo run --release -p musicrec-import --example yambda_shaped -- OUT_DIR [ROWS] [USERS] [ITEMS]`
 //!
 //! `OUT_DIR/flat/listens.parquet` holds ROWS listens (default 50M) of USERS users (default
-//! 1M), each user's rows in time order over 300 days, items drawn with a heavy head from a
-//! 9.39M-item catalogue; `OUT_DIR/album_item_mapping.parquet` and
-//! `OUT_DIR/artist_item_mapping.parquet` cover the whole catalogue, as the real files do.
+//! 1M), each user's rows in time order over 300 days, items drawn with a heavy head from the
+//! first ITEMS (default all) of a 9.39M-item catalogue; `OUT_DIR/album_item_mapping.parquet`
+//! and `OUT_DIR/artist_item_mapping.parquet` cover the whole catalogue, as the real files do.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -77,9 +77,10 @@ impl Listens {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let out = Path::new(args.first().expect("usage: yambda_shaped OUT_DIR [ROWS] [USERS]"));
+    let out = Path::new(args.first().expect("usage: yambda_shaped OUT_DIR [ROWS] [USERS] [ITEMS]"));
     let rows: u64 = args.get(1).map_or(50_000_000, |a| a.parse().expect("ROWS is a number"));
     let users: u64 = args.get(2).map_or(1_000_000, |a| a.parse().expect("USERS is a number"));
+    let items: u32 = args.get(3).map_or(CATALOG, |a| a.parse().expect("ITEMS is a number")).min(CATALOG);
     std::fs::create_dir_all(out.join("flat")).unwrap();
     let path = out.join("flat/listens.parquet");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -95,7 +96,7 @@ fn main() {
             listens.uid.push(user as u32 * 10);
             listens.ts.push((t.min(SPAN_SECONDS) / 5 * 5) as u32);
             // A heavy head: u^3 puts most listens on the first items.
-            listens.item.push((rng.unit().powi(3) * f64::from(CATALOG)) as u32);
+            listens.item.push((rng.unit().powi(3) * f64::from(items)) as u32);
             listens.organic.push((rng.next() % 2) as u8);
             listens.ratio.push((rng.next() % 150) as u16);
             listens.length.push(120 + (rng.next() % 240) as u32);

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::PipelineError;
+use crate::markdown;
 use crate::preprocess::{PerWindow, SplitDates, epoch_date, epoch_day};
 use crate::stage::RunContext;
 
@@ -567,11 +568,11 @@ fn markdown(stats: &EdaStats, plots: &[(&str, &str)]) -> String {
     );
     md.push_str("| genre | share of events |\n|---|---:|\n");
     for g in stats.genres.iter().take(TOP_GENRES) {
-        let _ = writeln!(md, "| {} | {:.1}% |", g.name, 100.0 * g.share);
+        let _ = writeln!(md, "| {} | {:.1}% |", markdown::text(&g.name), 100.0 * g.share);
     }
     md.push_str("\n| most played track | events |\n|---|---:|\n");
     for t in &stats.top_tracks {
-        let _ = writeln!(md, "| {} ({}) | {} |", t.name, t.track_id, t.events);
+        let _ = writeln!(md, "| {} ({}) | {} |", markdown::text(&t.name), t.track_id, t.events);
     }
     md.push('\n');
     for (file, caption) in plots {

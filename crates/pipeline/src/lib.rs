@@ -8,6 +8,7 @@ pub mod error;
 pub mod evaluation;
 pub mod events;
 pub mod features;
+mod markdown;
 pub mod matrices;
 pub mod params;
 pub mod preprocess;

@@ -316,12 +316,12 @@ fn split_events(
         Ok(())
     };
     let mut scan = layout::scan_interactions(&ctx.data, tracks, fail_on_unknown, &mut split_rows)?;
-    warn_unknown(&ctx.data, &scan);
+    warn_scan(&ctx.data, &scan);
     let extra = match extra {
         None => None,
         Some(dir) => {
             let extra = layout::scan_interactions(dir, tracks, fail_on_unknown, &mut split_rows)?;
-            warn_unknown(dir, &extra);
+            warn_scan(dir, &extra);
             scan.rows_read += extra.rows_read;
             scan.rows_kept += extra.rows_kept;
             scan.unknown_track_rows += extra.unknown_track_rows;
@@ -354,7 +354,11 @@ fn split_events(
     Ok(SplitEvents { scan, extra, events, users: users.map(UserSet::finish), days })
 }
 
-fn warn_unknown(source: &Location, scan: &ScanReport) {
+/// What a scan dropped or found suspicious but kept, for the user to hear about.
+fn warn_scan(source: &Location, scan: &ScanReport) {
+    if let Some(far) = &scan.far_dates {
+        tracing::warn!("{far}");
+    }
     if scan.unknown_track_rows > 0 {
         tracing::warn!(
             %source,

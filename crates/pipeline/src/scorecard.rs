@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::PipelineError;
 use crate::evaluation::{EvalWindow, Evaluator};
+use crate::markdown::text;
 
 /// The window the report judges on: the ranker learns from the target window.
 const WINDOW: EvalWindow = EvalWindow::Test;
@@ -875,8 +876,11 @@ pub fn examples_section(card: &Scorecard) -> String {
         );
         if !example.last_listens.is_empty() {
             md.push_str("Last listens (latest first): ");
-            let listens: Vec<String> =
-                example.last_listens.iter().map(|t| format!("{} — {} ({})", t.track, t.artist, t.genre)).collect();
+            let listens: Vec<String> = example
+                .last_listens
+                .iter()
+                .map(|t| format!("{} — {} ({})", text(&t.track), text(&t.artist), text(&t.genre)))
+                .collect();
             md.push_str(&listens.join("; "));
             md.push_str("\n\n");
         }
@@ -886,9 +890,9 @@ pub fn examples_section(card: &Scorecard) -> String {
                 md,
                 "| {} | {} | {} | {} | {} |",
                 i + 1,
-                track.track,
-                track.artist,
-                track.genre,
+                text(&track.track),
+                text(&track.artist),
+                text(&track.genre),
                 if *hit { "✔ hit" } else { "miss" }
             );
         }

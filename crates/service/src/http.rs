@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -32,7 +33,7 @@ use crate::error::ServiceError;
 use crate::event_log::EventLog;
 use crate::events::{EventStore, MemoryEvents, RedisEvents};
 use crate::limits::{Endpoint, Limits, MemoryLimiter, RateLimiter, RedisLimiter, Scope};
-use crate::metrics::Metrics;
+use crate::metrics::{FoldInCacheCounts, Metrics, Served};
 use crate::model::ServingModel;
 use crate::redis_link::RedisLink;
 
@@ -648,6 +649,10 @@ pub struct Health {
     pub events_store: &'static str,
     /// Why the last reload was refused; null after a good one.
     pub last_reload_error: Option<String>,
+    /// The paging limits of `GET /recommendations` (service.max_k, service.max_offset), so a
+    /// client knows how far it can page.
+    pub max_k: usize,
+    pub max_offset: usize,
 }
 
 /// Liveness and the loaded model version (run id).
@@ -667,6 +672,8 @@ async fn health(State(s): State<Arc<AppState>>) -> Response {
         fold_in: m.fold_in.is_some(),
         events_store: s.events.kind(),
         last_reload_error: s.last_reload_error.load_full().as_deref().cloned(),
+        max_k: s.settings.config.max_k,
+        max_offset: s.settings.config.max_offset,
     })
     .into_response()
 }
@@ -682,30 +689,24 @@ async fn openapi_document() -> Response {
 #[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "operations",
     responses((status = 200, description = "The Prometheus text exposition format, version 0.0.4", body = String, content_type = "text/plain")))]
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    let mut text = s.metrics.render();
     let loaded = s.loaded.load();
     let m = &loaded.model;
-    crate::metrics::render_model(
-        &mut text,
-        &m.version,
-        m.trained_at_unix,
-        loaded.loaded_at_unix as f64,
-        loaded.load_seconds,
-    );
-    crate::metrics::render_process(&mut text);
-    let cache = &m.fold_in_cache;
-    crate::metrics::render_fold_in_cache(
-        &mut text,
-        cache.hits.load(std::sync::atomic::Ordering::Relaxed),
-        cache.misses.load(std::sync::atomic::Ordering::Relaxed),
-    );
-    if let EventStore::Memory(store) = &s.events {
-        crate::metrics::render_events_store(&mut text, store.users(), store.evicted());
-    }
-    if let Some(link) = &s.redis {
-        crate::metrics::render_redis_breaker(&mut text, link.breaker_opened(), link.skipped());
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    let served = Served {
+        run_id: m.version.clone(),
+        trained_at_unix: m.trained_at_unix,
+        loaded_at_unix: loaded.loaded_at_unix as f64,
+        load_seconds: loaded.load_seconds,
+        fold_in_cache: FoldInCacheCounts {
+            hits: m.fold_in_cache.hits.load(Ordering::Relaxed),
+            misses: m.fold_in_cache.misses.load(Ordering::Relaxed),
+        },
+        events_store: match &s.events {
+            EventStore::Memory(store) => Some((store.users(), store.evicted())),
+            EventStore::Redis(_) => None,
+        },
+        redis_circuit: s.redis.as_ref().map(|link| (link.breaker_opened(), link.skipped())),
+    };
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], s.metrics.render(served)).into_response()
 }
 
 /// `POST /admin/reload` needs `Authorization: Bearer <service.admin_token>`; without a

@@ -1,14 +1,31 @@
-//! The service's Prometheus metrics, kept in fixed arrays of atomics: the label sets are
-//! known in advance (endpoints, status codes, sources), so recording is a few relaxed atomic
-//! adds with no lock or map lookup, and each server instance has its own registry (tests
-//! read exact values).
+//! The service's Prometheus metrics, on `prometheus-client` and written in the Prometheus text
+//! format (0.0.4), whose series names the dashboard queries. Each server instance has its own
+//! registry (tests read exact values). Counted events are the library's counters and
+//! histograms, held as handles in fixed arrays: the label sets are known in advance
+//! (endpoints, statuses, sources), so recording is an atomic add (a short uncontended lock for
+//! a histogram) with no map lookup. What is a reading of state (the process, the served set,
+//! the fold-in cache, the events store, the Redis circuit) is a collector read at each scrape.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::fmt;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
 
 use crate::blend::Source;
 use crate::limits::{Endpoint, Scope};
+
+/// The `Content-Type` of `/metrics`.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Endpoints with their own series; anything else is `other`.
 pub const ENDPOINTS: [&str; 10] = [
@@ -30,44 +47,126 @@ const BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
 
 const STATUS_SLOTS: usize = STATUSES.len() + 1;
 
-#[derive(Default)]
-struct Histogram {
-    /// Per bucket (not cumulative), the last slot is +Inf.
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    sum_ns: AtomicU64,
+/// The labels of the request series.
+type RequestLabels = [(&'static str, &'static str); 2];
+/// A one-label series' label.
+type Label = [(&'static str, &'static str); 1];
+
+/// A status' label value: its code, or `other` for the last slot.
+fn status_label(slot: usize) -> &'static str {
+    const LABELS: [&str; STATUS_SLOTS] = [
+        "200", "201", "202", "400", "401", "403", "404", "405", "408", "413", "414", "415", "422", "429", "431", "500",
+        "503", "other",
+    ];
+    LABELS[slot]
+}
+
+fn status_slot(status: u16) -> usize {
+    STATUSES.iter().position(|&s| s == status).unwrap_or(STATUSES.len())
+}
+
+/// One endpoint and status pair's two series.
+struct RequestSeries {
+    count: Counter,
+    latency: Histogram,
 }
 
 pub struct Metrics {
-    requests: Vec<Histogram>,
-    by_source: [AtomicU64; Source::ALL.len()],
-    pub events_stored: AtomicU64,
-    /// Per `Endpoint::ALL`, (global, client).
-    rate_limited: [[AtomicU64; 2]; Endpoint::ALL.len()],
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    /// Per endpoint × status slot, taken from the families at the pair's first request: later
+    /// requests record without a map lookup, and a pair never answered is no series.
+    request_series: Box<[OnceLock<RequestSeries>]>,
+    by_source: [Counter; Source::ALL.len()],
+    pub events_stored: Counter,
+    /// Per `Endpoint::ALL`, per `Scope` (global, client).
+    rate_limited: [[Counter; 2]; Endpoint::ALL.len()],
     /// Failed Redis operations of the events store.
-    pub redis_errors: AtomicU64,
+    pub redis_errors: Counter,
     /// Failed Redis operations of the rate limiter (served from in-memory budgets).
-    pub redis_errors_rate_limits: AtomicU64,
-    pub reloads_ok: AtomicU64,
-    pub reloads_refused: AtomicU64,
+    pub redis_errors_rate_limits: Counter,
+    pub reloads_ok: Counter,
+    pub reloads_refused: Counter,
+}
+
+/// A family of counters by one label, its series created at once so that each is served
+/// from the start (0 rather than absent), and their handles.
+fn counters_by<const N: usize>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: [&'static str; N],
+) -> [Counter; N] {
+    let family = Family::<Label, Counter>::default();
+    registry.register(name, help, family.clone());
+    values.map(|value| family.get_or_create_owned(&[(label, value)]))
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::default();
+        registry.register("musicrec_http_requests", "Requests served, by endpoint and status", requests.clone());
+        let latency: Family<RequestLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(BUCKETS));
+        registry.register(
+            "musicrec_http_request_duration_seconds",
+            "Request latency, by endpoint and status",
+            latency.clone(),
+        );
+        let by_source = counters_by(
+            &mut registry,
+            "musicrec_recommendations",
+            "Recommended items, by source",
+            "source",
+            Source::ALL.map(Source::as_str),
+        );
+        let rate_limited_family = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "musicrec_rate_limited",
+            "Requests refused with 429, by endpoint and budget",
+            rate_limited_family.clone(),
+        );
+        let rate_limited = Endpoint::ALL.map(|endpoint| {
+            ["global", "client"].map(|scope| {
+                rate_limited_family.get_or_create_owned(&[("endpoint", endpoint.path()), ("scope", scope)])
+            })
+        });
+        let events_stored = Counter::default();
+        registry.register("musicrec_events_stored", "Listening events stored", events_stored.clone());
+        let [redis_errors, redis_errors_rate_limits] = counters_by(
+            &mut registry,
+            "musicrec_redis_errors",
+            "Failed Redis operations, by store (events: served without the online part; rate_limits: \
+             served from this instance's budgets)",
+            "store",
+            ["events", "rate_limits"],
+        );
+        let [reloads_ok, reloads_refused] =
+            counters_by(&mut registry, "musicrec_reloads", "Artifact reloads", "result", ["ok", "refused"]);
+        let commit = BUILD_COMMIT.get().map_or("unknown", String::as_str);
+        registry.register(
+            "musicrec_build",
+            "The running build: version and commit",
+            Info::new([("version", env!("CARGO_PKG_VERSION").to_string()), ("commit", commit.to_string())]),
+        );
+        registry.register_collector(Box::new(ProcessCollector));
         Self {
-            requests: (0..ENDPOINTS.len() * STATUS_SLOTS).map(|_| Histogram::default()).collect(),
-            by_source: Default::default(),
-            events_stored: AtomicU64::new(0),
-            rate_limited: Default::default(),
-            redis_errors: AtomicU64::new(0),
-            redis_errors_rate_limits: AtomicU64::new(0),
-            reloads_ok: AtomicU64::new(0),
-            reloads_refused: AtomicU64::new(0),
+            registry,
+            requests,
+            latency,
+            request_series: (0..ENDPOINTS.len() * STATUS_SLOTS).map(|_| OnceLock::new()).collect(),
+            by_source,
+            events_stored,
+            rate_limited,
+            redis_errors,
+            redis_errors_rate_limits,
+            reloads_ok,
+            reloads_refused,
         }
     }
-}
-
-fn inc(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 impl Metrics {
@@ -75,223 +174,158 @@ impl Metrics {
         ENDPOINTS.iter().position(|&e| e == path).unwrap_or(ENDPOINTS.len() - 1)
     }
 
+    fn request_series(&self, endpoint: usize, slot: usize) -> &RequestSeries {
+        self.request_series[endpoint * STATUS_SLOTS + slot].get_or_init(|| {
+            let labels = [("endpoint", ENDPOINTS[endpoint]), ("status", status_label(slot))];
+            RequestSeries {
+                count: self.requests.get_or_create_owned(&labels),
+                latency: self.latency.get_or_create_owned(&labels),
+            }
+        })
+    }
+
     pub fn record_request(&self, endpoint: usize, status: u16, elapsed: Duration) {
-        let slot = STATUSES.iter().position(|&s| s == status).unwrap_or(STATUSES.len());
-        let h = &self.requests[endpoint * STATUS_SLOTS + slot];
-        let seconds = elapsed.as_secs_f64();
-        let bucket = BUCKETS.iter().position(|&b| seconds <= b).unwrap_or(BUCKETS.len());
-        inc(&h.buckets[bucket]);
-        h.sum_ns.fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        let series = self.request_series(endpoint, status_slot(status));
+        series.count.inc();
+        series.latency.observe(elapsed.as_secs_f64());
     }
 
     pub fn recommended(&self, source: Source) {
-        inc(&self.by_source[source as usize]);
+        self.by_source[source as usize].inc();
     }
 
-    pub fn count(counter: &AtomicU64) {
-        inc(counter);
+    pub fn count(counter: &Counter) {
+        counter.inc();
     }
 
-    fn rate_limited_counter(&self, endpoint: Endpoint, scope: Scope) -> &AtomicU64 {
+    fn rate_limited_counter(&self, endpoint: Endpoint, scope: Scope) -> &Counter {
         &self.rate_limited[endpoint as usize][scope as usize]
     }
 
     pub fn rate_limited(&self, endpoint: Endpoint, scope: Scope) {
-        inc(self.rate_limited_counter(endpoint, scope));
+        self.rate_limited_counter(endpoint, scope).inc();
     }
 
     /// Requests of `endpoint` refused by the `scope` budget.
     pub fn rate_limited_count(&self, endpoint: Endpoint, scope: Scope) -> u64 {
-        self.rate_limited_counter(endpoint, scope).load(Ordering::Relaxed)
+        self.rate_limited_counter(endpoint, scope).get()
     }
 
     /// Requests counted for `endpoint` with `status` (for tests and the load tester).
     pub fn requests(&self, endpoint: &str, status: u16) -> u64 {
-        let e = Self::endpoint_index(endpoint);
-        let slot = STATUSES.iter().position(|&s| s == status).unwrap_or(STATUSES.len());
-        self.requests[e * STATUS_SLOTS + slot].buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+        let slot = &self.request_series[Self::endpoint_index(endpoint) * STATUS_SLOTS + status_slot(status)];
+        slot.get().map_or(0, |series| series.count.get())
     }
 
-    /// The Prometheus text exposition of every series.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition of every series: this instance's, the process' and
+    /// `served`'s.
+    pub fn render(&self, served: Served) -> String {
+        let mut scrape = Registry::default();
+        scrape.register_collector(Box::new(served));
         let mut out = String::with_capacity(16 << 10);
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        out.push_str("# HELP musicrec_http_requests_total Requests served, by endpoint and status.\n");
-        out.push_str("# TYPE musicrec_http_requests_total counter\n");
-        let status_label = |slot: usize| STATUSES.get(slot).map_or("other".to_string(), |s| s.to_string());
-        let mut series = Vec::new();
-        for (e, endpoint) in ENDPOINTS.iter().enumerate() {
-            for slot in 0..STATUS_SLOTS {
-                let h = &self.requests[e * STATUS_SLOTS + slot];
-                let counts: Vec<u64> = h.buckets.iter().map(load).collect();
-                let total: u64 = counts.iter().sum();
-                if total > 0 {
-                    series.push((endpoint, status_label(slot), counts, total, load(&h.sum_ns)));
-                }
-            }
-        }
-        for (endpoint, status, _, total, _) in &series {
-            let _ =
-                writeln!(out, "musicrec_http_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {total}");
-        }
-        out.push_str("# HELP musicrec_http_request_duration_seconds Request latency, by endpoint and status.\n");
-        out.push_str("# TYPE musicrec_http_request_duration_seconds histogram\n");
-        for (endpoint, status, counts, total, sum_ns) in &series {
-            let labels = format!("endpoint=\"{endpoint}\",status=\"{status}\"");
-            let mut cumulative = 0;
-            for (bound, count) in BUCKETS.iter().zip(counts) {
-                cumulative += count;
-                let _ = writeln!(
-                    out,
-                    "musicrec_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(out, "musicrec_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {total}");
-            let _ = writeln!(out, "musicrec_http_request_duration_seconds_sum{{{labels}}} {}", *sum_ns as f64 / 1e9);
-            let _ = writeln!(out, "musicrec_http_request_duration_seconds_count{{{labels}}} {total}");
-        }
-        out.push_str("# HELP musicrec_recommendations_total Recommended items, by source.\n");
-        out.push_str("# TYPE musicrec_recommendations_total counter\n");
-        for source in Source::ALL {
-            let _ = writeln!(
-                out,
-                "musicrec_recommendations_total{{source=\"{}\"}} {}",
-                source.as_str(),
-                load(&self.by_source[source as usize])
-            );
-        }
-        out.push_str("# HELP musicrec_rate_limited_total Requests refused with 429, by endpoint and budget.\n");
-        out.push_str("# TYPE musicrec_rate_limited_total counter\n");
-        for endpoint in Endpoint::ALL {
-            for (scope, name) in [(Scope::Global, "global"), (Scope::Client, "client")] {
-                let _ = writeln!(
-                    out,
-                    "musicrec_rate_limited_total{{endpoint=\"{}\",scope=\"{name}\"}} {}",
-                    endpoint.path(),
-                    self.rate_limited_count(endpoint, scope)
-                );
-            }
-        }
-        let counters = [
-            ("musicrec_events_stored_total", "Listening events stored.", "", &self.events_stored),
-            (
-                "musicrec_redis_errors_total",
-                "Failed Redis operations, by store (events: served without the online part; rate_limits: \
-                 served from this instance's budgets).",
-                "store=\"events\"",
-                &self.redis_errors,
-            ),
-            ("musicrec_redis_errors_total", "", "store=\"rate_limits\"", &self.redis_errors_rate_limits),
-            ("musicrec_reloads_total", "Artifact reloads.", "result=\"ok\"", &self.reloads_ok),
-            ("musicrec_reloads_total", "", "result=\"refused\"", &self.reloads_refused),
-        ];
-        for (name, help, labels, value) in counters {
-            if !help.is_empty() {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            }
-            let labels = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-            let _ = writeln!(out, "{name}{labels} {}", load(value));
-        }
+        // Writing to a String cannot fail.
+        let _ =
+            prometheus_text::encode(&mut out, &self.registry).and_then(|()| prometheus_text::encode(&mut out, &scrape));
         out
     }
 }
 
-/// Appends the fold-in cache's counters (they belong to the loaded artifact set, so they
-/// restart at a reload, which Prometheus' rate() treats as a counter reset).
-pub fn render_fold_in_cache(out: &mut String, hits: u64, misses: u64) {
-    out.push_str("# HELP musicrec_fold_in_cache_total Fold-in answers reused (hit) or computed (miss).\n");
-    out.push_str("# TYPE musicrec_fold_in_cache_total counter\n");
-    let _ = writeln!(out, "musicrec_fold_in_cache_total{{result=\"hit\"}} {hits}");
-    let _ = writeln!(out, "musicrec_fold_in_cache_total{{result=\"miss\"}} {misses}");
-}
-
-/// Appends the in-memory events store's size and the users it forgot to stay within
-/// `service.events_max_users`.
-pub fn render_events_store(out: &mut String, users: usize, evicted: u64) {
-    out.push_str("# HELP musicrec_events_users Users the in-memory events store holds.\n");
-    out.push_str("# TYPE musicrec_events_users gauge\n");
-    let _ = writeln!(out, "musicrec_events_users {users}");
-    out.push_str(
-        "# HELP musicrec_events_evicted_total Users the in-memory events store forgot (oldest listen first).\n",
-    );
-    out.push_str("# TYPE musicrec_events_evicted_total counter\n");
-    let _ = writeln!(out, "musicrec_events_evicted_total {evicted}");
-}
-
-/// Appends the Redis circuit breaker's counters.
-pub fn render_redis_breaker(out: &mut String, opened: u64, skipped: u64) {
-    out.push_str("# HELP musicrec_redis_circuit_opened_total Times a Redis failure opened the circuit.\n");
-    out.push_str("# TYPE musicrec_redis_circuit_opened_total counter\n");
-    let _ = writeln!(out, "musicrec_redis_circuit_opened_total {opened}");
-    out.push_str("# HELP musicrec_redis_skipped_total Redis commands not sent because the circuit was open.\n");
-    out.push_str("# TYPE musicrec_redis_skipped_total counter\n");
-    let _ = writeln!(out, "musicrec_redis_skipped_total {skipped}");
-}
-
 /// The commit the serving binary was built from (`musicrec_build_info`); set once by the
-/// binary, "unknown" otherwise.
-static BUILD_COMMIT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// binary before the server starts, "unknown" otherwise.
+static BUILD_COMMIT: OnceLock<String> = OnceLock::new();
 
 pub fn set_build_commit(commit: &str) {
     let _ = BUILD_COMMIT.set(commit.to_string());
 }
 
-/// A label value with `\`, `"` and newlines escaped, as the exposition format requires.
-fn label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+/// What `/metrics` reads from the server's state at a scrape.
+#[derive(Debug)]
+pub struct Served {
+    /// The served set's version: the ranking stage's run id.
+    pub run_id: String,
+    /// When its ranking stage finished, Unix seconds, when the manifest says.
+    pub trained_at_unix: Option<f64>,
+    pub loaded_at_unix: f64,
+    pub load_seconds: f64,
+    /// The fold-in cache's answers reused and computed. They belong to the loaded set, so
+    /// they restart at a reload, which Prometheus' rate() treats as a counter reset.
+    pub fold_in_cache: FoldInCacheCounts,
+    /// The in-memory events store's users and the users it forgot to stay within
+    /// `service.events_max_users`; none with Redis.
+    pub events_store: Option<(usize, u64)>,
+    /// The Redis circuit's openings and the commands it kept from Redis; none without Redis.
+    pub redis_circuit: Option<(u64, u64)>,
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, labels: &str, value: impl std::fmt::Display) {
-    let labels = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{labels} {value}");
+#[derive(Debug)]
+pub struct FoldInCacheCounts {
+    pub hits: u64,
+    pub misses: u64,
 }
 
-/// Appends the build and the served artifact set: `musicrec_build_info`, `musicrec_model_info`,
-/// when the set was trained (the ranking stage finished) and loaded, and how long loading took.
-pub fn render_model(
-    out: &mut String,
-    run_id: &str,
-    trained_at_unix: Option<f64>,
-    loaded_at_unix: f64,
-    load_seconds: f64,
-) {
-    let commit = BUILD_COMMIT.get().map_or("unknown", String::as_str);
-    let labels = format!("version=\"{}\",commit=\"{}\"", label(env!("CARGO_PKG_VERSION")), label(commit));
-    gauge(out, "musicrec_build_info", "The running build: version and commit.", &labels, 1);
-    let labels = format!("run_id=\"{}\"", label(run_id));
-    gauge(out, "musicrec_model_info", "The served artifact set: the ranking stage's run id.", &labels, 1);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    if let Some(trained) = trained_at_unix {
-        let help = "Seconds since the served set's ranking stage finished.";
-        gauge(out, "musicrec_model_age_seconds", help, "", (now - trained).max(0.0));
+fn gauge(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: impl EncodeGaugeValue) -> fmt::Result {
+    let gauge = ConstGauge::new(value);
+    gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
+}
+
+/// `name` is without `_total`, which the encoder appends.
+fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: impl EncodeCounterValue) -> fmt::Result {
+    let counter = ConstCounter::new(value);
+    counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)
+}
+
+impl Collector for Served {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let e = &mut encoder;
+        // `_info` is appended by the encoder.
+        let model = Info::new([("run_id", self.run_id.clone())]);
+        let help = "The served artifact set: the ranking stage's run id";
+        model.encode(e.encode_descriptor("musicrec_model", help, None, model.metric_type())?)?;
+        if let Some(trained) = self.trained_at_unix {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+            let help = "Seconds since the served set's ranking stage finished";
+            gauge(e, "musicrec_model_age_seconds", help, (now - trained).max(0.0))?;
+        }
+        let help = "When the served set was loaded, Unix seconds";
+        gauge(e, "musicrec_model_loaded_timestamp_seconds", help, self.loaded_at_unix)?;
+        gauge(e, "musicrec_model_load_seconds", "Seconds the served set took to load", self.load_seconds)?;
+        let help = "Fold-in answers reused (hit) or computed (miss)";
+        let mut family = e.encode_descriptor("musicrec_fold_in_cache", help, None, MetricType::Counter)?;
+        for (result, count) in [("hit", self.fold_in_cache.hits), ("miss", self.fold_in_cache.misses)] {
+            ConstCounter::new(count).encode(family.encode_family(&[("result", result)])?)?;
+        }
+        if let Some((users, evicted)) = self.events_store {
+            gauge(e, "musicrec_events_users", "Users the in-memory events store holds", users)?;
+            let help = "Users the in-memory events store forgot (oldest listen first)";
+            counter(e, "musicrec_events_evicted", help, evicted)?;
+        }
+        if let Some((opened, skipped)) = self.redis_circuit {
+            counter(e, "musicrec_redis_circuit_opened", "Times a Redis failure opened the circuit", opened)?;
+            let help = "Redis commands not sent because the circuit was open";
+            counter(e, "musicrec_redis_skipped", help, skipped)?;
+        }
+        Ok(())
     }
-    let help = "When the served set was loaded, Unix seconds.";
-    gauge(out, "musicrec_model_loaded_timestamp_seconds", help, "", loaded_at_unix);
-    gauge(out, "musicrec_model_load_seconds", "Seconds the served set took to load.", "", load_seconds);
 }
 
-/// This process's standard `process_*` metrics, read from Linux's /proc (elsewhere absent).
-pub fn render_process(out: &mut String) {
-    let Some(p) = ProcessStats::read() else { return };
-    let _ = writeln!(
-        out,
-        "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
-         # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}",
-        p.cpu_seconds
-    );
-    gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", "", p.resident_bytes);
-    gauge(out, "process_virtual_memory_bytes", "Virtual memory size in bytes.", "", p.virtual_bytes);
-    gauge(out, "process_open_fds", "Number of open file descriptors.", "", p.open_fds);
-    if let Some(max) = p.max_fds {
-        gauge(out, "process_max_fds", "Maximum number of open file descriptors.", "", max);
+/// This process's standard `process_*` metrics, read from Linux's /proc at each scrape
+/// (elsewhere absent).
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let Some(p) = ProcessStats::read() else { return Ok(()) };
+        let e = &mut encoder;
+        counter(e, "process_cpu_seconds", "Total user and system CPU time spent in seconds", p.cpu_seconds)?;
+        gauge(e, "process_resident_memory_bytes", "Resident memory size in bytes", p.resident_bytes)?;
+        gauge(e, "process_virtual_memory_bytes", "Virtual memory size in bytes", p.virtual_bytes)?;
+        gauge(e, "process_open_fds", "Number of open file descriptors", p.open_fds)?;
+        if let Some(max) = p.max_fds {
+            gauge(e, "process_max_fds", "Maximum number of open file descriptors", max)?;
+        }
+        gauge(e, "process_start_time_seconds", "Start time of the process since unix epoch in seconds", p.start_time)
     }
-    gauge(
-        out,
-        "process_start_time_seconds",
-        "Start time of the process since unix epoch in seconds.",
-        "",
-        p.start_time,
-    );
 }
 
 /// /proc/self's numbers, in the units the `process_*` metrics use.
@@ -345,6 +379,18 @@ impl ProcessStats {
 mod tests {
     use super::*;
 
+    fn served(run_id: &str) -> Served {
+        Served {
+            run_id: run_id.to_string(),
+            trained_at_unix: Some(0.0),
+            loaded_at_unix: 5.0,
+            load_seconds: 1.5,
+            fold_in_cache: FoldInCacheCounts { hits: 3, misses: 4 },
+            events_store: Some((2, 1)),
+            redis_circuit: None,
+        }
+    }
+
     #[test]
     fn histogram_buckets_are_cumulative_and_counts_add_up() {
         let m = Metrics::default();
@@ -355,7 +401,7 @@ mod tests {
         m.record_request(Metrics::endpoint_index("/nope"), 599, Duration::from_millis(1));
         m.recommended(Source::FoldIn);
         m.rate_limited(Endpoint::Similar, Scope::Client);
-        let text = m.render();
+        let text = m.render(served("run"));
         assert!(
             text.contains("musicrec_http_requests_total{endpoint=\"/recommendations\",status=\"200\"} 2"),
             "{text}"
@@ -365,10 +411,20 @@ mod tests {
         assert!(text.contains("endpoint=\"/recommendations\",status=\"400\",le=\"1\"} 0"), "{text}");
         assert!(text.contains("endpoint=\"/recommendations\",status=\"400\",le=\"+Inf\"} 1"), "{text}");
         assert!(text.contains("musicrec_http_requests_total{endpoint=\"other\",status=\"other\"} 1"), "{text}");
+        assert!(!text.contains("status=\"201\""), "a pair never answered is no series: {text}");
         assert!(text.contains("musicrec_recommendations_total{source=\"fold_in\"} 1"), "{text}");
+        assert!(text.contains("musicrec_recommendations_total{source=\"als\"} 0"), "{text}");
         assert_eq!(m.requests("/recommendations", 200), 2);
+        assert_eq!(m.requests("/recommendations", 201), 0);
         assert!(text.contains("musicrec_rate_limited_total{endpoint=\"/similar\",scope=\"client\"} 1"), "{text}");
         assert!(text.contains("musicrec_rate_limited_total{endpoint=\"/similar\",scope=\"global\"} 0"), "{text}");
+        assert!(text.contains("# TYPE musicrec_http_request_duration_seconds histogram\n"), "{text}");
+        assert!(text.contains("# TYPE musicrec_http_requests_total counter\n"), "{text}");
+        assert!(text.contains("musicrec_fold_in_cache_total{result=\"miss\"} 4\n"), "{text}");
+        assert!(
+            text.contains("musicrec_events_users 2\n") && text.contains("musicrec_events_evicted_total 1\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -388,10 +444,9 @@ mod tests {
         };
         assert_eq!(got, want);
         assert_eq!(ProcessStats::parse("garbage", "", "", "", 0), None);
-        let mut text = String::new();
-        render_process(&mut text);
+        let text = Metrics::default().render(served("run"));
         for name in [
-            "process_cpu_seconds_total ",
+            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total ",
             "process_resident_memory_bytes ",
             "process_open_fds ",
             "process_start_time_seconds ",
@@ -402,9 +457,9 @@ mod tests {
 
     #[test]
     fn model_and_build_info_escape_their_labels() {
-        let mut text = String::new();
-        render_model(&mut text, "run\"1", Some(0.0), 5.0, 1.5);
-        assert!(text.contains("musicrec_model_info{run_id=\"run\\\"1\"} 1"), "{text}");
+        let text = Metrics::default().render(served("run\"1\\\n"));
+        assert!(text.contains("musicrec_model_info{run_id=\"run\\\"1\\\\\\n\"} 1\n"), "{text}");
+        assert!(text.contains("# TYPE musicrec_model_info gauge\n"), "{text}");
         assert!(
             text.contains(&format!("musicrec_build_info{{version=\"{}\",commit=\"", env!("CARGO_PKG_VERSION"))),
             "{text}"

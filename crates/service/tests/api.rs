@@ -136,7 +136,7 @@ async fn a_redis_limiter_that_cannot_reach_redis_falls_back_to_local_budgets() {
     config.rate_limits.store = RateLimitStore::Redis;
     let (_dir, server) = serve_hand_made(config).await;
     common::assert_rate_limits(&server).await;
-    let errors = server.state.metrics.redis_errors_rate_limits.load(std::sync::atomic::Ordering::Relaxed);
+    let errors = server.state.metrics.redis_errors_rate_limits.get();
     // Every check of a budget (10 requests) failed over to local budgets; /popular (unlimited)
     // and /health (never limited) ask Redis nothing.
     assert_eq!(errors, 10);
@@ -548,19 +548,20 @@ async fn tracks_come_with_their_names_scores_and_pages() {
     server.stop().await;
 }
 
-/// Every metric name the Grafana dashboard in the repository queries is in the served
-/// /metrics, parsed as Prometheus text, with the process and build series beside ours.
+/// /metrics, parsed as Prometheus text, serves exactly the metric families and types below
+/// (a renamed or retyped series fails here, not on a dashboard), and every metric name the
+/// Grafana dashboard in the repository queries is among its series.
 #[tokio::test]
 async fn metrics_resolve_every_dashboard_query() {
     let (_dir, server) = serve_hand_made(config()).await;
     server.get("/recommendations?user_id=1").await;
     let text = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    let mut families = std::collections::BTreeMap::new();
     let mut series = std::collections::BTreeSet::new();
     for line in text.lines().filter(|l| !l.is_empty()) {
         if let Some(typed) = line.strip_prefix("# TYPE ") {
             let (name, kind) = typed.split_once(' ').unwrap();
-            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
-            series.insert(name.to_string());
+            assert!(families.insert(name.to_string(), kind.to_string()).is_none(), "typed twice: {line}");
             continue;
         }
         if line.starts_with('#') {
@@ -569,14 +570,49 @@ async fn metrics_resolve_every_dashboard_query() {
         let name_end = line.find(['{', ' ']).unwrap_or_else(|| panic!("no value: {line}"));
         let value = line.rsplit(' ').next().unwrap();
         assert!(value.parse::<f64>().is_ok(), "not a number: {line}");
-        series.insert(line[..name_end].to_string());
+        let name = &line[..name_end];
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|f| families.get(*f).is_some_and(|k| k == "histogram"))
+            .unwrap_or(name);
+        assert!(families.contains_key(family), "a sample before its # TYPE line: {line}");
+        series.insert(name.to_string());
     }
-    for name in
-        ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "musicrec_build_info"]
-    {
-        assert!(series.contains(name), "{name} is not served");
-    }
+    let histogram = "musicrec_http_request_duration_seconds";
+    let want = [
+        ("musicrec_build_info", "gauge"),
+        ("musicrec_events_evicted_total", "counter"),
+        ("musicrec_events_stored_total", "counter"),
+        ("musicrec_events_users", "gauge"),
+        ("musicrec_fold_in_cache_total", "counter"),
+        (histogram, "histogram"),
+        ("musicrec_http_requests_total", "counter"),
+        ("musicrec_model_age_seconds", "gauge"),
+        ("musicrec_model_info", "gauge"),
+        ("musicrec_model_load_seconds", "gauge"),
+        ("musicrec_model_loaded_timestamp_seconds", "gauge"),
+        ("musicrec_rate_limited_total", "counter"),
+        ("musicrec_recommendations_total", "counter"),
+        ("musicrec_redis_errors_total", "counter"),
+        ("musicrec_reloads_total", "counter"),
+        ("process_cpu_seconds_total", "counter"),
+        ("process_max_fds", "gauge"),
+        ("process_open_fds", "gauge"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+        ("process_virtual_memory_bytes", "gauge"),
+    ];
+    let served: Vec<(&str, &str)> = families.iter().map(|(n, k)| (n.as_str(), k.as_str())).collect();
+    assert_eq!(served, want, "{text}");
     assert!(text.contains("musicrec_model_info{run_id=\"run-1\"} 1"), "{text}");
+    for (le, count) in [("0.0001", None), ("1", None), ("+Inf", Some(1))] {
+        let bucket = format!("{histogram}_bucket{{endpoint=\"/recommendations\",status=\"200\",le=\"{le}\"}} ");
+        let line = text.lines().find(|l| l.starts_with(&bucket)).unwrap_or_else(|| panic!("no {bucket}: {text}"));
+        if let Some(count) = count {
+            assert_eq!(line, format!("{bucket}{count}"));
+        }
+    }
 
     let dashboard: serde_json::Value = serde_json::from_str(include_str!("../../../dashboards/musicrec.json")).unwrap();
     let mut queried = Vec::new();

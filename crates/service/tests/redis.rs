@@ -109,7 +109,7 @@ async fn a_redis_outage_is_served_without_the_online_part_and_reconnects() {
     assert_eq!(server.recommend(99, 2).await, expect(&[(119, "popular"), (117, "popular")]));
     let (status, body) = server.post_json("/events", &json!({"user_id": 99, "track_id": 104})).await;
     assert_eq!(status, 503, "{body}");
-    assert!(server.state.metrics.redis_errors.load(Ordering::Relaxed) >= 2);
+    assert!(server.state.metrics.redis_errors.get() >= 2);
 
     // Back on the same port: the next requests reconnect.
     let listener = TcpListener::bind(addr).await.unwrap();
@@ -123,6 +123,13 @@ async fn a_redis_outage_is_served_without_the_online_part_and_reconnects() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(recovered, "no reconnection to Redis");
+    // With Redis, /metrics has the circuit's series and not the in-memory store's.
+    let text = server.client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains("musicrec_redis_circuit_opened_total 0\n"), "the outage opened the circuit: {text}");
+    for name in ["musicrec_redis_circuit_opened_total ", "musicrec_redis_skipped_total "] {
+        assert!(text.contains(name), "{name}is not served: {text}");
+    }
+    assert!(!text.contains("musicrec_events_users"), "{text}");
     relay.cut();
     server.stop().await;
     delete_keys(&prefix).await;
@@ -147,7 +154,7 @@ async fn redis_rate_limits_are_shared_by_instances_and_answer_429_with_retry_aft
     let response = b.client.get(format!("{}/recommendations?user_id=1", b.url)).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 429);
     assert!(response.headers().contains_key("retry-after"));
-    assert_eq!(a.state.metrics.redis_errors_rate_limits.load(Ordering::Relaxed), 0, "Redis answered every check");
+    assert_eq!(a.state.metrics.redis_errors_rate_limits.get(), 0, "Redis answered every check");
     a.stop().await;
     b.stop().await;
     delete_keys(&prefix).await;

@@ -3,12 +3,17 @@
 // and their ids otherwise.
 "use strict";
 
-const K = 10;
+// Recommendations asked per page; lowered to the service's max_k when that is smaller.
+let K = 10;
+// The largest `offset` the service accepts (service.max_offset, from /health).
+let maxOffset = 0;
 // Sources of the base part of a blend; every other source is the online part.
 const BASE_SOURCES = ["offline", "popular"];
 
 let currentUser = null;
 let shownTracks = new Set();
+// The recommendations shown, every page loaded so far.
+let shownRecs = [];
 
 // A track from an API list: an object with `track_id`, or a bare id.
 function asTrack(item) {
@@ -79,7 +84,8 @@ async function showUser(user) {
   document.getElementById("recent-note").textContent = "user " + currentUser + ", newest first";
   const items = recs.recommendations || [];
   fill(document.getElementById("recs"), items, { play: true }, "no recommendations");
-  document.getElementById("mix").textContent = mixSummary(items);
+  shownRecs = items;
+  showMore(items.length);
   // What a listen changed: the tracks that were not there before it.
   if (sameUser) {
     for (const row of document.querySelectorAll("#recs li.track")) {
@@ -87,6 +93,29 @@ async function showUser(user) {
     }
   }
   shownTracks = new Set(items.map((i) => String(i.track_id)));
+}
+
+// The mix of what is shown, and the "more" button while a next page can exist: the last page
+// was full and its offset is one the service accepts.
+function showMore(lastPage) {
+  document.getElementById("mix").textContent = mixSummary(shownRecs);
+  document.getElementById("more").hidden = lastPage < K || shownRecs.length > maxOffset;
+}
+
+// The next page of the current user's recommendations (`offset`), appended to the list.
+async function more() {
+  await run(async () => {
+    const offset = shownRecs.length;
+    const recs = await api(
+      "/recommendations?user_id=" + encodeURIComponent(currentUser) + "&k=" + K + "&offset=" + offset,
+    );
+    const items = recs.recommendations || [];
+    document.getElementById("recs").append(...items.map((item) => trackRow(item, { play: true })));
+    shownRecs = shownRecs.concat(items);
+    for (const item of items) shownTracks.add(String(item.track_id));
+    showMore(items.length);
+    return "";
+  });
 }
 
 async function play(track) {
@@ -138,12 +167,15 @@ async function start() {
       await showUser(body.user_id);
       return "";
     });
+  document.getElementById("more").onclick = more;
   document.getElementById("similar-form").onsubmit = (e) => {
     e.preventDefault();
     similar(document.getElementById("track-id").value.trim());
   };
   await run(async () => {
     const health = await api("/health");
+    K = Math.min(K, health.max_k);
+    maxOffset = health.max_offset;
     document.getElementById("model").textContent =
       "model " + health.model_version + " · " + health.tracks + " tracks · " + health.users_with_offline + " users with offline lists";
     const user = new URLSearchParams(location.hash.slice(1)).get("user");

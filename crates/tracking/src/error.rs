@@ -34,8 +34,9 @@ impl TrackingError {
         matches!(self, Self::Unreachable { .. })
     }
 
-    /// True when the error describes the user's input (an id that does not exist, a flag).
+    /// True when the error describes the user's input (an id that does not exist, a flag, a
+    /// record in the user's artifacts that cannot be read, as a damaged artifact is).
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Self::UnknownRun { .. } | Self::BadQuery { .. })
+        matches!(self, Self::UnknownRun { .. } | Self::BadQuery { .. } | Self::BadRecord { .. })
     }
 }

@@ -1,6 +1,7 @@
 //! The web page in a real browser (headless chromium) against a real `musicrec serve` of a tiny
-//! run: find a user, see their recommendations, play a track and see the online part appear,
-//! look up similar tracks; then the API docs page lists the operations and sends one.
+//! run: find a user, see their recommendations and page through them, play a track and see the
+//! online part appear, look up similar tracks; then the API docs page lists the operations and
+//! sends one.
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -76,6 +77,26 @@ fn the_web_page_in_headless_chromium_shows_a_users_blend_and_how_a_listen_change
     assert!(recs.iter().all(|(_, source)| source == "offline"), "{recs:?}");
     let recent = browser.find("#recent").text();
     assert!(recent.contains("none yet"), "{recent}");
+
+    // More: the next page (offset 10) appended, as the API gives it.
+    browser.find("#more").click();
+    let paged = pairs(
+        &browser
+            .wait_until("the second page", &format!("const r = {}; return r.length > 10 ? r : null", rows("#recs"))),
+    );
+    let second: Value =
+        reqwest::blocking::get(format!("{url}/recommendations?user_id={old_user}&k=10&offset=10&fields=ids"))
+            .unwrap()
+            .json()
+            .unwrap();
+    let second: Vec<(i64, String)> = second["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["track_id"].as_i64().unwrap(), t["source"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(paged[..10], recs[..], "the first page stays");
+    assert_eq!(paged[10..], second[..], "the second page is the API's offset 10");
 
     // A random user: the button fills in a user the run knows, with an offline list.
     browser.execute("document.getElementById('user-id').value = ''");

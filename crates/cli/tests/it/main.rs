@@ -6,11 +6,11 @@ mod common;
 #[path = "../../../service/tests/common/mod.rs"]
 mod service_harness;
 
-mod bad_input;
 mod browser;
 mod candidate_stages;
 mod eda_report;
 mod evaluate;
+mod faults;
 mod feedback_loop;
 mod fixture;
 mod import;
@@ -21,6 +21,5 @@ mod pipeline_serve;
 mod ranking_stage;
 mod runs;
 mod s3;
-mod serve;
 mod sharded_scoring;
 mod spark_preprocess;

@@ -404,3 +404,69 @@ fn sharded_scoring_on_s3_publishes_what_one_process_publishes() {
     assert!(stderr(&out).contains("--shard 1/2"), "{}", stderr(&out));
     assert_eq!(bucket.get(&key(&sharded, "manifest.json")).unwrap(), before, "nothing published");
 }
+
+#[test]
+#[ignore = "needs scripts/services.sh start (run by .ci/run)"]
+fn import_to_s3_uploads_the_layout_manifest_last_and_a_failed_import_changes_nothing_there() {
+    let guard = test_prefix("import");
+    let (bucket, prefix) = (&guard.bucket, &guard.prefix);
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../import/tests/fixtures/movielens-100k");
+    let data = url(bucket, &format!("{prefix}/ml"));
+    let import = |source: &Path, cache: &str| {
+        musicrec_with_cache(
+            &["import", "movielens", source.to_str().unwrap(), "--out", &data],
+            &tmp.path().join(cache),
+            &[],
+        )
+    };
+    let objects = || -> Vec<(String, u64, Option<String>)> {
+        bucket.list(prefix).unwrap().into_iter().map(|o| (o.key, o.size, o.etag)).collect()
+    };
+
+    // A source that fails on its last line: exit 2, nothing uploaded.
+    let bad = tmp.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    for file in ["u.data", "u.item", "u.genre"] {
+        std::fs::copy(fixture.join(file), bad.join(file)).unwrap();
+    }
+    let mut ratings = std::fs::read_to_string(bad.join("u.data")).unwrap();
+    ratings.push_str("4\t1\t5\tyesterday\n");
+    std::fs::write(bad.join("u.data"), ratings).unwrap();
+    let out = import(&bad, "importer");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("yesterday"), "{}", stderr(&out));
+    assert!(objects().is_empty(), "a failed import uploaded {:?}", objects());
+
+    // The import: the three files, the suggested configuration and import.json.
+    let out = import(&fixture, "importer");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("to {data}")), "{}", stdout(&out));
+    let names: Vec<String> = objects().into_iter().map(|o| o.0.rsplit('/').next().unwrap().to_string()).collect();
+    assert_eq!(
+        names,
+        ["catalog_names.parquet", "config.yaml", "import.json", "interactions.parquet", "tracks.parquet"]
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&bucket.get(&format!("{prefix}/ml/import.json")).unwrap().unwrap()).unwrap();
+    assert_eq!(summary["events"], 7, "{summary}");
+
+    // Another machine (a fresh cache) runs preprocess on it with the automatic split.
+    let art = tmp.path().join("art");
+    let auto = [("MUSICREC__PREPROCESS__TRAIN_END", "auto"), ("MUSICREC__PREPROCESS__TARGET_END", "auto")];
+    let out = musicrec_with_cache(
+        &["run", "--data", &data, "--artifacts", art.to_str().unwrap(), "--stages", "preprocess"],
+        &tmp.path().join("reader"),
+        &auto,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(manifest(&art, "preprocess")["summary"]["events_kept"], 7);
+
+    // A failed import over it, from another mirror too: the import there stays whole.
+    let before = objects();
+    for cache in ["importer", "other-importer"] {
+        let out = import(&bad, cache);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert_eq!(objects(), before, "a failed import changed the import on S3");
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
@@ -17,7 +17,12 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Serves `art` with the configuration `env`; returns once it listens.
     pub fn start(art: &Path, env: &[(&str, &str)]) -> Self {
-        let mut cmd = command(&["serve", "--artifacts", art.to_str().unwrap(), "--addr", "127.0.0.1:0"], env);
+        Self::spawn(command(&["serve", "--artifacts", art.to_str().unwrap(), "--addr", "127.0.0.1:0"], env))
+    }
+
+    /// Starts `cmd`, a `musicrec serve` (possibly wrapped, e.g. in a shell setting limits);
+    /// returns once it listens.
+    pub fn spawn(mut cmd: Command) -> Self {
         let mut child = cmd
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -58,6 +63,24 @@ impl ServiceProcess {
     /// Track ids of a JSON list of `{"track_id": ...}` objects.
     pub fn track_ids(list: &Value) -> Vec<i64> {
         list.as_array().unwrap().iter().map(|r| r["track_id"].as_i64().unwrap()).collect()
+    }
+
+    /// Sends signal `name` (`HUP`, `TERM`) to the service.
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
+        assert!(sent.unwrap().success(), "kill -{name}");
+    }
+
+    /// Waits up to `limit` for the service to exit; its exit status, `None` if it did not.
+    pub fn exit_within(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
     }
 
     /// SIGKILL: no shutdown, nothing flushed on the way out.
