@@ -20,21 +20,9 @@ const TRACKS_PER_ARTIST: u64 = 10;
 const FIRST_SECOND: u64 = 1_108_339_200;
 const SPAN_SECONDS: u64 = 1_588 * 86_400;
 
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+#[path = "shared/rng.rs"]
+mod rng;
+use rng::Rng;
 
 /// A MusicBrainz-shaped id (8-4-4-4-12 hex digits) of `kind` and `n`.
 fn mbid(kind: u64, n: u64) -> String {

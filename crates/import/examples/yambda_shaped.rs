@@ -20,21 +20,9 @@ const CATALOG: u32 = 9_390_000;
 const SPAN_SECONDS: u64 = 300 * 86_400;
 const BATCH: usize = 1 << 20;
 
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+#[path = "shared/rng.rs"]
+mod rng;
+use rng::Rng;
 
 fn writer(path: &Path, batch: &RecordBatch) -> ArrowWriter<std::fs::File> {
     let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();

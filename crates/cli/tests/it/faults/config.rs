@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{Case, after, case, passes, refused, run_cases, with_env};
+use super::{Case, EVALUATE_SHARED, after, case, passes, refused, run_cases, with_env};
 
 /// `musicrec config --effective`: the merged configuration, or the error loading it.
 const EFFECTIVE: &[&str] = &["config", "--effective"];
@@ -194,19 +194,7 @@ fn cases() -> Vec<Case> {
         Case { bytes_env: Some(("NO_COLOR", b"\xff")), ..case("NO_COLOR not UTF-8", EFFECTIVE, passes(&["threads:"])) },
         Case {
             bytes_env: Some(("UNRELATED", b"\xff")),
-            ..case(
-                "an unrelated variable not UTF-8: evaluate",
-                &[
-                    "evaluate",
-                    "--recs",
-                    "{shared}/ranking/recommendations.parquet",
-                    "--window",
-                    "test",
-                    "--artifacts",
-                    "{shared}",
-                ],
-                passes(&["ndcg@10"]),
-            )
+            ..case("an unrelated variable not UTF-8: evaluate", EVALUATE_SHARED, passes(&["ndcg@10"]))
         },
         Case {
             bytes_env: Some(("UNRELATED", b"\xff")),

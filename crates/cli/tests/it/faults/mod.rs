@@ -151,6 +151,10 @@ pub struct Case {
     pub expect: Expect,
 }
 
+/// `evaluate` of the shared run's final list on its test window: a command that must work.
+pub const EVALUATE_SHARED: &[&str] =
+    &["evaluate", "--recs", "{shared}/ranking/recommendations.parquet", "--window", "test", "--artifacts", "{shared}"];
+
 /// A case without set-up or environment.
 pub const fn case(name: &'static str, args: &'static [&'static str], expect: Expect) -> Case {
     Case { name, setup: |_| {}, args, env: &[], bytes_env: None, expect }
