@@ -142,8 +142,8 @@ impl Artifacts {
             None if !self.root.is_dir() => Ok(false),
             None => Ok(self.lock_local("check", LockMode::Scorer, false)?.is_none()),
             Some(remote) => {
-                let Some((bytes, _)) = remote.bucket.get_tagged(&remote.key(LEASE_KEY))? else { return Ok(false) };
-                Ok(serde_json::from_slice::<Holder>(&bytes)
+                let Some(lease) = remote.bucket.get_tagged(&remote.key(LEASE_KEY))? else { return Ok(false) };
+                Ok(serde_json::from_slice::<Holder>(&lease.bytes)
                     .is_ok_and(|h| h.expires_at.is_some_and(|e| e > chrono::Utc::now().timestamp())))
             }
         }
@@ -206,10 +206,10 @@ fn take_lease(remote: &Remote, run_id: &str) -> Result<Result<WriterLock, Holder
     let now = chrono::Utc::now().timestamp();
     let replaces = match remote.bucket.get_tagged(&key)? {
         None => None,
-        Some((bytes, etag)) => match serde_json::from_slice::<Holder>(&bytes) {
+        Some(lease) => match serde_json::from_slice::<Holder>(&lease.bytes) {
             Ok(holder) if holder.expires_at.is_some_and(|e| e > now) => return Ok(Err(holder)),
             // Expired, or not a lease at all: taken over, naming the version replaced.
-            _ => Some(etag.unwrap_or_default()),
+            _ => Some(lease.etag.unwrap_or_default()),
         },
     };
     let mut me = Holder::me(run_id);
@@ -251,7 +251,7 @@ fn take_lease(remote: &Remote, run_id: &str) -> Result<Result<WriterLock, Holder
                     }
                 }
                 // Released: deleted only if it is still ours.
-                if bucket.get_tagged(&key).ok().flatten().is_some_and(|(_, tag)| tag.as_deref() == Some(etag.as_str())) {
+                if bucket.get_tagged(&key).ok().flatten().is_some_and(|lease| lease.etag.as_deref() == Some(etag.as_str())) {
                     let _ = bucket.delete(&key);
                 }
             })

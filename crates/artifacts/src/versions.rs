@@ -189,7 +189,7 @@ impl Artifacts {
     /// Reads the pointer: the current version's id and, on S3, its etag.
     pub(crate) fn read_pointer(&self) -> Result<Option<(String, Option<String>)>, ArtifactsError> {
         let read = match &self.remote {
-            Some(r) => r.bucket.get_tagged(&r.key(POINTER))?,
+            Some(r) => r.bucket.get_tagged(&r.key(POINTER))?.map(|t| (t.bytes, t.etag)),
             None => self.read_object(POINTER)?.map(|bytes| (bytes, None)),
         };
         let Some((bytes, etag)) = read else { return Ok(None) };

@@ -36,6 +36,13 @@ const HEAD_CONCURRENCY: usize = 16;
 /// The variables whose values must never be printed.
 const SECRET_VARS: [&str; 3] = ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID"];
 
+/// An object's bytes and the etag they were read at (`Bucket::get_tagged`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tagged {
+    pub bytes: Vec<u8>,
+    pub etag: Option<String>,
+}
+
 /// `s3://bucket/key`.
 pub fn url(bucket: &str, key: &str) -> String {
     if key.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{key}") }
@@ -307,14 +314,14 @@ impl Bucket {
 
     /// The whole object and its etag, or `None` if there is no such object: what a conditional
     /// `put_if` later names as the version it replaces.
-    pub fn get_tagged(&self, key: &str) -> Result<Option<(Vec<u8>, Option<String>)>, DataError> {
+    pub fn get_tagged(&self, key: &str) -> Result<Option<Tagged>, DataError> {
         let result = runtime().block_on(async {
             let got = self.store.get(&ObjectPath::from(key)).await?;
             let etag = got.meta.e_tag.clone();
             Ok::<_, object_store::Error>((got.bytes().await?, etag))
         });
         match result {
-            Ok((bytes, etag)) => Ok(Some((bytes.to_vec(), etag))),
+            Ok((bytes, etag)) => Ok(Some(Tagged { bytes: bytes.to_vec(), etag })),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error(key, "GET", &e)),
         }

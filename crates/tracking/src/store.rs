@@ -143,7 +143,7 @@ mod tests {
         for r in [&killed, &done, &mine] {
             save(&store, r).unwrap();
         }
-        assert_eq!(mark_abandoned(&store, "20260102T000000Z-2").unwrap(), [killed.id.clone()]);
+        assert_eq!(mark_abandoned(&store, "20260102T000000Z-2").unwrap(), [killed.id.as_str()]);
         let statuses: Vec<Status> = list(&store).unwrap().records.iter().map(|r| r.status).collect();
         assert_eq!(statuses, [Status::Abandoned, Status::Failed, Status::Running]);
         assert!(mark_abandoned(&store, "20260102T000000Z-2").unwrap().is_empty(), "once");

@@ -77,7 +77,7 @@ fn item2item_stage_writes_candidates_model_metrics_and_its_svd_facts() {
         tiny.succeed(Some("preprocess,matrices,item2item"), &env);
         check_candidates_and_metrics(art, "item2item", &train_history(art));
         assert!(
-            !stage_dir(&art, "item2item").join("similar.parquet").exists(),
+            !stage_dir(art, "item2item").join("similar.parquet").exists(),
             "similar tracks come from ALS and BPR only"
         );
         let manifest = manifest(art, "item2item");
@@ -166,7 +166,7 @@ fn top_items_serves_new_users_and_never_repeats_a_listen() {
         .config(&[("MUSICREC__TOP_ITEMS__TOP_N", "30")])
         .build();
     let art = &tiny.art;
-    let users = read_batches(&stage_dir(&art, "preprocess").join("users.parquet")).unwrap();
+    let users = read_batches(&stage_dir(art, "preprocess").join("users.parquet")).unwrap();
     let new_in_windows: HashSet<i64> = users
         .iter()
         .flat_map(|b| {
@@ -176,11 +176,11 @@ fn top_items_serves_new_users_and_never_repeats_a_listen() {
         })
         .collect();
     assert!(!new_in_windows.is_empty(), "tiny data has new users");
-    let cands = read_batches(&stage_dir(&art, "top_items").join("candidates.parquet")).unwrap();
+    let cands = read_batches(&stage_dir(art, "top_items").join("candidates.parquet")).unwrap();
     let served: HashSet<i64> = column_i64(&cands, "user_id").into_iter().collect();
     assert!(new_in_windows.is_subset(&served), "every new user of a window gets popular tracks");
-    assert!(!stage_dir(&art, "top_items").join("similar.parquet").exists(), "popularity has no similar tracks");
-    let metrics = json_file(&stage_dir(&art, "top_items").join("metrics.json"));
+    assert!(!stage_dir(art, "top_items").join("similar.parquet").exists(), "popularity has no similar tracks");
+    let metrics = json_file(&stage_dir(art, "top_items").join("metrics.json"));
     assert_eq!(metrics["test"]["coverage_user@10"].as_f64().unwrap(), 1.0);
     assert_eq!(metrics["test"]["original_novelty@10"].as_f64().unwrap(), 1.0);
 }

@@ -41,7 +41,7 @@ fn close(a: &Value, b: f64) -> bool {
 fn eda_statistics_match_the_hand_made_data() {
     let tiny = TinyRun::hand_made().stages("preprocess,eda").build();
     let art = &tiny.art;
-    let stats = json_file(&stage_dir(&art, "eda").join("stats.json"));
+    let stats = json_file(&stage_dir(art, "eda").join("stats.json"));
 
     let w = &stats["windows"];
     assert_eq!(
@@ -94,9 +94,9 @@ fn eda_statistics_match_the_hand_made_data() {
     let first_target_day = days.iter().find(|d| d["date"] == "2022-12-16").unwrap();
     assert_eq!(first_target_day, &json!({"date": "2022-12-16", "window": "target", "events": 1}));
 
-    let report = std::fs::read_to_string(stage_dir(&art, "eda").join("report.md")).unwrap();
+    let report = std::fs::read_to_string(stage_dir(art, "eda").join("report.md")).unwrap();
     assert!(report.contains("| rock | 40.9% |") && report.contains("![Genre shares](genres.png)"), "{report}");
-    assert_pngs(&stage_dir(&art, "eda"), 7);
+    assert_pngs(&stage_dir(art, "eda"), 7);
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn report_covers_every_model_and_says_what_was_not_run() {
         .build();
     let art = &tiny.art;
     let printed = stdout(tiny.output());
-    let report_dir = stage_dir(&art, "report");
+    let report_dir = stage_dir(art, "report");
     assert!(
         printed.contains(&format!("report: {}", std::path::absolute(report_dir.join("report.md")).unwrap().display()))
     );
@@ -183,7 +183,7 @@ fn report_covers_every_model_and_says_what_was_not_run() {
     let metrics = json_file(&report_dir.join("metrics.json"));
     let ranking = &metrics["models"][4];
     assert_eq!((ranking["status"].as_str(), ranking["ranker"].as_bool()), (Some("ok"), Some(true)));
-    assert_eq!(ranking["test"], json_file(&stage_dir(&art, "ranking").join("metrics.json"))["test"]);
+    assert_eq!(ranking["test"], json_file(&stage_dir(art, "ranking").join("metrics.json"))["test"]);
     let ranking_manifest = manifest(art, "ranking");
     assert_eq!(metrics["candidate_recall"], ranking_manifest["summary"]["candidate_recall"]);
     let importances: Vec<f64> =

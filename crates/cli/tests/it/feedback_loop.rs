@@ -34,7 +34,7 @@ fn today() -> i32 {
 
 /// Each user's ranked offline list.
 fn offline_lists(art: &std::path::Path) -> HashMap<i64, Vec<i64>> {
-    let batches = read_batches(&stage_dir(&art, "ranking").join("recommendations.parquet")).unwrap();
+    let batches = read_batches(&stage_dir(art, "ranking").join("recommendations.parquet")).unwrap();
     let (users, tracks) = (column_i64(&batches, "user_id"), column_i64(&batches, "track_id"));
     let ranks: Vec<i64> = batches
         .iter()

@@ -96,7 +96,7 @@ fn a_full_tiny_run_is_in_mlflow_with_params_metrics_losses_and_artifacts() {
         let files = rest.artifacts(&id);
         assert!(files.contains(&"manifest.json".to_string()), "{stage}: {files:?}");
         for file in &files {
-            let local = std::fs::read(stage_dir(&art, stage).join(file)).unwrap();
+            let local = std::fs::read(stage_dir(art, stage).join(file)).unwrap();
             assert_eq!(rest.download(&id, file), local, "{stage}/{file}");
         }
         let expected: &[&str] = match stage.as_str() {

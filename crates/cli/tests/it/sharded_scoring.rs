@@ -65,7 +65,7 @@ fn published(art: &Path, stage: &str) -> Vec<(String, Content)> {
         .iter()
         .map(|o| {
             let file = o["file"].as_str().unwrap().to_string();
-            let path = stage_dir(&art, stage).join(&file);
+            let path = stage_dir(art, stage).join(&file);
             let content = if file.ends_with(".parquet") {
                 Content::Rows(read_batches(&path).unwrap())
             } else {
@@ -144,7 +144,7 @@ fn the_merge_refuses_missing_stale_and_damaged_parts() {
         run(&tiny, "als", &["--merge-shards"]),
         &["cannot merge: 1 of 2 parts", "shards/als/part-0001-of-0002: missing", "--shard 1/2"],
     );
-    assert!(!stage_dir(&art, "als").join("manifest.json").exists(), "a refused merge publishes nothing");
+    assert!(!stage_dir(art, "als").join("manifest.json").exists(), "a refused merge publishes nothing");
 
     // A new fit makes the earlier parts stale: lists of two models never mix.
     score_concurrently(&tiny, "als", &[1], 2);
@@ -154,7 +154,7 @@ fn the_merge_refuses_missing_stale_and_damaged_parts() {
         run(&tiny, "als", &["--merge-shards"]),
         &["1 of 2 parts", "part-0001-of-0002: stale: scored with model run"],
     );
-    assert!(!stage_dir(&art, "als").join("manifest.json").exists());
+    assert!(!stage_dir(art, "als").join("manifest.json").exists());
 
     // Another configuration is refused when scoring, not found out at the merge.
     let out = run_pipeline(&tiny.data, art, Some("als"), &[]);
@@ -165,7 +165,7 @@ fn the_merge_refuses_missing_stale_and_damaged_parts() {
 
     // A damaged part (its file no longer the size its manifest records) is not merged.
     score_concurrently(&tiny, "als", &[1], 2);
-    let part = stage_dir(&art, "shards/als/part-0001-of-0002").join("candidates.parquet");
+    let part = stage_dir(art, "shards/als/part-0001-of-0002").join("candidates.parquet");
     let bytes = std::fs::read(&part).unwrap();
     std::fs::write(&part, &bytes[..bytes.len() / 2]).unwrap();
     refused(run(&tiny, "als", &["--merge-shards"]), &["part-0001-of-0002: missing or incomplete", "bytes"]);

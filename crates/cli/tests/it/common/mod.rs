@@ -101,7 +101,7 @@ pub fn column_i64(batches: &[RecordBatch], name: &str) -> Vec<i64> {
 
 /// Every (user, track) the train window of the run in `art` holds.
 pub fn train_history(art: &Path) -> HashMap<i64, HashSet<i64>> {
-    let train = read_batches(&stage_dir(&art, "preprocess").join("train.parquet")).unwrap();
+    let train = read_batches(&stage_dir(art, "preprocess").join("train.parquet")).unwrap();
     let mut heard: HashMap<i64, HashSet<i64>> = HashMap::new();
     for (u, t) in column_i64(&train, "user_id").into_iter().zip(column_i64(&train, "track_id")) {
         heard.entry(u).or_default().insert(t);
@@ -124,7 +124,7 @@ pub fn stage_dir(art: &Path, stage: impl AsRef<str>) -> PathBuf {
 
 /// The manifest a stage of the run in `art` published.
 pub fn manifest(art: &Path, stage: &str) -> serde_json::Value {
-    json_file(&stage_dir(&art, stage).join("manifest.json"))
+    json_file(&stage_dir(art, stage).join("manifest.json"))
 }
 
 /// Every file under `dir`, recursively (empty when `dir` does not exist).
