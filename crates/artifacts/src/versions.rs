@@ -521,9 +521,11 @@ impl Artifacts {
         }
     }
 
-    /// Deletes every object under `key` (and on S3 the mirror's copy too).
+    /// Deletes object `key` or every object under it (and on S3 the mirror's copy too).
     fn delete_tree(&self, key: &str) -> Result<(), ArtifactsError> {
         if let Some(r) = &self.remote {
+            // A listing names the objects under a key, never the object at it.
+            r.bucket.delete(&r.key(key))?;
             for object in r.bucket.list(&r.key(key))? {
                 r.bucket.delete(&object.key)?;
             }
@@ -665,6 +667,7 @@ mod tests {
         assert!(!dir.path().join("als").exists(), "no version carries the old als");
         assert!(dir.path().join("preprocess/out.bin").exists());
         run(&store, "r2", &["preprocess"]);
+        drop(now);
         store.prune(1).unwrap();
         assert!(!dir.path().join("preprocess").exists(), "nothing carries the old layout any more");
     }
