@@ -90,7 +90,7 @@ fn item2item_stage_writes_candidates_model_metrics_and_its_svd_facts() {
 }
 
 fn check_candidates_and_metrics(art: &std::path::Path, model: &str, heard: &HashMap<i64, HashSet<i64>>) {
-    let dir = art.join(model);
+    let dir = stage_dir(art, model);
     let cands = read_batches(&dir.join("candidates.parquet")).unwrap();
     let (users, tracks) = (column_i64(&cands, "user_id"), column_i64(&cands, "track_id"));
     assert!(!users.is_empty());
@@ -150,7 +150,7 @@ fn check_candidates_and_metrics(art: &std::path::Path, model: &str, heard: &Hash
 }
 
 fn check_similar_tracks(art: &std::path::Path, model: &str) {
-    let similar = read_batches(&art.join(model).join("similar.parquet")).unwrap();
+    let similar = read_batches(&stage_dir(art, model).join("similar.parquet")).unwrap();
     let (from, to) = (column_i64(&similar, "track_id"), column_i64(&similar, "similar_track_id"));
     assert!(!from.is_empty());
     assert!(from.iter().zip(&to).all(|(a, b)| a != b), "a track is never similar to itself");
