@@ -245,8 +245,17 @@ impl Artifacts {
             let units = match &version {
                 Some(v) => match self.version_record(v) {
                     Ok(record) => record.units,
-                    // Pruned between reading the pointer and taking the lock: read it again.
-                    Err(ArtifactsError::UnknownVersion { .. }) if id.is_none() => continue,
+                    Err(e @ ArtifactsError::UnknownVersion { .. }) if id.is_none() => {
+                        // Pruned between reading the pointer and taking the lock: the pointer
+                        // moved since; read it again. A pointer that stays is broken.
+                        if self.read_pointer()?.map(|(now, _)| now) != version {
+                            continue;
+                        }
+                        return Err(ArtifactsError::Pointer {
+                            location: self.location_of_key(POINTER),
+                            reason: format!("names a version that is not there: {e}"),
+                        });
+                    }
                     Err(e) => return Err(e),
                 },
                 None => BTreeMap::new(),
@@ -603,6 +612,18 @@ mod tests {
         assert_eq!(store.versions().unwrap().iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), ["r1", "r2"]);
         let err = store.version("r9").unwrap_err().to_string();
         assert!(err.contains("no version `r9`") && err.contains("r1, r2"), "{err}");
+    }
+
+    #[test]
+    fn a_pointer_to_no_version_is_named_as_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Artifacts::new(dir.path());
+        run(&store, "r1", &["preprocess"]);
+        fs::write(dir.path().join(POINTER), "gone\n").unwrap();
+        let err = store.current().unwrap_err();
+        assert!(err.is_user_error());
+        let err = err.to_string();
+        assert!(err.contains("CURRENT: names a version that is not there") && err.contains("r1"), "{err}");
     }
 
     #[test]

@@ -382,6 +382,47 @@ fn cases() -> Vec<Case> {
             &["runs", "show", "broken-als", "--artifacts", "{art}"],
             refused(&["broken-als.json"]),
         ),
+        // Versions (docs/pipeline.md#versions).
+        case(
+            "evaluate --version that is not kept",
+            &[
+                "evaluate",
+                "--recs",
+                "{shared}/ranking/recommendations.parquet",
+                "--window",
+                "test",
+                "--artifacts",
+                "{shared}",
+                "--version",
+                "nope",
+            ],
+            refused(&["--version", "no version `nope`", "musicrec runs versions"]),
+        ),
+        case(
+            "runs rollback to a version that is not kept",
+            &["runs", "rollback", "nope", "--artifacts", "{copy}"],
+            refused(&["no version `nope`"]),
+        ),
+        after(
+            "serve a CURRENT that names no version",
+            |d| std::fs::write(d.join("artifacts/CURRENT"), b"gone\n").unwrap(),
+            SERVE_COPY,
+            refused(&["CURRENT: names a version that is not there", "no version `gone`"]),
+        ),
+        after(
+            "evaluate a CURRENT that is no version id",
+            |d| std::fs::write(d.join("artifacts/CURRENT"), b"../x\n").unwrap(),
+            &[
+                "evaluate",
+                "--recs",
+                "{shared}/ranking/recommendations.parquet",
+                "--window",
+                "test",
+                "--artifacts",
+                "{copy}",
+            ],
+            refused(&["CURRENT", "`../x` is not a version id"]),
+        ),
     ]
 }
 
