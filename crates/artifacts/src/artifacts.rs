@@ -1,4 +1,6 @@
-//! The artifact store: one directory per stage, published atomically, manifest last.
+//! The artifact store: one directory per stage, published atomically, manifest last, inside a
+//! version of the whole set (see `versions`): a handle reads the stages of one version and a
+//! run writes the stages of its own.
 //!
 //! A stage writes its outputs into a private staging directory. On success the previous
 //! manifest is removed, the outputs are renamed into `artifacts/<stage>/` and the new manifest
@@ -14,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use musicrec_data::Location;
@@ -26,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ArtifactsError, Untrusted};
 use crate::layout::MANIFEST_FILE;
 use crate::rss;
+use crate::versions::{Draft, Pinned};
 
 const MANIFEST_FORMAT: u32 = 1;
 const STAGING_DIR: &str = ".staging";
@@ -63,27 +67,42 @@ pub struct OutputFile {
 #[derive(Debug, Clone)]
 pub struct Artifacts {
     /// The local directory: the artifacts themselves, or the mirror of `remote`.
-    root: PathBuf,
-    remote: Option<Remote>,
+    pub(crate) root: PathBuf,
+    pub(crate) remote: Option<Remote>,
+    /// Which version's stages this handle reads and writes.
+    pub(crate) view: View,
 }
 
 /// Where the artifacts really are when they are on S3.
 #[derive(Debug, Clone)]
-struct Remote {
-    bucket: Bucket,
-    prefix: String,
+pub(crate) struct Remote {
+    pub(crate) bucket: Bucket,
+    pub(crate) prefix: String,
 }
 
 impl Remote {
-    fn key(&self, relative: &str) -> String {
+    pub(crate) fn key(&self, relative: &str) -> String {
         store::join_key(&self.prefix, relative)
     }
+}
+
+/// The version a handle addresses. Clones share it, so every reader of one handle sees the
+/// same version, and a run's stages see each other's commits.
+#[derive(Debug, Clone)]
+pub(crate) enum View {
+    /// Just opened: the version `CURRENT` names is pinned at the first stage read, once (an
+    /// error reading the pointer is kept and returned by `manifest`).
+    Unpinned(Arc<OnceLock<Result<Arc<Pinned>, String>>>),
+    /// One published version (or the layout from before versions), read only.
+    Pinned(Arc<Pinned>),
+    /// The version a run is writing (`begin_version`).
+    Draft(Arc<Mutex<Draft>>),
 }
 
 impl Artifacts {
     /// Artifacts in a local directory.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), remote: None }
+        Self { root: root.into(), remote: None, view: View::Unpinned(Arc::default()) }
     }
 
     /// Artifacts at `location`. On S3 the credentials and the bucket are checked now, so a bad
@@ -101,7 +120,11 @@ impl Artifacts {
 
     /// Artifacts under `prefix` in `bucket`, mirrored in `mirror`.
     pub fn on_bucket(bucket: Bucket, prefix: &str, mirror: impl Into<PathBuf>) -> Self {
-        Self { root: mirror.into(), remote: Some(Remote { bucket, prefix: prefix.to_string() }) }
+        Self {
+            root: mirror.into(),
+            remote: Some(Remote { bucket, prefix: prefix.to_string() }),
+            view: View::Unpinned(Arc::default()),
+        }
     }
 
     /// Whether the artifacts are on S3 (and `root` is their mirror).
@@ -124,17 +147,48 @@ impl Artifacts {
 
     /// Where output `file` of `stage` is, for people (see `location`).
     pub fn location_of(&self, stage: impl AsRef<str>, file: &str) -> String {
-        let name = stage.as_ref();
+        let unit = self.unit_key(stage.as_ref());
         match &self.remote {
-            Some(r) => r.bucket.url(&r.key(&format!("{name}/{file}"))),
-            None => absolute(&self.dir(name).join(file)),
+            Some(r) => r.bucket.url(&r.key(&format!("{unit}/{file}"))),
+            None => absolute(&self.root.join(unit).join(file)),
         }
     }
 
-    /// The local directory of `stage`'s outputs (on S3: its mirror, current once `manifest`
-    /// returned).
+    /// The local directory of `stage`'s outputs in this handle's version (on S3: its mirror,
+    /// current once `manifest` returned).
     pub fn dir(&self, stage: impl AsRef<str>) -> PathBuf {
-        self.root.join(stage.as_ref())
+        self.root.join(self.unit_key(stage.as_ref()))
+    }
+
+    /// The key (relative to the root, `/`-separated) of `stage`'s directory in this handle's
+    /// version, for `read_object` and run records.
+    pub fn key_of(&self, stage: impl AsRef<str>) -> String {
+        self.unit_key(stage.as_ref())
+    }
+
+    /// The key (relative to the root) of the directory holding unit `name` in this handle's
+    /// version: the version that wrote it, when carried over.
+    pub(crate) fn unit_key(&self, name: &str) -> String {
+        match &self.view {
+            View::Unpinned(_) => match self.pinned_view() {
+                Ok(pinned) => pinned.unit_key(name),
+                Err(_) => name.to_string(),
+            },
+            View::Pinned(pinned) => pinned.unit_key(name),
+            View::Draft(draft) => draft.lock().expect("no panic while a draft is locked").unit_key(name),
+        }
+    }
+
+    /// The version an unpinned handle reads, pinned at the first call.
+    fn pinned_view(&self) -> Result<Arc<Pinned>, ArtifactsError> {
+        match &self.view {
+            View::Unpinned(once) => once
+                .get_or_init(|| self.pin(None).map(Arc::new).map_err(|e| e.to_string()))
+                .clone()
+                .map_err(|reason| ArtifactsError::Pointer { location: self.location(), reason }),
+            View::Pinned(pinned) => Ok(pinned.clone()),
+            View::Draft(_) => unreachable!("drafts are not pinned"),
+        }
     }
 
     /// The manifest of `stage`'s complete outputs, after checking every listed output exists
@@ -142,6 +196,9 @@ impl Artifacts {
     /// there or not complete are `ArtifactsError::Incomplete`, with the reason.
     pub fn manifest(&self, stage: impl AsRef<str>) -> Result<Manifest, ArtifactsError> {
         let name = stage.as_ref();
+        if matches!(self.view, View::Unpinned(_)) {
+            self.pinned_view()?;
+        }
         self.trusted_manifest(name)?.map_err(|reason| ArtifactsError::Incomplete {
             stage: name.to_string(),
             location: self.location_of(name, "").trim_end_matches('/').to_string(),
@@ -151,13 +208,14 @@ impl Artifacts {
 
     fn trusted_manifest(&self, name: &str) -> Result<Result<Manifest, Untrusted>, ArtifactsError> {
         let Some(remote) = &self.remote else { return Ok(self.local_manifest(name).map(|(m, _)| m)) };
-        let manifest_key = remote.key(&format!("{name}/{MANIFEST_FILE}"));
+        let unit = self.unit_key(name);
+        let manifest_key = remote.key(&format!("{unit}/{MANIFEST_FILE}"));
         let Some(bytes) = remote.bucket.get(&manifest_key)? else { return Ok(Err(Untrusted::NoManifest)) };
         let manifest = match parse_manifest(&bytes) {
             Ok(m) => m,
             Err(reason) => return Ok(Err(reason)),
         };
-        let keys: Vec<String> = manifest.outputs.iter().map(|o| remote.key(&format!("{name}/{}", o.file))).collect();
+        let keys: Vec<String> = manifest.outputs.iter().map(|o| remote.key(&format!("{unit}/{}", o.file))).collect();
         let heads = remote.bucket.head_many(&keys)?;
         if let Err(reason) = check_outputs(&manifest.outputs, |i| heads[i].as_ref().map(|h| h.size)) {
             return Ok(Err(reason));
@@ -165,7 +223,7 @@ impl Artifacts {
         if self.local_manifest(name).is_ok_and(|(_, local)| local == bytes) {
             return Ok(Ok(manifest));
         }
-        tracing::info!(stage = name, from = %remote.bucket.url(&remote.key(name)), "mirroring the stage's outputs");
+        tracing::info!(stage = name, from = %remote.bucket.url(&remote.key(&unit)), "mirroring the stage's outputs");
         let dir = self.dir(name);
         publish(&dir, &manifest.outputs, &bytes, |i, output, to| {
             let got = remote.bucket.download(&keys[i], to)?;
@@ -236,19 +294,23 @@ impl Artifacts {
         Ok(keys)
     }
 
-    /// Starts writing `stage`'s outputs into a fresh staging directory.
+    /// Starts writing `stage`'s outputs into a fresh staging directory. A run writes into its
+    /// draft version; a shard's part goes beside its fitted model in any handle (scorers
+    /// write no version); a handle on the layout from before versions writes in place.
     pub fn begin(&self, stage: impl AsRef<str>, run_id: &str) -> Result<StageWriter, ArtifactsError> {
         let name = stage.as_ref();
+        let key = self.write_key(name)?;
         let staging_root = self.root.join(STAGING_DIR);
         // Flat staging names, so abandoned ones of nested units are found and removed too.
-        let key = name.replace('/', ".");
-        remove_abandoned_staging(&staging_root, &key);
-        let staging = staging_root.join(format!("{key}-{}", std::process::id()));
+        let flat = name.replace('/', ".");
+        remove_abandoned_staging(&staging_root, &flat);
+        let staging = staging_root.join(format!("{flat}-{}", std::process::id()));
         fs::create_dir_all(&staging).map_err(|e| ArtifactsError::io(&staging, e))?;
         rss::reset_peak_rss();
         Ok(StageWriter {
             artifacts: self.clone(),
             stage: name.to_string(),
+            key,
             run_id: run_id.to_string(),
             staging,
             outputs: Vec::new(),
@@ -265,6 +327,8 @@ impl Artifacts {
 pub struct StageWriter {
     artifacts: Artifacts,
     stage: String,
+    /// Where the outputs go, relative to the root.
+    key: String,
     run_id: String,
     staging: PathBuf,
     outputs: Vec<OutputFile>,
@@ -328,14 +392,17 @@ impl StageWriter {
             summary,
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
-        let dir = self.artifacts.dir(&self.stage);
+        let dir = self.artifacts.root.join(&self.key);
         publish(&dir, &manifest.outputs, &json, |_, output, to| {
             let from = self.staging.join(&output.file);
             fs::rename(&from, to).map_err(|e| ArtifactsError::io(to, e))
         })?;
         self.committed = true;
         if let Some(remote) = &self.artifacts.remote {
-            upload_stage(remote, &self.stage, &dir, &manifest.outputs, json)?;
+            upload_stage(remote, &self.key, &dir, &manifest.outputs, json)?;
+        }
+        if let View::Draft(draft) = &self.artifacts.view {
+            draft.lock().expect("no panic while a draft is locked").wrote(&self.stage, &self.key);
         }
         Ok(manifest)
     }
@@ -370,27 +437,27 @@ fn publish(
 /// that it does not list.
 fn upload_stage(
     remote: &Remote,
-    stage: &str,
+    unit: &str,
     dir: &Path,
     outputs: &[OutputFile],
     manifest_json: Vec<u8>,
 ) -> Result<(), ArtifactsError> {
     let started = Instant::now();
-    let manifest_key = remote.key(&format!("{stage}/{MANIFEST_FILE}"));
+    let manifest_key = remote.key(&format!("{unit}/{MANIFEST_FILE}"));
     remote.bucket.delete(&manifest_key)?;
     let files: Vec<(PathBuf, String)> =
-        outputs.iter().map(|o| (dir.join(&o.file), remote.key(&format!("{stage}/{}", o.file)))).collect();
+        outputs.iter().map(|o| (dir.join(&o.file), remote.key(&format!("{unit}/{}", o.file)))).collect();
     remote.bucket.upload_many(&files)?;
     remote.bucket.put(&manifest_key, manifest_json)?;
-    let listed: Vec<String> = outputs.iter().map(|o| remote.key(&format!("{stage}/{}", o.file))).collect();
-    for object in remote.bucket.list(&remote.key(stage))? {
+    let listed: Vec<String> = outputs.iter().map(|o| remote.key(&format!("{unit}/{}", o.file))).collect();
+    for object in remote.bucket.list(&remote.key(unit))? {
         if object.key != manifest_key && !listed.contains(&object.key) {
             remote.bucket.delete(&object.key)?;
         }
     }
     tracing::info!(
-        stage,
-        to = %remote.bucket.url(&remote.key(stage)),
+        unit,
+        to = %remote.bucket.url(&remote.key(unit)),
         files = outputs.len(),
         bytes = outputs.iter().map(|o| o.bytes).sum::<u64>(),
         seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
@@ -421,11 +488,11 @@ fn check_outputs(outputs: &[OutputFile], size_of: impl Fn(usize) -> Option<u64>)
     Ok(())
 }
 
-fn checked_key(key: &str) -> Result<(), ArtifactsError> {
+pub(crate) fn checked_key(key: &str) -> Result<(), ArtifactsError> {
     store::check_key(key).map_err(|reason| ArtifactsError::BadKey { key: key.to_string(), reason })
 }
 
-fn absolute(path: &Path) -> String {
+pub(crate) fn absolute(path: &Path) -> String {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
 }
 

@@ -25,6 +25,32 @@ pub enum ArtifactsError {
     #[error("{url}: changed while being downloaded; try again")]
     ChangedDuringDownload { url: String },
 
+    /// `CURRENT` or a version's index cannot be used.
+    #[error("{location}: {reason}")]
+    Pointer { location: String, reason: String },
+
+    #[error("no version `{version}` in {location}; versions there: {known} (musicrec runs versions)")]
+    UnknownVersion { version: String, location: String, known: String },
+
+    /// A handle on a published version was asked to write a stage: only a run's draft does.
+    #[error("unit `{unit}` of a published version in {location} cannot be written; a run writes its own version")]
+    NotWritable { unit: String, location: String },
+
+    /// Another writer switched `CURRENT` after this run started (possible only on S3, when a
+    /// lease expired): the run's version stays unpublished.
+    #[error(
+        "{location}: another writer published a version since this run started from version {expected}; this \
+         run's version was not published"
+    )]
+    PointerMoved { location: String, expected: String },
+
+    /// Another process holds the writer lock.
+    #[error(
+        "the artifacts at {location} are being written by another process ({holder}); wait for it with \
+             `musicrec run --wait`, or stop it"
+    )]
+    Busy { location: String, holder: String },
+
     /// Storage and S3 errors, which name their path or URL.
     #[error(transparent)]
     Data(#[from] DataError),
@@ -67,9 +93,17 @@ impl ArtifactsError {
     /// credentials) rather than the machine or the program.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Self::Incomplete { .. } | Self::UnknownStage { .. } => true,
+            Self::Incomplete { .. }
+            | Self::UnknownStage { .. }
+            | Self::UnknownVersion { .. }
+            | Self::Pointer { .. } => true,
             Self::Data(e) => e.is_user_error(),
-            Self::Io { .. } | Self::BadKey { .. } | Self::ChangedDuringDownload { .. } => false,
+            Self::Io { .. }
+            | Self::BadKey { .. }
+            | Self::ChangedDuringDownload { .. }
+            | Self::NotWritable { .. }
+            | Self::PointerMoved { .. }
+            | Self::Busy { .. } => false,
         }
     }
 }

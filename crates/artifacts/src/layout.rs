@@ -269,6 +269,13 @@ pub mod shards {
     pub fn part(stage: Stage, index: u32, count: u32) -> String {
         format!("shards/{}/part-{index:04}-of-{count:04}", stage.as_str())
     }
+
+    /// The model unit a part's unit belongs to (`shards/als/part-0001-of-0004` →
+    /// `shards/als/model`); `None` for any other unit.
+    pub fn model_of_part(unit: &str) -> Option<String> {
+        let (stage_dir, part) = unit.rsplit_once('/')?;
+        (stage_dir.starts_with("shards/") && part.starts_with("part-")).then(|| format!("{stage_dir}/model"))
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The `musicrec` program. Errors about the user's input (config, data, flags) exit with
-//! code 2, everything else with 1.
+//! code 2, artifacts another process is writing with 3, everything else with 1.
 
 mod bench;
 mod events;
@@ -26,7 +26,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use musicrec_artifacts::layout::matrices::{ITEMS_FILE, USERS_FILE};
 use musicrec_artifacts::layout::report::REPORT_FILE;
-use musicrec_artifacts::{Artifacts, ArtifactsError, Stage};
+use musicrec_artifacts::{Artifacts, ArtifactsError, LockMode, Publication, Stage};
 use musicrec_config::{Config, ConfigError, EvaluationConfig, LogFormat};
 use musicrec_data::location::S3Location;
 use musicrec_data::parquet_io::read_i64_column;
@@ -110,6 +110,10 @@ enum Command {
         extra_events: Option<String>,
         #[command(flatten)]
         sharding: ShardingArgs,
+        /// When another run is writing the artifacts, wait for it to finish instead of
+        /// refusing (exit code 3).
+        #[arg(long)]
+        wait: bool,
     },
     /// Evaluate a recommendations parquet file (user_id, track_id, rank) on a window of a
     /// finished run and print the metrics (docs/metrics.md) as JSON.
@@ -124,6 +128,10 @@ enum Command {
         /// Artifacts (directory or s3://bucket/prefix) of the run whose windows and encoders to use.
         #[arg(long, default_value = "artifacts")]
         artifacts: String,
+        /// The version of the artifacts to judge against (`musicrec runs versions`); default:
+        /// the current one.
+        #[arg(long)]
+        version: Option<String>,
         /// Lengths of the judged lists, comma-separated (e.g. `5,10,20`); default: the config's
         /// `evaluation.k`.
         #[arg(long, value_delimiter = ',')]
@@ -322,6 +330,23 @@ enum RunsCommand {
         #[arg(long, default_value = "artifacts")]
         artifacts: String,
     },
+    /// The published versions of the artifact set, oldest first: which is current, the run
+    /// that wrote it, when, its data's fingerprint, the stages it wrote and carried over.
+    Versions {
+        #[arg(long, default_value = "artifacts")]
+        artifacts: String,
+    },
+    /// Point the artifacts back at VERSION (default: the version published before the current
+    /// one); `serve` picks it up at its next reload, `evaluate` and `report` read it at once.
+    Rollback {
+        /// A version id, as `musicrec runs versions` prints it.
+        version: Option<String>,
+        #[arg(long, default_value = "artifacts")]
+        artifacts: String,
+        /// When a run is writing the artifacts, wait for it instead of refusing.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -350,7 +375,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(if is_user_error(&error) { 2 } else { 1 })
+            let busy = error.chain().any(|c| matches!(c.downcast_ref(), Some(ArtifactsError::Busy { .. })));
+            ExitCode::from(if busy {
+                3
+            } else if is_user_error(&error) {
+                2
+            } else {
+                1
+            })
         }
     }
 }
@@ -416,11 +448,13 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Similar { artifacts, track, k, json, config } => similar(&artifacts, track, k, json, config),
         Command::Generate { scale, seed, out } => generate(scale, seed, &out),
         Command::Import(args) => import::run(args),
-        Command::Run { data, artifacts, config, stages, extra_events, sharding } => {
-            run(data, artifacts, config, stages, extra_events, sharding)
+        Command::Run { data, artifacts, config, stages, extra_events, sharding, wait } => {
+            run(data, artifacts, config, stages, extra_events, sharding, wait)
         }
         Command::Events(command) => events::run(command),
-        Command::Evaluate { recs, window, artifacts, k, config } => evaluate(&recs, window, &artifacts, k, config),
+        Command::Evaluate { recs, window, artifacts, version, k, config } => {
+            evaluate(&recs, window, &artifacts, version.as_deref(), k, config)
+        }
         Command::Runs(command) => runs(command),
         Command::Bench(BenchCommand::Models { args, config }) => bench::run(args, config.as_deref()),
         Command::Serve { artifacts, addr, config } => serve(artifacts, addr, config),
@@ -503,6 +537,7 @@ fn run(
     stages: Option<String>,
     extra_events: Option<String>,
     sharding: ShardingArgs,
+    wait: bool,
 ) -> anyhow::Result<()> {
     // Everything the user gave is checked before any work starts.
     let mut config = Config::load(config.as_deref())?;
@@ -525,7 +560,7 @@ fn run(
         (None, Some(text)) => Some(location("data.path", text)?),
         (None, None) => None,
     };
-    let artifacts = open_artifacts(&artifacts)?;
+    let store = open_artifacts(&artifacts)?;
     let scale: Scale = config.data.default_scale.parse().map_err(|e: musicrec_synth::SynthError| {
         ConfigError::Invalid { key: "data.default_scale".into(), reason: e.to_string() }
     })?;
@@ -533,14 +568,32 @@ fn run(
 
     let data = match data {
         Some(location) => location,
-        None => musicrec_pipeline::embedded_data(artifacts.root(), scale, config.seed)?,
+        None => musicrec_pipeline::embedded_data(store.root(), scale, config.seed)?,
     };
-    let mut ctx = RunContext::new(config, data, artifacts, GIT_COMMIT);
+    let keep_versions = config.artifacts.keep_versions;
+    let mut ctx = RunContext::new(config, data, store.clone(), GIT_COMMIT);
     ctx.sharding = sharding;
-    let result = musicrec_pipeline::run_stages(&ctx, &stages);
+    // One writer at a time; scorers of one sharded run share the lock and write no version
+    // (their parts go beside the fitted model, in its version).
+    let scorer = matches!(sharding, Sharding::Score(_));
+    let _lock = store.lock(&ctx.run_id, if scorer { LockMode::Scorer } else { LockMode::Writer }, wait)?;
+    if scorer {
+        ctx.artifacts = store.current()?;
+    } else {
+        mark_abandoned(&store, &ctx.run_id);
+        ctx.artifacts = store.begin_version(&ctx.run_id)?;
+    }
+    let result = musicrec_pipeline::run_stages(&ctx, &stages).and_then(|manifests| {
+        if scorer {
+            return Ok((manifests, None));
+        }
+        let publication = Publication { data: ctx.data.to_string(), data_fingerprint: ctx.tracking.data_fingerprint() };
+        let version = ctx.artifacts.publish_version(&publication)?;
+        Ok((manifests, Some(version)))
+    });
     let tracking = ctx.tracking.summary();
-    let manifests = match result {
-        Ok(manifests) => manifests,
+    let (manifests, version) = match result {
+        Ok(done) => done,
         Err(error) => {
             // Where the records went (the failed stage's among them) matters most now.
             if let Some(summary) = &tracking {
@@ -572,6 +625,16 @@ fn run(
         );
     }
     println!("results: {}", ctx.artifacts.location());
+    if let Some(version) = &version {
+        let carried = version.carried().count();
+        println!("published version {} ({} stages written, {carried} carried over)", version.id, version.written.len());
+        // Failing to delete old versions loses nothing: the next run tries again.
+        match store.prune(keep_versions) {
+            Ok(dropped) if !dropped.is_empty() => println!("deleted old versions: {}", dropped.join(", ")),
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: old versions were not deleted: {e}"),
+        }
+    }
     if ctx.artifacts.is_remote() {
         println!("local mirror: {}", ctx.artifacts.root().display());
     }
@@ -593,6 +656,18 @@ fn run(
         print_tracking(summary, &ctx.artifacts);
     }
     Ok(())
+}
+
+/// Marks the records of runs killed mid-stage `abandoned`; the caller holds the writer lock, so
+/// no run that could still end them is alive. A failure only leaves them as they were.
+fn mark_abandoned(store: &Artifacts, own_run: &str) {
+    match musicrec_tracking::store::mark_abandoned(store, own_run) {
+        Ok(marked) if !marked.is_empty() => {
+            tracing::warn!(records = %marked.join(", "), "marked the records of a killed run abandoned")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not mark the records of killed runs"),
+    }
 }
 
 fn print_tracking(summary: &musicrec_tracking::TrackingSummary, artifacts: &Artifacts) {
@@ -621,6 +696,12 @@ fn runs(command: RunsCommand) -> anyhow::Result<()> {
             let stage = stage.as_deref().map(Stage::parse).transpose()?;
             let sort = sort.as_deref().map(select::SortKey::parse).transpose()?;
             let store = open_artifacts(&artifacts)?;
+            // A free writer lock means no run is alive to end the records still `running`. (A
+            // local directory that does not exist has none: listing must not create it.)
+            let exists = store.is_remote() || store.root().is_dir();
+            if exists && let Ok(Ok(_lock)) = store.try_lock("runs list", LockMode::Writer) {
+                mark_abandoned(&store, "");
+            }
             let records::Listing { records, unreadable } = records::list(&store)?;
             let mut records = select::of_stage(records, stage.map(Stage::as_str));
             if let Some(key) = &sort {
@@ -649,6 +730,32 @@ fn runs(command: RunsCommand) -> anyhow::Result<()> {
                 print!("{}", render::compare(&compared));
             }
         }
+        RunsCommand::Versions { artifacts } => {
+            let store = open_artifacts(&artifacts)?;
+            let current = store.current()?.version_id()?;
+            let versions = store.versions()?;
+            if versions.is_empty() {
+                println!("no versions published in {} yet", store.location());
+            }
+            for v in &versions {
+                let mark = if current.as_ref() == Some(&v.id) { "*" } else { " " };
+                let carried: Vec<String> = v.carried().map(|(unit, from)| format!("{unit}<{from}")).collect();
+                println!(
+                    "{mark} {}  published {}  data {}  wrote: {}  carried: {}",
+                    v.id,
+                    v.published_at.get(..19).unwrap_or(&v.published_at),
+                    v.data_fingerprint,
+                    if v.written.is_empty() { "-".into() } else { v.written.join(",") },
+                    if carried.is_empty() { "-".into() } else { carried.join(",") },
+                );
+            }
+        }
+        RunsCommand::Rollback { version, artifacts, wait } => {
+            let store = open_artifacts(&artifacts)?;
+            let _lock = store.lock("rollback", LockMode::Writer, wait)?;
+            let restored = store.rollback(version.as_deref())?;
+            println!("current version: {} (run of {}, data {})", restored.id, restored.published_at, restored.data);
+        }
     }
     Ok(())
 }
@@ -657,6 +764,7 @@ fn evaluate(
     recs: &str,
     window: WindowArg,
     artifacts: &str,
+    version: Option<&str>,
     k: Vec<usize>,
     config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
@@ -664,7 +772,11 @@ fn evaluate(
     let ks = if k.is_empty() { config.evaluation.k } else { k };
     EvaluationConfig::check_ks("--k", &ks)?;
     let file = location("--recs", recs)?;
-    let artifacts = open_artifacts(artifacts)?;
+    let store = open_artifacts(artifacts)?;
+    let artifacts = match version {
+        Some(id) => store.version(id).context("--version")?,
+        None => store.current()?,
+    };
     file.fetch()?;
     let lists = musicrec_data::layout::read_recommendations(&file)?;
     let evaluator = Evaluator::load(&artifacts, "evaluate")?;

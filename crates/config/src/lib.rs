@@ -57,8 +57,16 @@ pub struct Config {
     pub ranking: RankingConfig,
     pub service: ServiceConfig,
     pub tracking: TrackingConfig,
+    pub artifacts: ArtifactsConfig,
     pub evaluation: EvaluationConfig,
     pub log: LogConfig,
+}
+
+/// The artifact store's versions (docs/pipeline.md#versions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactsConfig {
+    pub keep_versions: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -415,6 +423,7 @@ impl Config {
     /// one is returned with its key.
     pub fn check(&self) -> Result<(), ConfigError> {
         in_range("threads", self.threads, 0, 1024)?;
+        in_range("artifacts.keep_versions", self.artifacts.keep_versions, 1, 1000)?;
         self.evaluation.check()?;
         if self.data.path.as_ref().is_some_and(|path| path.trim().is_empty()) {
             return Err(invalid("data.path", "must not be empty (use null for the embedded data set)"));

@@ -36,6 +36,13 @@ const HEAD_CONCURRENCY: usize = 16;
 /// The variables whose values must never be printed.
 const SECRET_VARS: [&str; 3] = ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID"];
 
+/// An object's bytes and the etag they were read at (`Bucket::get_tagged`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tagged {
+    pub bytes: Vec<u8>,
+    pub etag: Option<String>,
+}
+
 /// `s3://bucket/key`.
 pub fn url(bucket: &str, key: &str) -> String {
     if key.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{key}") }
@@ -302,6 +309,42 @@ impl Bucket {
                 let _ = writer.abort().await;
                 Err(e)
             }
+        }
+    }
+
+    /// The whole object and its etag, or `None` if there is no such object: what a conditional
+    /// `put_if` later names as the version it replaces.
+    pub fn get_tagged(&self, key: &str) -> Result<Option<Tagged>, DataError> {
+        let result = runtime().block_on(async {
+            let got = self.store.get(&ObjectPath::from(key)).await?;
+            let etag = got.meta.e_tag.clone();
+            Ok::<_, object_store::Error>((got.bytes().await?, etag))
+        });
+        match result {
+            Ok((bytes, etag)) => Ok(Some(Tagged { bytes: bytes.to_vec(), etag })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(key, "GET", &e)),
+        }
+    }
+
+    /// Writes `bytes` as object `key` only if the object is still what the caller read: absent
+    /// (`replaces` is `None`) or at etag `replaces`. `Ok(None)` when another writer changed it
+    /// first (the server decides, so of two writers at most one wins); else the new etag.
+    pub fn put_if(&self, key: &str, bytes: Vec<u8>, replaces: Option<&str>) -> Result<Option<String>, DataError> {
+        use object_store::{PutMode, PutOptions, UpdateVersion};
+        let mode = match replaces {
+            None => PutMode::Create,
+            Some(etag) => PutMode::Update(UpdateVersion { e_tag: Some(etag.to_string()), version: None }),
+        };
+        let put = runtime().block_on(self.store.put_opts(
+            &ObjectPath::from(key),
+            PutPayload::from(bytes),
+            PutOptions { mode, ..PutOptions::default() },
+        ));
+        match put {
+            Ok(put) => Ok(Some(put.e_tag.unwrap_or_default())),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(None),
+            Err(e) => Err(self.error(key, "conditional PUT", &e)),
         }
     }
 

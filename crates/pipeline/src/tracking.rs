@@ -71,6 +71,11 @@ impl RunTracking {
         Ok(self.tracker().stage_ended(run, outcome)?)
     }
 
+    /// The fingerprint of the run's input data (its records' `data_fingerprint` tag).
+    pub fn data_fingerprint(&self) -> String {
+        self.tracker().run().tags.get("data_fingerprint").cloned().unwrap_or_default()
+    }
+
     pub(crate) fn finish(&self, ok: bool) {
         let summary = self.tracker().finish(ok);
         *self.summary.lock().unwrap_or_else(|p| p.into_inner()) = Some(summary);
@@ -95,7 +100,8 @@ fn worth_uploading(file: &str) -> bool {
 /// window metrics of its `metrics.json` (`test.ndcg@10`), which replace the copy in the
 /// summary.
 fn outcome(artifacts: &Artifacts, stage: Stage, manifest: &Manifest) -> StageOutcome {
-    let key = |file: &str| format!("{}/{file}", manifest.stage);
+    let unit = artifacts.key_of(&manifest.stage);
+    let key = |file: &str| format!("{unit}/{file}");
     let window_metrics = (stage.is_model() && manifest.outputs.iter().any(|o| o.file == METRICS_FILE))
         .then(|| artifacts.read_object(&key(METRICS_FILE)).ok().flatten())
         .flatten()

@@ -66,9 +66,15 @@ pub struct AppState {
 async fn load(settings: &Settings) -> Result<Loaded, ServiceError> {
     let (artifacts, config) = (settings.artifacts.clone(), settings.config.clone());
     let started = Instant::now();
-    let model = tokio::task::spawn_blocking(move || ServingModel::load(&artifacts, &config))
-        .await
-        .map_err(|e| ServiceError::Artifacts { dir: settings.artifacts.location(), reason: e.to_string() })??;
+    let model = tokio::task::spawn_blocking(move || {
+        // The version `CURRENT` names now, so a reload follows a new publication or a rollback.
+        let current = artifacts
+            .current()
+            .map_err(|e| ServiceError::Artifacts { dir: artifacts.location(), reason: e.to_string() })?;
+        ServingModel::load(&current, &config)
+    })
+    .await
+    .map_err(|e| ServiceError::Artifacts { dir: settings.artifacts.location(), reason: e.to_string() })??;
     let load_seconds = started.elapsed().as_secs_f64();
     tracing::info!(
         version = model.version,

@@ -23,6 +23,9 @@ pub enum Status {
     Running,
     Finished,
     Failed,
+    /// Was `running` when its run's process died (killed): a later command found the writer
+    /// lock free (`store::mark_abandoned`).
+    Abandoned,
 }
 
 impl Status {
@@ -31,6 +34,7 @@ impl Status {
             Status::Running => "running",
             Status::Finished => "finished",
             Status::Failed => "failed",
+            Status::Abandoned => "abandoned",
         }
     }
 }
@@ -107,6 +111,13 @@ impl RunRecord {
                 self.error = Some(error);
             }
         }
+    }
+
+    /// Closes a record whose process died while the stage ran.
+    pub fn abandon(&mut self) {
+        self.status = Status::Abandoned;
+        self.error =
+            Some("the run's process ended before the stage did (killed); nothing it wrote was published".into());
     }
 
     /// Key of this record in the store.

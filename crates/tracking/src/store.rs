@@ -5,7 +5,7 @@ use musicrec_artifacts::Artifacts;
 use musicrec_artifacts::layout::RUNS_PREFIX;
 
 use crate::error::TrackingError;
-use crate::record::{RunRecord, record_key};
+use crate::record::{RunRecord, Status, record_key};
 
 pub type StoreError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -82,6 +82,22 @@ pub fn list(store: &dyn RecordStore) -> Result<Listing, TrackingError> {
     Ok(Listing { records, unreadable })
 }
 
+/// Marks `abandoned` every record still `running` but of run `except` (the caller's own): the
+/// caller holds the writer lock or found it free, so no run that writes them is alive. (A
+/// sharded scorer on S3 runs without that lock; if one is marked, its own end record replaces
+/// the mark.) Returns the ids marked.
+pub fn mark_abandoned(store: &dyn RecordStore, except: &str) -> Result<Vec<String>, TrackingError> {
+    let mut marked = Vec::new();
+    for mut record in list(store)?.records {
+        if record.status == Status::Running && record.pipeline_run_id != except {
+            record.abandon();
+            save(store, &record)?;
+            marked.push(record.id);
+        }
+    }
+    Ok(marked)
+}
+
 #[cfg(test)]
 pub(crate) mod memory {
     use std::collections::BTreeMap;
@@ -116,6 +132,22 @@ mod tests {
 
     use super::memory::MemoryStore;
     use super::*;
+
+    #[test]
+    fn running_records_of_other_runs_are_marked_abandoned() {
+        let store = MemoryStore::default();
+        let killed = RunRecord::started("20260101T000000Z-1", "als", BTreeMap::new());
+        let mut done = RunRecord::started("20260101T000000Z-1", "preprocess", BTreeMap::new());
+        done.end(Err("boom".into()));
+        let mine = RunRecord::started("20260102T000000Z-2", "als", BTreeMap::new());
+        for r in [&killed, &done, &mine] {
+            save(&store, r).unwrap();
+        }
+        assert_eq!(mark_abandoned(&store, "20260102T000000Z-2").unwrap(), [killed.id.as_str()]);
+        let statuses: Vec<Status> = list(&store).unwrap().records.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [Status::Abandoned, Status::Failed, Status::Running]);
+        assert!(mark_abandoned(&store, "20260102T000000Z-2").unwrap().is_empty(), "once");
+    }
 
     #[test]
     fn records_are_saved_listed_and_loaded() {

@@ -351,6 +351,7 @@ impl Remote {
 
         let status = match record.status {
             Status::Failed => "FAILED",
+            Status::Abandoned => "KILLED",
             Status::Finished | Status::Running => "FINISHED",
         };
         let end_ms = record.finished_at.map_or_else(|| Utc::now().timestamp_millis(), |t| t.timestamp_millis());

@@ -10,7 +10,7 @@ use musicrec_data::parquet_io::read_i64_column;
 use serde_json::Value;
 
 use crate::common::webdriver::Browser;
-use crate::common::{TinyRun, command};
+use crate::common::{TinyRun, command, stage_dir};
 
 /// `musicrec serve` in the background; killed when dropped.
 struct Serving(Child);
@@ -62,7 +62,8 @@ fn the_web_page_in_headless_chromium_shows_a_users_blend_and_how_a_listen_change
     let tiny = TinyRun::generated(3)
         .config(&[("MUSICREC__ALS__FACTORS", "8"), ("MUSICREC__BPR__FACTORS", "8"), ("MUSICREC__BPR__ITERATIONS", "3")])
         .build();
-    let old_user = read_i64_column(&tiny.art.join("ranking/recommendations.parquet"), "user_id").unwrap()[0];
+    let old_user =
+        read_i64_column(&stage_dir(&tiny.art, "ranking").join("recommendations.parquet"), "user_id").unwrap()[0];
     let (_serving, url) = serve(&tiny.art);
     let browser = Browser::start(1280, 1000);
 

@@ -76,7 +76,10 @@ fn item2item_stage_writes_candidates_model_metrics_and_its_svd_facts() {
         ];
         tiny.succeed(Some("preprocess,matrices,item2item"), &env);
         check_candidates_and_metrics(art, "item2item", &train_history(art));
-        assert!(!art.join("item2item/similar.parquet").exists(), "similar tracks come from ALS and BPR only");
+        assert!(
+            !stage_dir(art, "item2item").join("similar.parquet").exists(),
+            "similar tracks come from ALS and BPR only"
+        );
         let manifest = manifest(art, "item2item");
         let facts = &manifest["summary"]["model"];
         assert_eq!(facts["components"].as_f64(), Some(16.0), "{facts}");
@@ -87,7 +90,7 @@ fn item2item_stage_writes_candidates_model_metrics_and_its_svd_facts() {
 }
 
 fn check_candidates_and_metrics(art: &std::path::Path, model: &str, heard: &HashMap<i64, HashSet<i64>>) {
-    let dir = art.join(model);
+    let dir = stage_dir(art, model);
     let cands = read_batches(&dir.join("candidates.parquet")).unwrap();
     let (users, tracks) = (column_i64(&cands, "user_id"), column_i64(&cands, "track_id"));
     assert!(!users.is_empty());
@@ -147,7 +150,7 @@ fn check_candidates_and_metrics(art: &std::path::Path, model: &str, heard: &Hash
 }
 
 fn check_similar_tracks(art: &std::path::Path, model: &str) {
-    let similar = read_batches(&art.join(model).join("similar.parquet")).unwrap();
+    let similar = read_batches(&stage_dir(art, model).join("similar.parquet")).unwrap();
     let (from, to) = (column_i64(&similar, "track_id"), column_i64(&similar, "similar_track_id"));
     assert!(!from.is_empty());
     assert!(from.iter().zip(&to).all(|(a, b)| a != b), "a track is never similar to itself");
@@ -163,7 +166,7 @@ fn top_items_serves_new_users_and_never_repeats_a_listen() {
         .config(&[("MUSICREC__TOP_ITEMS__TOP_N", "30")])
         .build();
     let art = &tiny.art;
-    let users = read_batches(&art.join("preprocess/users.parquet")).unwrap();
+    let users = read_batches(&stage_dir(art, "preprocess").join("users.parquet")).unwrap();
     let new_in_windows: HashSet<i64> = users
         .iter()
         .flat_map(|b| {
@@ -173,11 +176,11 @@ fn top_items_serves_new_users_and_never_repeats_a_listen() {
         })
         .collect();
     assert!(!new_in_windows.is_empty(), "tiny data has new users");
-    let cands = read_batches(&art.join("top_items/candidates.parquet")).unwrap();
+    let cands = read_batches(&stage_dir(art, "top_items").join("candidates.parquet")).unwrap();
     let served: HashSet<i64> = column_i64(&cands, "user_id").into_iter().collect();
     assert!(new_in_windows.is_subset(&served), "every new user of a window gets popular tracks");
-    assert!(!art.join("top_items/similar.parquet").exists(), "popularity has no similar tracks");
-    let metrics = json_file(&art.join("top_items/metrics.json"));
+    assert!(!stage_dir(art, "top_items").join("similar.parquet").exists(), "popularity has no similar tracks");
+    let metrics = json_file(&stage_dir(art, "top_items").join("metrics.json"));
     assert_eq!(metrics["test"]["coverage_user@10"].as_f64().unwrap(), 1.0);
     assert_eq!(metrics["test"]["original_novelty@10"].as_f64().unwrap(), 1.0);
 }

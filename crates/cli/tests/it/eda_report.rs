@@ -41,7 +41,7 @@ fn close(a: &Value, b: f64) -> bool {
 fn eda_statistics_match_the_hand_made_data() {
     let tiny = TinyRun::hand_made().stages("preprocess,eda").build();
     let art = &tiny.art;
-    let stats = json_file(&art.join("eda/stats.json"));
+    let stats = json_file(&stage_dir(art, "eda").join("stats.json"));
 
     let w = &stats["windows"];
     assert_eq!(
@@ -94,9 +94,9 @@ fn eda_statistics_match_the_hand_made_data() {
     let first_target_day = days.iter().find(|d| d["date"] == "2022-12-16").unwrap();
     assert_eq!(first_target_day, &json!({"date": "2022-12-16", "window": "target", "events": 1}));
 
-    let report = std::fs::read_to_string(art.join("eda/report.md")).unwrap();
+    let report = std::fs::read_to_string(stage_dir(art, "eda").join("report.md")).unwrap();
     assert!(report.contains("| rock | 40.9% |") && report.contains("![Genre shares](genres.png)"), "{report}");
-    assert_pngs(&art.join("eda"), 7);
+    assert_pngs(&stage_dir(art, "eda"), 7);
 }
 
 #[test]
@@ -115,7 +115,7 @@ fn eda_and_report_need_their_inputs() {
         "{}",
         stderr(&out)
     );
-    assert!(!tiny.art.join("report").exists());
+    assert!(!stage_dir(&tiny.art, "report").exists());
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn report_covers_every_model_and_says_what_was_not_run() {
         .build();
     let art = &tiny.art;
     let printed = stdout(tiny.output());
-    let report_dir = art.join("report");
+    let report_dir = stage_dir(art, "report");
     assert!(
         printed.contains(&format!("report: {}", std::path::absolute(report_dir.join("report.md")).unwrap().display()))
     );
@@ -148,7 +148,7 @@ fn report_covers_every_model_and_says_what_was_not_run() {
         for key in ["precision@10", "recall@10", "ndcg@10", "coverage_user@10", "novelty@10", "catalog_coverage@10"] {
             assert!(m["test"][key].is_number(), "{} test {key}", m["model"]);
         }
-        assert_eq!(m["test"], json_file(&art.join(m["model"].as_str().unwrap()).join("metrics.json"))["test"]);
+        assert_eq!(m["test"], json_file(&stage_dir(art, m["model"].as_str().unwrap()).join("metrics.json"))["test"]);
     }
     for m in [&models[2], &models[4]] {
         assert!(m["status"].as_str().unwrap().starts_with("not run"), "{}", m["model"]);
@@ -176,6 +176,7 @@ fn report_covers_every_model_and_says_what_was_not_run() {
     // A ranker run appears beside the models, with recall, importances and the service's recs.
     let out = tiny.succeed(Some("item2item,ranking,report"), &[("MUSICREC__RANKING__ITERATIONS", "20")]);
     let printed = stdout(&out);
+    let report_dir = stage_dir(art, "report");
     for needle in ["ranker vs the best base model", "ranker vs popularity (top_items)", "[0.", "system "] {
         assert!(printed.contains(needle), "{needle} in {printed}");
     }
@@ -183,7 +184,7 @@ fn report_covers_every_model_and_says_what_was_not_run() {
     let metrics = json_file(&report_dir.join("metrics.json"));
     let ranking = &metrics["models"][4];
     assert_eq!((ranking["status"].as_str(), ranking["ranker"].as_bool()), (Some("ok"), Some(true)));
-    assert_eq!(ranking["test"], json_file(&art.join("ranking/metrics.json"))["test"]);
+    assert_eq!(ranking["test"], json_file(&stage_dir(art, "ranking").join("metrics.json"))["test"]);
     let ranking_manifest = manifest(art, "ranking");
     assert_eq!(metrics["candidate_recall"], ranking_manifest["summary"]["candidate_recall"]);
     let importances: Vec<f64> =
@@ -262,10 +263,12 @@ fn a_report_over_outputs_of_different_runs_warns_by_name_and_plots_recorded_loss
             ("MUSICREC__BPR__ITERATIONS", "3"),
         ])
         .build();
-    let (art, report_dir) = (&tiny.art, tiny.art.join("report"));
+    let art = &tiny.art;
+    // The report of the current version: every run publishes a new one.
+    let report_dir = || stage_dir(art, "report");
     let read = || {
-        let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
-        (json_file(&report_dir.join("metrics.json")), md)
+        let md = std::fs::read_to_string(report_dir().join("report.md")).unwrap();
+        (json_file(&report_dir().join("metrics.json")), md)
     };
     let (metrics, md) = read();
     assert_eq!(metrics["mixed_runs"], serde_json::json!([]), "one run is consistent");
@@ -275,7 +278,7 @@ fn a_report_over_outputs_of_different_runs_warns_by_name_and_plots_recorded_loss
     assert_eq!(curves[0]["model"], "als");
     assert_eq!(curves[0]["loss"], manifest(art, "als")["summary"]["loss_per_iteration"]);
     assert!(md.contains("## Training loss") && md.contains("![als training loss](loss_als.png)"), "{md}");
-    assert!(report_dir.join("loss_als.png").exists() && !report_dir.join("loss_bpr.png").exists());
+    assert!(report_dir().join("loss_als.png").exists() && !report_dir().join("loss_bpr.png").exists());
 
     tiny.succeed(Some("als"), &[("MUSICREC__ALS__FACTORS", "4")]);
     let out = tiny.succeed(Some("report"), &[]);

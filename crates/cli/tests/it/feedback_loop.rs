@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use arrow_array::cast::AsArray;
 use musicrec_data::parquet_io::read_batches;
 
-use crate::common::{ServiceProcess, TinyRun, column_i64, musicrec, stderr, stdout};
+use crate::common::{ServiceProcess, TinyRun, column_i64, musicrec, stage_dir, stderr, stdout};
 
 /// The default preprocess.train_end, 2022-12-16, as a day number.
 const DEFAULT_TRAIN_END: i32 = 19_342;
@@ -34,7 +34,7 @@ fn today() -> i32 {
 
 /// Each user's ranked offline list.
 fn offline_lists(art: &std::path::Path) -> HashMap<i64, Vec<i64>> {
-    let batches = read_batches(&art.join("ranking/recommendations.parquet")).unwrap();
+    let batches = read_batches(&stage_dir(art, "ranking").join("recommendations.parquet")).unwrap();
     let (users, tracks) = (column_i64(&batches, "user_id"), column_i64(&batches, "track_id"));
     let ranks: Vec<i64> = batches
         .iter()
@@ -74,11 +74,12 @@ fn listens_posted_to_the_service_are_trained_on_after_an_export() {
     let service = ServiceProcess::start(&tiny.art, &log_env);
     // A user the data set does not have listens to a track of middling popularity and the
     // tracks the service calls similar to it, twice each.
-    let all_users = column_i64(&read_batches(&tiny.art.join("preprocess/users.parquet")).unwrap(), "user_id");
+    let all_users =
+        column_i64(&read_batches(&stage_dir(&tiny.art, "preprocess").join("users.parquet")).unwrap(), "user_id");
     let new_user = all_users.iter().max().unwrap() + 1_000;
     assert!(!before.contains_key(&new_user));
     let popular = ServiceProcess::track_ids(&service.get("/popular?k=10")["popular"]);
-    let items = column_i64(&read_batches(&tiny.art.join("matrices/items.parquet")).unwrap(), "track_id");
+    let items = column_i64(&read_batches(&stage_dir(&tiny.art, "matrices").join("items.parquet")).unwrap(), "track_id");
     let similar = |t: i64| ServiceProcess::track_ids(&service.get(&format!("/similar?track_id={t}&k=5"))["similar"]);
     // Past the first third of the catalogue, the first track with five similar tracks.
     let seed = items[items.len() / 3..].iter().copied().find(|&t| similar(t).len() == 5).unwrap();
@@ -106,14 +107,14 @@ fn listens_posted_to_the_service_are_trained_on_after_an_export() {
     assert!(rerun.status.success(), "{}", stderr(&rerun));
 
     // The listens are in the train window, on today's date, and the user is an old user now.
-    let train = read_batches(&tiny.art.join("preprocess/train.parquet")).unwrap();
+    let train = read_batches(&stage_dir(&tiny.art, "preprocess").join("train.parquet")).unwrap();
     let (users, tracks) = (column_i64(&train, "user_id"), column_i64(&train, "track_id"));
     let mut heard: Vec<i64> = users.iter().zip(&tracks).filter(|(u, _)| **u == new_user).map(|(_, t)| *t).collect();
     heard.sort();
     let mut expected: Vec<i64> = played.iter().chain(&played).copied().collect();
     expected.sort();
     assert_eq!(heard, expected);
-    let manifest = crate::common::json_file(&tiny.art.join("preprocess/manifest.json"));
+    let manifest = crate::common::json_file(&stage_dir(&tiny.art, "preprocess").join("manifest.json"));
     assert_eq!(manifest["summary"]["extra_events"]["events_kept"], played.len() as u64 * 2, "{manifest}");
 
     // Their offline list: none of what they played, and closer to its neighbours than the

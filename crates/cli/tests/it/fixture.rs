@@ -37,7 +37,7 @@ fn stages_match_hand_computed_values() {
     assert!(stdout(tiny.output()).contains("results:"), "{}", stdout(tiny.output()));
 
     // preprocess: the split, old/new users, the dropped unknown-track event.
-    let pre = art.join("preprocess");
+    let pre = stage_dir(art, "preprocess");
     let train = one(&pre.join("train.parquet"));
     assert_eq!(i64s(&train, "user_id"), vec![1, 1, 1, 2, 2, 5]);
     assert_eq!(i64s(&train, "track_id"), vec![10, 20, 10, 20, 20, 10]);
@@ -66,7 +66,7 @@ fn stages_match_hand_computed_values() {
     assert_eq!(i64s(&genre_names, "id"), vec![3, 4, 5]);
 
     // matrices: encoders in id order, listen counts, one-hot features.
-    let mat = art.join("matrices");
+    let mat = stage_dir(art, "matrices");
     assert_eq!(i64s(&one(&mat.join("users.parquet")), "user_id"), vec![1, 2, 5]);
     assert_eq!(i64s(&one(&mat.join("items.parquet")), "track_id"), vec![10, 20, 30, 40, 50, 60]);
     let ui = CsrMatrix::load(&mat.join("user_item.csr")).unwrap();
@@ -84,7 +84,7 @@ fn stages_match_hand_computed_values() {
     }
 
     // features as of 2022-12-16, windows 7 and 30 days.
-    let feat = art.join("features");
+    let feat = stage_dir(art, "features");
     let uf = one(&feat.join("user_features.parquet"));
     assert_eq!(i64s(&uf, "user_id"), vec![1, 2, 5]);
     assert_eq!(u32s(&uf, "listens"), vec![3, 2, 1]);
@@ -123,7 +123,7 @@ fn stages_can_be_rerun_alone_and_need_their_upstream() {
     assert!(stderr(&out).contains("needs the outputs of stage `preprocess`"), "{}", stderr(&out));
 
     assert!(run("preprocess").status.success());
-    assert!(!art.join("matrices").exists());
+    assert!(!stage_dir(art, "matrices").exists());
     let out = run("features");
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("`matrices`"), "{}", stderr(&out));
@@ -131,7 +131,7 @@ fn stages_can_be_rerun_alone_and_need_their_upstream() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     // A damaged upstream output makes its manifest untrustworthy.
-    std::fs::write(art.join("matrices").join("items.parquet"), b"truncated").unwrap();
+    std::fs::write(stage_dir(art, "matrices").join("items.parquet"), b"truncated").unwrap();
     let out = run("features");
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("items.parquet has 9 bytes"), "{}", stderr(&out));

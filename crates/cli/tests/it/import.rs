@@ -213,7 +213,7 @@ fn movielens_import_then_the_whole_pipeline_with_the_automatic_split() {
     assert_eq!(manifest(&art, "eda")["params"]["train_end"], split["train_end"]);
     assert!(manifest(&art, "report")["summary"].is_object());
     // Names came through: the catalogue's movie titles are the generated track names.
-    let names = read_batches(&art.join("preprocess/names_track.parquet")).unwrap();
+    let names = read_batches(&stage_dir(&art, "preprocess").join("names_track.parquet")).unwrap();
     assert!(names.iter().map(|b| b.num_rows()).sum::<usize>() > 0);
 
     // The suggested configuration is a configuration of ours and gives the same split.

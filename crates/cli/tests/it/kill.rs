@@ -21,10 +21,10 @@ const ENV: [(&str, &str); 4] = [
 fn complete_stages(art: &Path) -> usize {
     let mut complete = 0;
     for stage in Stage::ALL.map(Stage::as_str) {
-        let Ok(text) = std::fs::read_to_string(art.join(stage).join("manifest.json")) else { continue };
+        let Ok(text) = std::fs::read_to_string(stage_dir(art, stage).join("manifest.json")) else { continue };
         let manifest: serde_json::Value = serde_json::from_str(&text).expect("a manifest is always whole JSON");
         for output in manifest["outputs"].as_array().unwrap() {
-            let file = art.join(stage).join(output["file"].as_str().unwrap());
+            let file = stage_dir(art, stage).join(output["file"].as_str().unwrap());
             let size =
                 std::fs::metadata(&file).unwrap_or_else(|_| panic!("{} listed but missing", file.display())).len();
             assert_eq!(size, output["bytes"].as_u64().unwrap(), "{} has another size than listed", file.display());

@@ -18,6 +18,7 @@ mod kill;
 mod mlflow;
 mod operate;
 mod pipeline_serve;
+mod publish;
 mod ranking_stage;
 mod runs;
 mod s3;

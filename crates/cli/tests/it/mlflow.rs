@@ -96,7 +96,7 @@ fn a_full_tiny_run_is_in_mlflow_with_params_metrics_losses_and_artifacts() {
         let files = rest.artifacts(&id);
         assert!(files.contains(&"manifest.json".to_string()), "{stage}: {files:?}");
         for file in &files {
-            let local = std::fs::read(art.join(stage).join(file)).unwrap();
+            let local = std::fs::read(stage_dir(art, stage).join(file)).unwrap();
             assert_eq!(rest.download(&id, file), local, "{stage}/{file}");
         }
         let expected: &[&str] = match stage.as_str() {
@@ -160,7 +160,10 @@ fn artifacts_go_straight_to_s3_for_an_s3_experiment() {
     assert!(root.starts_with(&format!("{location}/")), "{root}");
     let files = rest.artifacts(&run_id(eda));
     assert!(files.contains(&"report.md".to_string()) && files.iter().any(|f| f.ends_with(".png")), "{files:?}");
-    assert_eq!(rest.download(&run_id(eda), "report.md"), std::fs::read(tiny.art.join("eda/report.md")).unwrap());
+    assert_eq!(
+        rest.download(&run_id(eda), "report.md"),
+        std::fs::read(stage_dir(&tiny.art, "eda").join("report.md")).unwrap()
+    );
 }
 
 /// Forwards TCP connections to `target` until the client has sent `trigger` and the answer to

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::common::{TinyRun, musicrec, stderr, stdout};
+use crate::common::{TinyRun, musicrec, stage_dir, stderr, stdout};
 
 #[test]
 fn version_names_the_commit_and_the_build_date() {
@@ -88,7 +88,7 @@ fn recommend_and_similar_print_names_and_sources() {
         .config(&[("MUSICREC__ALS__FACTORS", "8"), ("MUSICREC__BPR__FACTORS", "8"), ("MUSICREC__BPR__ITERATIONS", "3")])
         .build();
     let art = tiny.art.to_str().unwrap();
-    let recs = tiny.art.join("ranking").join("recommendations.parquet");
+    let recs = stage_dir(&tiny.art, "ranking").join("recommendations.parquet");
     let user = musicrec_data::parquet_io::read_i64_column(&recs, "user_id").unwrap()[0];
 
     let out = musicrec(&["recommend", "--artifacts", art, "--user", &user.to_string(), "--k", "3", "--json"], &[]);

@@ -13,6 +13,7 @@ use musicrec_data::parquet_io::read_i64_column;
 use musicrec_pipeline::RunContext;
 use musicrec_synth::{GenerateOptions, Scale};
 
+use crate::common::stage_dir;
 use crate::service_harness::TestServer;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -33,7 +34,7 @@ async fn a_pipeline_run_on_tiny_data_is_served() {
     assert_eq!((status, health["model_version"].as_str()), (200, Some(run_id.as_str())), "{health}");
 
     // An old user with no fresh listens gets the ranker's list, in its order.
-    let recs = art.join(Stage::Ranking.as_str()).join(RECOMMENDATIONS_FILE);
+    let recs = stage_dir(&art, Stage::Ranking.as_str()).join(RECOMMENDATIONS_FILE);
     let (users, tracks) = (read_i64_column(&recs, "user_id").unwrap(), read_i64_column(&recs, "track_id").unwrap());
     let old_user = users[0];
     let offline: Vec<(i64, String)> = users
@@ -53,7 +54,7 @@ async fn a_pipeline_run_on_tiny_data_is_served() {
     let new_user = users.iter().max().unwrap() + 1_000_000;
     let popular = server.recommend(new_user, 5).await;
     assert!(popular.len() == 5 && popular.iter().all(|(_, source)| source == "popular"), "{popular:?}");
-    let similar = art.join(Stage::Als.as_str()).join(SIMILAR_FILE);
+    let similar = stage_dir(&art, Stage::Als.as_str()).join(SIMILAR_FILE);
     let track = read_i64_column(&similar, "track_id").unwrap()[0];
     let (status, body) = server.get(&format!("/similar?track_id={track}&k=5")).await;
     assert!(status == 200 && !body["similar"].as_array().unwrap().is_empty(), "{body}");

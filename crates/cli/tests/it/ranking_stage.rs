@@ -23,7 +23,7 @@ fn ranking_writes_final_recommendations_importances_and_metrics() {
         ])
         .build();
     let art = &tiny.art;
-    let dir = art.join("ranking");
+    let dir = stage_dir(art, "ranking");
 
     let heard = train_history(art);
     let recs = read_batches(&dir.join("recommendations.parquet")).unwrap();

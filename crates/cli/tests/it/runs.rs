@@ -70,7 +70,9 @@ fn every_stage_is_recorded_listed_shown_and_compared() {
         assert_eq!(line.contains("test.ndcg@10"), model, "{line}");
         let r = record(art, id);
         assert_eq!((r["stage"].as_str(), r["status"].as_str()), (Some(stage.as_str()), Some("finished")));
-        assert!(r["artifacts"].as_array().unwrap().iter().any(|a| a == &format!("{stage}/manifest.json")), "{r}");
+        // Keys under the artifacts root: the stage in the version its run wrote.
+        let manifest = format!("versions/{}/{stage}/manifest.json", r["pipeline_run_id"].as_str().unwrap());
+        assert!(r["artifacts"].as_array().unwrap().iter().any(|a| a == &manifest), "{r}");
         let tags = &r["tags"];
         assert_eq!(tags["data_fingerprint"].as_str().map(str::len), Some(16), "{tags}");
         let commit = tags["git_commit"].as_str().unwrap();

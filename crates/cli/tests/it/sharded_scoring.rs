@@ -65,7 +65,7 @@ fn published(art: &Path, stage: &str) -> Vec<(String, Content)> {
         .iter()
         .map(|o| {
             let file = o["file"].as_str().unwrap().to_string();
-            let path = art.join(stage).join(&file);
+            let path = stage_dir(art, stage).join(&file);
             let content = if file.ends_with(".parquet") {
                 Content::Rows(read_batches(&path).unwrap())
             } else {
@@ -144,17 +144,16 @@ fn the_merge_refuses_missing_stale_and_damaged_parts() {
         run(&tiny, "als", &["--merge-shards"]),
         &["cannot merge: 1 of 2 parts", "shards/als/part-0001-of-0002: missing", "--shard 1/2"],
     );
-    assert!(!art.join("als/manifest.json").exists(), "a refused merge publishes nothing");
+    assert!(!stage_dir(art, "als").join("manifest.json").exists(), "a refused merge publishes nothing");
 
-    // A new fit makes the earlier parts stale: lists of two models never mix.
+    // Lists of two models never mix: a new fit is a new version, and the parts scored with
+    // the earlier model stay beside it, in that version's directory, where this merge does not
+    // look.
     score_concurrently(&tiny, "als", &[1], 2);
     ok(run(&tiny, "als", &["--shards", "2"]));
     score_concurrently(&tiny, "als", &[0], 2);
-    refused(
-        run(&tiny, "als", &["--merge-shards"]),
-        &["1 of 2 parts", "part-0001-of-0002: stale: scored with model run"],
-    );
-    assert!(!art.join("als/manifest.json").exists());
+    refused(run(&tiny, "als", &["--merge-shards"]), &["1 of 2 parts", "part-0001-of-0002: missing"]);
+    assert!(!stage_dir(art, "als").join("manifest.json").exists());
 
     // Another configuration is refused when scoring, not found out at the merge.
     let out = run_pipeline(&tiny.data, art, Some("als"), &[]);
@@ -165,7 +164,7 @@ fn the_merge_refuses_missing_stale_and_damaged_parts() {
 
     // A damaged part (its file no longer the size its manifest records) is not merged.
     score_concurrently(&tiny, "als", &[1], 2);
-    let part = art.join("shards/als/part-0001-of-0002/candidates.parquet");
+    let part = stage_dir(art, "shards/als/part-0001-of-0002").join("candidates.parquet");
     let bytes = std::fs::read(&part).unwrap();
     std::fs::write(&part, &bytes[..bytes.len() / 2]).unwrap();
     refused(run(&tiny, "als", &["--merge-shards"]), &["part-0001-of-0002: missing or incomplete", "bytes"]);

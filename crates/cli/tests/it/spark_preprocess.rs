@@ -67,7 +67,7 @@ fn compare(tiny: &RunDirs) {
     };
     assert_eq!(files(&s), files(&r), "the same files with the same row counts");
     for file in files(&r).keys() {
-        let path = |art: &Path| art.join("preprocess").join(file);
+        let path = |art: &Path| stage_dir(art, "preprocess").join(file);
         assert_eq!(table(&path(&spark)), table(&path(rust)), "{file}: column types and rows");
     }
     for (key, value) in r["summary"].as_object().unwrap() {
@@ -79,7 +79,7 @@ fn compare(tiny: &RunDirs) {
     let out = run_pipeline(data, &spark, Some("matrices"), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     for file in ["user_item.csr", "item_feature.csr", "users.parquet", "items.parquet", "features.parquet"] {
-        let read = |art: &Path| std::fs::read(art.join("matrices").join(file)).unwrap();
+        let read = |art: &Path| std::fs::read(stage_dir(art, "matrices").join(file)).unwrap();
         assert!(read(&spark) == read(rust), "matrices/{file} differs");
     }
     assert!(files_under(&spark.join(".staging")).is_empty(), "no staging left behind");
@@ -115,5 +115,5 @@ fn spark_preprocess_refuses_bad_input_naming_it_and_publishes_nothing() {
     let err = stdout(&out) + &stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("interactions.parquet: column `user_id`: 2 rows are null"), "{err}");
-    assert!(!art.join("preprocess/manifest.json").exists(), "nothing published");
+    assert!(!stage_dir(art, "preprocess").join("manifest.json").exists(), "nothing published");
 }

@@ -101,7 +101,7 @@ pub fn column_i64(batches: &[RecordBatch], name: &str) -> Vec<i64> {
 
 /// Every (user, track) the train window of the run in `art` holds.
 pub fn train_history(art: &Path) -> HashMap<i64, HashSet<i64>> {
-    let train = read_batches(&art.join("preprocess/train.parquet")).unwrap();
+    let train = read_batches(&stage_dir(art, "preprocess").join("train.parquet")).unwrap();
     let mut heard: HashMap<i64, HashSet<i64>> = HashMap::new();
     for (u, t) in column_i64(&train, "user_id").into_iter().zip(column_i64(&train, "track_id")) {
         heard.entry(u).or_default().insert(t);
@@ -114,9 +114,17 @@ pub fn json_file(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The directory of `stage` (or a nested unit: `shards/als/model`) in the version of `art` that
+/// `CURRENT` names, as every reader resolves it (the top-level layout from before versions
+/// when nothing was published): the one way the tests find a stage's files.
+pub fn stage_dir(art: &Path, stage: impl AsRef<str>) -> PathBuf {
+    let current = musicrec_artifacts::Artifacts::new(art).current().expect("the artifacts' pointer reads");
+    current.dir(stage.as_ref())
+}
+
 /// The manifest a stage of the run in `art` published.
 pub fn manifest(art: &Path, stage: &str) -> serde_json::Value {
-    json_file(&art.join(stage).join("manifest.json"))
+    json_file(&stage_dir(art, stage).join("manifest.json"))
 }
 
 /// Every file under `dir`, recursively (empty when `dir` does not exist).

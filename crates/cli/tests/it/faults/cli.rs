@@ -6,7 +6,7 @@ use std::path::Path;
 
 use arrow_array::{Int64Array, UInt32Array};
 
-use super::{Case, after, case, passes, refused, run_cases, with_env};
+use super::{Case, after, case, in_copy, passes, refused, run_cases, with_env};
 use crate::common::*;
 
 const SERVE_COPY: &[&str] = &["serve", "--artifacts", "{copy}", "--addr", "127.0.0.1:0"];
@@ -14,7 +14,7 @@ const SERVE_COPY: &[&str] = &["serve", "--artifacts", "{copy}", "--addr", "127.0
 /// Flips a byte in the middle of `file` under the copied set: same size, so the manifest
 /// still lists it as written.
 fn flip_middle(dir: &Path, file: &str) {
-    let path = dir.join("artifacts").join(file);
+    let path = in_copy(dir, file);
     let mut bytes = std::fs::read(&path).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
@@ -23,7 +23,7 @@ fn flip_middle(dir: &Path, file: &str) {
 
 /// Replaces `file` of the copied set with bytes of the same length that are not parquet.
 fn same_size_garbage(dir: &Path, file: &str) {
-    let path = dir.join("artifacts").join(file);
+    let path = in_copy(dir, file);
     let len = std::fs::metadata(&path).unwrap().len() as usize;
     std::fs::write(&path, vec![b'x'; len]).unwrap();
 }
@@ -43,7 +43,7 @@ fn recs(path: &Path, rows: &[(i64, i64, u32)]) {
 /// The copied set's offline lists replaced, manifest and all, by one of users the run's
 /// encoders do not know: another run's file, sizes matching its own manifest.
 fn foreign_recommendations(dir: &Path) {
-    let ranking = dir.join("artifacts/ranking");
+    let ranking = stage_dir(&dir.join("artifacts"), "ranking");
     let file = ranking.join("recommendations.parquet");
     let batches = musicrec_data::parquet_io::read_batches(&file).unwrap();
     let batch = &batches[0];
@@ -240,25 +240,25 @@ fn cases() -> Vec<Case> {
         ),
         after(
             "serve without the matrices manifest",
-            |d| std::fs::remove_file(d.join("artifacts/matrices/manifest.json")).unwrap(),
+            |d| std::fs::remove_file(in_copy(d, "matrices/manifest.json")).unwrap(),
             SERVE_COPY,
             refused(&["matrices", "no manifest.json"]),
         ),
         after(
             "serve with a manifest that is not JSON",
-            |d| std::fs::write(d.join("artifacts/als/manifest.json"), b"{\"stage\": ").unwrap(),
+            |d| std::fs::write(in_copy(d, "als/manifest.json"), b"{\"stage\": ").unwrap(),
             SERVE_COPY,
             refused(&["als", "not a valid manifest"]),
         ),
         after(
             "serve with an output missing",
-            |d| std::fs::remove_file(d.join("artifacts/ranking/recommendations.parquet")).unwrap(),
+            |d| std::fs::remove_file(in_copy(d, "ranking/recommendations.parquet")).unwrap(),
             SERVE_COPY,
             refused(&["ranking", "recommendations.parquet is missing"]),
         ),
         after(
             "serve with an output of another size",
-            |d| std::fs::write(d.join("artifacts/top_items/model.bin"), b"short").unwrap(),
+            |d| std::fs::write(in_copy(d, "top_items/model.bin"), b"short").unwrap(),
             SERVE_COPY,
             refused(&["top_items", "model.bin has 5 bytes"]),
         ),
@@ -381,6 +381,47 @@ fn cases() -> Vec<Case> {
             },
             &["runs", "show", "broken-als", "--artifacts", "{art}"],
             refused(&["broken-als.json"]),
+        ),
+        // Versions (docs/pipeline.md#versions).
+        case(
+            "evaluate --version that is not kept",
+            &[
+                "evaluate",
+                "--recs",
+                "{shared}/ranking/recommendations.parquet",
+                "--window",
+                "test",
+                "--artifacts",
+                "{shared}",
+                "--version",
+                "nope",
+            ],
+            refused(&["--version", "no version `nope`", "musicrec runs versions"]),
+        ),
+        case(
+            "runs rollback to a version that is not kept",
+            &["runs", "rollback", "nope", "--artifacts", "{copy}"],
+            refused(&["no version `nope`"]),
+        ),
+        after(
+            "serve a CURRENT that names no version",
+            |d| std::fs::write(d.join("artifacts/CURRENT"), b"gone\n").unwrap(),
+            SERVE_COPY,
+            refused(&["CURRENT: names a version that is not there", "no version `gone`"]),
+        ),
+        after(
+            "evaluate a CURRENT that is no version id",
+            |d| std::fs::write(d.join("artifacts/CURRENT"), b"../x\n").unwrap(),
+            &[
+                "evaluate",
+                "--recs",
+                "{shared}/ranking/recommendations.parquet",
+                "--window",
+                "test",
+                "--artifacts",
+                "{copy}",
+            ],
+            refused(&["CURRENT", "`../x` is not a version id"]),
         ),
     ]
 }

@@ -191,7 +191,7 @@ fn addr(service: &ServiceProcess) -> String {
 
 /// A track of the run with similar tracks (the first of ALS's similar list).
 fn similar_track() -> i64 {
-    let file = shared().art.join("als/similar.parquet");
+    let file = stage_dir(&shared().art, "als").join("similar.parquet");
     musicrec_data::parquet_io::read_i64_column(&file, "track_id").unwrap()[0]
 }
 
@@ -359,7 +359,7 @@ fn reloading_a_broken_set_under_load_keeps_the_old_one() {
             .unwrap();
         (response.status().as_u16(), response.json::<serde_json::Value>().unwrap())
     };
-    let file = art.join("ranking/recommendations.parquet");
+    let file = stage_dir(&art, "ranking").join("recommendations.parquet");
     let len = std::fs::metadata(&file).unwrap().len() as usize;
     std::fs::write(&file, vec![b'x'; len]).unwrap();
     let (status, body) = reload();
@@ -369,7 +369,7 @@ fn reloading_a_broken_set_under_load_keeps_the_old_one() {
     assert_eq!(health["model_version"], version);
     assert!(health["last_reload_error"].as_str().unwrap_or_default().contains("recommendations.parquet"), "{health}");
 
-    std::fs::remove_file(art.join("matrices/manifest.json")).unwrap();
+    std::fs::remove_file(stage_dir(&art, "matrices").join("manifest.json")).unwrap();
     let (status, body) = reload();
     assert!(status == 422 && body["error"].as_str().unwrap().contains("matrices"), "{status} {body}");
     service.signal("HUP");

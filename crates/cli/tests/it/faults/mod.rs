@@ -104,7 +104,7 @@ impl SharedRun {
 
     /// One old user of the run (the first of its offline lists).
     pub fn old_user(&self) -> i64 {
-        let recs = self.art.join("ranking/recommendations.parquet");
+        let recs = stage_dir(&self.art, "ranking").join("recommendations.parquet");
         musicrec_data::parquet_io::read_i64_column(&recs, "user_id").unwrap()[0]
     }
 }
@@ -114,6 +114,18 @@ pub fn copy_of_shared(dir: &Path) -> PathBuf {
     let to = dir.join("artifacts");
     copy_dir(&shared().art, &to);
     to
+}
+
+/// File `file` (`<stage>/<name>`) of the copy of the shared run under `dir`, in the version it
+/// serves.
+pub fn in_copy(dir: &Path, file: &str) -> PathBuf {
+    in_version(&dir.join("artifacts"), file)
+}
+
+/// `<stage>/<rest>` resolved in the current version of the artifacts at `art`.
+fn in_version(art: &Path, file: &str) -> PathBuf {
+    let (stage, rest) = file.split_once('/').expect("a file is named `<stage>/<name>`");
+    stage_dir(art, stage).join(rest)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -129,9 +141,11 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Files under `art` but run records: a stage that refuses its input is on record as failed.
+/// Files under `art` but run records (a stage that refuses its input is on record as failed)
+/// and the lock files of the writer and of a version's readers, which hold no output.
 fn written_under(art: &Path) -> Vec<PathBuf> {
-    files_under(art).into_iter().filter(|f| !f.starts_with(art.join("runs"))).collect()
+    let lock = |f: &Path| f.file_name().is_some_and(|n| n == ".writer.lock" || n == ".readers");
+    files_under(art).into_iter().filter(|f| !f.starts_with(art.join("runs")) && !lock(f)).collect()
 }
 
 /// A command-line case: `args` with placeholders, run in a scratch directory that `setup`
@@ -198,7 +212,9 @@ fn run_case(case: &Case) -> Result<(), String> {
             .replace("{copy}", dir.join("artifacts").to_str().unwrap())
             .replace("{file}", dir.join("file").to_str().unwrap())
             .replace("{tmp}", dir.to_str().unwrap());
-        if arg.contains("{shared}") {
+        if let Some(file) = arg.strip_prefix("{shared}/") {
+            arg = in_version(&shared().art, file).to_str().unwrap().to_string();
+        } else if arg.contains("{shared}") {
             arg = arg.replace("{shared}", shared().art());
         }
         if arg.contains("{user}") {
