@@ -7,9 +7,9 @@
 //! python bench/reference/pipeline.py --data DIR --models als --set threads=2 --set als.factors=64 --set als.min_users_per_item=5
 //! ```
 //!
-//! Data, split and NDCG as the reference (see `common`), same parameters, and the training
-//! loss computed every iteration as the reference asks implicit to (`--no-loss` to leave it
-//! out). Prints one JSON object.
+//! Data, split and NDCG as the reference (see `common`), same parameters, and no training
+//! loss, as the reference leaves implicit's `calculate_training_loss` at its default (`--loss`
+//! computes it every iteration). Prints one JSON object.
 
 mod common;
 
@@ -19,10 +19,10 @@ use musicrec_models::{Als, AlsParams, Recommender};
 
 fn main() -> Result<(), String> {
     let mut params = AlsParams { factors: 64, min_users_per_item: 5, ..AlsParams::default() };
-    let mut loss = true;
+    let mut loss = false;
     let args = common::parse(|flag, value| {
         match flag {
-            "--no-loss" => loss = false,
+            "--loss" => loss = true,
             "--factors" => params.factors = value()? as usize,
             "--iterations" => params.iterations = value()? as usize,
             "--regularization" => params.regularization = value()? as f32,
