@@ -39,7 +39,7 @@ use musicrec_service::ServiceError;
 use musicrec_service::catalogue::{Fields, Track};
 use musicrec_service::model::ServingModel;
 use musicrec_synth::{GenerateOptions, Scale};
-use musicrec_tracking::{TrackingError, render, select};
+use musicrec_tracking::{RunRecord, Status, TrackingError, render, select};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -580,7 +580,14 @@ fn run(
     if scorer {
         ctx.artifacts = store.current()?;
     } else {
-        mark_abandoned(&store, &ctx.run_id);
+        match ctx.tracking.abandon_killed_runs() {
+            Ok(marked) if !marked.is_empty() => {
+                tracing::warn!(records = %marked.join(", "), "marked the records of a killed run abandoned")
+            }
+            Ok(_) => {}
+            // Only the records' status is at stake, not this run.
+            Err(e) => tracing::warn!(error = %e, "could not mark the records of killed runs"),
+        }
         ctx.artifacts = store.begin_version(&ctx.run_id)?;
     }
     let result = musicrec_pipeline::run_stages(&ctx, &stages).and_then(|manifests| {
@@ -658,18 +665,6 @@ fn run(
     Ok(())
 }
 
-/// Marks the records of runs killed mid-stage `abandoned`; the caller holds the writer lock, so
-/// no run that could still end them is alive. A failure only leaves them as they were.
-fn mark_abandoned(store: &Artifacts, own_run: &str) {
-    match musicrec_tracking::store::mark_abandoned(store, own_run) {
-        Ok(marked) if !marked.is_empty() => {
-            tracing::warn!(records = %marked.join(", "), "marked the records of a killed run abandoned")
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "could not mark the records of killed runs"),
-    }
-}
-
 fn print_tracking(summary: &musicrec_tracking::TrackingSummary, artifacts: &Artifacts) {
     println!("run records: {} (musicrec runs list --artifacts {})", summary.records, artifacts.location());
     if let Some(url) = &summary.mlflow_run_url {
@@ -696,13 +691,16 @@ fn runs(command: RunsCommand) -> anyhow::Result<()> {
             let stage = stage.as_deref().map(Stage::parse).transpose()?;
             let sort = sort.as_deref().map(select::SortKey::parse).transpose()?;
             let store = open_artifacts(&artifacts)?;
-            // A free writer lock means no run is alive to end the records still `running`. (A
-            // local directory that does not exist has none: listing must not create it.)
+            // A free writer lock means no run is alive to end the records still `running`: they
+            // show as abandoned. Listing changes no record; the next run records it (and tells
+            // MLflow). A local directory that does not exist has no lock: listing must not
+            // create it.
             let exists = store.is_remote() || store.root().is_dir();
-            if exists && let Ok(Ok(_lock)) = store.try_lock("runs list", LockMode::Writer) {
-                mark_abandoned(&store, "");
+            let writer_gone = exists && matches!(store.try_lock("runs list", LockMode::Writer), Ok(Ok(_)));
+            let records::Listing { mut records, unreadable } = records::list(&store)?;
+            if writer_gone {
+                records.iter_mut().filter(|r| r.status == Status::Running).for_each(RunRecord::abandon);
             }
-            let records::Listing { records, unreadable } = records::list(&store)?;
             let mut records = select::of_stage(records, stage.map(Stage::as_str));
             if let Some(key) = &sort {
                 select::sort(&mut records, key)?;

@@ -71,6 +71,11 @@ impl RunTracking {
         Ok(self.tracker().stage_ended(run, outcome)?)
     }
 
+    /// Closes what killed runs left open: see `Tracker::abandon_killed_runs`.
+    pub fn abandon_killed_runs(&self) -> Result<Vec<String>, PipelineError> {
+        Ok(self.tracker().abandon_killed_runs()?)
+    }
+
     /// The fingerprint of the run's input data (its records' `data_fingerprint` tag).
     pub fn data_fingerprint(&self) -> String {
         self.tracker().run().tags.get("data_fingerprint").cloned().unwrap_or_default()

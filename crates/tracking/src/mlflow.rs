@@ -262,6 +262,21 @@ impl Mlflow {
         self.call(Method::POST, "api/2.0/mlflow/runs/update", &[], Some(&body)).map(drop)
     }
 
+    /// The runs of `experiment_id` still `RUNNING` that carry the tag `pipeline_run_id` =
+    /// `pipeline_run` (the pipeline's run and its stages' runs).
+    pub fn running_runs(&self, experiment_id: &str, pipeline_run: &str) -> Result<Vec<String>, TrackingError> {
+        // Run ids are ours (timestamp-pid); a quote would end MLflow's filter string early.
+        let quoted = pipeline_run.replace('\'', "");
+        let body = json!({
+            "experiment_ids": [experiment_id],
+            "filter": format!("tags.pipeline_run_id = '{quoted}' and attributes.status = 'RUNNING'"),
+            "max_results": 1000,
+        });
+        let answer = self.call(Method::POST, "api/2.0/mlflow/runs/search", &[], Some(&body))?;
+        let runs = answer["runs"].as_array().map(Vec::as_slice).unwrap_or_default();
+        Ok(runs.iter().map(|run| id_of(&run["info"], "run_id")).collect())
+    }
+
     /// Uploads files (name, bytes) into the run's artifact root, all at once; the result of
     /// each, in order.
     pub fn upload(&self, run: &RunInfo, files: Vec<(String, Vec<u8>)>) -> Vec<(String, Result<(), TrackingError>)> {

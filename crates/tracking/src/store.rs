@@ -85,14 +85,14 @@ pub fn list(store: &dyn RecordStore) -> Result<Listing, TrackingError> {
 /// Marks `abandoned` every record still `running` but of run `except` (the caller's own): the
 /// caller holds the writer lock or found it free, so no run that writes them is alive. (A
 /// sharded scorer on S3 runs without that lock; if one is marked, its own end record replaces
-/// the mark.) Returns the ids marked.
-pub fn mark_abandoned(store: &dyn RecordStore, except: &str) -> Result<Vec<String>, TrackingError> {
+/// the mark.) Returns the records marked.
+pub fn mark_abandoned(store: &dyn RecordStore, except: &str) -> Result<Vec<RunRecord>, TrackingError> {
     let mut marked = Vec::new();
     for mut record in list(store)?.records {
         if record.status == Status::Running && record.pipeline_run_id != except {
             record.abandon();
             save(store, &record)?;
-            marked.push(record.id);
+            marked.push(record);
         }
     }
     Ok(marked)
@@ -143,7 +143,8 @@ mod tests {
         for r in [&killed, &done, &mine] {
             save(&store, r).unwrap();
         }
-        assert_eq!(mark_abandoned(&store, "20260102T000000Z-2").unwrap(), [killed.id.as_str()]);
+        let marked = mark_abandoned(&store, "20260102T000000Z-2").unwrap();
+        assert_eq!(marked.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [killed.id.as_str()]);
         let statuses: Vec<Status> = list(&store).unwrap().records.iter().map(|r| r.status).collect();
         assert_eq!(statuses, [Status::Abandoned, Status::Failed, Status::Running]);
         assert!(mark_abandoned(&store, "20260102T000000Z-2").unwrap().is_empty(), "once");

@@ -7,7 +7,7 @@
 //! server is unreachable (no connection, no answer within the timeout) the run stops calling
 //! it, so a dead server costs at most one timeout.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, mpsc};
 
 use chrono::Utc;
@@ -75,9 +75,21 @@ struct Sender {
 }
 
 enum Job {
-    Start { record: RunRecord },
-    End { record: RunRecord, uploads: Vec<String> },
-    Finish { ok: bool, reply: mpsc::Sender<Report> },
+    Start {
+        record: RunRecord,
+    },
+    End {
+        record: RunRecord,
+        uploads: Vec<String>,
+    },
+    Finish {
+        ok: bool,
+        reply: mpsc::Sender<Report>,
+    },
+    /// Pipeline runs whose process died: their MLflow runs still say `RUNNING`.
+    Killed {
+        pipeline_runs: Vec<String>,
+    },
 }
 
 /// What the sender says when the pipeline run finishes.
@@ -133,6 +145,18 @@ impl Tracker {
         store::save(self.store.as_ref(), &record)?;
         self.send(Job::Start { record: record.clone() });
         Ok(StageRun { record })
+    }
+
+    /// Marks `abandoned` the records other pipeline runs left `running` (the caller holds the
+    /// writer lock, so their processes are gone) and ends their MLflow runs as `KILLED`, in the
+    /// background like every call to the server. Returns the record ids marked.
+    pub fn abandon_killed_runs(&mut self) -> Result<Vec<String>, TrackingError> {
+        let marked = store::mark_abandoned(self.store.as_ref(), &self.run.id)?;
+        let pipeline_runs: BTreeSet<String> = marked.iter().map(|record| record.pipeline_run_id.clone()).collect();
+        if !pipeline_runs.is_empty() {
+            self.send(Job::Killed { pipeline_runs: pipeline_runs.into_iter().collect() });
+        }
+        Ok(marked.into_iter().map(|record| record.id).collect())
     }
 
     /// Records how `stage` ended: what it produced, or the error it failed with.
@@ -223,6 +247,7 @@ impl Remote {
                         self.send_stage(&record, &info, &uploads, store);
                     }
                 }
+                Job::Killed { pipeline_runs } => self.end_killed(run, &pipeline_runs),
                 Job::Finish { ok, reply } => {
                     if let Some(parent) = self.parent.take() {
                         let status = if ok { "FINISHED" } else { "FAILED" };
@@ -236,6 +261,20 @@ impl Remote {
                         links: std::mem::take(&mut self.links),
                     });
                 }
+            }
+        }
+    }
+
+    /// Ends as `KILLED` the MLflow runs (pipeline and stages) of pipeline runs that died. The
+    /// experiment comes with this run's own pipeline run, which it needs anyway.
+    fn end_killed(&mut self, run: &PipelineRun, pipeline_runs: &[String]) {
+        let Some(parent) = self.parent(run) else { return };
+        let end_ms = Utc::now().timestamp_millis();
+        for killed in pipeline_runs {
+            let what = format!("killed run {killed}");
+            let Some(running) = self.send(&what, |c| c.running_runs(&parent.experiment_id, killed)) else { continue };
+            for mlflow_run in running {
+                self.send(&format!("{what}: status"), |c| c.end_run(&mlflow_run, "KILLED", end_ms));
             }
         }
     }

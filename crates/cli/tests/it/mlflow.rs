@@ -1,11 +1,13 @@
 //! Tracking to the real MLflow server of `scripts/services.sh` (`MLFLOW_TRACKING_URI`): a full
 //! `tiny` run read back through the REST API (every stage's run with its params, metrics, loss
 //! history and downloadable artifacts), artifacts straight to S3 for an `s3://` experiment,
-//! and a server that goes away mid-run.
+//! a server that goes away mid-run, and a killed run whose MLflow runs the next run ends.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -303,4 +305,58 @@ fn a_server_that_dies_mid_run_loses_nothing_locally() {
     );
     assert_eq!(parents.len(), 1);
     assert_eq!(parents[0]["info"]["status"], "RUNNING", "the server was gone when the pipeline's run ended");
+}
+
+#[test]
+#[ignore = "needs scripts/services.sh start (run by .ci/run)"]
+fn a_killed_runs_mlflow_runs_end_killed_when_the_next_run_starts() {
+    let rest = Rest::new();
+    let experiment = unique("killed");
+    let uri = server();
+    let tiny = TinyRun::generated(12)
+        .config(&ENV)
+        .config(&[("MLFLOW_TRACKING_URI", uri.as_str()), ("MUSICREC__TRACKING__EXPERIMENT", experiment.as_str())])
+        .prepare();
+    // An ALS slow enough in a debug build to be killed while its MLflow run is open.
+    let slow = [("MUSICREC__ALS__FACTORS", "64"), ("MUSICREC__ALS__ITERATIONS", "400")];
+    let mut child = tiny.command(&[], &slow).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let killed = loop {
+        assert!(std::time::Instant::now() < deadline, "the run's `als` never showed in MLflow");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(100));
+        let Some(experiment_id) = rest.experiment_id_if_any(&experiment) else { continue };
+        let (children, _) = rest.runs(&experiment_id);
+        if let Some(als) = children.get("als") {
+            break tag(als, "pipeline_run_id").unwrap();
+        }
+    };
+    child.kill().unwrap(); // SIGKILL: nothing of the run ends its MLflow runs.
+    child.wait().unwrap();
+    let experiment_id = rest.experiment_id(&experiment);
+    let statuses = |pipeline_run: &str| -> BTreeMap<String, String> {
+        let answer = rest.post(
+            "api/2.0/mlflow/runs/search",
+            &json!({"experiment_ids": [experiment_id], "filter": format!("tags.pipeline_run_id = '{pipeline_run}'")}),
+        );
+        let runs = answer["runs"].as_array().cloned().unwrap_or_default();
+        runs.iter()
+            .map(|r| {
+                (r["info"]["run_name"].as_str().unwrap().to_string(), r["info"]["status"].as_str().unwrap().into())
+            })
+            .collect()
+    };
+    let before = statuses(&killed);
+    assert_eq!(before.get("als").map(String::as_str), Some("RUNNING"), "{before:?}");
+
+    let out = tiny.pipeline(Some("preprocess"), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = statuses(&killed);
+    assert_eq!(after.keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>(), "no run added or lost");
+    for (name, status) in &after {
+        let was = &before[name];
+        let expected = if was == "RUNNING" { "KILLED" } else { was.as_str() };
+        assert_eq!(status, expected, "{name}: was {was}");
+    }
+    assert_eq!(local_record(&tiny.art, &killed, "als")["status"], "abandoned");
 }

@@ -30,9 +30,7 @@ impl Rest {
     }
 
     pub fn send(&self, request: reqwest::blocking::RequestBuilder) -> reqwest::blocking::Response {
-        let response = request.send().expect("MLflow answers");
-        assert!(response.status().is_success(), "MLflow said {}: {}", response.status(), response.text().unwrap());
-        response
+        checked(request.send().expect("MLflow answers"))
     }
 
     pub fn get(&self, path: &str, query: &[(&str, &str)]) -> Value {
@@ -48,6 +46,21 @@ impl Rest {
     pub fn experiment_id(&self, name: &str) -> String {
         let answer = self.get("api/2.0/mlflow/experiments/get-by-name", &[("experiment_name", name)]);
         answer["experiment"]["experiment_id"].as_str().expect("experiment ids are strings").to_string()
+    }
+
+    /// The experiment's id, or `None` while it does not exist.
+    pub fn experiment_id_if_any(&self, name: &str) -> Option<String> {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/api/2.0/mlflow/experiments/get-by-name", self.base),
+            [("experiment_name", name)],
+        )
+        .unwrap();
+        let response = self.http.get(url).send().expect("MLflow answers");
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return None;
+        }
+        let answer: Value = serde_json::from_str(&checked(response).text().unwrap()).unwrap();
+        Some(answer["experiment"]["experiment_id"].as_str().expect("experiment ids are strings").to_string())
     }
 
     /// Every run of the experiment: (stage run name → run) and the pipeline's run(s).
@@ -79,6 +92,11 @@ impl Rest {
         .unwrap();
         self.send(self.http.get(url)).bytes().unwrap().to_vec()
     }
+}
+
+fn checked(response: reqwest::blocking::Response) -> reqwest::blocking::Response {
+    assert!(response.status().is_success(), "MLflow said {}: {}", response.status(), response.text().unwrap());
+    response
 }
 
 pub fn pairs(run: &Value, kind: &str) -> BTreeMap<String, Value> {
