@@ -14,9 +14,10 @@
 //! counts it (12 bytes per element). Gather: dot products of a fixed vector with factor rows of
 //! `--k` floats picked at random among `--rows`, each row prefetched a few rows ahead, as the
 //! ALS solve fetches the other side's rows. Mat-vec: the product of a k × k matrix (in L2)
-//! with a vector, in 64-column panels of 8 register accumulators, the loop of every CG step
-//! (`Simd::symmetric_mat_vec`): one load of the matrix per FMA. Each figure is the best of a few repetitions:
-//! the machine is shared, and the best run is the one least disturbed.
+//! with a vector, in 64-column panels of 8 register accumulators: the loop of every CG step
+//! (`musicrec_models::symmetric_mat_vec`, measured itself), one load of the matrix per FMA.
+//! Each figure is the best of a few repetitions: the machine is shared, and the best run is the
+//! one least disturbed.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -112,8 +113,7 @@ mod x86 {
             let m: Vec<f32> = (0..k * k).map(|i| (i % 5) as f32 * 0.125).collect();
             let v = vec![0.5f32; k];
             for threads in [1, 2] {
-                // SAFETY: AVX2 and FMA were detected above.
-                let seconds = best_time(|| on_threads(threads, |_| unsafe { mat_vecs(&m, &v) }));
+                let seconds = best_time(|| on_threads(threads, |_| mat_vecs(&m, &v)));
                 let flops = (threads * MAT_VECS * 2 * k * k) as f64;
                 println!("mat-vec {k} x {k}, {threads} thread(s): {:.1} GFLOP/s", flops / seconds / 1e9);
             }
@@ -186,53 +186,14 @@ mod x86 {
 
     /// `MAT_VECS` products `m · v` (k × k row-major, k = `v.len()`), each fed the previous
     /// result scaled down, so none can be skipped; returns the last one's sum.
-    #[target_feature(enable = "avx2,fma")]
     fn mat_vecs(m: &[f32], v: &[f32]) -> f32 {
         let k = v.len();
         let (mut input, mut out) = (v.to_vec(), vec![0.0f32; k]);
         for _ in 0..MAT_VECS {
-            mat_vec(m, &input, &mut out);
+            musicrec_models::symmetric_mat_vec(m, &input, &mut out);
             input.iter_mut().zip(&out).for_each(|(i, &o)| *i = o * 1e-3);
         }
         out.iter().sum()
-    }
-
-    /// `out = Σ_j v[j] · m_j` in panels of 64 output columns held in 8 registers over all rows,
-    /// then of 8; scalar for the last k mod 8.
-    #[target_feature(enable = "avx2,fma")]
-    fn mat_vec(m: &[f32], v: &[f32], out: &mut [f32]) {
-        let k = v.len();
-        assert!(m.len() >= k * k && out.len() >= k, "matrix-vector shapes");
-        let mut start = 0;
-        while start + 64 <= k {
-            let mut acc = [_mm256_setzero_ps(); 8];
-            for (j, &scale) in v.iter().enumerate() {
-                let scale = _mm256_set1_ps(scale);
-                for (l, a) in acc.iter_mut().enumerate() {
-                    // SAFETY: j < k and start + 8l + 8 <= k: inside row j of m.
-                    *a = _mm256_fmadd_ps(scale, unsafe { _mm256_loadu_ps(m.as_ptr().add(j * k + start + 8 * l)) }, *a);
-                }
-            }
-            for (l, a) in acc.iter().enumerate() {
-                // SAFETY: start + 8l + 8 <= k <= out.len().
-                unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(start + 8 * l), *a) };
-            }
-            start += 64;
-        }
-        while start + 8 <= k {
-            let mut acc = _mm256_setzero_ps();
-            for (j, &scale) in v.iter().enumerate() {
-                // SAFETY: j < k and start + 8 <= k: inside row j of m.
-                let row = unsafe { _mm256_loadu_ps(m.as_ptr().add(j * k + start)) };
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(scale), row, acc);
-            }
-            // SAFETY: start + 8 <= k <= out.len().
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(start), acc) };
-            start += 8;
-        }
-        for (column, o) in out.iter_mut().enumerate().take(k).skip(start) {
-            *o = v.iter().enumerate().map(|(j, &scale)| scale * m[j * k + column]).sum();
-        }
     }
 
     /// `out = b + s·c`, left to the compiler's vectoriser: a memory-bound loop needs no more.

@@ -42,6 +42,7 @@ pub use item2item::{Item2Item, Item2ItemParams, Metric};
 pub use params::{Hyperparameters, InvalidParameter, ParamCheck};
 pub use popular::{TopItems, TopItemsParams};
 pub use recommendations::Recommendations;
+pub use simd::symmetric_mat_vec;
 
 /// What a model trains on. Models that learn from listens alone read `user_items`; content
 /// models also need `item_features`, whose rows are the items of `user_items`' columns.

@@ -126,6 +126,17 @@ impl Simd for Portable {
     }
 }
 
+/// `out = m · v` for a symmetric k × k `m` (k = `v.len()`) with the instruction set the ALS
+/// solve uses on this machine: public so that `examples/fma_peak.rs` measures the CG loop
+/// itself, not a copy of it.
+pub fn symmetric_mat_vec(m: &[f32], v: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(simd) = Avx2Fma::detect() {
+        return simd.symmetric_mat_vec(m, v, out);
+    }
+    Portable.symmetric_mat_vec(m, v, out)
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::Avx2Fma;
 
