@@ -7,10 +7,13 @@
 //! and one pass over the row's entries, which skips those with confidence exactly 1 (one
 //! listen at alpha 1, the most common value): they add nothing to `A_u`.
 //!
-//! Rows are solved one at a time, all steps in a row: the factor rows of its entries are
-//! fetched from memory once (prefetched a few entries ahead) and stay in L1/L2 for the other
-//! passes. Batching the dense products of many rows into one GEMM was measured slower here:
-//! it keeps every row's entries live across the steps, more than L2 holds.
+//! Rows are solved four at a time in lockstep, all steps of the four together: the factor rows
+//! of their entries are fetched from memory once (prefetched a few entries ahead) and stay in
+//! L2 for the other passes, and each CG step's four products with `YᵀY + λI` share one pass
+//! over it (`Simd::symmetric_mat_vec4`), which the steps are bound by: alone, every FMA waits
+//! for its own load of the matrix from L2. Batching the dense products of many more rows into
+//! one GEMM was measured slower: it keeps every row's entries live across the steps, more than
+//! L2 holds.
 
 use musicrec_data::CsrMatrix;
 
@@ -39,16 +42,22 @@ pub(super) struct Side<'a> {
     pub cg_steps: usize,
 }
 
-/// Per-thread work vectors of the CG solve.
+/// Rows solved together (see the module's comment).
+const LOCKSTEP: usize = 4;
+
+/// Per-thread work vectors of the CG solve, one set per row of a lockstep block.
 pub(super) struct Scratch {
-    residual: Vec<f32>,
-    direction: Vec<f32>,
-    product: Vec<f32>,
+    residual: [Vec<f32>; LOCKSTEP],
+    direction: [Vec<f32>; LOCKSTEP],
+    product: [Vec<f32>; LOCKSTEP],
+    /// Each row's squared residual norm.
+    norm: [f32; LOCKSTEP],
 }
 
 impl Scratch {
     pub fn new(k: usize) -> Self {
-        Self { residual: vec![0.0; k], direction: vec![0.0; k], product: vec![0.0; k] }
+        let vectors = || std::array::from_fn(|_| vec![0.0; k]);
+        Self { residual: vectors(), direction: vectors(), product: vectors(), norm: [0.0; LOCKSTEP] }
     }
 }
 
@@ -104,70 +113,163 @@ fn solve_rows_with<S: Simd>(
     observed_loss: bool,
 ) -> f64 {
     let mut loss = 0.0f64;
-    for (row, x) in xs.chunks_exact_mut(side.k).enumerate() {
-        let (columns, confidences) = side.confidence.row(first_row + row);
-        solve_row(simd, side, columns, confidences, x, scratch);
+    for (block, xs) in xs.chunks_mut(LOCKSTEP * side.k).enumerate() {
+        let first = first_row + block * LOCKSTEP;
+        solve_block(simd, side, first, xs, scratch);
         if observed_loss {
-            for (&i, &c) in columns.iter().zip(confidences) {
-                let score = f64::from(simd.dot(fixed_row(side, i), x));
-                let c = f64::from(c);
-                loss += (c - 1.0) * score * score - 2.0 * c * score + c;
+            for (row, x) in xs.chunks_exact(side.k).enumerate() {
+                let (columns, confidences) = side.confidence.row(first + row);
+                for (&i, &c) in columns.iter().zip(confidences) {
+                    let score = f64::from(simd.dot(fixed_row(side, i), x));
+                    let c = f64::from(c);
+                    loss += (c - 1.0) * score * score - 2.0 * c * score + c;
+                }
             }
         }
     }
     loss
 }
 
+/// `outs[r] = (YᵀY + λI) · ins[r]` for the active rows: one pass over the matrix for all four
+/// when all four are active (a row stops when its residual vanishes; a block at the end of a
+/// task may be short).
 #[inline(always)]
-fn solve_row<S: Simd>(
+fn gram_times<S: Simd>(
     simd: S,
-    side: &Side<'_>,
-    columns: &[u32],
-    confidences: &[f32],
-    x: &mut [f32],
-    scratch: &mut Scratch,
+    gram: &[f32],
+    active: [bool; LOCKSTEP],
+    ins: [&[f32]; LOCKSTEP],
+    outs: [&mut [f32]; LOCKSTEP],
 ) {
-    if columns.is_empty() {
-        x.fill(0.0);
+    if active == [true; LOCKSTEP] {
+        simd.symmetric_mat_vec4(gram, ins, outs);
         return;
     }
-    let Scratch { residual: r, direction: p, product: ap } = scratch;
-    // r = b − A·x. The first touch of the row's factor rows: they come from memory, so ask for
+    for ((v, out), on) in ins.into_iter().zip(outs).zip(active) {
+        if on {
+            simd.symmetric_mat_vec(gram, v, out);
+        }
+    }
+}
+
+/// Up to `LOCKSTEP` rows (`xs`, from `first_row`), each with exactly the CG of a row solved
+/// alone: the same operations in the same order, only interleaved with the other rows'.
+#[inline(always)]
+fn solve_block<S: Simd>(simd: S, side: &Side<'_>, first_row: usize, xs: &mut [f32], scratch: &mut Scratch) {
+    let mut rows = xs.chunks_exact_mut(side.k);
+    // Past a short block's end: empty rows, never active.
+    let mut x: [&mut [f32]; LOCKSTEP] = std::array::from_fn(|_| rows.next().unwrap_or_default());
+    let entries: [(&[u32], &[f32]); LOCKSTEP] =
+        std::array::from_fn(|r| if x[r].is_empty() { (&[][..], &[][..]) } else { side.confidence.row(first_row + r) });
+    let mut active: [bool; LOCKSTEP] = std::array::from_fn(|r| !entries[r].0.is_empty());
+    // A row without entries becomes 0, its regularised optimum.
+    for (x, &on) in x.iter_mut().zip(&active) {
+        if !on {
+            x.fill(0.0);
+        }
+    }
+    let Scratch { residual, direction, product, norm } = scratch;
+
+    // r = b − A·x. The first touch of the rows' factor rows: they come from memory, so ask for
     // them a few entries ahead.
-    simd.symmetric_mat_vec(side.gram_reg, x, r);
-    r.iter_mut().for_each(|v| *v = -*v);
-    for (e, (&i, &c)) in columns.iter().zip(confidences).enumerate() {
-        if let Some(&ahead) = columns.get(e + PREFETCH_AHEAD) {
-            simd.prefetch(fixed_row(side, ahead));
+    gram_times(simd, side.gram_reg, active, x.each_ref().map(|x| &**x), residual.each_mut().map(Vec::as_mut_slice));
+    for r in 0..LOCKSTEP {
+        if !active[r] {
+            continue;
         }
-        let y = fixed_row(side, i);
-        let weight = if c == 1.0 { c } else { c - (c - 1.0) * simd.dot(y, x) };
-        simd.axpy(weight, y, r);
-    }
-    p.copy_from_slice(r);
-    let mut residual_norm = simd.dot(r, r);
-    if residual_norm < CONVERGED {
-        return;
-    }
-    for _ in 0..side.cg_steps {
-        simd.symmetric_mat_vec(side.gram_reg, p, ap);
-        for (&i, &c) in columns.iter().zip(confidences) {
-            if c != 1.0 {
-                let y = fixed_row(side, i);
-                simd.axpy((c - 1.0) * simd.dot(y, p), y, ap);
+        let (columns, confidences) = entries[r];
+        let (res, x) = (&mut residual[r], &*x[r]);
+        res.iter_mut().for_each(|v| *v = -*v);
+        for (e, (&i, &c)) in columns.iter().zip(confidences).enumerate() {
+            if let Some(&ahead) = columns.get(e + PREFETCH_AHEAD) {
+                simd.prefetch(fixed_row(side, ahead));
             }
+            let y = fixed_row(side, i);
+            let weight = if c == 1.0 { c } else { c - (c - 1.0) * simd.dot(y, x) };
+            simd.axpy(weight, y, res);
         }
-        let step = residual_norm / simd.dot(p, ap);
-        simd.axpy(step, p, x);
-        simd.axpy(-step, ap, r);
-        let norm = simd.dot(r, r);
-        if norm < CONVERGED {
+        direction[r].copy_from_slice(res);
+        norm[r] = simd.dot(res, res);
+        active[r] = norm[r] >= CONVERGED;
+    }
+
+    for _ in 0..side.cg_steps {
+        if !active.contains(&true) {
             break;
         }
-        let keep = norm / residual_norm;
-        for (pi, ri) in p.iter_mut().zip(r.iter()) {
-            *pi = ri + keep * *pi;
+        let (ins, outs) = (direction.each_ref().map(Vec::as_slice), product.each_mut().map(Vec::as_mut_slice));
+        gram_times(simd, side.gram_reg, active, ins, outs);
+        for r in 0..LOCKSTEP {
+            if !active[r] {
+                continue;
+            }
+            let (columns, confidences) = entries[r];
+            let (p, ap, res) = (&mut direction[r], &mut product[r], &mut residual[r]);
+            for (&i, &c) in columns.iter().zip(confidences) {
+                if c != 1.0 {
+                    let y = fixed_row(side, i);
+                    simd.axpy((c - 1.0) * simd.dot(y, p), y, ap);
+                }
+            }
+            let step = norm[r] / simd.dot(p, ap);
+            simd.axpy(step, p, x[r]);
+            simd.axpy(-step, ap, res);
+            let next = simd.dot(res, res);
+            if next < CONVERGED {
+                active[r] = false;
+                continue;
+            }
+            let keep = next / norm[r];
+            for (pi, ri) in p.iter_mut().zip(res.iter()) {
+                *pi = ri + keep * *pi;
+            }
+            norm[r] = next;
         }
-        residual_norm = norm;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows solved in lockstep blocks (full blocks of four products at once, a block with an
+    /// empty row, a short block at the end) end exactly where each row solved alone ends, and
+    /// so does the loss up to its summation order.
+    #[test]
+    fn lockstep_blocks_solve_each_row_as_alone() {
+        let (rows, items, k) = (11usize, 9usize, 13usize);
+        let (mut r, mut c, mut v) = (Vec::new(), Vec::new(), Vec::new());
+        for row in 0..rows {
+            for item in 0..items {
+                // Row 3 has no entries, row 5 only confidences of 1.
+                if row != 3 && (row * 7 + item * 3) % 4 != 0 {
+                    r.push(row as u32);
+                    c.push(item as u32);
+                    v.push(if row == 5 { 1.0 } else { 1.0 + ((row + item) % 5) as f32 });
+                }
+            }
+        }
+        let confidence = CsrMatrix::from_coo(rows, items, &r, &c, &v);
+        let fixed: Vec<f32> = (0..items * k).map(|i| ((i * 37) % 23) as f32 / 11.0 - 1.0).collect();
+        let mut gram_reg = vec![0.0f32; k * k];
+        for a in 0..k {
+            for b in 0..k {
+                gram_reg[a * k + b] = (0..items).map(|i| fixed[i * k + a] * fixed[i * k + b]).sum();
+            }
+            gram_reg[a * k + a] += 0.1;
+        }
+        let side = Side { confidence: &confidence, fixed: &fixed, gram_reg: &gram_reg, k, cg_steps: 3 };
+        let start: Vec<f32> = (0..rows * k).map(|i| ((i * 13) % 7) as f32 / 10.0 - 0.3).collect();
+        let mut together = start.clone();
+        let mut scratch = Scratch::new(k);
+        let loss = solve_rows(&side, 0, &mut together, &mut scratch, true);
+        let mut alone = start;
+        let mut alone_loss = 0.0;
+        for (row, x) in alone.chunks_exact_mut(k).enumerate() {
+            alone_loss += solve_rows(&side, row, x, &mut scratch, true);
+        }
+        assert_eq!(together, alone);
+        assert!((loss - alone_loss).abs() <= 1e-12 * alone_loss.abs(), "{loss} against {alone_loss}");
+        assert!(together[3 * k..4 * k].iter().all(|&x| x == 0.0), "an empty row becomes 0");
     }
 }
