@@ -97,13 +97,13 @@ impl AppState {
                 let version = loaded.model.version.clone();
                 self.loaded.store(Arc::new(loaded));
                 self.last_reload_error.store(None);
-                Metrics::count(&self.metrics.reloads_ok);
+                self.metrics.reloads_ok.inc();
                 Ok(version)
             }
             Err(e) => {
                 tracing::error!(error = %e, "reload refused; the loaded artifacts stay");
                 self.last_reload_error.store(Some(Arc::new(e.to_string())));
-                Metrics::count(&self.metrics.reloads_refused);
+                self.metrics.reloads_refused.inc();
                 Err(e)
             }
         }
@@ -427,7 +427,7 @@ impl AppState {
         match self.events.latest(user, self.settings.config.events_per_user).await {
             Ok(tracks) => tracks.into_iter().filter_map(|t| model.items.encode(t)).collect(),
             Err(e) => {
-                Metrics::count(&self.metrics.redis_errors);
+                self.metrics.redis_errors.inc();
                 tracing::warn!(error = e.0, "events store unavailable: serving without the online part");
                 Vec::new()
             }
@@ -536,7 +536,7 @@ pub struct Event {
 }
 
 fn store_unavailable(s: &AppState, reason: String) -> ApiError {
-    Metrics::count(&s.metrics.redis_errors);
+    s.metrics.redis_errors.inc();
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the events store is unavailable: {reason}"))
 }
 
@@ -589,7 +589,7 @@ async fn post_event(State(s): State<Arc<AppState>>, request: Request) -> Result<
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the event log is unavailable: {e}")))?;
     s.events.add(event.user_id, event.track_id).await.map_err(|e| store_unavailable(&s, e.0))?;
-    Metrics::count(&s.metrics.events_stored);
+    s.metrics.events_stored.inc();
     let user = event.user_id;
     Ok(about_user((StatusCode::CREATED, Json(event)).into_response(), user))
 }

@@ -232,7 +232,7 @@ impl RateLimiter for RedisLimiter {
                 retry_after: Duration::from_micros(wait_us),
             }),
             Err(e) => {
-                Metrics::count(&self.metrics.redis_errors_rate_limits);
+                self.metrics.redis_errors_rate_limits.inc();
                 tracing::warn!(error = e.0, "rate limits: Redis unavailable, using this instance's budgets");
                 self.fallback.admit(endpoint, client)
             }

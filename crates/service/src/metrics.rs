@@ -194,10 +194,6 @@ impl Metrics {
         self.by_source[source as usize].inc();
     }
 
-    pub fn count(counter: &Counter) {
-        counter.inc();
-    }
-
     fn rate_limited_counter(&self, endpoint: Endpoint, scope: Scope) -> &Counter {
         &self.rate_limited[endpoint as usize][scope as usize]
     }
