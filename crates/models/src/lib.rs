@@ -18,6 +18,7 @@ mod dense;
 pub mod error;
 pub mod factors;
 mod format;
+mod huge_pages;
 pub mod item2item;
 pub mod params;
 pub mod popular;

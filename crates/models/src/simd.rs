@@ -10,6 +10,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use half::f16;
+
 pub(crate) trait Simd: Copy + Send + Sync {
     fn dot(self, a: &[f32], b: &[f32]) -> f32;
 
@@ -41,26 +43,34 @@ pub(crate) trait Simd: Copy + Send + Sync {
     /// rows in an order no hardware prefetcher can guess (BPR: ids and rows of random samples).
     fn prefetch<T>(self, values: &[T]);
 
-    /// Copies `f32` bits that other threads may be writing at the same time (BPR's Hogwild
-    /// factors) into `to`, each value read as by a `Relaxed` atomic load: a value may be
-    /// older or newer than its neighbours', never torn.
-    fn load_shared(self, from: &[AtomicU32], to: &mut [f32]);
+    /// Widens half-precision values that other threads may be writing at the same time
+    /// (BPR's Hogwild factors) into `to`: two per cell, the lower 16 bits first (their order
+    /// in memory), so `to` holds up to twice as many values as `from` has cells. Each cell is
+    /// read as by a `Relaxed` atomic load: a pair may be older or newer than its neighbours',
+    /// never torn.
+    fn load_shared_halves(self, from: &[AtomicU32], to: &mut [f32]);
 
-    /// The other way: each value written as by a `Relaxed` atomic store.
-    fn store_shared(self, from: &[f32], to: &[AtomicU32]);
+    /// The other way: each value rounded to the nearest half (ties to even), each cell written
+    /// as by a `Relaxed` atomic store (an odd last value is paired with a zero).
+    fn store_shared_halves(self, from: &[f32], to: &[AtomicU32]);
 }
 
 #[inline(always)]
-fn load_relaxed(from: &[AtomicU32], to: &mut [f32]) {
-    for (value, cell) in to.iter_mut().zip(from) {
-        *value = f32::from_bits(cell.load(Ordering::Relaxed));
+fn load_halves_relaxed(from: &[AtomicU32], to: &mut [f32]) {
+    for (pair, cell) in to.chunks_mut(2).zip(from) {
+        let bits = cell.load(Ordering::Relaxed);
+        for (value, half) in pair.iter_mut().zip([bits as u16, (bits >> 16) as u16]) {
+            *value = f16::from_bits(half).to_f32();
+        }
     }
 }
 
 #[inline(always)]
-fn store_relaxed(from: &[f32], to: &[AtomicU32]) {
-    for (&value, cell) in from.iter().zip(to) {
-        cell.store(value.to_bits(), Ordering::Relaxed);
+fn store_halves_relaxed(from: &[f32], to: &[AtomicU32]) {
+    for (pair, cell) in from.chunks(2).zip(to) {
+        let [low, high] =
+            [pair.first(), pair.get(1)].map(|v| u32::from(f16::from_f32(v.copied().unwrap_or(0.0)).to_bits()));
+        cell.store(low | high << 16, Ordering::Relaxed);
     }
 }
 
@@ -125,13 +135,13 @@ impl Simd for Portable {
     fn prefetch<T>(self, _values: &[T]) {}
 
     #[inline(always)]
-    fn load_shared(self, from: &[AtomicU32], to: &mut [f32]) {
-        load_relaxed(from, to);
+    fn load_shared_halves(self, from: &[AtomicU32], to: &mut [f32]) {
+        load_halves_relaxed(from, to);
     }
 
     #[inline(always)]
-    fn store_shared(self, from: &[f32], to: &[AtomicU32]) {
-        store_relaxed(from, to);
+    fn store_shared_halves(self, from: &[f32], to: &[AtomicU32]) {
+        store_halves_relaxed(from, to);
     }
 }
 
@@ -155,9 +165,10 @@ mod x86 {
     use std::arch::x86_64::*;
     use std::sync::atomic::AtomicU32;
 
-    use super::{Simd, load_relaxed, store_relaxed};
+    use super::{Simd, load_halves_relaxed, store_halves_relaxed};
 
-    /// Proof that this CPU has AVX2 and FMA.
+    /// Proof that this CPU has AVX2, FMA and F16C (every AVX2 CPU has F16C, which came a
+    /// generation earlier).
     #[derive(Debug, Clone, Copy)]
     pub(crate) struct Avx2Fma {
         _detected: (),
@@ -165,7 +176,8 @@ mod x86 {
 
     impl Avx2Fma {
         pub fn detect() -> Option<Self> {
-            (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then_some(Self { _detected: () })
+            (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c"))
+                .then_some(Self { _detected: () })
         }
     }
 
@@ -217,15 +229,15 @@ mod x86 {
         }
 
         #[inline(always)]
-        fn load_shared(self, from: &[AtomicU32], to: &mut [f32]) {
-            // SAFETY: as above.
-            unsafe { load_shared(from, to) }
+        fn load_shared_halves(self, from: &[AtomicU32], to: &mut [f32]) {
+            // SAFETY: `self` exists only where F16C was detected too.
+            unsafe { load_shared_halves(from, to) }
         }
 
         #[inline(always)]
-        fn store_shared(self, from: &[f32], to: &[AtomicU32]) {
+        fn store_shared_halves(self, from: &[f32], to: &[AtomicU32]) {
             // SAFETY: as above.
-            unsafe { store_shared(from, to) }
+            unsafe { store_shared_halves(from, to) }
         }
     }
 
@@ -239,46 +251,47 @@ mod x86 {
     // the copy runs 8 values per instruction instead of 1 (relaxed atomics are never
     // vectorised by the compiler).
 
-    #[target_feature(enable = "avx2,fma")]
-    fn load_shared(from: &[AtomicU32], to: &mut [f32]) {
-        let n = from.len().min(to.len());
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn load_shared_halves(from: &[AtomicU32], to: &mut [f32]) {
+        let n = (2 * from.len()).min(to.len());
         let mut i = 0;
         while i + 8 <= n {
-            let v: __m256;
-            // SAFETY: i + 8 <= n: the 32 bytes are inside `from` (AtomicU32 has the layout of
-            // u32) and inside `to`; see above for the concurrent access.
+            let halves: __m128i;
+            // SAFETY: i + 8 <= n: the 16 bytes (four cells) are inside `from` (AtomicU32 has
+            // the layout of u32) and the 8 values inside `to`; see above for the concurrent
+            // access.
             unsafe {
                 asm!(
-                    "vmovups {v}, ymmword ptr [{p}]",
-                    p = in(reg) from.as_ptr().add(i),
-                    v = out(ymm_reg) v,
+                    "vmovdqu {h}, xmmword ptr [{p}]",
+                    p = in(reg) from.as_ptr().add(i / 2),
+                    h = out(xmm_reg) halves,
                     options(nostack, preserves_flags, readonly),
                 );
-                _mm256_storeu_ps(to.as_mut_ptr().add(i), v);
+                _mm256_storeu_ps(to.as_mut_ptr().add(i), _mm256_cvtph_ps(halves));
             }
             i += 8;
         }
-        load_relaxed(&from[i..n], &mut to[i..n]);
+        load_halves_relaxed(&from[i / 2..], &mut to[i..n]);
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    fn store_shared(from: &[f32], to: &[AtomicU32]) {
-        let n = from.len().min(to.len());
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn store_shared_halves(from: &[f32], to: &[AtomicU32]) {
+        let n = from.len().min(2 * to.len());
         let mut i = 0;
         while i + 8 <= n {
-            // SAFETY: as in `load_shared`.
+            // SAFETY: as in `load_shared_halves`.
             unsafe {
-                let v = _mm256_loadu_ps(from.as_ptr().add(i));
+                let halves = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(from.as_ptr().add(i)));
                 asm!(
-                    "vmovups ymmword ptr [{p}], {v}",
-                    p = in(reg) to.as_ptr().add(i),
-                    v = in(ymm_reg) v,
+                    "vmovdqu xmmword ptr [{p}], {h}",
+                    p = in(reg) to.as_ptr().add(i / 2),
+                    h = in(xmm_reg) halves,
                     options(nostack, preserves_flags),
                 );
             }
             i += 8;
         }
-        store_relaxed(&from[i..n], &to[i..n]);
+        store_halves_relaxed(&from[i..n], &to[i / 2..]);
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -551,14 +564,19 @@ mod tests {
             simd.symmetric_mat_vec4(&m, [&vs[0], &vs[1], &vs[2], &vs[3]], [a, b, c, d]);
             assert_eq!(outs, alone, "mat_vec4, k = {k}");
         }
-        // 8-value chunks and a scalar tail, bit for bit both ways.
-        for n in [0usize, 3, 8, 19] {
-            let values: Vec<f32> = (0..n).map(|i| i as f32 * -1.5 + 0.25).collect();
-            let shared: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(f32::NAN.to_bits())).collect();
-            simd.store_shared(&values, &shared);
-            let mut back = vec![f32::NAN; n];
-            simd.load_shared(&shared, &mut back);
-            assert_eq!(back, values, "shared copies, n = {n}");
+        // 8-value chunks and a scalar tail both ways, each value rounded to its nearest half
+        // (ties to even) whichever way it goes; values a half holds come back exactly.
+        for n in [0usize, 2, 6, 8, 16, 22, 200] {
+            let exact: Vec<f32> = (0..n).map(|i| i as f32 * -1.5 + 0.25).collect();
+            let rounding: Vec<f32> = (0..n).map(|i| (i as f32 * 0.377 - 3.1).powi(3) * 1e-3).collect();
+            for values in [exact, rounding] {
+                let shared: Vec<AtomicU32> = (0..n / 2).map(|_| AtomicU32::new(u32::MAX)).collect();
+                simd.store_shared_halves(&values, &shared);
+                let mut back = vec![f32::NAN; n];
+                simd.load_shared_halves(&shared, &mut back);
+                let nearest: Vec<f32> = values.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+                assert_eq!(back, nearest, "shared halves, n = {n}");
+            }
         }
     }
 

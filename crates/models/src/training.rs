@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use musicrec_data::CsrMatrix;
 
 use crate::error::ModelError;
+use crate::huge_pages;
 
 /// Checks the values (listen counts must be finite and > 0) and returns the items, ascending,
 /// with at least `min_users_per_item` distinct users: the item filter of the original system.
@@ -77,7 +78,7 @@ pub(crate) fn training_set(
         indptr.push(indptr.last().expect("starts with 0") + kept_per_user[u as usize] as u64);
     }
     let nnz = *indptr.last().expect("starts with 0") as usize;
-    let mut indices = vec![0u32; nnz];
+    let mut indices = huge_pages::filled(nnz, |_| 0u32);
     let mut values = vec![0f32; nnz];
     let mut rows: Vec<(u32, &mut [u32], &mut [f32])> = Vec::with_capacity(users.len());
     let (mut index_rest, mut value_rest) = (indices.as_mut_slice(), values.as_mut_slice());
@@ -108,7 +109,7 @@ const INIT_ROWS_PER_STREAM: usize = 4096;
 /// (seed, side, block of rows): the same values whatever the number of threads. Models give
 /// each matrix they initialise its own `side` (ALS and BPR: 0 for users, 1 for items).
 pub(crate) fn initial_factors(seed: u64, side: u64, rows: usize, k: usize, range: Range<f32>) -> Vec<f32> {
-    let mut factors = vec![0.0f32; rows * k];
+    let mut factors = huge_pages::filled(rows * k, |_| 0.0f32);
     let step = (range.end - range.start) / (1u32 << 24) as f32;
     factors.par_chunks_mut(INIT_ROWS_PER_STREAM * k).enumerate().for_each(|(block, chunk)| {
         let stream = (side << 40) ^ block as u64;

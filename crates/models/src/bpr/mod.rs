@@ -8,9 +8,10 @@
 //! [−0.5 / factors, 0.5 / factors) (implicit: `(rand − 0.5) / factors`), user bias columns at 1.
 //!
 //! An epoch draws as many samples as the training matrix has nonzeros. A sample is an observed
-//! (user u, item i) pair, uniform over the nonzeros, and a negative item j, **also drawn from
-//! the nonzeros' items**, i.e. in proportion to its number of users: that is what implicit's
-//! CPU code does (`disliked_id = itemids[rng.generate()]`), not uniform over the catalogue.
+//! (user u, item i) pair, uniform over the nonzeros, and a negative item j, **also drawn as
+//! the nonzeros' items are**, i.e. in proportion to its number of users: that is what
+//! implicit's CPU code does (`disliked_id = itemids[rng.generate()]`), not uniform over the
+//! catalogue; we draw it from an alias table of the same distribution (see `alias`).
 //! With `verify_negative_samples`, a sample whose j the user has is skipped (counted as
 //! skipped, not redrawn), as implicit does (a Bloom filter of the pairs answers most of
 //! these tests from cache, the user's row the rest: see `pairs`). Then, with
@@ -30,8 +31,9 @@
 //! thread** (neither are implicit's); with one thread they are, for a given seed. Within a
 //! block, samples go through a short pipeline so that the ids, rows and factors of later
 //! samples are prefetched while earlier ones are updated (timing only, not results). During
-//! training, rows are padded to whole cache lines and the item bias is held apart (see
-//! `SharedFactors`); the model keeps implicit's `factors + 1` columns.
+//! training, the taste rows are held in half precision (`f16`), padded to whole cache lines,
+//! with the item bias apart in `f32` (see `SharedFactors`); the arithmetic of an update is in
+//! `f32`, and the model keeps implicit's `factors + 1` columns in `f32`.
 //!
 //! `similar_items` is the cosine of the item vectors **without** the bias column. The bias is
 //! an item's popularity, not its taste: included, it would pull popular items towards each
@@ -45,6 +47,7 @@
 //! 1), then the factor model (see `factors`) with `factors + 1` values per vector, the last
 //! being the bias column.
 
+mod alias;
 mod pairs;
 
 use std::path::Path;
@@ -60,6 +63,7 @@ use musicrec_data::CsrMatrix;
 use crate::error::ModelError;
 use crate::factors::FactorModel;
 use crate::format::{ModelReader, ModelWriter};
+use crate::huge_pages;
 use crate::params::{Hyperparameters, InvalidParameter, ParamCheck};
 use crate::recommendations::Recommendations;
 #[cfg(target_arch = "x86_64")]
@@ -67,6 +71,7 @@ use crate::simd::Avx2Fma;
 use crate::simd::{Portable, Simd};
 use crate::training::{initial_factors, training_set};
 use crate::{FitStep, Recommender, SimilarItems, TrainingData};
+use alias::NegativeSampler;
 use pairs::PairFilter;
 
 const NAME: &str = "bpr";
@@ -176,16 +181,30 @@ impl Bpr {
         let item_factors = initial_factors(params.seed, 1, matrix.cols, dim, -scale..scale);
         // (row, column) of every nonzero (implicit's `userids` and `itemids`): a sample is one
         // random index, and one cache line holds both its ids.
-        let mut nonzeros = Vec::with_capacity(matrix.nnz());
-        for u in 0..matrix.rows {
-            let (first, end) = (matrix.indptr[u] as usize, matrix.indptr[u + 1] as usize);
-            nonzeros.extend(matrix.indices[first..end].iter().map(|&i| (u as u32, i)));
-        }
+        let mut user = 0;
+        let nonzeros = huge_pages::filled(matrix.nnz(), |at| {
+            while matrix.indptr[user + 1] as usize <= at {
+                user += 1;
+            }
+            (user as u32, matrix.indices[at])
+        });
         let shared = SharedFactors::new(&user_factors, &item_factors, params.factors);
         drop((user_factors, item_factors));
         let filter = params.verify_negative_samples.then(|| PairFilter::new(&nonzeros));
-        let epoch =
-            Epoch { matrix, nonzeros: &nonzeros, filter: filter.as_ref(), factors: &shared, params, measure_loss };
+        let mut users_per_item = vec![0u64; matrix.cols];
+        for &item in &matrix.indices {
+            users_per_item[item as usize] += 1;
+        }
+        let negatives = NegativeSampler::new(&users_per_item);
+        let epoch = Epoch {
+            matrix,
+            nonzeros: &nonzeros,
+            negatives: &negatives,
+            filter: filter.as_ref(),
+            factors: &shared,
+            params,
+            measure_loss,
+        };
         for number in 1..=params.iterations {
             let started = Instant::now();
             let counts = epoch.run(number as u64);
@@ -222,16 +241,24 @@ impl Bpr {
     }
 }
 
-/// Values per cache line.
+/// 4-byte cells (`u32`, `f32`) per cache line.
 const LINE: usize = 16;
+/// Half-precision values per cache line: two per cell.
+const HALVES_PER_LINE: usize = 2 * LINE;
 
 /// One cache line of shared values: rows made of whole lines start on a line and touch no
-/// more lines than their length needs (a row of 65 `f32` would straddle 5 or 6).
+/// more lines than their length needs (a row of 200 halves would straddle 7 or 8).
 #[repr(C, align(64))]
 struct Line([AtomicU32; LINE]);
 
-/// Rows of `f32` that every thread of an epoch reads and writes without locks, each padded
-/// with zeros to whole cache lines.
+/// Rows of half-precision values that every thread of an epoch reads and writes without
+/// locks, each padded with zeros to whole cache lines.
+///
+/// Why half precision: a sample reads and writes three random rows, and at a real
+/// catalogue's size each of their lines is a miss; the fit is bound by those lines, not by
+/// arithmetic. Halves cut a 200-factor row from 13 lines to 7, for a loss of quality measured
+/// to be within noise (`docs/perf/bpr.md`): an update moves a value by far more than a half's
+/// relative step (2⁻¹¹), and the regularisation, which would not, is tiny anyway.
 ///
 /// Hogwild: two threads may update the same row at once, and one thread's update of a value
 /// can then be lost or mixed with another's. For sparse SGD that is benign by design: such
@@ -239,37 +266,40 @@ struct Line([AtomicU32; LINE]);
 /// slightly stale gradient, which SGD converges with (Niu et al. 2011); implicit runs exactly
 /// this race in C.
 ///
-/// What must not happen is undefined behaviour, which a plain concurrent `f32` write is in
-/// Rust's memory model, whatever the hardware does. So every value is an `AtomicU32` holding
-/// the `f32`'s bits, only ever accessed as by `Relaxed` loads and stores: `Simd::load_shared`
-/// and `store_shared` copy whole rows to and from thread-local copies (`Scratch`), where the
-/// arithmetic runs, 8 values per instruction on AVX2 (see `simd` for why that is still a
-/// relaxed access). No value can ever be torn; the whole read-compute-write of a sample is
-/// not atomic, which is the Hogwild race described above and nothing more.
+/// What must not happen is undefined behaviour, which a plain concurrent write is in Rust's
+/// memory model, whatever the hardware does. So every pair of values is an `AtomicU32`
+/// holding their bits, only ever accessed as by `Relaxed` loads and stores:
+/// `Simd::load_shared_halves` and `store_shared_halves` copy whole rows to and from
+/// thread-local `f32` copies (`Scratch`), where the arithmetic runs, 8 values per instruction
+/// on AVX2 (see `simd` for why that is still a relaxed access). No value can ever be torn; the
+/// whole read-compute-write of a sample is not atomic, which is the Hogwild race described
+/// above and nothing more.
 struct SharedRows {
     lines: Vec<Line>,
     lines_per_row: usize,
 }
 
 impl SharedRows {
-    /// The first `width` values of each `stride`-long row of `values`.
+    /// The first `width` values of each `stride`-long row of `values`, rounded to the nearest
+    /// half.
     fn new(values: &[f32], stride: usize, width: usize) -> Self {
-        let lines_per_row = width.div_ceil(LINE);
-        let lines = values
-            .chunks_exact(stride)
-            .flat_map(|row| {
-                (0..lines_per_row).map(move |l| {
-                    Line(std::array::from_fn(|c| {
-                        let at = l * LINE + c;
-                        AtomicU32::new(if at < width { row[at] } else { 0.0 }.to_bits())
-                    }))
-                })
-            })
-            .collect();
-        Self { lines, lines_per_row }
+        let lines_per_row = width.div_ceil(HALVES_PER_LINE);
+        let rows = values.len() / stride;
+        let lines = huge_pages::filled(rows * lines_per_row, |_| Line(std::array::from_fn(|_| AtomicU32::new(0))));
+        let shared = Self { lines, lines_per_row };
+        for (r, row) in values.chunks_exact(stride).enumerate() {
+            // Rows are counted in u32 throughout (the matrix's ids).
+            Portable.store_shared_halves(&row[..width], shared.row(r as u32));
+        }
+        shared
     }
 
-    /// A row, padding included (always zeros: see `Epoch::sample`).
+    /// Values of a row, padding included: what a thread's copy of a row holds.
+    fn values_per_row(&self) -> usize {
+        self.lines_per_row * HALVES_PER_LINE
+    }
+
+    /// A row's cells, padding included (always zeros: see `Epoch::sample`).
     #[inline(always)]
     fn row(&self, r: u32) -> &[AtomicU32] {
         let lines = &self.lines[r as usize * self.lines_per_row..][..self.lines_per_row];
@@ -278,15 +308,18 @@ impl SharedRows {
         unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<AtomicU32>(), lines.len() * LINE) }
     }
 
-    fn rows(&self) -> impl Iterator<Item = impl Iterator<Item = f32> + '_> + '_ {
-        self.lines.chunks_exact(self.lines_per_row).map(|row| {
-            row.iter().flat_map(|line| line.0.iter().map(|cell| f32::from_bits(cell.load(Ordering::Relaxed))))
+    /// Every row's values, widened to `f32`, padding included.
+    fn rows(&self) -> impl Iterator<Item = Vec<f32>> + '_ {
+        (0..self.lines.len() / self.lines_per_row).map(|r| {
+            let mut values = vec![0.0; self.values_per_row()];
+            Portable.load_shared_halves(self.row(r as u32), &mut values);
+            values
         })
     }
 }
 
 /// The trained state: user and item taste vectors (`factors` values each) as `SharedRows`,
-/// and the item biases apart. The user's bias column is a constant 1 and needs no storage;
+/// and the item biases apart, in `f32`. The user's bias column is a constant 1 and needs no storage;
 /// the item's, kept in its row, would make a 64-factor row 65 values long, one more cache
 /// line, while all biases together are small enough to stay in cache.
 struct SharedFactors {
@@ -311,9 +344,10 @@ impl SharedFactors {
     /// Back to rows of `factors + 1` values: user rows end with 1, item rows with the bias.
     fn into_model_rows(self) -> (Vec<f32>, Vec<f32>) {
         let f = self.factors;
-        let users = self.users.rows().flat_map(|row| row.take(f).chain([1.0])).collect();
+        let users = self.users.rows().flat_map(|row| row.into_iter().take(f).chain([1.0])).collect();
         let biases = self.biases.iter().map(|b| f32::from_bits(b.load(Ordering::Relaxed)));
-        let items = self.items.rows().zip(biases).flat_map(|(row, bias)| row.take(f).chain([bias])).collect();
+        let items =
+            self.items.rows().zip(biases).flat_map(|(row, bias)| row.into_iter().take(f).chain([bias])).collect();
         (users, items)
     }
 }
@@ -343,12 +377,11 @@ const AHEAD: usize = 8;
 /// Slots of the ring of samples in flight: a power of two above 4 × AHEAD.
 const RING: usize = 64;
 
-/// A sample in flight: where it was drawn (nonzero positions of the liked and of the
-/// disliked item), then its ids, then whether the pair filter let its negative through.
+/// A sample in flight: where its pair was drawn (a nonzero position) and its negative, then
+/// the pair's ids, then whether the pair filter let its negative through.
 #[derive(Debug, Default, Clone, Copy)]
 struct Slot {
     liked_at: usize,
-    disliked_at: usize,
     user: u32,
     liked: u32,
     disliked: u32,
@@ -380,6 +413,7 @@ impl Scratch {
 struct Epoch<'a> {
     matrix: &'a CsrMatrix,
     nonzeros: &'a [(u32, u32)],
+    negatives: &'a NegativeSampler,
     /// Present when negatives are verified.
     filter: Option<&'a PairFilter>,
     factors: &'a SharedFactors,
@@ -393,7 +427,7 @@ impl Epoch<'_> {
     fn run(&self, number: u64) -> Counts {
         let samples = self.matrix.nnz();
         let blocks = samples.div_ceil(SAMPLES_PER_BLOCK);
-        let width = self.factors.users.lines_per_row * LINE;
+        let width = self.factors.users.values_per_row();
         (0..blocks)
             .into_par_iter()
             .map_init(
@@ -414,14 +448,14 @@ impl Epoch<'_> {
     fn block(&self, rng: Xoshiro256PlusPlus, length: usize, scratch: &mut Scratch) -> Counts {
         #[cfg(target_arch = "x86_64")]
         if let Some(simd) = Avx2Fma::detect() {
-            // SAFETY: the token proves AVX2 and FMA are present.
+            // SAFETY: the token proves AVX2, FMA and F16C are present.
             return unsafe { self.block_avx2(simd, rng, length, scratch) };
         }
         self.block_with(Portable, rng, length, scratch)
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     fn block_avx2(&self, simd: Avx2Fma, rng: Xoshiro256PlusPlus, length: usize, scratch: &mut Scratch) -> Counts {
         self.block_with(simd, rng, length, scratch)
     }
@@ -435,8 +469,8 @@ impl Epoch<'_> {
 
     /// A sample is a chain of dependent random reads, each a cache miss on a real catalogue:
     /// nonzero position → ids → the factor rows and the pair filter's block. So the samples go
-    /// through a pipeline, `AHEAD` samples apart per step: drawn and their ids prefetched; ids
-    /// read and the rows and filter block prefetched; the filter asked, and where it cannot rule
+    /// through a pipeline, `AHEAD` samples apart per step: drawn (the negative from a table in
+    /// cache) and their pair prefetched; the pair read and the rows and filter block prefetched; the filter asked, and where it cannot rule
     /// the negative out (about a tenth of the samples), the user's row bounds prefetched; then
     /// the lines of the row that the exact test reads; verified and updated. Samples are drawn, and updated, in the order a
     /// sample-by-sample loop would: this changes timing only, not results.
@@ -444,21 +478,20 @@ impl Epoch<'_> {
     fn block_with<S: Simd>(&self, simd: S, mut rng: Xoshiro256PlusPlus, length: usize, s: &mut Scratch) -> Counts {
         let nnz = self.nonzeros.len() as u64;
         // Uniform in 0..nnz by the high half of a 64 × 64-bit product (bias below 2⁻³²).
-        let mut draw = || ((u128::from(rng.next_u64()) * u128::from(nnz)) >> 64) as usize;
-        let (indices, indptr) = (&self.matrix.indices, &self.matrix.indptr);
+        let draw = |rng: &mut Xoshiro256PlusPlus| ((u128::from(rng.next_u64()) * u128::from(nnz)) >> 64) as usize;
+        let indptr = &self.matrix.indptr;
         let f = self.factors;
         let mut counts = Counts::default();
         for step in 0..length + 4 * AHEAD {
             if step < length {
                 let slot = &mut s.ring[step % RING];
-                (slot.liked_at, slot.disliked_at) = (draw(), draw());
+                slot.liked_at = draw(&mut rng);
+                slot.disliked = self.negatives.draw(rng.next_u64());
                 simd.prefetch(&self.nonzeros[slot.liked_at..=slot.liked_at]);
-                simd.prefetch(&indices[slot.disliked_at..=slot.disliked_at]);
             }
             if let Some(t) = step.checked_sub(AHEAD).filter(|&t| t < length) {
                 let slot = &mut s.ring[t % RING];
                 (slot.user, slot.liked) = self.nonzeros[slot.liked_at];
-                slot.disliked = indices[slot.disliked_at];
                 if let Some(filter) = self.filter {
                     simd.prefetch(filter.block_of(slot.user, slot.disliked));
                 }
@@ -502,9 +535,9 @@ impl Epoch<'_> {
         let (user_row, liked_row, disliked_row) =
             (f.users.row(slot.user), f.items.row(slot.liked), f.items.row(slot.disliked));
         let (liked_bias, disliked_bias) = (&f.biases[slot.liked as usize], &f.biases[slot.disliked as usize]);
-        simd.load_shared(user_row, &mut s.user);
-        simd.load_shared(liked_row, &mut s.liked);
-        simd.load_shared(disliked_row, &mut s.disliked);
+        simd.load_shared_halves(user_row, &mut s.user);
+        simd.load_shared_halves(liked_row, &mut s.liked);
+        simd.load_shared_halves(disliked_row, &mut s.disliked);
         let liked_b = f32::from_bits(liked_bias.load(Ordering::Relaxed));
         let mut disliked_b = f32::from_bits(disliked_bias.load(Ordering::Relaxed));
         for (d, (&a, &b)) in s.difference.iter_mut().zip(s.liked.iter().zip(&s.disliked)) {
@@ -531,10 +564,10 @@ impl Epoch<'_> {
         for (x, &d) in s.user.iter_mut().zip(&s.difference) {
             *x += lr * (z * d - reg * *x);
         }
-        simd.store_shared(&s.user, user_row);
-        simd.store_shared(&s.liked, liked_row);
+        simd.store_shared_halves(&s.user, user_row);
+        simd.store_shared_halves(&s.liked, liked_row);
         liked_bias.store(liked_b.to_bits(), Ordering::Relaxed);
-        simd.store_shared(&s.disliked, disliked_row);
+        simd.store_shared_halves(&s.disliked, disliked_row);
         disliked_bias.store(disliked_b.to_bits(), Ordering::Relaxed);
         score
     }

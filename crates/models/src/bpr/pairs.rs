@@ -39,7 +39,8 @@ fn key(user: u32, item: u32) -> u64 {
 impl PairFilter {
     /// The filter of every (row, column) in `pairs`.
     pub(super) fn new(pairs: &[(u32, u32)]) -> Self {
-        let mut filter = Self { blocks: vec![Block::default(); pairs.len().div_ceil(PAIRS_PER_BLOCK).max(1)] };
+        let blocks = pairs.len().div_ceil(PAIRS_PER_BLOCK).max(1);
+        let mut filter = Self { blocks: crate::huge_pages::filled(blocks, |_| Block::default()) };
         for &(user, item) in pairs {
             let (block, bits) = filter.locate(user, item);
             for (word, bit) in filter.blocks[block].0.iter_mut().zip(bits) {
