@@ -106,6 +106,9 @@ pub struct Mlflow {
     calls: AtomicU64,
 }
 
+/// Below every common server's keep-alive timeout (see `Mlflow::new`).
+const IDLE_CONNECTION_REUSE: Duration = Duration::from_secs(1);
+
 impl Mlflow {
     pub fn new(uri: &str, timeout: Duration) -> Result<Self, TrackingError> {
         let unusable = |reason: String| TrackingError::Unreachable { call: format!("server {uri}"), reason };
@@ -116,6 +119,11 @@ impl Mlflow {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
+            // Servers close idle keep-alive connections after a few seconds (gunicorn 2 s,
+            // uvicorn 5 s), and this client's runtime only runs during a call, so it cannot see
+            // such a close between two stages' calls: reusing that connection then fails the
+            // request unsent ("SendRequest"). A connection idle this long is not reused.
+            .pool_idle_timeout(IDLE_CONNECTION_REUSE)
             .build()
             .map_err(|e| unusable(format!("HTTP client: {e}")))?;
         // One thread is enough: the calls of a run are sequential, except artifact uploads,
