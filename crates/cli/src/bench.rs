@@ -38,9 +38,10 @@ pub struct BenchModels {
     /// Threads for both sides.
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// Latent factors of ALS and BPR on both sides.
-    #[arg(long, default_value_t = 64)]
-    factors: usize,
+    /// Latent factors of ALS and BPR on both sides [default: the configuration's `als.factors`
+    /// and `bpr.factors`, 200 each unless `--config` says otherwise].
+    #[arg(long)]
+    factors: Option<usize>,
     /// Models to compare, comma-separated: als, bpr, item2item, top_items, ranking (the ranker
     /// also runs features and every model it merges, on both sides).
     #[arg(long, default_value = "als,bpr,item2item,top_items,ranking")]
@@ -157,8 +158,10 @@ pub fn run(args: BenchModels, config_file: Option<&Path>) -> anyhow::Result<()> 
 fn prepare(args: BenchModels, config_file: Option<&Path>) -> anyhow::Result<Bench> {
     let mut config = Config::load(config_file)?;
     config.threads = args.threads;
-    config.als.factors = args.factors;
-    config.bpr.factors = args.factors;
+    if let Some(factors) = args.factors {
+        config.als.factors = factors;
+        config.bpr.factors = factors;
+    }
     config.item2item.n_neighbors = args.i2i_neighbors;
     config.check()?;
     musicrec_pipeline::StageParams::from_config(&config)?;
@@ -295,7 +298,7 @@ fn write_report(bench: &Bench, rows: &[Row]) -> anyhow::Result<()> {
     let report = json!({
         "data": bench.data.to_string(),
         "threads": config.threads,
-        "factors": config.als.factors,
+        "factors": {"als": config.als.factors, "bpr": config.bpr.factors},
         "k": config.evaluation.headline_k,
         "item2item": {"components": config.item2item.n_components, "neighbors": config.item2item.n_neighbors,
                       "metric": config.item2item.metric, "min_users_per_item": config.item2item.min_users_per_item},

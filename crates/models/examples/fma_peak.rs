@@ -16,6 +16,10 @@
 //! ALS solve fetches the other side's rows. Mat-vec: the product of a k × k matrix (in L2)
 //! with a vector, in 64-column panels of 8 register accumulators: the loop of every CG step
 //! (`musicrec_models::symmetric_mat_vec`, measured itself), one load of the matrix per FMA.
+//! Scoring: the 10 best of `--rows` candidates of `--k` values for each of `SCORED_QUERIES`
+//! queries by dot product (`musicrec_models::topk::top_k_with`, the search behind every
+//! recommendation), by each path this CPU runs: the AVX-512 and AVX2 panel kernels and the
+//! generic GEMM, with the ratio of each to the generic one.
 //! Each figure is the best of a few repetitions: the machine is shared, and the best run is the
 //! one least disturbed.
 
@@ -35,6 +39,8 @@ const GATHERS: usize = 2_000_000;
 const MAT_VECS: usize = 20_000;
 /// Rows ahead that are prefetched, as in the ALS solve.
 const PREFETCH_AHEAD: usize = 4;
+/// Queries of the scoring measure: a few seconds of work per path.
+const SCORED_QUERIES: usize = 1024;
 const REPEATS: usize = 3;
 
 fn main() -> Result<(), String> {
@@ -58,6 +64,43 @@ fn main() -> Result<(), String> {
     x86::run(k, rows);
     #[cfg(not(target_arch = "x86_64"))]
     println!("fma_peak measures x86-64 instructions only; nothing to do here (k = {k}, rows = {rows})");
+    scoring(k, rows)
+}
+
+/// Top-10 searches of `SCORED_QUERIES` queries among `rows` candidates on each scoring path,
+/// on rayon pools of 1 and 2 threads, as GFLOP/s of the products (2k per score).
+fn scoring(k: usize, rows: usize) -> Result<(), String> {
+    use musicrec_models::topk::{Candidates, Kernel, PanelWidth, top_k_with};
+    // Values in [-1, 1) from a multiplicative hash: the selection sees no runs or ties.
+    let value = |i: usize| ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f32 / 8_388_608.0 - 1.0;
+    let vectors: Vec<f32> = (0..rows * k).map(value).collect();
+    let queries: Vec<f32> = (0..SCORED_QUERIES * k).map(|i| value(i + rows * k)).collect();
+    let ids: Vec<u32> = (0..rows as u32).collect();
+    let query_ids: Vec<u32> = (0..SCORED_QUERIES as u32).collect();
+    let candidates = Candidates { vectors: &vectors, ids: &ids, dim: k };
+    let paths = [Some(PanelWidth::Avx512), Some(PanelWidth::Avx2), None];
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| e.to_string())?;
+        for kernel in [Kernel::Dot, Kernel::NegManhattan] {
+            let mut generic_seconds = None;
+            for path in paths.into_iter().rev().filter(|path| path.is_none_or(PanelWidth::is_supported)) {
+                let seconds = best_time(|| {
+                    black_box(pool.install(|| {
+                        let vector = |q: usize| Some(&queries[q * k..(q + 1) * k]);
+                        top_k_with(path, kernel, &query_ids, vector, |_| &[][..], candidates, 10)
+                    }));
+                });
+                let generic = *generic_seconds.get_or_insert(seconds);
+                let flops = (SCORED_QUERIES * rows * k * 2) as f64;
+                let name = path.map_or("generic".to_string(), |width| format!("{width:?} panels"));
+                println!(
+                    "scoring top-10 of {rows} x {k}, {kernel:?}, {name}, {threads} thread(s): {:.1} GFLOP/s, {:.2}x the generic time",
+                    flops / seconds / 1e9,
+                    seconds / generic
+                );
+            }
+        }
+    }
     Ok(())
 }
 

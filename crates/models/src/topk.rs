@@ -2,8 +2,8 @@
 //! negated manhattan distances (Item2Item's metric that no product expresses).
 //!
 //! Queries are taken in blocks; each block is scored against a block of candidates (on
-//! AVX-512 CPUs by `score_panels`; else dot: one dense product, `matrixmultiply`'s GEMM,
-//! manhattan: a SIMD scan of every pair, the query block staying in L1) into a buffer that
+//! AVX-512 or AVX2 CPUs by `score_panels`; elsewhere dot: one dense product, `matrixmultiply`'s
+//! GEMM, manhattan: a scan of every pair, the query block staying in L1) into a buffer that
 //! fits in cache, and each query's row of that buffer is scanned straight away into a small
 //! selection of its best `n`. The full queries × candidates matrix never exists: memory stays
 //! at a few blocks per thread, whatever the number of users and items. Blocks of queries run
@@ -18,25 +18,50 @@ use rayon::prelude::*;
 use crate::dense::mul_transposed;
 use crate::recommendations::Recommendations;
 #[cfg(target_arch = "x86_64")]
-use crate::score_panels::{PanelScorer, TILE_CANDIDATES};
+use crate::score_panels::{MAX_LANES, PanelScorer};
 #[cfg(target_arch = "x86_64")]
 use crate::simd::Avx2Fma;
 use crate::simd::{Portable, Simd};
 
-/// The candidates copied for the AVX-512 kernel (x86-64 only).
+/// The candidates copied for a panel kernel (x86-64 only).
 #[cfg(target_arch = "x86_64")]
 type Panels = PanelScorer;
 #[cfg(not(target_arch = "x86_64"))]
 type Panels = std::convert::Infallible;
+
+/// The register width of the panel kernels (`score_panels`) that score a block: the fastest
+/// path on x86-64, chosen by `detect`; `top_k_with` takes one explicitly, so that a benchmark
+/// can compare them on one machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanelWidth {
+    /// 512-bit registers (AVX-512F): panels of 16 candidates.
+    Avx512,
+    /// 256-bit registers (AVX2 and FMA): panels of 8 candidates.
+    Avx2,
+}
+
+impl PanelWidth {
+    /// The widest this CPU runs; `None` where neither does (the generic path scores then).
+    pub fn detect() -> Option<Self> {
+        [Self::Avx512, Self::Avx2].into_iter().find(|width| width.is_supported())
+    }
+
+    pub fn is_supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return self.supported_here();
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+}
 
 /// Queries scored together: one GEMM's rows, and the unit of parallel work. A caller that
 /// splits its queries at multiples of it scores every query exactly as one call would.
 pub const QUERY_BLOCK: usize = 64;
 /// Candidates scored together: a QUERY_BLOCK × CANDIDATE_BLOCK score buffer is 512 KiB.
 const CANDIDATE_BLOCK: usize = 2048;
-// The panel kernel scores candidate blocks that start on its tiles.
+// The panel kernels score candidate blocks that start on their tiles (two panels).
 #[cfg(target_arch = "x86_64")]
-const _: () = assert!(CANDIDATE_BLOCK.is_multiple_of(TILE_CANDIDATES));
+const _: () = assert!(CANDIDATE_BLOCK.is_multiple_of(2 * MAX_LANES));
 
 /// The rows queries are scored against.
 #[derive(Debug, Clone, Copy)]
@@ -150,14 +175,30 @@ pub fn top_k_by<'v>(
     candidates: Candidates<'_>,
     n: usize,
 ) -> Recommendations {
+    top_k_with(PanelWidth::detect(), kernel, queries, vector, excluded, candidates, n)
+}
+
+/// `top_k_by`, its blocks scored by the panel kernels of `panels` where this CPU runs them,
+/// else (and with `None`) by the generic path. The paths differ in speed and, for dot products,
+/// in float rounding only: the panels of either width give the same bits, the GEMM sums in
+/// another order.
+pub fn top_k_with<'v>(
+    panels: Option<PanelWidth>,
+    kernel: Kernel,
+    queries: &[u32],
+    vector: impl Fn(usize) -> Option<&'v [f32]> + Sync,
+    excluded: impl Fn(usize) -> &'v [u32] + Sync,
+    candidates: Candidates<'_>,
+    n: usize,
+) -> Recommendations {
     let dim = candidates.dim;
     assert_eq!(candidates.vectors.len(), candidates.ids.len() * dim, "candidate matrix shape");
     debug_assert!(candidates.ids.windows(2).all(|w| w[0] < w[1]), "candidate ids must be strictly ascending");
     // Copied once per search; every block of queries reads the same panels.
     #[cfg(target_arch = "x86_64")]
-    let panels = PanelScorer::for_candidates(candidates.vectors, dim);
+    let panels = panels.and_then(|width| PanelScorer::for_candidates(width, candidates.vectors, dim));
     #[cfg(not(target_arch = "x86_64"))]
-    let panels: Option<Panels> = None;
+    let panels: Option<Panels> = panels.and(None);
     let blocks: Vec<Recommendations> = queries
         .par_chunks(QUERY_BLOCK)
         .enumerate()
@@ -371,21 +412,23 @@ mod tests {
             let query_ids: Vec<u32> = (0..excluded.len() as u32).map(|q| q * 10).collect();
             // Every third query has no vector and must get an empty list.
             let vector = |q: usize| (q % 3 != 2).then(|| &queries[q * dim..(q + 1) * dim]);
-            let got = top_k_by(kernel, &query_ids, vector, |q| excluded[q].as_slice(), candidates, n);
-            prop_assert_eq!(got.len(), query_ids.len());
-            for (q, (query, items, scores)) in got.iter().enumerate() {
-                prop_assert_eq!(query, query_ids[q]);
-                let expected = match vector(q) {
-                    Some(v) => naive(kernel, v, &excluded[q], candidates, n),
-                    None => Vec::new(),
-                };
-                let eligible = ids.iter().filter(|id| !excluded[q].contains(id)).count();
-                if vector(q).is_some() {
-                    prop_assert_eq!(items.len(), n.min(eligible));
+            for panels in [Some(PanelWidth::Avx512), Some(PanelWidth::Avx2), None] {
+                let got = top_k_with(panels, kernel, &query_ids, vector, |q| excluded[q].as_slice(), candidates, n);
+                prop_assert_eq!(got.len(), query_ids.len());
+                for (q, (query, items, scores)) in got.iter().enumerate() {
+                    prop_assert_eq!(query, query_ids[q]);
+                    let expected = match vector(q) {
+                        Some(v) => naive(kernel, v, &excluded[q], candidates, n),
+                        None => Vec::new(),
+                    };
+                    let eligible = ids.iter().filter(|id| !excluded[q].contains(id)).count();
+                    if vector(q).is_some() {
+                        prop_assert_eq!(items.len(), n.min(eligible));
+                    }
+                    prop_assert!(items.iter().all(|i| !excluded[q].contains(i)));
+                    let got_pairs: Vec<(f32, u32)> = scores.iter().copied().zip(items.iter().copied()).collect();
+                    prop_assert_eq!(got_pairs, expected);
                 }
-                prop_assert!(items.iter().all(|i| !excluded[q].contains(i)));
-                let got_pairs: Vec<(f32, u32)> = scores.iter().copied().zip(items.iter().copied()).collect();
-                prop_assert_eq!(got_pairs, expected);
             }
         }
     }

@@ -14,6 +14,16 @@ use musicrec_data::CsrMatrix;
 use crate::error::ModelError;
 use crate::huge_pages;
 
+/// Entries per column: the distinct users of each item, as column indices are unique within a
+/// row.
+pub(crate) fn users_per_item(user_items: &CsrMatrix) -> Vec<u64> {
+    let mut users = vec![0u64; user_items.cols];
+    for &item in &user_items.indices {
+        users[item as usize] += 1;
+    }
+    users
+}
+
 /// Checks the values (listen counts must be finite and > 0) and returns the items, ascending,
 /// with at least `min_users_per_item` distinct users: the item filter of the original system.
 pub(crate) fn eligible_items(
@@ -26,13 +36,9 @@ pub(crate) fn eligible_items(
         let example = *user_items.values.iter().find(|v| !(v.is_finite() && **v > 0.0)).expect("counted above");
         return Err(ModelError::BadTrainingValues { model, count: bad, example });
     }
-    // Column indices are unique within a row, so entries per column are distinct users.
-    let mut users_per_item = vec![0usize; user_items.cols];
-    for &item in &user_items.indices {
-        users_per_item[item as usize] += 1;
-    }
+    let users_per_item = users_per_item(user_items);
     let items: Vec<u32> =
-        (0..user_items.cols as u32).filter(|&i| users_per_item[i as usize] >= min_users_per_item).collect();
+        (0..user_items.cols as u32).filter(|&i| users_per_item[i as usize] >= min_users_per_item as u64).collect();
     if items.is_empty() {
         let most = users_per_item.iter().max().copied().unwrap_or(0);
         return Err(ModelError::NothingToTrain {

@@ -69,7 +69,7 @@ use crate::recommendations::Recommendations;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::Avx2Fma;
 use crate::simd::{Portable, Simd};
-use crate::training::{initial_factors, training_set};
+use crate::training::{initial_factors, training_set, users_per_item};
 use crate::{FitStep, Recommender, SimilarItems, TrainingData};
 use alias::NegativeSampler;
 use pairs::PairFilter;
@@ -191,11 +191,7 @@ impl Bpr {
         let shared = SharedFactors::new(&user_factors, &item_factors, params.factors);
         drop((user_factors, item_factors));
         let filter = params.verify_negative_samples.then(|| PairFilter::new(&nonzeros));
-        let mut users_per_item = vec![0u64; matrix.cols];
-        for &item in &matrix.indices {
-            users_per_item[item as usize] += 1;
-        }
-        let negatives = NegativeSampler::new(&users_per_item);
+        let negatives = NegativeSampler::new(&users_per_item(matrix));
         let epoch = Epoch {
             matrix,
             nonzeros: &nonzeros,
