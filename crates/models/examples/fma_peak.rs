@@ -1,6 +1,7 @@
 //! The machine's limits that bound an ALS iteration (docs/perf/als.md): peak `f32` FMA
 //! throughput, streaming memory bandwidth, and the rate of fetching factor rows at random, on
-//! 1 and 2 threads.
+//! 1 and 2 threads; and the rate of each top-K scoring path against them
+//! (docs/perf/scoring.md).
 //!
 //! ```text
 //! cargo run --release -p musicrec-models --example fma_peak
@@ -17,9 +18,10 @@
 //! with a vector, in 64-column panels of 8 register accumulators: the loop of every CG step
 //! (`musicrec_models::symmetric_mat_vec`, measured itself), one load of the matrix per FMA.
 //! Scoring: the 10 best of `--rows` candidates of `--k` values for each of `SCORED_QUERIES`
-//! queries by dot product (`musicrec_models::topk::top_k_with`, the search behind every
-//! recommendation), by each path this CPU runs: the AVX-512 and AVX2 panel kernels and the
-//! generic GEMM, with the ratio of each to the generic one.
+//! queries (`musicrec_models::topk::top_k_with`, the search behind every recommendation and
+//! similar-tracks list), by dot product and by manhattan distance, on each path this CPU runs:
+//! the AVX-512 and AVX2 panel kernels and the generic one (the GEMM for dot products, the
+//! scan for manhattan), with each one's time relative to the generic one's.
 //! Each figure is the best of a few repetitions: the machine is shared, and the best run is the
 //! one least disturbed.
 
@@ -63,7 +65,7 @@ fn main() -> Result<(), String> {
     #[cfg(target_arch = "x86_64")]
     x86::run(k, rows);
     #[cfg(not(target_arch = "x86_64"))]
-    println!("fma_peak measures x86-64 instructions only; nothing to do here (k = {k}, rows = {rows})");
+    println!("the machine's limits are measured with x86-64 instructions only; scoring follows");
     scoring(k, rows)
 }
 

@@ -7,14 +7,14 @@
 //! with AVX-512, 8 with AVX2), dimension by dimension, so one load feeds a whole panel. The
 //! queries of a block are interleaved in groups, so that a tile broadcasts each query's value
 //! at a dimension from one pointer, against two panels at a time: each (query, panel) pair is
-//! an accumulator register (16 of AVX-512's 32 registers, 12 of AVX2's 16). A group stays in
-//! L1 while the panels stream past it from L2.
+//! an accumulator register (16 of AVX-512's 32 registers, 12 of AVX2's 16). A tile's panels
+//! stay in L1 while every group of the block (51 KB at 200 dimensions) passes them from L2.
 //!
 //! Every score is one chain of operations over the dimensions in order, so it does not depend
 //! on the other queries or candidates of the block, nor on the register width: every x86-64
 //! CPU with AVX2 gives the same bits. Against the generic paths (`docs/perf/scoring.md`):
-//! `matrixmultiply`'s GEMM with its AVX2 kernel takes 1.25× the time of the AVX2 panels, with
-//! its AVX-512 kernel about the time of the AVX-512 panels; `topk`'s manhattan scan takes
+//! `matrixmultiply`'s GEMM takes 1.1–1.25× the time of the AVX2 panels with its AVX2 kernel,
+//! about the time of the AVX-512 panels with its AVX-512 kernel; `topk`'s manhattan scan takes
 //! 1.1× (AVX2) and 1.5× (AVX-512) their time.
 
 use std::arch::x86_64::*;
@@ -70,14 +70,14 @@ impl PanelScorer {
     /// `dim` values per row) against candidates `range`, which starts at a multiple of
     /// `2 * MAX_LANES`.
     pub(crate) fn scores(&self, kernel: Kernel, queries: &[f32], m: usize, range: Range<usize>, out: &mut [f32]) {
-        let (dim, width, tile) = (self.dim, range.len(), self.width.tile_candidates());
+        let (dim, cols, tile) = (self.dim, range.len(), self.width.tile_candidates());
         assert!(range.start.is_multiple_of(tile) && range.end <= self.n, "candidate range {range:?} of {}", self.n);
-        assert!(queries.len() >= m * dim && out.len() >= m * width, "score block shapes");
-        if m == 0 || width == 0 {
+        assert!(queries.len() >= m * dim && out.len() >= m * cols, "score block shapes");
+        if m == 0 || cols == 0 {
             return;
         }
         let panels = &self.panels[range.start * dim..range.end.next_multiple_of(tile) * dim];
-        let block = Block { queries, panels, m, dim, n: width, out };
+        let block = Block { queries, panels, m, dim, n: cols, out };
         // SAFETY: a `PanelScorer` exists only where its width's features were detected; the
         // shapes were checked above and `pack` padded the panels to whole tiles.
         unsafe {
@@ -115,15 +115,19 @@ struct Block<'a> {
     out: &'a mut [f32],
 }
 
+/// # Safety
+/// The CPU must have AVX-512F (`PanelScorer` is made only where it was detected).
 #[target_feature(enable = "avx512f")]
 unsafe fn scores_avx512<const MANHATTAN: bool>(block: Block<'_>) {
-    // SAFETY: AVX-512F is enabled here, and `Zmm`'s operations inline into this function.
+    // SAFETY: AVX-512F is enabled in this function, which `score` requires of its caller.
     unsafe { block.score::<Zmm, MANHATTAN>() }
 }
 
+/// # Safety
+/// The CPU must have AVX2 and FMA (`PanelScorer` is made only where they were detected).
 #[target_feature(enable = "avx2,fma")]
 unsafe fn scores_avx2<const MANHATTAN: bool>(block: Block<'_>) {
-    // SAFETY: AVX2 and FMA are enabled here, and `Ymm`'s operations inline into this function.
+    // SAFETY: AVX2 and FMA are enabled in this function, which `score` requires of its caller.
     unsafe { block.score::<Ymm, MANHATTAN>() }
 }
 
@@ -135,19 +139,19 @@ impl Block<'_> {
         let Block { queries, panels, m, dim, n, out } = self;
         let (tile_candidates, group) = (2 * R::LANES, R::TILE_QUERIES);
         let groups = interleave(queries, m, dim, group);
-        let mut q = 0;
-        while q < m {
-            let rows = group.min(m - q);
-            let queries = &groups[q * dim..(q + group) * dim];
-            for tile in 0..n.div_ceil(tile_candidates) {
-                let first = tile * tile_candidates;
-                let panel = &panels[first * dim..(first + tile_candidates) * dim];
-                let tile = Tile { queries, panel, dim, first, n, out: &mut out[q * n..] };
+        for index in 0..n.div_ceil(tile_candidates) {
+            let first = index * tile_candidates;
+            let panel = &panels[first * dim..(first + tile_candidates) * dim];
+            let mut q = 0;
+            while q < m {
+                let rows = group.min(m - q);
+                let members = &groups[q * dim..(q + group) * dim];
+                let tile = Tile { queries: members, panel, dim, first, n, out: &mut out[q * n..] };
                 // SAFETY: the caller enabled `R`'s features; the tile's slices hold `rows`
                 // queries, two full panels and `rows` output rows.
                 unsafe { R::run_tile::<MANHATTAN>(tile, rows) };
+                q += rows;
             }
-            q += rows;
         }
     }
 }
@@ -173,7 +177,7 @@ fn interleave(queries: &[f32], m: usize, dim: usize, group: usize) -> Vec<f32> {
 ///
 /// # Safety
 /// Every method may be called only inside a function that enables the implementer's target
-/// features.
+/// features; `load` reads and `store` writes `LANES` values at the pointer it is given.
 trait Register: Copy {
     /// Candidates per panel.
     const LANES: usize;
@@ -352,7 +356,8 @@ impl Tile<'_> {
         // SAFETY (every block below): the caller enabled `R`'s features; with d < dim and
         // r < ROWS ≤ group, loads read `lanes` values inside a panel of `dim × lanes` and one
         // value inside the group of `dim × group` (no bounds checks in the inner loop: they
-        // would cost as many instructions as the FMAs), stores write a local array.
+        // would cost as many instructions as the FMAs); stores write `lanes` values into
+        // `row`, a slice of exactly `lanes`, or into the local `values`.
         let mut sums = [[unsafe { R::zero() }; 2]; ROWS];
         let (left, right) = self.panel.split_at(lanes * dim);
         let queries = self.queries.as_ptr();

@@ -29,9 +29,9 @@ type Panels = PanelScorer;
 #[cfg(not(target_arch = "x86_64"))]
 type Panels = std::convert::Infallible;
 
-/// The register width of the panel kernels (`score_panels`) that score a block: the fastest
+/// The register width of the panel kernels (`score_panels`) that score a block: the default
 /// path on x86-64, chosen by `detect`; `top_k_with` takes one explicitly, so that a benchmark
-/// can compare them on one machine.
+/// can compare them on one machine (`docs/perf/scoring.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PanelWidth {
     /// 512-bit registers (AVX-512F): panels of 16 candidates.
@@ -46,6 +46,7 @@ impl PanelWidth {
         [Self::Avx512, Self::Avx2].into_iter().find(|width| width.is_supported())
     }
 
+    /// Whether this CPU runs this width (never off x86-64).
     pub fn is_supported(self) -> bool {
         #[cfg(target_arch = "x86_64")]
         return self.supported_here();
@@ -179,9 +180,8 @@ pub fn top_k_by<'v>(
 }
 
 /// `top_k_by`, its blocks scored by the panel kernels of `panels` where this CPU runs them,
-/// else (and with `None`) by the generic path. The paths differ in speed and, for dot products,
-/// in float rounding only: the panels of either width give the same bits, the GEMM sums in
-/// another order.
+/// else (and with `None`) by the generic path. The paths differ in speed and in float rounding
+/// only: the panels of either width give the same bits, the generic paths sum in other orders.
 pub fn top_k_with<'v>(
     panels: Option<PanelWidth>,
     kernel: Kernel,
@@ -198,7 +198,9 @@ pub fn top_k_with<'v>(
     #[cfg(target_arch = "x86_64")]
     let panels = panels.and_then(|width| PanelScorer::for_candidates(width, candidates.vectors, dim));
     #[cfg(not(target_arch = "x86_64"))]
-    let panels: Option<Panels> = panels.and(None);
+    let _ = panels;
+    #[cfg(not(target_arch = "x86_64"))]
+    let panels: Option<Panels> = None;
     let blocks: Vec<Recommendations> = queries
         .par_chunks(QUERY_BLOCK)
         .enumerate()
