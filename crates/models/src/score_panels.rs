@@ -26,13 +26,6 @@ use crate::topk::{Kernel, PanelWidth};
 pub(crate) const MAX_LANES: usize = 16;
 
 impl PanelWidth {
-    pub(crate) fn supported_here(self) -> bool {
-        match self {
-            PanelWidth::Avx512 => is_x86_feature_detected!("avx512f"),
-            PanelWidth::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-        }
-    }
-
     /// Candidates per panel: one register of `f32`.
     fn lanes(self) -> usize {
         match self {
@@ -59,7 +52,7 @@ pub(crate) struct PanelScorer {
 impl PanelScorer {
     /// The `dim`-wide rows of `candidates` in panels of `width`, where this CPU runs it.
     pub(crate) fn for_candidates(width: PanelWidth, candidates: &[f32], dim: usize) -> Option<Self> {
-        if !width.supported_here() || dim == 0 {
+        if !width.is_supported() || dim == 0 {
             return None;
         }
         let n = candidates.len() / dim;

@@ -49,7 +49,10 @@ impl PanelWidth {
     /// Whether this CPU runs this width (never off x86-64).
     pub fn is_supported(self) -> bool {
         #[cfg(target_arch = "x86_64")]
-        return self.supported_here();
+        return match self {
+            Self::Avx512 => is_x86_feature_detected!("avx512f"),
+            Self::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+        };
         #[cfg(not(target_arch = "x86_64"))]
         false
     }
