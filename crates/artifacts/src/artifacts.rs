@@ -297,6 +297,9 @@ impl Artifacts {
     /// Starts writing `stage`'s outputs into a fresh staging directory. A run writes into its
     /// draft version; a shard's part goes beside its fitted model in any handle (scorers
     /// write no version); a handle on the layout from before versions writes in place.
+    ///
+    /// The manifest's `duration_s` and `peak_rss_bytes` count from this call, so a stage calls
+    /// it first, before reading its inputs.
     pub fn begin(&self, stage: impl AsRef<str>, run_id: &str) -> Result<StageWriter, ArtifactsError> {
         let name = stage.as_ref();
         let key = self.write_key(name)?;

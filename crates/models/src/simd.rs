@@ -8,10 +8,6 @@
 //! and for `Avx2Fma` inside a `#[target_feature]` function, so the intrinsics inline into it.
 //! `Avx2Fma` can only be obtained from `detect`, which is what makes its safe methods sound.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
-use half::f16;
-
 pub(crate) trait Simd: Copy + Send + Sync {
     fn dot(self, a: &[f32], b: &[f32]) -> f32;
 
@@ -42,36 +38,6 @@ pub(crate) trait Simd: Copy + Send + Sync {
     /// Asks for `values` to be brought into cache ahead of use: the solvers gather factor
     /// rows in an order no hardware prefetcher can guess (BPR: ids and rows of random samples).
     fn prefetch<T>(self, values: &[T]);
-
-    /// Widens half-precision values that other threads may be writing at the same time
-    /// (BPR's Hogwild factors) into `to`: two per cell, the lower 16 bits first (their order
-    /// in memory), so `to` holds up to twice as many values as `from` has cells. Each cell is
-    /// read as by a `Relaxed` atomic load: a pair may be older or newer than its neighbours',
-    /// never torn.
-    fn load_shared_halves(self, from: &[AtomicU32], to: &mut [f32]);
-
-    /// The other way: each value rounded to the nearest half (ties to even), each cell written
-    /// as by a `Relaxed` atomic store (an odd last value is paired with a zero).
-    fn store_shared_halves(self, from: &[f32], to: &[AtomicU32]);
-}
-
-#[inline(always)]
-fn load_halves_relaxed(from: &[AtomicU32], to: &mut [f32]) {
-    for (pair, cell) in to.chunks_mut(2).zip(from) {
-        let bits = cell.load(Ordering::Relaxed);
-        for (value, half) in pair.iter_mut().zip([bits as u16, (bits >> 16) as u16]) {
-            *value = f16::from_bits(half).to_f32();
-        }
-    }
-}
-
-#[inline(always)]
-fn store_halves_relaxed(from: &[f32], to: &[AtomicU32]) {
-    for (pair, cell) in from.chunks(2).zip(to) {
-        let [low, high] =
-            [pair.first(), pair.get(1)].map(|v| u32::from(f16::from_f32(v.copied().unwrap_or(0.0)).to_bits()));
-        cell.store(low | high << 16, Ordering::Relaxed);
-    }
 }
 
 /// Plain loops, for CPUs without AVX2 and FMA.
@@ -133,16 +99,6 @@ impl Simd for Portable {
 
     #[inline(always)]
     fn prefetch<T>(self, _values: &[T]) {}
-
-    #[inline(always)]
-    fn load_shared_halves(self, from: &[AtomicU32], to: &mut [f32]) {
-        load_halves_relaxed(from, to);
-    }
-
-    #[inline(always)]
-    fn store_shared_halves(self, from: &[f32], to: &[AtomicU32]) {
-        store_halves_relaxed(from, to);
-    }
 }
 
 /// `out = m · v` for a symmetric k × k `m` (k = `v.len()`) with the instruction set the ALS
@@ -161,11 +117,9 @@ pub(crate) use x86::Avx2Fma;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use std::arch::asm;
     use std::arch::x86_64::*;
-    use std::sync::atomic::AtomicU32;
 
-    use super::{Simd, load_halves_relaxed, store_halves_relaxed};
+    use super::Simd;
 
     /// Proof that this CPU has AVX2, FMA and F16C (every AVX2 CPU has F16C, which came a
     /// generation earlier).
@@ -227,71 +181,6 @@ mod x86 {
                 unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
             }
         }
-
-        #[inline(always)]
-        fn load_shared_halves(self, from: &[AtomicU32], to: &mut [f32]) {
-            // SAFETY: `self` exists only where F16C was detected too.
-            unsafe { load_shared_halves(from, to) }
-        }
-
-        #[inline(always)]
-        fn store_shared_halves(self, from: &[f32], to: &[AtomicU32]) {
-            // SAFETY: as above.
-            unsafe { store_shared_halves(from, to) }
-        }
-    }
-
-    // Why inline assembly: Rust has no atomic vector load or store, and a plain (intrinsic)
-    // vector access racing with another thread's store is undefined behaviour in Rust's memory
-    // model, whatever the hardware does. An `asm!` block is opaque to the compiler and
-    // only has to behave like some sequence of operations the abstract machine allows: a
-    // `vmovups` of eight 4-byte-aligned `f32` reads or writes each of them whole (an aligned
-    // 4-byte access never splits across cache lines), which is what eight `Relaxed` atomic
-    // accesses do, with no promise of ordering between them. So the race stays defined, and
-    // the copy runs 8 values per instruction instead of 1 (relaxed atomics are never
-    // vectorised by the compiler).
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn load_shared_halves(from: &[AtomicU32], to: &mut [f32]) {
-        let n = (2 * from.len()).min(to.len());
-        let mut i = 0;
-        while i + 8 <= n {
-            let halves: __m128i;
-            // SAFETY: i + 8 <= n: the 16 bytes (four cells) are inside `from` (AtomicU32 has
-            // the layout of u32) and the 8 values inside `to`; see above for the concurrent
-            // access.
-            unsafe {
-                asm!(
-                    "vmovdqu {h}, xmmword ptr [{p}]",
-                    p = in(reg) from.as_ptr().add(i / 2),
-                    h = out(xmm_reg) halves,
-                    options(nostack, preserves_flags, readonly),
-                );
-                _mm256_storeu_ps(to.as_mut_ptr().add(i), _mm256_cvtph_ps(halves));
-            }
-            i += 8;
-        }
-        load_halves_relaxed(&from[i / 2..], &mut to[i..n]);
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn store_shared_halves(from: &[f32], to: &[AtomicU32]) {
-        let n = from.len().min(2 * to.len());
-        let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: as in `load_shared_halves`.
-            unsafe {
-                let halves = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(from.as_ptr().add(i)));
-                asm!(
-                    "vmovdqu xmmword ptr [{p}], {h}",
-                    p = in(reg) to.as_ptr().add(i / 2),
-                    h = in(xmm_reg) halves,
-                    options(nostack, preserves_flags),
-                );
-            }
-            i += 8;
-        }
-        store_halves_relaxed(&from[i..n], &to[i / 2..]);
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -563,20 +452,6 @@ mod tests {
             let [a, b, c, d] = &mut outs[..] else { unreachable!() };
             simd.symmetric_mat_vec4(&m, [&vs[0], &vs[1], &vs[2], &vs[3]], [a, b, c, d]);
             assert_eq!(outs, alone, "mat_vec4, k = {k}");
-        }
-        // 8-value chunks and a scalar tail both ways, each value rounded to its nearest half
-        // (ties to even) whichever way it goes; values a half holds come back exactly.
-        for n in [0usize, 2, 6, 8, 16, 22, 200] {
-            let exact: Vec<f32> = (0..n).map(|i| i as f32 * -1.5 + 0.25).collect();
-            let rounding: Vec<f32> = (0..n).map(|i| (i as f32 * 0.377 - 3.1).powi(3) * 1e-3).collect();
-            for values in [exact, rounding] {
-                let shared: Vec<AtomicU32> = (0..n / 2).map(|_| AtomicU32::new(u32::MAX)).collect();
-                simd.store_shared_halves(&values, &shared);
-                let mut back = vec![f32::NAN; n];
-                simd.load_shared_halves(&shared, &mut back);
-                let nearest: Vec<f32> = values.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
-                assert_eq!(back, nearest, "shared halves, n = {n}");
-            }
         }
     }
 

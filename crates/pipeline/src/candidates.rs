@@ -224,8 +224,8 @@ pub(crate) struct Scored {
 
 fn run_whole<M: Recommender>(job: &ModelJob<'_, M>) -> Result<Manifest, PipelineError> {
     let ctx = job.ctx;
-    let evaluator = Evaluator::load(&ctx.artifacts, job.stage.as_str())?;
     let mut out = ctx.artifacts.begin(job.stage, &ctx.run_id)?;
+    let evaluator = Evaluator::load(&ctx.artifacts, job.stage.as_str())?;
     ctx.record_inputs(job.stage, &mut out)?;
     let (model, fitted) = job.fit(&evaluator)?;
 

@@ -592,11 +592,11 @@ pub struct EdaSummary {
 }
 
 pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
+    let mut out = ctx.artifacts.begin(Stage::Eda, &ctx.run_id)?;
     let upstream = ctx.upstream(Stage::Eda, Stage::Preprocess)?;
     let pre = ctx.artifacts.dir(Stage::Preprocess);
     let split = SplitDates::of(&upstream, &pre)?;
     let (train_end, target_end) = (split.train_end.to_string(), split.target_end.to_string());
-    let mut out = ctx.artifacts.begin(Stage::Eda, &ctx.run_id)?;
     ctx.record_inputs(Stage::Eda, &mut out)?;
 
     let (stats, user_events, track_events) = compute(&pre, &train_end, &target_end)?;

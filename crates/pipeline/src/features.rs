@@ -86,10 +86,10 @@ fn table(id_name: &str, ids: &[i64], columns: Vec<(String, ArrayRef)>) -> Record
 }
 
 pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
+    let mut out = ctx.artifacts.begin(Stage::Features, &ctx.run_id)?;
     let pre_manifest = ctx.upstream(Stage::Features, Stage::Preprocess)?;
     let split = SplitDates::of(&pre_manifest, &ctx.artifacts.dir(Stage::Preprocess))?;
     let (encoders, _) = Encoders::load(&ctx.artifacts, Stage::Features.as_str())?;
-    let mut out = ctx.artifacts.begin(Stage::Features, &ctx.run_id)?;
     ctx.record_inputs(Stage::Features, &mut out)?;
 
     let as_of = epoch_day(split.train_end);

@@ -42,9 +42,9 @@ impl Encoders {
 }
 
 pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
+    let mut out = ctx.artifacts.begin(Stage::Matrices, &ctx.run_id)?;
     let upstream = ctx.upstream(Stage::Matrices, Stage::Preprocess)?;
     let pre = ctx.artifacts.dir(Stage::Preprocess);
-    let mut out = ctx.artifacts.begin(Stage::Matrices, &ctx.run_id)?;
     ctx.record_inputs(Stage::Matrices, &mut out)?;
 
     let items = IdEncoder::from_sorted_unique(read_i64_column(&pre.join(preprocess::TRACKS_FILE), "track_id")?);

@@ -181,9 +181,9 @@ struct SplitEvents {
 }
 
 pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
+    let mut out = ctx.artifacts.begin(Stage::Preprocess, &ctx.run_id)?;
     let config = &ctx.config;
     let (tracks, names) = read_catalogue(&ctx.data)?;
-    let mut out = ctx.artifacts.begin(Stage::Preprocess, &ctx.run_id)?;
     out.add_input("data", ctx.data.to_string());
     let extra = extra_events(ctx)?;
     if let Some(extra) = &extra {

@@ -196,8 +196,8 @@ pub struct FeatureImportance {
 pub fn run(ctx: &RunContext, params: &RankerParams) -> Result<Manifest, PipelineError> {
     let stage = Stage::Ranking;
     let cfg = &ctx.config.ranking;
-    let evaluator = Evaluator::load(&ctx.artifacts, stage.as_str())?;
     let mut out = ctx.artifacts.begin(stage, &ctx.run_id)?;
+    let evaluator = Evaluator::load(&ctx.artifacts, stage.as_str())?;
     ctx.record_inputs(stage, &mut out)?;
 
     let sources = read_sources(ctx, &evaluator)?;

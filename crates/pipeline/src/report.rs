@@ -561,6 +561,7 @@ fn plot(out: &mut StageWriter, report: &ReportMetrics) -> Result<Vec<(&'static s
 }
 
 pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
+    let mut out = ctx.artifacts.begin(Stage::Report, &ctx.run_id)?;
     let settings = &ctx.config.evaluation;
     let k = settings.headline_k;
     let mut report = collect(&ctx.artifacts, &ctx.run_id, k)?;
@@ -574,7 +575,6 @@ pub fn run(ctx: &RunContext) -> Result<Manifest, PipelineError> {
         previous.as_ref().and_then(|p| p.scorecard.as_ref()),
         previous.as_ref().map(|p| p.run_id.as_str()),
     )?;
-    let mut out = ctx.artifacts.begin(Stage::Report, &ctx.run_id)?;
     for m in report.models.iter().filter(|m| m.status == OK) {
         out.add_input(m.model.clone(), m.run_id.clone().unwrap_or_default());
     }

@@ -204,8 +204,8 @@ fn inherit_inputs(out: &mut StageWriter, stage: Stage, fitted: &Manifest) {
 /// Step 1: fit once and publish the model for `shards` scoring processes.
 pub(crate) fn fit<M: Recommender>(job: &ModelJob<'_, M>, shards: u32) -> Result<Manifest, PipelineError> {
     let ctx = job.ctx;
-    let evaluator = Evaluator::load(&ctx.artifacts, job.stage.as_str())?;
     let mut out = ctx.artifacts.begin(layout::shards::model(job.stage), &ctx.run_id)?;
+    let evaluator = Evaluator::load(&ctx.artifacts, job.stage.as_str())?;
     ctx.record_inputs(job.stage, &mut out)?;
     let (model, fit) = job.fit(&evaluator)?;
     let bytes = model.save(&out.path(MODEL_FILE))?;

@@ -160,6 +160,11 @@ fn report_covers_every_model_and_says_what_was_not_run() {
         ["preprocess", "eda", "matrices", "features", "als", "bpr", "item2item", "top_items", "ranking"]
     );
     assert!(metrics["stages"][0]["duration_s"].as_f64().unwrap() > 0.0);
+    // The stage's own time counts the lists it read and judged (it once began timing after).
+    let report_manifest = manifest(art, "report");
+    let summary = &report_manifest["summary"];
+    let judged = summary["read_lists_seconds"].as_f64().unwrap() + summary["evaluate_seconds"].as_f64().unwrap();
+    assert!(report_manifest["duration_s"].as_f64().unwrap() >= judged, "{report_manifest}");
     let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
     for row in ["| als |", "| bpr |", "| top_items |", "| ranking (ranker) | not run", "Slowest stage: "] {
         assert!(md.contains(row), "{row} in {md}");

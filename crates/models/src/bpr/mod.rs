@@ -49,6 +49,7 @@
 
 mod alias;
 mod pairs;
+mod step;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -73,6 +74,9 @@ use crate::training::{initial_factors, training_set, users_per_item};
 use crate::{FitStep, Recommender, SimilarItems, TrainingData};
 use alias::NegativeSampler;
 use pairs::PairFilter;
+#[cfg(target_arch = "x86_64")]
+use step::{Avx2Lanes, Avx512Lanes};
+use step::{Lanes, Pair, SampleRows};
 
 const NAME: &str = "bpr";
 /// Vectors hold factors + 1 values; ALS's bound on the vector length (memory of a real
@@ -264,12 +268,11 @@ struct Line([AtomicU32; LINE]);
 ///
 /// What must not happen is undefined behaviour, which a plain concurrent write is in Rust's
 /// memory model, whatever the hardware does. So every pair of values is an `AtomicU32`
-/// holding their bits, only ever accessed as by `Relaxed` loads and stores:
-/// `Simd::load_shared_halves` and `store_shared_halves` copy whole rows to and from
-/// thread-local `f32` copies (`Scratch`), where the arithmetic runs, 8 values per instruction
-/// on AVX2 (see `simd` for why that is still a relaxed access). No value can ever be torn; the
-/// whole read-compute-write of a sample is not atomic, which is the Hogwild race described
-/// above and nothing more.
+/// holding their bits, only ever accessed as by `Relaxed` loads and stores: `step` reads and
+/// writes rows 8 or 16 values per instruction (see there for why that is still a relaxed
+/// access), and widens them to `f32` in registers, where the arithmetic runs. No value can
+/// ever be torn; the whole read-compute-write of a sample is not atomic, which is the Hogwild
+/// race described above and nothing more.
 struct SharedRows {
     lines: Vec<Line>,
     lines_per_row: usize,
@@ -285,14 +288,9 @@ impl SharedRows {
         let shared = Self { lines, lines_per_row };
         for (r, row) in values.chunks_exact(stride).enumerate() {
             // Rows are counted in u32 throughout (the matrix's ids).
-            Portable.store_shared_halves(&row[..width], shared.row(r as u32));
+            step::narrow_row(&row[..width], shared.row(r as u32));
         }
         shared
-    }
-
-    /// Values of a row, padding included: what a thread's copy of a row holds.
-    fn values_per_row(&self) -> usize {
-        self.lines_per_row * HALVES_PER_LINE
     }
 
     /// A row's cells, padding included (always zeros: see `Epoch::sample`).
@@ -306,11 +304,7 @@ impl SharedRows {
 
     /// Every row's values, widened to `f32`, padding included.
     fn rows(&self) -> impl Iterator<Item = Vec<f32>> + '_ {
-        (0..self.lines.len() / self.lines_per_row).map(|r| {
-            let mut values = vec![0.0; self.values_per_row()];
-            Portable.load_shared_halves(self.row(r as u32), &mut values);
-            values
-        })
+        (0..self.lines.len() / self.lines_per_row).map(|r| step::widen_row(self.row(r as u32)))
     }
 }
 
@@ -384,27 +378,8 @@ struct Slot {
     maybe_listened: bool,
 }
 
-/// A thread's samples in flight, and its copies of one sample's user, liked and disliked
-/// rows, and y_i − y_j.
-struct Scratch {
-    ring: [Slot; RING],
-    user: Vec<f32>,
-    liked: Vec<f32>,
-    disliked: Vec<f32>,
-    difference: Vec<f32>,
-}
-
-impl Scratch {
-    fn new(width: usize) -> Self {
-        Self {
-            ring: [Slot::default(); RING],
-            user: vec![0.0; width],
-            liked: vec![0.0; width],
-            disliked: vec![0.0; width],
-            difference: vec![0.0; width],
-        }
-    }
-}
+/// A thread's samples in flight.
+type Ring = [Slot; RING];
 
 struct Epoch<'a> {
     matrix: &'a CsrMatrix,
@@ -423,37 +398,50 @@ impl Epoch<'_> {
     fn run(&self, number: u64) -> Counts {
         let samples = self.matrix.nnz();
         let blocks = samples.div_ceil(SAMPLES_PER_BLOCK);
-        let width = self.factors.users.values_per_row();
         (0..blocks)
             .into_par_iter()
             .map_init(
-                || Scratch::new(width),
-                |scratch, block| {
+                || [Slot::default(); RING],
+                |ring, block| {
                     let length = SAMPLES_PER_BLOCK.min(samples - block * SAMPLES_PER_BLOCK);
                     // Streams 0 and 1 initialised the factors; epochs use 2, 3, ...
                     let stream = ((number + 1) << 40) ^ block as u64;
                     let rng = Xoshiro256PlusPlus::seed_from_u64(
                         self.params.seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15),
                     );
-                    self.block(rng, length, scratch)
+                    self.block(rng, length, ring)
                 },
             )
             .reduce(Counts::default, |a, b| a + b)
     }
 
-    fn block(&self, rng: Xoshiro256PlusPlus, length: usize, scratch: &mut Scratch) -> Counts {
+    /// A block with the widest update this CPU runs (`step`).
+    fn block(&self, rng: Xoshiro256PlusPlus, length: usize, ring: &mut Ring) -> Counts {
         #[cfg(target_arch = "x86_64")]
         if let Some(simd) = Avx2Fma::detect() {
+            if is_x86_feature_detected!("avx512f") {
+                // SAFETY: the token proves AVX2, FMA and F16C, and AVX-512F was detected.
+                return unsafe { self.block_avx512(simd, rng, length, ring) };
+            }
             // SAFETY: the token proves AVX2, FMA and F16C are present.
-            return unsafe { self.block_avx2(simd, rng, length, scratch) };
+            return unsafe { self.block_avx2(simd, rng, length, ring) };
         }
-        self.block_with(Portable, rng, length, scratch)
+        // SAFETY: `Pair` needs no target feature.
+        unsafe { self.block_with::<_, Pair>(Portable, rng, length, ring) }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn block_avx2(&self, simd: Avx2Fma, rng: Xoshiro256PlusPlus, length: usize, scratch: &mut Scratch) -> Counts {
-        self.block_with(simd, rng, length, scratch)
+    fn block_avx2(&self, simd: Avx2Fma, rng: Xoshiro256PlusPlus, length: usize, ring: &mut Ring) -> Counts {
+        // SAFETY: this function enables `Avx2Lanes`' features.
+        unsafe { self.block_with::<_, Avx2Lanes>(simd, rng, length, ring) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    fn block_avx512(&self, simd: Avx2Fma, rng: Xoshiro256PlusPlus, length: usize, ring: &mut Ring) -> Counts {
+        // SAFETY: this function enables `Avx512Lanes`' features.
+        unsafe { self.block_with::<_, Avx512Lanes>(simd, rng, length, ring) }
     }
 
     /// The column indices of a user's row: what a negative sample is verified against.
@@ -470,8 +458,17 @@ impl Epoch<'_> {
     /// the negative out (about a tenth of the samples), the user's row bounds prefetched; then
     /// the lines of the row that the exact test reads; verified and updated. Samples are drawn, and updated, in the order a
     /// sample-by-sample loop would: this changes timing only, not results.
+    ///
+    /// # Safety
+    /// `L`'s target features are enabled (see `step::Lanes`).
     #[inline(always)]
-    fn block_with<S: Simd>(&self, simd: S, mut rng: Xoshiro256PlusPlus, length: usize, s: &mut Scratch) -> Counts {
+    unsafe fn block_with<S: Simd, L: Lanes>(
+        &self,
+        simd: S,
+        mut rng: Xoshiro256PlusPlus,
+        length: usize,
+        ring: &mut Ring,
+    ) -> Counts {
         let nnz = self.nonzeros.len() as u64;
         // Uniform in 0..nnz by the high half of a 64 × 64-bit product (bias below 2⁻³²).
         let draw = |rng: &mut Xoshiro256PlusPlus| ((u128::from(rng.next_u64()) * u128::from(nnz)) >> 64) as usize;
@@ -480,13 +477,13 @@ impl Epoch<'_> {
         let mut counts = Counts::default();
         for step in 0..length + 4 * AHEAD {
             if step < length {
-                let slot = &mut s.ring[step % RING];
+                let slot = &mut ring[step % RING];
                 slot.liked_at = draw(&mut rng);
                 slot.disliked = self.negatives.draw(rng.next_u64());
                 simd.prefetch(&self.nonzeros[slot.liked_at..=slot.liked_at]);
             }
             if let Some(t) = step.checked_sub(AHEAD).filter(|&t| t < length) {
-                let slot = &mut s.ring[t % RING];
+                let slot = &mut ring[t % RING];
                 (slot.user, slot.liked) = self.nonzeros[slot.liked_at];
                 if let Some(filter) = self.filter {
                     simd.prefetch(filter.block_of(slot.user, slot.disliked));
@@ -496,22 +493,23 @@ impl Epoch<'_> {
                 simd.prefetch(f.items.row(slot.disliked));
             }
             if let (Some(t), Some(filter)) = (step.checked_sub(2 * AHEAD).filter(|&t| t < length), self.filter) {
-                let slot = &mut s.ring[t % RING];
+                let slot = &mut ring[t % RING];
                 slot.maybe_listened = filter.may_contain(slot.user, slot.disliked);
                 if slot.maybe_listened {
                     simd.prefetch(&indptr[slot.user as usize..=slot.user as usize + 1]);
                 }
             }
-            if let Some(t) = step.checked_sub(3 * AHEAD).filter(|&t| t < length && s.ring[t % RING].maybe_listened) {
-                prefetch_search(simd, self.items_of(s.ring[t % RING].user));
+            if let Some(t) = step.checked_sub(3 * AHEAD).filter(|&t| t < length && ring[t % RING].maybe_listened) {
+                prefetch_search(simd, self.items_of(ring[t % RING].user));
             }
             if let Some(t) = step.checked_sub(4 * AHEAD) {
-                let slot = s.ring[t % RING];
+                let slot = ring[t % RING];
                 if slot.maybe_listened && self.items_of(slot.user).binary_search(&slot.disliked).is_ok() {
                     counts.skipped += 1;
                     continue;
                 }
-                let score = self.sample(simd, slot, s);
+                // SAFETY: as this function's contract.
+                let score = unsafe { self.sample::<L>(slot) };
                 counts.correct += u64::from(score > 0.0);
                 if self.measure_loss {
                     // −ln σ(score) = ln(1 + e^−score), without overflow for either sign.
@@ -522,48 +520,37 @@ impl Epoch<'_> {
         counts
     }
 
-    /// One SGD update; the sample's score x_u·y_i − x_u·y_j before it. Padding values
-    /// stay 0: their difference and user value are 0, so their updates only shrink a 0.
+    /// One SGD update (`step`); the sample's score x_u·y_i − x_u·y_j before it. Padding
+    /// values stay 0: their difference and user value are 0, so their updates only shrink a 0.
+    ///
+    /// # Safety
+    /// As `block_with`.
     #[inline(always)]
-    fn sample<S: Simd>(&self, simd: S, slot: Slot, s: &mut Scratch) -> f32 {
+    unsafe fn sample<L: Lanes>(&self, slot: Slot) -> f32 {
         let (lr, reg) = (self.params.learning_rate, self.params.regularization);
         let f = self.factors;
-        let (user_row, liked_row, disliked_row) =
-            (f.users.row(slot.user), f.items.row(slot.liked), f.items.row(slot.disliked));
+        let rows = SampleRows {
+            user: f.users.row(slot.user),
+            liked: f.items.row(slot.liked),
+            disliked: f.items.row(slot.disliked),
+        };
         let (liked_bias, disliked_bias) = (&f.biases[slot.liked as usize], &f.biases[slot.disliked as usize]);
-        simd.load_shared_halves(user_row, &mut s.user);
-        simd.load_shared_halves(liked_row, &mut s.liked);
-        simd.load_shared_halves(disliked_row, &mut s.disliked);
         let liked_b = f32::from_bits(liked_bias.load(Ordering::Relaxed));
         let mut disliked_b = f32::from_bits(disliked_bias.load(Ordering::Relaxed));
-        for (d, (&a, &b)) in s.difference.iter_mut().zip(s.liked.iter().zip(&s.disliked)) {
-            *d = a - b;
-        }
         // Plus the bias column, where the user's value is 1.
-        let score = simd.dot(&s.user, &s.difference) + (liked_b - disliked_b);
+        // SAFETY: as this function's contract; the rows are of one length, whole lines.
+        let score = unsafe { step::taste_score::<L>(rows) } + (liked_b - disliked_b);
         let z = 1.0 / (1.0 + score.exp());
-        // The item updates use the user's values from before this sample, as implicit's.
-        for (y, &x) in s.liked.iter_mut().zip(&s.user) {
-            *y += lr * (z * x - reg * *y);
-        }
+        // SAFETY: as above.
+        unsafe { step::update::<L>(rows, z, lr, reg) };
         let liked_b = liked_b + lr * (z - reg * liked_b);
         if slot.disliked == slot.liked {
-            // Only without verify_negative_samples. implicit updates one row twice, the
-            // second update reading the first's result: so do we.
-            s.disliked.copy_from_slice(&s.liked);
+            // Only without verify_negative_samples: as the rows (`step::update`), the second
+            // update reads the first's result.
             disliked_b = liked_b;
         }
-        for (y, &x) in s.disliked.iter_mut().zip(&s.user) {
-            *y += lr * (-z * x - reg * *y);
-        }
         disliked_b += lr * (-z - reg * disliked_b);
-        for (x, &d) in s.user.iter_mut().zip(&s.difference) {
-            *x += lr * (z * d - reg * *x);
-        }
-        simd.store_shared_halves(&s.user, user_row);
-        simd.store_shared_halves(&s.liked, liked_row);
         liked_bias.store(liked_b.to_bits(), Ordering::Relaxed);
-        simd.store_shared_halves(&s.disliked, disliked_row);
         disliked_bias.store(disliked_b.to_bits(), Ordering::Relaxed);
         score
     }
