@@ -289,6 +289,7 @@ fn index_range(range: &Range<usize>) -> Vec<u32> {
 /// Step 2: score one shard's users and tracks with the published model.
 pub(crate) fn score<M: Recommender>(job: &ModelJob<'_, M>, shard: Shard) -> Result<Manifest, PipelineError> {
     let (ctx, stage) = (job.ctx, job.stage);
+    let mut out = ctx.artifacts.begin(shard.unit_name(stage), &ctx.run_id)?;
     let Published { manifest: fitted, plan, evaluator } = load_fitted(job, &format!("--shard {shard}"))?;
     if plan.shards != shard.count {
         return Err(problem(
@@ -324,7 +325,6 @@ pub(crate) fn score<M: Recommender>(job: &ModelJob<'_, M>, shard: Shard) -> Resu
         "shard scored"
     );
 
-    let mut out = ctx.artifacts.begin(shard.unit_name(stage), &ctx.run_id)?;
     out.add_input("model", fitted.run_id.clone());
     inherit_inputs(&mut out, stage, &fitted);
     let item_ids = evaluator.encoders.items.ids();
@@ -351,6 +351,7 @@ pub(crate) fn score<M: Recommender>(job: &ModelJob<'_, M>, shard: Shard) -> Resu
 /// Step 3: check every part, then publish the stage from them.
 pub(crate) fn merge<M: Recommender>(job: &ModelJob<'_, M>) -> Result<Manifest, PipelineError> {
     let (ctx, stage) = (job.ctx, job.stage);
+    let mut out = ctx.artifacts.begin(stage, &ctx.run_id)?;
     let Published { manifest: fitted, plan, evaluator } = load_fitted(job, "--merge-shards")?;
     let (fingerprint, _) = job.recorded_config();
     let mut problems = Vec::new();
@@ -376,7 +377,6 @@ pub(crate) fn merge<M: Recommender>(job: &ModelJob<'_, M>) -> Result<Manifest, P
         ));
     }
 
-    let mut out = ctx.artifacts.begin(stage, &ctx.run_id)?;
     inherit_inputs(&mut out, stage, &fitted);
     out.add_input("model", fitted.run_id.clone());
     let mut scored = Scored {
