@@ -394,13 +394,10 @@ mod tests {
         let mut widths: Vec<(&'static str, fn([&[f32]; 3], bool, f32, f32) -> (f32, [Vec<f32>; 3]))> =
             vec![("pair", |rows, same, lr, reg| unsafe { run::<Pair>(rows, same, lr, reg) })];
         #[cfg(target_arch = "x86_64")]
-        {
-            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-            if avx2 && is_x86_feature_detected!("f16c") {
-                // SAFETY: detected just above.
-                widths.push(("avx2", |rows, same, lr, reg| unsafe { run_avx2(rows, same, lr, reg) }));
-            }
-            if avx2 && is_x86_feature_detected!("avx512f") {
+        if crate::simd::Avx2Fma::detect().is_some() {
+            // SAFETY: AVX2, FMA and F16C were detected just above.
+            widths.push(("avx2", |rows, same, lr, reg| unsafe { run_avx2(rows, same, lr, reg) }));
+            if is_x86_feature_detected!("avx512f") {
                 // SAFETY: detected just above.
                 widths.push(("avx512", |rows, same, lr, reg| unsafe { run_avx512(rows, same, lr, reg) }));
             }
