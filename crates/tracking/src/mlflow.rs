@@ -408,8 +408,10 @@ fn unreachable(call: &str, e: &reqwest::Error) -> TrackingError {
     } else {
         e.to_string()
     };
-    // reqwest's source chain holds the OS reason (connection refused, ...).
-    let detail = std::error::Error::source(e).map(|s| format!(": {s}")).unwrap_or_default();
+    // reqwest's source chain holds the reason: the OS's (connection refused, ...) or HTTP's
+    // (connection closed before the answer, ...), a few levels down.
+    let detail: String =
+        std::iter::successors(std::error::Error::source(e), |s| s.source()).map(|s| format!(": {s}")).collect();
     TrackingError::Unreachable { call: call.to_string(), reason: format!("{reason}{detail}") }
 }
 
@@ -514,6 +516,23 @@ mod tests {
         assert!(err.is_unreachable(), "{err}");
         assert!(err.to_string().contains("experiments/get-by-name"), "{err}");
         assert_eq!(client.calls(), 1);
+    }
+
+    #[test]
+    fn a_connection_closed_before_the_answer_says_so() {
+        // A server that reads the request and hangs up.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let _ = std::io::Read::read(&mut stream, &mut [0u8; 4096]);
+        });
+        let client = Mlflow::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5)).unwrap();
+        let err = client.experiment("x").unwrap_err();
+        server.join().unwrap();
+        assert!(err.is_unreachable(), "{err}");
+        // hyper's own words, below reqwest's and hyper-util's in the source chain.
+        assert!(err.to_string().contains("connection closed before message completed"), "{err}");
     }
 
     #[test]

@@ -202,15 +202,20 @@ impl Forwarder {
                     let mut seen: Vec<u8> = Vec::new();
                     let mut buf = [0u8; 65536];
                     while let Ok(n) = from_client.read(&mut buf) {
-                        if n == 0 || to_upstream.write_all(&buf[..n]).is_err() {
+                        if n == 0 {
                             break;
                         }
+                        // Armed before the trigger goes on, so that every byte of its answer
+                        // is read after.
                         seen.extend_from_slice(&buf[..n]);
                         if seen.windows(trigger.len()).any(|w| w == trigger) {
                             armed_up.store(true, Ordering::SeqCst);
                         }
                         let keep = seen.len().saturating_sub(trigger.len());
                         seen.drain(..keep);
+                        if to_upstream.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
                     }
                 });
                 let (mut from_upstream, mut to_client) = (upstream, client);
@@ -219,10 +224,14 @@ impl Forwarder {
                     // The answer to the trigger, as far as it has been forwarded.
                     let mut answer: Vec<u8> = Vec::new();
                     while let Ok(n) = from_upstream.read(&mut buf) {
+                        // Asked before these bytes go on: once they have, the client may send
+                        // the trigger at once, and the end of the answer before it (failed CI
+                        // of 577f1b5) would then be taken for the trigger's.
+                        let of_the_trigger = armed_down.load(Ordering::SeqCst);
                         if n == 0 || to_client.write_all(&buf[..n]).is_err() {
                             break;
                         }
-                        if !armed_down.load(Ordering::SeqCst) {
+                        if !of_the_trigger {
                             continue;
                         }
                         // It may come in several reads (headers, then body): the server dies
