@@ -8,8 +8,52 @@
 //! and for `Avx2Fma` inside a `#[target_feature]` function, so the intrinsics inline into it.
 //! `Avx2Fma` can only be obtained from `detect`, which is what makes its safe methods sound.
 
+use half::f16;
+
+/// A value of a factor row: `f32`, or a half that the loops widen as they load it (ALS solves
+/// against a half-precision copy of the fixed side, half the bytes to fetch per row).
+pub(crate) trait FactorValue: Copy + Send + Sync {
+    fn widen(self) -> f32;
+
+    /// Eight values from `at`, widened.
+    ///
+    /// # Safety
+    /// `at` points to eight readable values, and the caller enables AVX2 and F16C.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(at: *const Self) -> std::arch::x86_64::__m256;
+}
+
+impl FactorValue for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(at: *const Self) -> std::arch::x86_64::__m256 {
+        // SAFETY: as the method's contract.
+        unsafe { std::arch::x86_64::_mm256_loadu_ps(at) }
+    }
+}
+
+impl FactorValue for f16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(at: *const Self) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::{_mm_loadu_si128, _mm256_cvtph_ps};
+        // SAFETY: as the method's contract; eight halves are the 16 bytes loaded.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(at.cast())) }
+    }
+}
+
 pub(crate) trait Simd: Copy + Send + Sync {
-    fn dot(self, a: &[f32], b: &[f32]) -> f32;
+    fn dot<V: FactorValue>(self, a: &[V], b: &[f32]) -> f32;
 
     /// Σ |a_i − b_i|.
     fn manhattan(self, a: &[f32], b: &[f32]) -> f32;
@@ -20,7 +64,10 @@ pub(crate) trait Simd: Copy + Send + Sync {
     fn manhattan8(self, a: &[f32], rows: &[f32], out: &mut [f32]);
 
     /// `y += alpha · x`.
-    fn axpy(self, alpha: f32, x: &[f32], y: &mut [f32]);
+    fn axpy<V: FactorValue>(self, alpha: f32, x: &[V], y: &mut [f32]);
+
+    /// `out[i]` = `values[i]` rounded to the nearest half (ties to even).
+    fn narrow(self, values: &[f32], out: &mut [f16]);
 
     /// `out = Σ_j v[j] · m_j` over the rows m_j of the k × k row-major `m`, k = `v.len()`:
     /// `m · v` for the symmetric matrices of the solvers.
@@ -46,17 +93,17 @@ pub(crate) struct Portable;
 
 impl Simd for Portable {
     #[inline(always)]
-    fn dot(self, a: &[f32], b: &[f32]) -> f32 {
+    fn dot<V: FactorValue>(self, a: &[V], b: &[f32]) -> f32 {
         // Eight independent partial sums: SSE2 code keeps two registers busy.
         let (a_chunks, a_rest) = a.as_chunks::<8>();
         let (b_chunks, b_rest) = b.as_chunks::<8>();
         let mut acc = [0.0f32; 8];
         for (x, y) in a_chunks.iter().zip(b_chunks) {
             for l in 0..8 {
-                acc[l] += x[l] * y[l];
+                acc[l] += x[l].widen() * y[l];
             }
         }
-        let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
+        let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x.widen() * y).sum();
         acc.iter().sum::<f32>() + tail
     }
 
@@ -83,9 +130,16 @@ impl Simd for Portable {
     }
 
     #[inline(always)]
-    fn axpy(self, alpha: f32, x: &[f32], y: &mut [f32]) {
+    fn axpy<V: FactorValue>(self, alpha: f32, x: &[V], y: &mut [f32]) {
         for (yi, xi) in y.iter_mut().zip(x) {
-            *yi += alpha * xi;
+            *yi += alpha * xi.widen();
+        }
+    }
+
+    #[inline(always)]
+    fn narrow(self, values: &[f32], out: &mut [f16]) {
+        for (o, &v) in out.iter_mut().zip(values) {
+            *o = f16::from_f32(v);
         }
     }
 
@@ -112,6 +166,15 @@ pub fn symmetric_mat_vec(m: &[f32], v: &[f32], out: &mut [f32]) {
     Portable.symmetric_mat_vec(m, v, out)
 }
 
+/// [`Simd::narrow`] with the instruction set of this machine.
+pub(crate) fn narrow(values: &[f32], out: &mut [f16]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(simd) = Avx2Fma::detect() {
+        return simd.narrow(values, out);
+    }
+    Portable.narrow(values, out)
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::Avx2Fma;
 
@@ -119,7 +182,9 @@ pub(crate) use x86::Avx2Fma;
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::Simd;
+    use half::f16;
+
+    use super::{FactorValue, Simd};
 
     /// Proof that this CPU has AVX2, FMA and F16C (every AVX2 CPU has F16C, which came a
     /// generation earlier).
@@ -137,8 +202,8 @@ mod x86 {
 
     impl Simd for Avx2Fma {
         #[inline(always)]
-        fn dot(self, a: &[f32], b: &[f32]) -> f32 {
-            // SAFETY: `self` exists only where AVX2 and FMA were detected.
+        fn dot<V: FactorValue>(self, a: &[V], b: &[f32]) -> f32 {
+            // SAFETY: `self` exists only where AVX2, FMA and F16C were detected.
             unsafe { dot(a, b) }
         }
 
@@ -155,9 +220,15 @@ mod x86 {
         }
 
         #[inline(always)]
-        fn axpy(self, alpha: f32, x: &[f32], y: &mut [f32]) {
+        fn axpy<V: FactorValue>(self, alpha: f32, x: &[V], y: &mut [f32]) {
             // SAFETY: as above.
             unsafe { axpy(alpha, x, y) }
+        }
+
+        #[inline(always)]
+        fn narrow(self, values: &[f32], out: &mut [f16]) {
+            // SAFETY: as above.
+            unsafe { narrow(values, out) }
         }
 
         #[inline(always)]
@@ -183,32 +254,28 @@ mod x86 {
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot<V: FactorValue>(a: &[V], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
         let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let mut i = 0;
         // SAFETY (all loads): i + 16 <= n, resp. i + 8 <= n, and both slices hold n values.
         while i + 16 <= n {
             unsafe {
-                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)), acc0);
-                acc1 = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(a.as_ptr().add(i + 8)),
-                    _mm256_loadu_ps(b.as_ptr().add(i + 8)),
-                    acc1,
-                );
+                acc0 = _mm256_fmadd_ps(V::load8(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)), acc0);
+                acc1 = _mm256_fmadd_ps(V::load8(a.as_ptr().add(i + 8)), _mm256_loadu_ps(b.as_ptr().add(i + 8)), acc1);
             }
             i += 16;
         }
         if i + 8 <= n {
             unsafe {
-                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)), acc0);
+                acc0 = _mm256_fmadd_ps(V::load8(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)), acc0);
             }
             i += 8;
         }
         let mut sum = horizontal_sum(_mm256_add_ps(acc0, acc1));
         for j in i..n {
-            sum += a[j] * b[j];
+            sum += a[j].widen() * b[j];
         }
         sum
     }
@@ -381,8 +448,8 @@ mod x86 {
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn axpy<V: FactorValue>(alpha: f32, x: &[V], y: &mut [f32]) {
         let n = x.len().min(y.len());
         let scale = _mm256_set1_ps(alpha);
         let mut i = 0;
@@ -390,12 +457,29 @@ mod x86 {
         while i + 8 <= n {
             unsafe {
                 let yp = y.as_mut_ptr().add(i);
-                _mm256_storeu_ps(yp, _mm256_fmadd_ps(scale, _mm256_loadu_ps(x.as_ptr().add(i)), _mm256_loadu_ps(yp)));
+                _mm256_storeu_ps(yp, _mm256_fmadd_ps(scale, V::load8(x.as_ptr().add(i)), _mm256_loadu_ps(yp)));
             }
             i += 8;
         }
         for j in i..n {
-            y[j] += alpha * x[j];
+            y[j] += alpha * x[j].widen();
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn narrow(values: &[f32], out: &mut [f16]) {
+        let n = values.len().min(out.len());
+        let mut i = 0;
+        // SAFETY: i + 8 <= n; eight halves are the 16 bytes stored, inside `out`.
+        while i + 8 <= n {
+            unsafe {
+                let halves = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(values.as_ptr().add(i)));
+                _mm_storeu_si128(out.as_mut_ptr().add(i).cast(), halves);
+            }
+            i += 8;
+        }
+        for j in i..n {
+            out[j] = f16::from_f32(values[j]);
         }
     }
 }
@@ -425,6 +509,12 @@ mod tests {
             let mut y = b.clone();
             simd.axpy(0.5, &a, &mut y);
             assert_eq!(y, expected, "axpy, n = {n}");
+            // Small integers are halves exactly: the half-precision loops give the same sums.
+            let a_halves: Vec<f16> = a.iter().map(|&x| f16::from_f32(x)).collect();
+            assert_eq!(simd.dot(&a_halves, &b), exact, "dot of halves, n = {n}");
+            let mut y = b.clone();
+            simd.axpy(0.5, &a_halves, &mut y);
+            assert_eq!(y, expected, "axpy of halves, n = {n}");
         }
         // k = 72 crosses a full 64-column panel, an 8-column panel; k = 13 leaves scalars.
         for k in [1usize, 13, 64, 72] {
@@ -455,12 +545,46 @@ mod tests {
         }
     }
 
+    /// Rounding to halves as `half` rounds, over every width's tail: ties to even, values too
+    /// small for a normal half, too large for any, infinities and NaN.
+    fn check_narrow<S: Simd>(simd: S) {
+        let special = [
+            0.0f32,
+            -0.0,
+            1.0 + f32::EPSILON,
+            // Halfway between two halves: 1 + 2^-11 rounds down to even, 1 + 3·2^-11 up.
+            1.0 + 2f32.powi(-11),
+            1.0 + 3.0 * 2f32.powi(-11),
+            6e-6,
+            -3e-8,
+            65504.0,
+            65520.0,
+            -1e9,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.1,
+            -2.7,
+        ];
+        for n in [0usize, 1, 7, 8, 9, 15, 16, 17] {
+            let values: Vec<f32> = special.iter().cycle().take(n).copied().collect();
+            let expected: Vec<u16> = values.iter().map(|&v| f16::from_f32(v).to_bits()).collect();
+            let mut out = vec![f16::NAN; n];
+            simd.narrow(&values, &mut out);
+            assert_eq!(out.iter().map(|h| h.to_bits()).collect::<Vec<_>>(), expected, "narrow, n = {n}");
+        }
+        let mut out = [f16::ZERO; 9];
+        simd.narrow(&[f32::NAN; 9], &mut out);
+        assert!(out.iter().all(|h| h.is_nan()), "NaN stays NaN");
+    }
+
     #[test]
     fn every_instruction_set_computes_the_same_loops() {
         check(Portable);
+        check_narrow(Portable);
         #[cfg(target_arch = "x86_64")]
         if let Some(avx) = Avx2Fma::detect() {
             check(avx);
+            check_narrow(avx);
         }
     }
 }

@@ -15,6 +15,7 @@
 //! one GEMM was measured slower: it keeps every row's entries live across the steps, more than
 //! L2 holds.
 
+use half::f16;
 use musicrec_data::CsrMatrix;
 
 #[cfg(target_arch = "x86_64")]
@@ -34,8 +35,10 @@ const PREFETCH_AHEAD: usize = 4;
 pub(super) struct Side<'a> {
     /// Confidences, one row per solved row, columns index `fixed`.
     pub confidence: &'a CsrMatrix,
-    /// The other side's factors, row-major.
-    pub fixed: &'a [f32],
+    /// The other side's factors, row-major, rounded to halves: the rows are fetched from
+    /// memory at random, one per entry, and half the bytes take about half the time
+    /// (`docs/perf/als.md`).
+    pub fixed: &'a [f16],
     /// `YᵀY + λI` of the other side (k × k); symmetric.
     pub gram_reg: &'a [f32],
     pub k: usize,
@@ -67,8 +70,9 @@ impl Scratch {
 ///
 /// With `observed_loss`, also returns the observed pairs' part of the training loss for these
 /// rows at their new factors: Σ cᵢ (1 − yᵢ·x)² − (yᵢ·x)², the correction of the all-pairs
-/// term xᵀYᵀYx. Taken right after each row's solve, it finds the factor rows it reads still in
-/// cache; a separate pass would fetch them from memory again. 0 otherwise.
+/// term xᵀYᵀYx, with the yᵢ as the solve read them (halves). Taken right after each row's
+/// solve, it finds the factor rows it reads still in cache; a separate pass would fetch them
+/// from memory again. 0 otherwise.
 pub(super) fn solve_rows(
     side: &Side<'_>,
     first_row: usize,
@@ -85,7 +89,7 @@ pub(super) fn solve_rows(
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn solve_rows_avx2(
     simd: Avx2Fma,
     side: &Side<'_>,
@@ -99,7 +103,7 @@ fn solve_rows_avx2(
 
 /// The fixed side's factor row `i`.
 #[inline(always)]
-fn fixed_row<'a>(side: &Side<'a>, i: u32) -> &'a [f32] {
+fn fixed_row<'a>(side: &Side<'a>, i: u32) -> &'a [f16] {
     &side.fixed[i as usize * side.k..(i as usize + 1) * side.k]
 }
 
@@ -250,11 +254,11 @@ mod tests {
             }
         }
         let confidence = CsrMatrix::from_coo(rows, items, &r, &c, &v);
-        let fixed: Vec<f32> = (0..items * k).map(|i| ((i * 37) % 23) as f32 / 11.0 - 1.0).collect();
+        let fixed: Vec<f16> = (0..items * k).map(|i| f16::from_f32(((i * 37) % 23) as f32 / 11.0 - 1.0)).collect();
         let mut gram_reg = vec![0.0f32; k * k];
         for a in 0..k {
             for b in 0..k {
-                gram_reg[a * k + b] = (0..items).map(|i| fixed[i * k + a] * fixed[i * k + b]).sum();
+                gram_reg[a * k + b] = (0..items).map(|i| fixed[i * k + a].to_f32() * fixed[i * k + b].to_f32()).sum();
             }
             gram_reg[a * k + a] += 0.1;
         }

@@ -33,6 +33,7 @@ mod cg;
 use std::path::Path;
 use std::time::Instant;
 
+use half::f16;
 use rayon::prelude::*;
 
 use musicrec_data::CsrMatrix;
@@ -41,8 +42,10 @@ use crate::dense::gram;
 use crate::error::ModelError;
 use crate::factors::FactorModel;
 use crate::format::{ModelReader, ModelWriter};
+use crate::huge_pages;
 use crate::params::{Hyperparameters, InvalidParameter, ParamCheck};
 use crate::recommendations::Recommendations;
+use crate::simd::narrow;
 use crate::training::{initial_factors, training_set};
 use crate::{FitStep, Recommender, SimilarItems, TrainingData};
 
@@ -52,6 +55,8 @@ const MAX_FACTORS: usize = 4096;
 /// Catches a misplaced digit: a run needs tens of iterations.
 const MAX_ITERATIONS: usize = 10_000;
 const MAX_CG_STEPS: usize = 1000;
+/// Values rounded to halves per parallel task: big enough to amortise the task.
+const NARROWED_PER_TASK: usize = 1 << 16;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlsParams {
@@ -131,13 +136,15 @@ impl Als {
             + (user_side.rows as f64) * (user_side.cols as f64)
             - user_side.nnz() as f64;
         let mut item_gram = gram(&item_factors, k);
+        let mut halves = huge_pages::filled(user_factors.len().max(item_factors.len()), |_| f16::ZERO);
         for iteration in 1..=params.iterations {
             let started = Instant::now();
-            solve_side(&user_side, &mut user_factors, &item_factors, &item_gram, params, false);
+            solve_side(&user_side, &mut user_factors, &item_factors, &item_gram, &mut halves, params, false);
             let user_gram = gram(&user_factors, k);
             // The item solve is the iteration's last step: the loss is taken there, from the
             // item side, while each item's user rows are in cache.
-            let observed = solve_side(&item_side, &mut item_factors, &user_factors, &user_gram, params, with_loss);
+            let observed =
+                solve_side(&item_side, &mut item_factors, &user_factors, &user_gram, &mut halves, params, with_loss);
             item_gram = gram(&item_factors, k);
             let loss = with_loss.then(|| training_loss(observed, &user_gram, &item_gram, params) / loss_denominator);
             let seconds = started.elapsed().as_secs_f64();
@@ -161,11 +168,14 @@ impl Als {
 /// Recomputes every row of `targets` from the `fixed` side (`fixed_gram` = its Gram matrix).
 /// With `observed_loss`, returns the observed pairs' part of the training loss at the new
 /// factors (see `cg::solve_rows`), else 0.
+///
+/// `halves` holds at least `fixed.len()` values: the solve reads `fixed` rounded to halves.
 fn solve_side(
     confidence: &CsrMatrix,
     targets: &mut [f32],
     fixed: &[f32],
     fixed_gram: &[f32],
+    halves: &mut [f16],
     params: &AlsParams,
     observed_loss: bool,
 ) -> f64 {
@@ -174,7 +184,12 @@ fn solve_side(
     for j in 0..k {
         gram_reg[j * k + j] += params.regularization;
     }
-    let side = cg::Side { confidence, fixed, gram_reg: &gram_reg, k, cg_steps: params.cg_steps };
+    let fixed_halves = &mut halves[..fixed.len()];
+    fixed_halves
+        .par_chunks_mut(NARROWED_PER_TASK)
+        .zip(fixed.par_chunks(NARROWED_PER_TASK))
+        .for_each(|(halves, values)| narrow(values, halves));
+    let side = cg::Side { confidence, fixed: fixed_halves, gram_reg: &gram_reg, k, cg_steps: params.cg_steps };
     targets
         .par_chunks_mut(cg::ROWS_PER_TASK * k)
         .enumerate()
