@@ -188,7 +188,7 @@ fn solve_side(
     fixed_halves
         .par_chunks_mut(NARROWED_PER_TASK)
         .zip(fixed.par_chunks(NARROWED_PER_TASK))
-        .for_each(|(halves, values)| narrow(values, halves));
+        .for_each(|(out, values)| narrow(values, out));
     let side = cg::Side { confidence, fixed: fixed_halves, gram_reg: &gram_reg, k, cg_steps: params.cg_steps };
     targets
         .par_chunks_mut(cg::ROWS_PER_TASK * k)
