@@ -48,6 +48,7 @@
 //! being the bias column.
 
 mod alias;
+mod loss;
 mod pairs;
 mod step;
 
@@ -73,6 +74,7 @@ use crate::simd::{Portable, Simd};
 use crate::training::{initial_factors, training_set, users_per_item};
 use crate::{FitStep, Recommender, SimilarItems, TrainingData};
 use alias::NegativeSampler;
+use loss::LossSum;
 use pairs::PairFilter;
 #[cfg(target_arch = "x86_64")]
 use step::{Avx2Lanes, Avx512Lanes};
@@ -157,8 +159,8 @@ pub struct Bpr {
 }
 
 impl Bpr {
-    /// Fits like `Recommender::fit`, handing each epoch's figures to `report`. The loss
-    /// costs a logarithm per sample; the counts are taken anyway.
+    /// Fits like `Recommender::fit`, handing each epoch's figures to `report`, the loss
+    /// included (a few operations per sample: see `loss`).
     pub fn fit_reporting(
         params: &BprParams,
         user_items: &CsrMatrix,
@@ -475,6 +477,7 @@ impl Epoch<'_> {
         let indptr = &self.matrix.indptr;
         let f = self.factors;
         let mut counts = Counts::default();
+        let mut loss = LossSum::default();
         for step in 0..length + 4 * AHEAD {
             if step < length {
                 let slot = &mut ring[step % RING];
@@ -509,24 +512,25 @@ impl Epoch<'_> {
                     continue;
                 }
                 // SAFETY: as this function's contract.
-                let score = unsafe { self.sample::<L>(slot) };
+                let (score, exp_score) = unsafe { self.sample::<L>(slot) };
                 counts.correct += u64::from(score > 0.0);
                 if self.measure_loss {
-                    // −ln σ(score) = ln(1 + e^−score), without overflow for either sign.
-                    counts.loss += f64::from((-score).max(0.0) + (-score.abs()).exp().ln_1p());
+                    loss.add(score, exp_score);
                 }
             }
         }
+        counts.loss = loss.total();
         counts
     }
 
-    /// One SGD update (`step`); the sample's score x_u·y_i − x_u·y_j before it. Padding
-    /// values stay 0: their difference and user value are 0, so their updates only shrink a 0.
+    /// One SGD update (`step`); the sample's score x_u·y_i − x_u·y_j before it, and e^score
+    /// (for the loss). Padding values stay 0: their difference and user value are 0, so their
+    /// updates only shrink a 0.
     ///
     /// # Safety
     /// As `block_with`.
     #[inline(always)]
-    unsafe fn sample<L: Lanes>(&self, slot: Slot) -> f32 {
+    unsafe fn sample<L: Lanes>(&self, slot: Slot) -> (f32, f32) {
         let (lr, reg) = (self.params.learning_rate, self.params.regularization);
         let f = self.factors;
         let rows = SampleRows {
@@ -540,7 +544,8 @@ impl Epoch<'_> {
         // Plus the bias column, where the user's value is 1.
         // SAFETY: as this function's contract; the rows are of one length, whole lines.
         let score = unsafe { step::taste_score::<L>(rows) } + (liked_b - disliked_b);
-        let z = 1.0 / (1.0 + score.exp());
+        let exp_score = score.exp();
+        let z = 1.0 / (1.0 + exp_score);
         // SAFETY: as above.
         unsafe { step::update::<L>(rows, z, lr, reg) };
         let liked_b = liked_b + lr * (z - reg * liked_b);
@@ -552,7 +557,7 @@ impl Epoch<'_> {
         disliked_b += lr * (-z - reg * disliked_b);
         liked_bias.store(liked_b.to_bits(), Ordering::Relaxed);
         disliked_bias.store(disliked_b.to_bits(), Ordering::Relaxed);
-        score
+        (score, exp_score)
     }
 }
 
@@ -579,8 +584,7 @@ impl Recommender for Bpr {
         Self::fit_inner(params, data.into().user_items, false, &mut |_| {})
     }
 
-    /// The loss is the mean loss of each epoch's samples (`EpochReport::loss`); it costs a
-    /// logarithm per sample.
+    /// The loss is the mean loss of each epoch's samples (`EpochReport::loss`).
     fn fit_observed<'a>(
         params: &BprParams,
         data: impl Into<TrainingData<'a>>,
