@@ -9,11 +9,10 @@
 //!
 //! Missing values are NaN, which the trees route on their own.
 
-use std::collections::HashMap;
-
 use musicrec_data::CsrMatrix;
 use musicrec_models::FactorModel;
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 
 use crate::candidates::CandidateSet;
 
@@ -66,33 +65,73 @@ impl ItemEmbedding {
 
 /// Vectors stored dimension by dimension, so a query's dot products with all of them advance
 /// together: independent sums the CPU overlaps, each still added in dimension order, so every
-/// value equals `a.iter().zip(b).map(|(a, b)| a * b).sum()` bit for bit.
+/// value equals `a.iter().zip(b).map(|(a, b)| a * b).sum()` bit for bit. Each dimension's row
+/// is padded with zeros to whole groups of `LANES`, whose sums stay in registers for the whole
+/// query.
 struct DimensionMajor {
     n: usize,
+    /// `n` rounded up to whole groups: the length of a dimension's row.
+    row: usize,
     values: Vec<f32>,
 }
+
+/// Sums of one group: an AVX-512 register, two AVX2 ones.
+const LANES: usize = 16;
 
 impl DimensionMajor {
     fn new(vectors: &[&[f32]], dim: usize) -> Self {
         let n = vectors.len();
-        let mut values = vec![0f32; n * dim];
+        let row = n.next_multiple_of(LANES);
+        let mut values = vec![0f32; row * dim];
         for (j, v) in vectors.iter().enumerate() {
             for (k, &x) in v.iter().enumerate() {
-                values[k * n + j] = x;
+                values[k * row + j] = x;
             }
         }
-        Self { n, values }
+        Self { n, row, values }
     }
 
-    /// The dot product of `query` with each vector, into `out` (one slot per vector).
+    /// The dot product of `query` with each vector, into `out` (one slot per vector), with the
+    /// widest vectors this CPU has.
     fn dots(&self, query: &[f32], out: &mut [f32]) {
-        // -0.0: where `Iterator::sum` of f32 starts.
-        out.fill(-0.0);
-        if self.n == 0 {
-            return;
+        assert_eq!(out.len(), self.n, "one slot per vector");
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                // SAFETY: detected just above.
+                return unsafe { self.dots_avx512(query, out) };
+            }
+            if is_x86_feature_detected!("avx2") {
+                // SAFETY: detected just above.
+                return unsafe { self.dots_avx2(query, out) };
+            }
         }
-        for (&x, column) in query.iter().zip(self.values.chunks_exact(self.n)) {
-            out.iter_mut().zip(column).for_each(|(s, &a)| *s += a * x);
+        self.dots_with(query, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn dots_avx512(&self, query: &[f32], out: &mut [f32]) {
+        self.dots_with(query, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn dots_avx2(&self, query: &[f32], out: &mut [f32]) {
+        self.dots_with(query, out);
+    }
+
+    /// `dots` for the target features of its caller.
+    #[inline(always)]
+    fn dots_with(&self, query: &[f32], out: &mut [f32]) {
+        for (group, out) in out.chunks_mut(LANES).enumerate() {
+            // -0.0: where `Iterator::sum` of f32 starts.
+            let mut sums = [-0.0f32; LANES];
+            for (&x, row) in query.iter().zip(self.values.chunks_exact(self.row)) {
+                let values = &row[group * LANES..(group + 1) * LANES];
+                sums.iter_mut().zip(values).for_each(|(s, &a)| *s += a * x);
+            }
+            out.copy_from_slice(&sums[..out.len()]);
         }
     }
 }
@@ -237,7 +276,7 @@ impl<'a> FeatureBuilder<'a> {
         let user = set.users()[g] as usize;
         let groups = &inputs.groups;
         // Listens per item-feature value (e.g. per artist) in the user's train history.
-        let (mut per_value, mut total) = (HashMap::<u32, f32>::new(), 0f32);
+        let (mut per_value, mut total) = (FxHashMap::<u32, f32>::default(), 0f32);
         if user < inputs.history.rows {
             let (items, counts) = inputs.history.row(user);
             for (&item, &count) in items.iter().zip(counts) {
@@ -301,7 +340,7 @@ mod tests {
     proptest! {
         #[test]
         fn dimension_major_dots_equal_plain_sums(
-            vectors in prop::collection::vec(prop::collection::vec(-1e3f32..1e3, 17), 0..12),
+            vectors in prop::collection::vec(prop::collection::vec(-1e3f32..1e3, 17), 0..40),
             query in prop::collection::vec(-1e3f32..1e3, 17),
         ) {
             let refs: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();

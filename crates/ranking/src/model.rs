@@ -2,6 +2,7 @@
 //! (each class carries half the total weight, as CatBoost's `auto_class_weights=Balanced` in
 //! the original). The model file is forust's JSON with our feature names in its metadata.
 
+use std::ops::Range;
 use std::path::Path;
 
 use forust_ml::gradientbooster::ImportanceMethod;
@@ -49,17 +50,36 @@ pub struct Ranker {
     forest: Forest,
 }
 
-/// Rows walked through one tree before the next: their feature columns (a few KB each) stay
-/// in cache for all the trees, and the walks of different rows overlap in the CPU.
+/// Rows run through one tree before the next: their feature columns (a few KB each) stay
+/// in cache for all the trees, and the rows' steps, independent of each other, overlap in the
+/// CPU (or share a vector instruction).
 const BLOCK_ROWS: usize = 256;
 /// Blocks a rayon task scores.
 const BLOCKS_PER_TASK: usize = 16;
+/// Leaves a tree may have to be scored by its leaf masks (one bit a leaf in a `u64`). The
+/// ranker's trees are binary (forust makes a missing branch only when asked), so any of
+/// `ranking.depth` 6 or less qualifies.
+const MASK_LEAVES: usize = 64;
 
-/// One tree node, 24 bytes against forust's ~100: a split sends a value below `value` left,
-/// at or above it right and NaN (forust's default `missing`) to `missing`. A leaf holds its
-/// weight in `value` and all three children point to itself, so a walk of the tree's depth
-/// needs no leaf test: rows that reach a leaf early stay there. Children are absolute indices
-/// into `Forest::nodes`.
+/// A split in leaf-mask form (QuickScorer, Lucchese et al. 2015, made exact for every
+/// split): the leaves of its tree that a row can still reach once the split has sent it one
+/// way, i.e. all leaves but those under the children it was not sent to. A value below
+/// `value` goes left, at or above it right, NaN (forust's default `missing`) to the missing
+/// child. ANDing every split's mask for a row, on its path or not, leaves exactly one bit: the
+/// leaf the row's walk reaches, since each split on that path clears every other branch.
+#[derive(Debug, Clone, Copy)]
+struct MaskSplit {
+    value: f64,
+    feature: u32,
+    below: u64,
+    at_or_above: u64,
+    missing: u64,
+}
+
+/// One tree node of a walked tree, 24 bytes against forust's ~100, for trees too large for
+/// leaf masks: a split sends a row as `MaskSplit` says; a leaf holds its weight in `value` and
+/// all three children point to itself, so a walk of the tree's depth needs no leaf test.
+/// Children are absolute indices into `Forest::nodes`.
 #[derive(Debug, Clone, Copy)]
 struct Node {
     value: f64,
@@ -69,71 +89,188 @@ struct Node {
     missing: u32,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct TreeRoot {
-    node: u32,
-    /// Splits on the longest root-to-leaf path.
-    depth: u32,
+#[derive(Debug, Clone)]
+enum Tree {
+    /// Every split evaluated for every row, branch-free and contiguous in each feature
+    /// column, so that a vector instruction takes several rows: `splits` and `leaves` index
+    /// `Forest::splits` and `Forest::leaves`, leaves in the order of their mask bits.
+    Masks { splits: Range<usize>, leaves: Range<usize> },
+    /// Walked level by level from `root` (an index into `Forest::nodes`), `depth` steps.
+    Walk { root: u32, depth: u32 },
 }
 
-/// The booster's trees flattened into one node array, built once after training or loading.
+/// The booster's trees in the forms above, built once after training or loading.
 #[derive(Debug, Clone)]
 struct Forest {
     base_score: f64,
+    trees: Vec<Tree>,
+    splits: Vec<MaskSplit>,
+    leaves: Vec<f64>,
     nodes: Vec<Node>,
-    trees: Vec<TreeRoot>,
 }
 
 impl Forest {
     fn new(booster: &GradientBooster) -> Self {
-        let mut nodes = Vec::new();
-        let mut trees = Vec::with_capacity(booster.trees.len());
+        let mut forest = Self {
+            base_score: booster.base_score,
+            trees: Vec::new(),
+            splits: Vec::new(),
+            leaves: Vec::new(),
+            nodes: Vec::new(),
+        };
         for tree in &booster.trees {
-            let offset = nodes.len();
-            let at = |child: usize| u32::try_from(offset + child).expect("fewer than 2^32 tree nodes");
-            let depth = tree.nodes.iter().filter(|n| n.is_leaf).map(|n| n.depth).max().unwrap_or(0);
-            trees.push(TreeRoot { node: at(0), depth: u32::try_from(depth).expect("a shallow tree") });
-            nodes.extend(tree.nodes.iter().enumerate().map(|(i, n)| {
-                if n.is_leaf {
-                    let me = at(i);
-                    Node { value: f64::from(n.weight_value), feature: 0, left: me, right: me, missing: me }
-                } else {
-                    Node {
-                        value: n.split_value,
-                        feature: u32::try_from(n.split_feature).expect("fewer than 2^32 features"),
-                        left: at(n.left_child),
-                        right: at(n.right_child),
-                        missing: at(n.missing_node),
-                    }
-                }
-            }));
+            let tree = if tree.nodes.iter().filter(|n| n.is_leaf).count() <= MASK_LEAVES {
+                forest.add_masks(tree)
+            } else {
+                forest.add_walk(tree)
+            };
+            forest.trees.push(tree);
         }
-        Self { base_score: booster.base_score, nodes, trees }
+        forest
+    }
+
+    /// A tree's leaves numbered as a depth-first walk from its root (node 0) meets them (any
+    /// numbering would do), and each split's masks from the leaves under its children.
+    fn add_masks(&mut self, tree: &forust_ml::tree::Tree) -> Tree {
+        let nodes = &tree.nodes;
+        let (first_split, first_leaf) = (self.splits.len(), self.leaves.len());
+        // The leaves under each node, as mask bits.
+        let mut under = vec![0u64; nodes.len()];
+        let mut splits = Vec::new();
+        let mut stack = vec![(0usize, false)];
+        while let Some((n, children_done)) = stack.pop() {
+            let node = &nodes[n];
+            if node.is_leaf {
+                under[n] = 1 << (self.leaves.len() - first_leaf);
+                self.leaves.push(f64::from(node.weight_value));
+            } else if children_done {
+                under[n] = children(tree, n).map(|c| under[c]).fold(0, |a, b| a | b);
+                splits.push(n);
+            } else {
+                stack.push((n, true));
+                stack.extend(children(tree, n).map(|c| (c, false)));
+            }
+        }
+        for n in splits {
+            let node = &nodes[n];
+            // All leaves but those of the children other than `taken`.
+            let keep =
+                |taken: usize| !children(tree, n).filter(|&c| c != taken).map(|c| under[c]).fold(0, |a, b| a | b);
+            self.splits.push(MaskSplit {
+                value: node.split_value,
+                feature: u32::try_from(node.split_feature).expect("fewer than 2^32 features"),
+                below: keep(node.left_child),
+                at_or_above: keep(node.right_child),
+                missing: keep(node.missing_node),
+            });
+        }
+        Tree::Masks { splits: first_split..self.splits.len(), leaves: first_leaf..self.leaves.len() }
+    }
+
+    fn add_walk(&mut self, tree: &forust_ml::tree::Tree) -> Tree {
+        let nodes = &tree.nodes;
+        let offset = self.nodes.len();
+        let at = |child: usize| u32::try_from(offset + child).expect("fewer than 2^32 tree nodes");
+        let depth = nodes.iter().filter(|n| n.is_leaf).map(|n| n.depth).max().unwrap_or(0);
+        self.nodes.extend(nodes.iter().enumerate().map(|(i, n)| {
+            if n.is_leaf {
+                let me = at(i);
+                Node { value: f64::from(n.weight_value), feature: 0, left: me, right: me, missing: me }
+            } else {
+                Node {
+                    value: n.split_value,
+                    feature: u32::try_from(n.split_feature).expect("fewer than 2^32 features"),
+                    left: at(n.left_child),
+                    right: at(n.right_child),
+                    missing: at(n.missing_node),
+                }
+            }
+        }));
+        Tree::Walk { root: at(0), depth: u32::try_from(depth).expect("a shallow tree") }
     }
 
     /// Sets `scores` to the base score plus every tree's leaf weight, tree by tree as forust
     /// sums them, for rows `first..first + scores.len()` of the column-major `data` with
-    /// `rows` rows. Level by level over all the block's rows: the rows' steps are independent
-    /// and branch-free, so the CPU overlaps them instead of stalling on each row's next node.
+    /// `rows` rows, with the widest vectors this CPU has.
     fn score_block(&self, data: &[f64], rows: usize, first: usize, scores: &mut [f64]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                // SAFETY: detected just above.
+                return unsafe { self.score_block_avx512(data, rows, first, scores) };
+            }
+            if is_x86_feature_detected!("avx2") {
+                // SAFETY: detected just above.
+                return unsafe { self.score_block_avx2(data, rows, first, scores) };
+            }
+        }
+        self.score_block_with(data, rows, first, scores);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn score_block_avx512(&self, data: &[f64], rows: usize, first: usize, scores: &mut [f64]) {
+        self.score_block_with(data, rows, first, scores);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn score_block_avx2(&self, data: &[f64], rows: usize, first: usize, scores: &mut [f64]) {
+        self.score_block_with(data, rows, first, scores);
+    }
+
+    /// `score_block` for the target features of its caller.
+    #[inline(always)]
+    fn score_block_with(&self, data: &[f64], rows: usize, first: usize, scores: &mut [f64]) {
         scores.fill(self.base_score);
+        let mut reach = [0u64; BLOCK_ROWS];
+        let reach = &mut reach[..scores.len()];
         let mut at = [0u32; BLOCK_ROWS];
         let at = &mut at[..scores.len()];
         for tree in &self.trees {
-            at.fill(tree.node);
-            for _ in 0..tree.depth {
-                for (r, at) in at.iter_mut().enumerate() {
-                    let node = &self.nodes[*at as usize];
-                    let v = data[node.feature as usize * rows + first + r];
-                    let known = if v < node.value { node.left } else { node.right };
-                    *at = if v.is_nan() { node.missing } else { known };
+            match *tree {
+                Tree::Masks { ref splits, ref leaves } => {
+                    reach.fill(u64::MAX);
+                    for split in &self.splits[splits.clone()] {
+                        // Copied out, so that the loop blends values: selecting between the
+                        // fields' addresses instead compiles to a gather.
+                        let MaskSplit { value, feature, below, at_or_above, missing } = *split;
+                        let column = &data[feature as usize * rows + first..][..reach.len()];
+                        for (reach, &v) in reach.iter_mut().zip(column) {
+                            let known = if v < value { below } else { at_or_above };
+                            *reach &= if v.is_nan() { missing } else { known };
+                        }
+                    }
+                    let leaves = &self.leaves[leaves.clone()];
+                    for (score, reach) in scores.iter_mut().zip(reach.iter()) {
+                        *score += leaves[reach.trailing_zeros() as usize];
+                    }
                 }
-            }
-            for (score, &at) in scores.iter_mut().zip(at.iter()) {
-                *score += self.nodes[at as usize].value;
+                Tree::Walk { root, depth } => {
+                    at.fill(root);
+                    for _ in 0..depth {
+                        for (r, at) in at.iter_mut().enumerate() {
+                            let node = &self.nodes[*at as usize];
+                            let v = data[node.feature as usize * rows + first + r];
+                            let known = if v < node.value { node.left } else { node.right };
+                            *at = if v.is_nan() { node.missing } else { known };
+                        }
+                    }
+                    for (score, &at) in scores.iter_mut().zip(at.iter()) {
+                        *score += self.nodes[at as usize].value;
+                    }
+                }
             }
         }
     }
+}
+
+/// A split's distinct children: left, right, and the missing branch where forust made one.
+fn children(tree: &forust_ml::tree::Tree, n: usize) -> impl Iterator<Item = usize> {
+    let node = &tree.nodes[n];
+    let missing =
+        (node.missing_node != node.left_child && node.missing_node != node.right_child).then_some(node.missing_node);
+    [node.left_child, node.right_child].into_iter().chain(missing)
 }
 
 /// Sample weights that give each class half the total weight (mean weight 1).
@@ -297,7 +434,7 @@ mod tests {
         #[test]
         fn flattened_forest_equals_the_library(
             cells in prop::collection::vec(prop::option::weighted(0.7, 0u8..20), 6..18_000),
-            depth in 1usize..6,
+            depth in 1usize..9,
             seed in any::<u64>(),
         ) {
             let width = 3;
@@ -318,6 +455,51 @@ mod tests {
             let matrix = Matrix::new(&m.data, m.rows, m.names.len());
             prop_assert_eq!(ranker.predict(&m).unwrap(), ranker.booster.predict(&matrix, false));
         }
+    }
+
+    /// The forest scores `m` exactly as forust does.
+    fn assert_forest_scores_as_library(booster: GradientBooster, m: &FeatureMatrix) -> Forest {
+        let ranker = Ranker { forest: Forest::new(&booster), booster, features: m.names.clone() };
+        let matrix = Matrix::new(&m.data, m.rows, m.names.len());
+        assert_eq!(ranker.predict(m).unwrap(), ranker.booster.predict(&matrix, false));
+        ranker.forest
+    }
+
+    /// Features with many distinct values and missing ones, and labels that need deep trees.
+    fn tangled(rows: usize) -> (FeatureMatrix, Vec<f64>) {
+        let value = |r: usize, k: usize| {
+            let v = (r * (7919 + 104_729 * k)) % 1009;
+            if v.is_multiple_of(11) { f64::NAN } else { v as f64 }
+        };
+        let data: Vec<f64> = (0..3).flat_map(|k| (0..rows).map(move |r| value(r, k))).collect();
+        let labels = (0..rows).map(|r| f64::from(u8::from((r * 31 + r / 7) % 5 < 2))).collect();
+        (FeatureMatrix { names: vec!["a".into(), "b".into(), "c".into()], rows, data }, labels)
+    }
+
+    fn fitted(booster: GradientBooster, m: &FeatureMatrix, y: &[f64]) -> GradientBooster {
+        let mut booster = booster.set_objective_type(ObjectiveType::LogLoss).set_iterations(6).set_seed(3);
+        let matrix = Matrix::new(&m.data, m.rows, m.names.len());
+        booster.fit(&matrix, y, &vec![1.0; y.len()], None).unwrap();
+        booster
+    }
+
+    #[test]
+    fn trees_with_more_leaves_than_a_mask_holds_are_walked() {
+        let (m, y) = tangled(5000);
+        let forest = assert_forest_scores_as_library(fitted(GradientBooster::default().set_max_depth(9), &m, &y), &m);
+        assert!(forest.trees.iter().any(|t| matches!(t, Tree::Walk { .. })), "no tree had more than 64 leaves");
+    }
+
+    #[test]
+    fn splits_with_a_missing_branch_score_as_the_library() {
+        let (m, y) = tangled(3000);
+        let booster = GradientBooster::default().set_max_depth(4).set_create_missing_branch(true);
+        let forest = assert_forest_scores_as_library(fitted(booster, &m, &y), &m);
+        assert!(forest.trees.iter().all(|t| matches!(t, Tree::Masks { .. })));
+        assert!(
+            forest.splits.iter().any(|s| s.missing != s.below && s.missing != s.at_or_above),
+            "no split had a missing branch of its own"
+        );
     }
 
     #[test]
