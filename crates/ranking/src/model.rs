@@ -110,7 +110,12 @@ struct Forest {
 }
 
 impl Forest {
-    fn new(booster: &GradientBooster) -> Self {
+    /// The booster's trees over `features` features; why not, if one of them is not a tree
+    /// over those features (a model file edited by hand, say).
+    fn new(booster: &GradientBooster, features: usize) -> Result<Self, String> {
+        for (t, tree) in booster.trees.iter().enumerate() {
+            check_tree(tree, features).map_err(|problem| format!("tree {t}: {problem}"))?;
+        }
         let mut forest = Self {
             base_score: booster.base_score,
             trees: Vec::new(),
@@ -126,7 +131,7 @@ impl Forest {
             };
             forest.trees.push(tree);
         }
-        forest
+        Ok(forest)
     }
 
     /// A tree's leaves numbered as a depth-first walk from its root (node 0) meets them (any
@@ -265,6 +270,36 @@ impl Forest {
     }
 }
 
+/// Whether `tree` is a tree from node 0, every node reached once and every split on one of
+/// `features` features: what the forms of `Forest` rely on.
+fn check_tree(tree: &forust_ml::tree::Tree, features: usize) -> Result<(), String> {
+    let nodes = tree.nodes.len();
+    if nodes == 0 {
+        return Err("no nodes".into());
+    }
+    let mut reached = vec![false; nodes];
+    let mut stack = vec![0];
+    while let Some(n) = stack.pop() {
+        if std::mem::replace(&mut reached[n], true) {
+            return Err(format!("node {n} is reached twice"));
+        }
+        let node = &tree.nodes[n];
+        if node.is_leaf {
+            continue;
+        }
+        if node.split_feature >= features {
+            return Err(format!("node {n} splits on feature {}, of {features}", node.split_feature));
+        }
+        for child in children(tree, n) {
+            if child >= nodes {
+                return Err(format!("node {n} has child {child}, of {nodes} nodes"));
+            }
+            stack.push(child);
+        }
+    }
+    Ok(())
+}
+
 /// A split's distinct children: left, right, and the missing branch where forust made one.
 fn children(tree: &forust_ml::tree::Tree, n: usize) -> impl Iterator<Item = usize> {
     let node = &tree.nodes[n];
@@ -315,7 +350,8 @@ impl Ranker {
             FEATURES_KEY.into(),
             serde_json::to_string(&features.names).expect("feature names serialize"),
         );
-        Ok(Self { forest: Forest::new(&booster), booster, features: features.names.clone() })
+        let forest = Forest::new(&booster, features.names.len()).map_err(RankingError::Gbdt)?;
+        Ok(Self { forest, booster, features: features.names.clone() })
     }
 
     pub fn features(&self) -> &[String] {
@@ -364,11 +400,12 @@ impl Ranker {
         let booster = GradientBooster::from_json(&text).map_err(|e| corrupt(e.to_string()))?;
         let names =
             booster.get_metadata(&FEATURES_KEY.to_string()).ok_or_else(|| corrupt("no feature names".into()))?;
-        let features = serde_json::from_str(&names).map_err(|e| corrupt(format!("feature names: {e}")))?;
+        let features: Vec<String> = serde_json::from_str(&names).map_err(|e| corrupt(format!("feature names: {e}")))?;
         if !booster.missing.is_nan() {
             return Err(corrupt(format!("missing values are {}, the ranker writes NaN", booster.missing)));
         }
-        Ok(Self { forest: Forest::new(&booster), booster, features })
+        let forest = Forest::new(&booster, features.len()).map_err(corrupt)?;
+        Ok(Self { forest, booster, features })
     }
 }
 
@@ -459,7 +496,8 @@ mod tests {
 
     /// The forest scores `m` exactly as forust does.
     fn assert_forest_scores_as_library(booster: GradientBooster, m: &FeatureMatrix) -> Forest {
-        let ranker = Ranker { forest: Forest::new(&booster), booster, features: m.names.clone() };
+        let ranker =
+            Ranker { forest: Forest::new(&booster, m.names.len()).unwrap(), booster, features: m.names.clone() };
         let matrix = Matrix::new(&m.data, m.rows, m.names.len());
         assert_eq!(ranker.predict(m).unwrap(), ranker.booster.predict(&matrix, false));
         ranker.forest
@@ -500,6 +538,30 @@ mod tests {
             forest.splits.iter().any(|s| s.missing != s.below && s.missing != s.at_or_above),
             "no split had a missing branch of its own"
         );
+    }
+
+    #[test]
+    fn a_model_file_whose_trees_are_not_trees_is_refused() {
+        let (m, labels) = data(3000);
+        let params = RankerParams { iterations: 3, learning_rate: 0.3, depth: 3, seed: 1 };
+        let ranker = Ranker::fit(&params, &m, &labels).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ranker.json");
+        ranker.save(&path).unwrap();
+        let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let root = "/trees/0/nodes/0";
+        for (field, value, problem) in [
+            ("left_child", 0, "node 0 is reached twice"),
+            ("right_child", 999, "node 0 has child 999"),
+            ("split_feature", 7, "node 0 splits on feature 7, of 2"),
+        ] {
+            let mut edited = saved.clone();
+            *edited.pointer_mut(&format!("{root}/{field}")).unwrap() = value.into();
+            std::fs::write(&path, edited.to_string()).unwrap();
+            let err = Ranker::load(&path).err().expect("refused");
+            assert!(matches!(err, RankingError::Corrupt { .. }), "{err}");
+            assert!(err.to_string().contains(&format!("tree 0: {problem}")), "{err}");
+        }
     }
 
     #[test]
