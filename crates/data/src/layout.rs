@@ -596,10 +596,23 @@ pub fn read_recommendations(file: &Location) -> Result<RankedLists, DataError> {
         }
     }
     problems.into_result(&name, &RECOMMENDATION_COLUMNS, &["user ids", "track ids", "ranks"])?;
-    rows.sort_unstable();
-    let mut pairs: Vec<(i64, i64)> = rows.iter().map(|&(u, _, t)| (u, t)).collect();
-    pairs.sort_unstable();
-    let repeated = pairs.windows(2).filter(|w| w[0] == w[1]).count();
+    // The files the pipeline writes are in user and rank order already: a pass, not a sort of
+    // tens of millions of rows.
+    if !rows.is_sorted() {
+        rows.sort_unstable();
+    }
+    // Repeated pairs are looked for in each user's list alone (tens of tracks), not by sorting
+    // every pair of the file.
+    let mut tracks = Vec::new();
+    let repeated: usize = rows
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|list| {
+            tracks.clear();
+            tracks.extend(list.iter().map(|&(_, _, t)| t));
+            tracks.sort_unstable();
+            tracks.windows(2).filter(|w| w[0] == w[1]).count()
+        })
+        .sum();
     if repeated > 0 {
         return Err(DataError::BadValues {
             file: name,

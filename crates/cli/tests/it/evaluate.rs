@@ -75,10 +75,13 @@ fn metrics_by_hand_on_the_test_window() {
     let out = evaluate(&file, "test", art, None);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("2 row(s) name tracks that are not in the catalogue"), "{}", stderr(&out));
-    recs(&file, &[(1, 40, 1), (1, 40, 2)]);
-    let out = evaluate(&file, "target", art, None);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("repeat a track"), "{}", stderr(&out));
+    // In order, and out of order with another user's row between the two.
+    for rows in [[(1, 40, 1), (1, 40, 2), (4, 30, 1)], [(1, 40, 2), (4, 30, 1), (1, 40, 1)]] {
+        recs(&file, &rows);
+        let out = evaluate(&file, "target", art, None);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(stderr(&out).contains("1 row(s) repeat a track"), "{}", stderr(&out));
+    }
     write_parquet(
         &file,
         vec![("user_id", arr(Int64Array::from(vec![1]))), ("track_id", arr(Int64Array::from(vec![40])))],
