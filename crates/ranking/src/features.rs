@@ -91,23 +91,48 @@ impl DimensionMajor {
         Self { n, row, values }
     }
 
-    /// The dot product of `query` with each vector, into `out` (one slot per vector).
+    /// The dot product of `query` with each vector, into `out` (one slot per vector), with the
+    /// widest vectors this CPU has.
     fn dots(&self, query: &[f32], out: &mut [f32]) {
         assert_eq!(out.len(), self.n, "one slot per vector");
-        crate::with_widest_vectors(
-            #[inline(always)]
-            || {
-                for (group, out) in out.chunks_mut(LANES).enumerate() {
-                    // -0.0: where `Iterator::sum` of f32 starts.
-                    let mut sums = [-0.0f32; LANES];
-                    for (&x, row) in query.iter().zip(self.values.chunks_exact(self.row)) {
-                        let values = &row[group * LANES..(group + 1) * LANES];
-                        sums.iter_mut().zip(values).for_each(|(s, &a)| *s += a * x);
-                    }
-                    out.copy_from_slice(&sums[..out.len()]);
-                }
-            },
-        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                // SAFETY: detected just above.
+                return unsafe { self.dots_avx512(query, out) };
+            }
+            if is_x86_feature_detected!("avx2") {
+                // SAFETY: detected just above.
+                return unsafe { self.dots_avx2(query, out) };
+            }
+        }
+        self.dots_with(query, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn dots_avx512(&self, query: &[f32], out: &mut [f32]) {
+        self.dots_with(query, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn dots_avx2(&self, query: &[f32], out: &mut [f32]) {
+        self.dots_with(query, out);
+    }
+
+    /// `dots` for the target features of its caller.
+    #[inline(always)]
+    fn dots_with(&self, query: &[f32], out: &mut [f32]) {
+        for (group, out) in out.chunks_mut(LANES).enumerate() {
+            // -0.0: where `Iterator::sum` of f32 starts.
+            let mut sums = [-0.0f32; LANES];
+            for (&x, row) in query.iter().zip(self.values.chunks_exact(self.row)) {
+                let values = &row[group * LANES..(group + 1) * LANES];
+                sums.iter_mut().zip(values).for_each(|(s, &a)| *s += a * x);
+            }
+            out.copy_from_slice(&sums[..out.len()]);
+        }
     }
 }
 

@@ -17,34 +17,6 @@ pub use error::RankingError;
 pub use features::{EntityColumns, FeatureBuilder, FeatureInputs, FeatureMatrix, ItemEmbedding, ItemGroups};
 pub use model::{Ranker, RankerParams};
 
-/// `body`, compiled for the widest vectors this CPU has (AVX-512F, else AVX2, else the
-/// target's baseline): the loops of tree scoring and of the recent-track cosines are written
-/// plainly and vectorised by the compiler, at whatever width it is allowed. `body` must be an
-/// `#[inline(always)]` closure: one the compiler leaves out of line keeps the baseline width.
-#[inline(always)]
-fn with_widest_vectors<R>(body: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn avx512<R>(body: impl FnOnce() -> R) -> R {
-            body()
-        }
-        #[target_feature(enable = "avx2")]
-        fn avx2<R>(body: impl FnOnce() -> R) -> R {
-            body()
-        }
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: detected just above.
-            return unsafe { avx512(body) };
-        }
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: detected just above.
-            return unsafe { avx2(body) };
-        }
-    }
-    body()
-}
-
 /// The best `n` candidates of every user by `scores` (one per pair), best first; ties go to the
 /// lower item index. A track of the user's row in `history` is never kept, and each pair of
 /// the set is unique, so no list holds a duplicate.

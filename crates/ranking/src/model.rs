@@ -196,17 +196,37 @@ impl Forest {
 
     /// Sets `scores` to the base score plus every tree's leaf weight, tree by tree as forust
     /// sums them, for rows `first..first + scores.len()` of the column-major `data` with
-    /// `rows` rows.
+    /// `rows` rows, with the widest vectors this CPU has.
     fn score_block(&self, data: &[f64], rows: usize, first: usize, scores: &mut [f64]) {
-        crate::with_widest_vectors(
-            #[inline(always)]
-            || self.score_block_inlined(data, rows, first, scores),
-        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                // SAFETY: detected just above.
+                return unsafe { self.score_block_avx512(data, rows, first, scores) };
+            }
+            if is_x86_feature_detected!("avx2") {
+                // SAFETY: detected just above.
+                return unsafe { self.score_block_avx2(data, rows, first, scores) };
+            }
+        }
+        self.score_block_with(data, rows, first, scores);
     }
 
-    /// `score_block`'s body, inlined where it is called, so compiled for its caller's vectors.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn score_block_avx512(&self, data: &[f64], rows: usize, first: usize, scores: &mut [f64]) {
+        self.score_block_with(data, rows, first, scores);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn score_block_avx2(&self, data: &[f64], rows: usize, first: usize, scores: &mut [f64]) {
+        self.score_block_with(data, rows, first, scores);
+    }
+
+    /// `score_block` for the target features of its caller.
     #[inline(always)]
-    fn score_block_inlined(&self, data: &[f64], rows: usize, first: usize, scores: &mut [f64]) {
+    fn score_block_with(&self, data: &[f64], rows: usize, first: usize, scores: &mut [f64]) {
         scores.fill(self.base_score);
         let mut reach = [0u64; BLOCK_ROWS];
         let reach = &mut reach[..scores.len()];
