@@ -113,9 +113,12 @@ impl Forest {
     /// The booster's trees over `features` features; why not, if one of them is not a tree
     /// over those features (a model file edited by hand, say).
     fn new(booster: &GradientBooster, features: usize) -> Result<Self, String> {
-        for (t, tree) in booster.trees.iter().enumerate() {
-            check_tree(tree, features).map_err(|problem| format!("tree {t}: {problem}"))?;
-        }
+        let depths = booster
+            .trees
+            .iter()
+            .enumerate()
+            .map(|(t, tree)| check_tree(tree, features).map_err(|problem| format!("tree {t}: {problem}")))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut forest = Self {
             base_score: booster.base_score,
             trees: Vec::new(),
@@ -123,11 +126,11 @@ impl Forest {
             leaves: Vec::new(),
             nodes: Vec::new(),
         };
-        for tree in &booster.trees {
+        for (tree, depth) in booster.trees.iter().zip(depths) {
             let tree = if tree.nodes.iter().filter(|n| n.is_leaf).count() <= MASK_LEAVES {
                 forest.add_masks(tree)
             } else {
-                forest.add_walk(tree)
+                forest.add_walk(tree, depth)
             };
             forest.trees.push(tree);
         }
@@ -172,11 +175,11 @@ impl Forest {
         Tree::Masks { splits: first_split..self.splits.len(), leaves: first_leaf..self.leaves.len() }
     }
 
-    fn add_walk(&mut self, tree: &forust_ml::tree::Tree) -> Tree {
+    /// A tree to walk `depth` steps (its longest root-to-leaf path, from `check_tree`).
+    fn add_walk(&mut self, tree: &forust_ml::tree::Tree, depth: usize) -> Tree {
         let nodes = &tree.nodes;
         let offset = self.nodes.len();
         let at = |child: usize| u32::try_from(offset + child).expect("fewer than 2^32 tree nodes");
-        let depth = nodes.iter().filter(|n| n.is_leaf).map(|n| n.depth).max().unwrap_or(0);
         self.nodes.extend(nodes.iter().enumerate().map(|(i, n)| {
             if n.is_leaf {
                 let me = at(i);
@@ -271,20 +274,23 @@ impl Forest {
 }
 
 /// Whether `tree` is a tree from node 0, every node reached once and every split on one of
-/// `features` features: what the forms of `Forest` rely on.
-fn check_tree(tree: &forust_ml::tree::Tree, features: usize) -> Result<(), String> {
+/// `features` features, what the forms of `Forest` rely on; if so, the splits on its longest
+/// root-to-leaf path, derived here rather than read from the nodes' stored depths.
+fn check_tree(tree: &forust_ml::tree::Tree, features: usize) -> Result<usize, String> {
     let nodes = tree.nodes.len();
     if nodes == 0 {
         return Err("no nodes".into());
     }
     let mut reached = vec![false; nodes];
-    let mut stack = vec![0];
-    while let Some(n) = stack.pop() {
+    let mut depth = 0;
+    let mut stack = vec![(0, 0)];
+    while let Some((n, splits_above)) = stack.pop() {
         if std::mem::replace(&mut reached[n], true) {
             return Err(format!("node {n} is reached twice"));
         }
         let node = &tree.nodes[n];
         if node.is_leaf {
+            depth = depth.max(splits_above);
             continue;
         }
         if node.split_feature >= features {
@@ -294,10 +300,10 @@ fn check_tree(tree: &forust_ml::tree::Tree, features: usize) -> Result<(), Strin
             if child >= nodes {
                 return Err(format!("node {n} has child {child}, of {nodes} nodes"));
             }
-            stack.push(child);
+            stack.push((child, splits_above + 1));
         }
     }
-    Ok(())
+    Ok(depth)
 }
 
 /// A split's distinct children: left, right, and the missing branch where forust made one.
@@ -524,7 +530,10 @@ mod tests {
     #[test]
     fn trees_with_more_leaves_than_a_mask_holds_are_walked() {
         let (m, y) = tangled(5000);
-        let forest = assert_forest_scores_as_library(fitted(GradientBooster::default().set_max_depth(9), &m, &y), &m);
+        let mut booster = fitted(GradientBooster::default().set_max_depth(9), &m, &y);
+        // The walk's steps come from the tree's shape, not from the depths a file stores.
+        booster.trees.iter_mut().flat_map(|t| t.nodes.iter_mut()).for_each(|n| n.depth = 0);
+        let forest = assert_forest_scores_as_library(booster, &m);
         assert!(forest.trees.iter().any(|t| matches!(t, Tree::Walk { .. })), "no tree had more than 64 leaves");
     }
 
